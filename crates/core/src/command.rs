@@ -1,0 +1,227 @@
+//! What the replicated store accepts, answers and announces.
+//!
+//! Every state change in rota is a [`Command`] committed through Raft and applied by
+//! one deterministic state machine. Commands therefore carry every time and id they
+//! need (chosen by the proposer): the state machine reads no clock and draws no
+//! random number.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::{ExecStatus, Execution, JobSpec, Timestamp, Trigger};
+
+/// The session part of a write: a retried write with the same pair is answered with
+/// the first answer and applied once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionKey {
+    pub client_id: String,
+    pub seq: u64,
+}
+
+/// One entry of the Raft log (besides openraft's own blank and membership entries).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionKey>,
+    /// When the proposer made the request; sessions expire by this clock.
+    pub at: Timestamp,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Create or replace a job (validated before proposing).
+    PutJob { spec: JobSpec },
+    /// Delete a job; its history stays until pruned by later deletes of the job name.
+    DeleteJob { name: String },
+    /// Pause or resume.
+    SetPaused { name: String, paused: bool },
+    /// Record that instants fired, before anything runs. Idempotent per
+    /// `(job, scheduled_at)` for `schedule` and `catchup` triggers.
+    Fire { fires: Vec<Fire> },
+    /// Queued executions handed to a node.
+    Start { starts: Vec<Start> },
+    /// Attempts that ended.
+    Finish { finishes: Vec<Finish> },
+    /// Cancel an execution: a queued one ends at once, a running one is flagged
+    /// and ended by its node.
+    Cancel { id: Ulid },
+    /// Linearizable KV put; `if_revision` is a CAS on the key's `mod_revision`
+    /// (0 = the key must not exist).
+    KvPut {
+        key: String,
+        value: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_revision: Option<u64>,
+    },
+    KvDelete {
+        key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_revision: Option<u64>,
+    },
+    /// Several commands applied in order in one log entry (one fsync); answered by
+    /// `Response::Batch` in the same order.
+    Batch { commands: Vec<Command> },
+}
+
+/// One fired instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fire {
+    /// Chosen by the proposer; kept only when this fire creates the execution.
+    pub id: Ulid,
+    pub job: String,
+    pub scheduled_at: Timestamp,
+    pub trigger: Trigger,
+    /// When present, the execution starts running on that node right away
+    /// (the common case: a slot was free), saving a second commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartInfo>,
+    /// When present, the instant is recorded as `skipped` with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartInfo {
+    pub node: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Start {
+    pub id: Ulid,
+    /// The attempt being started; a start for another attempt is ignored.
+    pub attempt: u32,
+    pub node: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finish {
+    pub id: Ulid,
+    /// The attempt that ended; a finish for another attempt is ignored (stale report).
+    pub attempt: u32,
+    /// A terminal status.
+    pub status: ExecStatus,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Captured output (stdout and stderr interleaved), already cut to the job's limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(default)]
+    pub output_truncated: bool,
+    /// When present, the execution is queued again as attempt + 1, due at this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+}
+
+/// A job as stored: the spec plus what the store knows about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub spec: JobSpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Log index of the last change.
+    pub revision: u64,
+    /// The latest instant fired on schedule (or by catch-up): the high-water mark
+    /// below which no schedule instant fires again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    pub key: String,
+    pub value: String,
+    pub mod_revision: u64,
+    pub create_revision: u64,
+    /// Number of writes since the key was (re)created, 1 for the first.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FireOutcome {
+    pub id: Ulid,
+    pub job: String,
+    /// False when the instant had fired already (the id is the existing one) or
+    /// was refused (unknown job, or below the job's high-water mark).
+    pub created: bool,
+}
+
+/// The state machine's answer to one command. Refusals are answers, not errors:
+/// the state machine must apply every committed entry the same way on every node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    Ok,
+    JobPut {
+        created: bool,
+        job: Box<JobRecord>,
+    },
+    JobDeleted {
+        existed: bool,
+    },
+    NotFound {
+        what: String,
+    },
+    Fired {
+        outcomes: Vec<FireOutcome>,
+    },
+    Cancelled {
+        execution: Box<Execution>,
+    },
+    /// The execution had already ended; nothing changed.
+    AlreadyFinished {
+        execution: Box<Execution>,
+    },
+    KvPut {
+        key: String,
+        revision: u64,
+    },
+    KvDeleted {
+        key: String,
+        revision: u64,
+        deleted: bool,
+    },
+    RevisionMismatch {
+        key: String,
+        current: u64,
+    },
+    /// A session write older than the last one seen from that client.
+    StaleSession {
+        client_id: String,
+        last_seq: u64,
+    },
+    Batch {
+        responses: Vec<Response>,
+    },
+}
+
+/// Something that changed, published after it was applied. `revision` is the log
+/// index of the entry that made the change.
+#[derive(Debug, Clone)]
+pub struct StoreEvent {
+    pub revision: u64,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    JobPut(Arc<JobRecord>),
+    JobDeleted {
+        name: String,
+    },
+    Execution(Arc<Execution>),
+    KvPut(Arc<KvEntry>),
+    KvDeleted {
+        key: String,
+    },
+    /// The whole state was replaced (snapshot installed): readers must reload.
+    Reset,
+}

@@ -1,0 +1,121 @@
+//! One run of a job, across its attempts.
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::Timestamp;
+
+/// The contract's `Execution`. A retry keeps the id and raises `attempt`; what the
+/// earlier attempts did is kept in `attempts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: Ulid,
+    pub job: String,
+    /// The instant this run is for (for manual runs: when it was asked for).
+    pub scheduled_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Node running (or that ran) the current attempt.
+    pub node: Option<String>,
+    pub trigger: Trigger,
+    pub status: ExecStatus,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub output_truncated: bool,
+    /// Copied from the job when fired; orders the wait for a slot.
+    #[serde(default)]
+    pub priority: i32,
+    /// When a queued retry becomes due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+    /// A cancel was asked for while the attempt was running.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    /// Earlier attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl Execution {
+    pub fn is_active(&self) -> bool {
+        matches!(self.status, ExecStatus::Queued | ExecStatus::Running)
+    }
+}
+
+/// What an earlier attempt of an execution did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub node: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub status: ExecStatus,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Retry,
+    Event,
+    Catchup,
+    Workflow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Skipped,
+    Lost,
+}
+
+impl ExecStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, ExecStatus::Queued | ExecStatus::Running)
+    }
+
+    /// Whether the retry policy applies to an attempt that ended so.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ExecStatus::Failed | ExecStatus::TimedOut | ExecStatus::Lost
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecStatus::Queued => "queued",
+            ExecStatus::Running => "running",
+            ExecStatus::Succeeded => "succeeded",
+            ExecStatus::Failed => "failed",
+            ExecStatus::TimedOut => "timed_out",
+            ExecStatus::Cancelled => "cancelled",
+            ExecStatus::Skipped => "skipped",
+            ExecStatus::Lost => "lost",
+        }
+    }
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Retry => "retry",
+            Trigger::Event => "event",
+            Trigger::Catchup => "catchup",
+            Trigger::Workflow => "workflow",
+        }
+    }
+}
