@@ -4,25 +4,48 @@
 //!
 //! An executor gets a [`RunRequest`], writes what the run prints into an
 //! [`OutputBuffer`] (bounded by the job's `max_output_bytes`, readable live while the
-//! run goes on), watches a cancellation token, and answers a [`RunOutcome`].
+//! run goes on), watches a cancellation token, and answers a [`RunOutcome`]. It never
+//! fails in any other way: whatever goes wrong (a program that does not exist, a
+//! refused connection, an unwritable file) becomes a `failed` outcome whose `error`
+//! says why.
 
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod http;
+mod output;
+pub mod record;
+pub mod shell;
+
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use rota_core::{ExecStatus, ExecutorSpec, Timestamp};
+use rota_core::{ExecStatus, ExecutorSpec, HumanDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
+
+pub use error::ExecError;
+pub use http::HttpExecutor;
+pub use output::OutputBuffer;
+pub use record::RecordExecutor;
+pub use shell::ShellExecutor;
 
 /// Everything an executor needs to know about one attempt.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
+    /// The execution this attempt belongs to (`ROTA_EXECUTION_ID`).
     pub execution_id: Ulid,
+    /// Name of the job (`ROTA_JOB`).
     pub job: String,
+    /// The instant the run is for (`ROTA_SCHEDULED_AT`).
     pub scheduled_at: Timestamp,
+    /// 1 for the first attempt (`ROTA_ATTEMPT`).
     pub attempt: u32,
     /// Name of the node running it (`ROTA_NODE`).
     pub node: String,
+    /// What to run; must be of the kind of the executor it is handed to.
     pub spec: ExecutorSpec,
     /// Kill the attempt after this long and answer `timed_out`.
     pub timeout: Option<Duration>,
@@ -33,47 +56,63 @@ pub struct RunRequest {
 pub struct RunOutcome {
     /// `succeeded`, `failed`, `timed_out` or `cancelled`.
     pub status: ExecStatus,
+    /// The process's exit code, when a process exited by itself.
     pub exit_code: Option<i32>,
+    /// Why the attempt did not succeed, for people.
     pub error: Option<String>,
 }
 
-/// Output of one attempt, shared between the executor writing it and readers
-/// following it.
-#[derive(Debug, Clone)]
-pub struct OutputBuffer {
-    _todo: Arc<()>,
-}
+impl RunOutcome {
+    /// The attempt did its work.
+    pub fn succeeded() -> Self {
+        Self {
+            status: ExecStatus::Succeeded,
+            exit_code: None,
+            error: None,
+        }
+    }
 
-impl OutputBuffer {
-    /// A buffer keeping at most `max_bytes`; what comes beyond is dropped and
-    /// the buffer marked truncated.
-    pub fn new(max_bytes: u64) -> Self {
-        let _ = max_bytes;
-        todo!()
+    /// The attempt ran but failed, for the reason given.
+    pub fn failed(exit_code: Option<i32>, error: impl Into<String>) -> Self {
+        Self {
+            status: ExecStatus::Failed,
+            exit_code,
+            error: Some(error.into()),
+        }
     }
-    /// Appends bytes (cut at the limit).
-    pub fn push(&self, bytes: &[u8]) {
-        let _ = bytes;
-        todo!()
+
+    /// The attempt failed because of `err`; the error text carries its causes.
+    pub fn from_error(err: &ExecError) -> Self {
+        Self::failed(None, err.chain())
     }
-    /// Marks the output complete: followers see the end.
-    pub fn close(&self) {
-        todo!()
+
+    /// The attempt was stopped when its timeout ran out.
+    pub fn timed_out(after: Duration) -> Self {
+        Self {
+            status: ExecStatus::TimedOut,
+            exit_code: None,
+            error: Some(format!("timed out after {}", HumanDuration(after))),
+        }
     }
-    /// Everything kept so far, and whether anything was dropped.
-    pub fn snapshot(&self) -> (bytes::Bytes, bool) {
-        todo!()
-    }
-    /// Bytes kept from `offset` on, and whether the output is complete; waits until
-    /// there is something new or the output is closed when there is nothing yet.
-    pub async fn read_from(&self, offset: usize) -> (bytes::Bytes, bool) {
-        let _ = offset;
-        todo!()
+
+    /// The attempt was stopped by its cancellation token.
+    pub fn cancelled() -> Self {
+        Self {
+            status: ExecStatus::Cancelled,
+            exit_code: None,
+            error: None,
+        }
     }
 }
 
 /// One kind of run.
 pub trait Executor: Send + Sync {
+    /// Runs one attempt of `req` to its end, writing what it prints to `output`.
+    ///
+    /// The future stops the attempt early, with `timed_out` when `req.timeout` runs
+    /// out and with `cancelled` when `cancel` fires; dropping it also stops the
+    /// attempt (a shell run's processes are killed). It never closes `output`: the
+    /// caller does, once it has taken the outcome.
     fn run(
         &self,
         req: RunRequest,
@@ -84,6 +123,154 @@ pub trait Executor: Send + Sync {
 
 /// The executor for a spec.
 pub fn executor_for(spec: &ExecutorSpec) -> Arc<dyn Executor> {
-    let _ = spec;
-    todo!()
+    match spec {
+        ExecutorSpec::Shell(_) => Arc::new(ShellExecutor),
+        ExecutorSpec::Http(_) => Arc::new(HttpExecutor),
+        ExecutorSpec::Record(_) => Arc::new(RecordExecutor),
+    }
+}
+
+/// Why [`interruptible`] stopped a future before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupted {
+    TimedOut(Duration),
+    Cancelled,
+}
+
+impl Interrupted {
+    pub(crate) fn outcome(self) -> RunOutcome {
+        match self {
+            Interrupted::TimedOut(after) => RunOutcome::timed_out(after),
+            Interrupted::Cancelled => RunOutcome::cancelled(),
+        }
+    }
+}
+
+/// Runs `work` until it finishes, `timeout` runs out or `cancel` fires, whichever
+/// comes first; a cancel that came before the start wins, so no work is begun.
+pub(crate) async fn interruptible<F: Future>(
+    work: F,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+) -> Result<F::Output, Interrupted> {
+    let deadline = async {
+        match timeout {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(Interrupted::Cancelled),
+        () = deadline => Err(Interrupted::TimedOut(timeout.unwrap_or_default())),
+        done = work => Ok(done),
+    }
+}
+
+/// A request for job `test-job`, attempt 1 on node `n1`, scheduled at
+/// 2026-11-22T10:00:01Z.
+#[cfg(test)]
+pub(crate) fn test_request(spec: ExecutorSpec, timeout: Option<Duration>) -> RunRequest {
+    use chrono::TimeZone;
+    RunRequest {
+        execution_id: Ulid::from_parts(1_700_000_000_000, 42),
+        job: "test-job".into(),
+        scheduled_at: chrono::Utc
+            .with_ymd_and_hms(2026, 11, 22, 10, 0, 1)
+            .single()
+            .expect("valid test time"),
+        attempt: 1,
+        node: "n1".into(),
+        spec,
+        timeout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rota_core::{HttpSpec, RecordSpec, ShellSpec};
+
+    use super::*;
+
+    #[test]
+    fn outcome_texts() {
+        assert_eq!(
+            RunOutcome::timed_out(Duration::from_secs(5))
+                .error
+                .as_deref(),
+            Some("timed out after 5s")
+        );
+        assert_eq!(RunOutcome::succeeded().status, ExecStatus::Succeeded);
+        assert_eq!(RunOutcome::succeeded().exit_code, None);
+        assert_eq!(RunOutcome::cancelled().status, ExecStatus::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn executor_for_picks_by_kind() {
+        // Each executor refuses a spec of another kind, which tells them apart.
+        let specs = [
+            ExecutorSpec::Shell(ShellSpec {
+                command: "true".into(),
+                args: None,
+                env: Default::default(),
+                cwd: None,
+            }),
+            ExecutorSpec::Http(HttpSpec {
+                method: "GET".into(),
+                url: "http://127.0.0.1:1/".into(),
+                headers: Default::default(),
+                body: None,
+                expect_status: vec![],
+            }),
+            ExecutorSpec::Record(RecordSpec {
+                path: "/nonexistent".into(),
+            }),
+        ];
+        for chosen in &specs {
+            for handed in &specs {
+                let req = test_request(handed.clone(), None);
+                let cancel = CancellationToken::new();
+                if chosen != handed {
+                    let outcome = executor_for(chosen)
+                        .run(req, OutputBuffer::new(10), cancel)
+                        .await;
+                    let expected = format!(
+                        "the {} executor cannot run a {} spec",
+                        chosen.type_name(),
+                        handed.type_name()
+                    );
+                    assert_eq!(outcome, RunOutcome::failed(None, expected));
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn interruptible_prefers_an_earlier_cancel() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let got = interruptible(async { 1 }, None, &cancel).await;
+        assert_eq!(got, Err(Interrupted::Cancelled));
+    }
+
+    #[tokio::test]
+    async fn interruptible_times_out() {
+        let cancel = CancellationToken::new();
+        let got = interruptible(
+            std::future::pending::<()>(),
+            Some(Duration::from_millis(10)),
+            &cancel,
+        )
+        .await;
+        assert_eq!(got, Err(Interrupted::TimedOut(Duration::from_millis(10))));
+    }
+
+    #[tokio::test]
+    async fn interruptible_finishes_work() {
+        let cancel = CancellationToken::new();
+        let got = interruptible(async { 7 }, Some(Duration::from_secs(60)), &cancel).await;
+        assert_eq!(got, Ok(7));
+        let got = interruptible(async { 8 }, Some(Duration::MAX), &cancel).await;
+        assert_eq!(got, Ok(8));
+    }
 }
