@@ -1,1 +1,99 @@
-//! TODO
+//! rota's HTTP API (axum): the contract's `/v1` routes for jobs, executions and the
+//! linearizable KV space, plus `/v1/health`, `/metrics`, `/v1/openapi.json` and `/`.
+//!
+//! [`router`] builds the whole API from [`ApiState`] (the Raft [`Node`] and the
+//! [`SchedulerHandle`]). Writes become [`rota_core::Command`]s committed through
+//! [`Node::write`], tagged with the session headers (`Rota-Client-Id`,
+//! `Rota-Request-Seq`) so that a retried request is answered from the state
+//! machine's stored [`rota_core::Response`] and applied once; every HTTP answer of a
+//! write is therefore built from that response. Reads come from the local store,
+//! behind a ReadIndex barrier for KV reads unless `?stale=true`. Every failure is an
+//! [`ApiError`], turned into a status and a `{"error": {...}}` body in `error.rs`.
+//! The route table lives in one list (`routes.rs`) that builds the router and
+//! that the OpenAPI drift test checks against `openapi.json`.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use rota_cluster::Node;
+use rota_core::{ClientRequest, Command, Response, Timestamp};
+use rota_scheduler::SchedulerHandle;
+
+mod error;
+mod extract;
+mod handlers;
+mod metrics;
+mod routes;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ApiError;
+pub use extract::{BODY_LIMIT, CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
+
+/// What the API serves from.
+pub struct ApiState {
+    pub node: Arc<Node>,
+    pub scheduler: Arc<SchedulerHandle>,
+    /// When the server started (for `uptime_s`).
+    pub started_at: Timestamp,
+}
+
+/// The state handlers get: the caller's [`ApiState`] plus what the API keeps for
+/// itself (request counters).
+#[derive(Clone)]
+pub(crate) struct AppState {
+    api: Arc<ApiState>,
+    http: Arc<metrics::HttpCounters>,
+}
+
+impl Deref for AppState {
+    type Target = ApiState;
+
+    fn deref(&self) -> &ApiState {
+        &self.api
+    }
+}
+
+impl AppState {
+    /// Commits one command with the request's session and the current time.
+    pub(crate) async fn commit(
+        &self,
+        session: &extract::Session,
+        command: Command,
+    ) -> Result<Response, ApiError> {
+        let req = ClientRequest {
+            session: session.0.clone(),
+            at: chrono::Utc::now(),
+            command,
+        };
+        let (index, response) = self.node.write(req).await?;
+        tracing::debug!(index, "request committed");
+        Ok(response)
+    }
+}
+
+/// The API's router, state applied. The binary merges the node's peer router into
+/// it and serves it.
+pub fn router(state: ApiState) -> Router {
+    let app = AppState {
+        api: Arc::new(state),
+        http: Arc::default(),
+    };
+    let mut router = Router::new();
+    for route in routes::routes() {
+        router = router.route(route.path, route.handler);
+    }
+    router
+        .fallback(handlers::system::no_route)
+        .method_not_allowed_fallback(handlers::system::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(app)
+}

@@ -1,10 +1,103 @@
 //! Errors of the cluster layer.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a node could not start, store, or stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("store: {0}")]
     Store(#[from] rota_store::StoreError),
+    /// Opening the Raft log file failed.
+    #[error("opening the raft log: {0}")]
+    LogOpen(#[from] redb::DatabaseError),
+    /// A transaction, table, read or commit of the Raft log file failed.
+    #[error("raft log: {0}")]
+    LogDatabase(#[source] redb::Error),
+    /// A file or directory of the node could not be created, read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A persisted record starts with a version byte this release does not know.
+    #[error("{what} record has version {version}; this release reads version {expected}")]
+    UnknownVersion {
+        what: &'static str,
+        version: u8,
+        expected: u8,
+    },
+    /// A persisted record is empty.
+    #[error("{what} record is empty")]
+    EmptyRecord { what: &'static str },
+    /// A persisted record does not decode.
+    #[error("{what} record does not decode: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("encoding {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A field of [`crate::NodeConfig`] is out of range.
+    #[error("node config {field}: {message}")]
+    InvalidConfig {
+        field: &'static str,
+        message: String,
+    },
+    /// openraft refused the derived Raft configuration.
+    #[error("raft config: {0}")]
+    RaftConfig(#[source] Box<openraft::ConfigError>),
+    /// Raft stopped or failed while starting.
+    #[error("raft failed to start: {0}")]
+    RaftStart(#[source] Box<openraft::error::Fatal<u64>>),
+    /// Turning a fresh data directory into a one-member cluster failed.
+    #[error("initializing the cluster: {0}")]
+    Initialize(
+        #[source]
+        Box<
+            openraft::error::RaftError<
+                u64,
+                openraft::error::InitializeError<u64, openraft::BasicNode>,
+            >,
+        >,
+    ),
+    /// No leader was elected, or this node did not catch up with it, in time.
+    #[error("no leader was ready within {0:?}")]
+    NotReady(Duration),
+    /// A snapshot's header does not describe what the leader said it sent.
+    #[error("snapshot holds state up to log index {found:?}, but was announced as {announced:?}")]
+    SnapshotMismatch {
+        announced: Option<u64>,
+        found: Option<u64>,
+    },
+    /// A blocking storage task or the Raft task panicked.
+    #[error("a background task failed: {0}")]
+    TaskFailed(#[from] tokio::task::JoinError),
 }
+
+macro_rules! redb_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ClusterError {
+            fn from(e: $t) -> Self {
+                ClusterError::LogDatabase(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+
+redb_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
 
 /// Why a write (or read barrier) did not go through.
 #[derive(Debug, thiserror::Error)]

@@ -38,7 +38,7 @@ pub struct ClientRequest {
 pub enum Command {
     /// Create or replace a job (validated before proposing).
     PutJob { spec: JobSpec },
-    /// Delete a job; its history stays until pruned by later deletes of the job name.
+    /// Delete a job together with its executions, outputs and index rows.
     DeleteJob { name: String },
     /// Pause or resume.
     SetPaused { name: String, paused: bool },

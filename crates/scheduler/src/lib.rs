@@ -7,6 +7,12 @@ use std::sync::Arc;
 use rota_exec::OutputBuffer;
 use ulid::Ulid;
 
+pub mod engine;
+mod error;
+mod runtime;
+
+pub use error::SchedulerError;
+
 /// Settings of the scheduler runtime.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -19,41 +25,108 @@ pub struct SchedulerConfig {
 /// Counters for health and metrics.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SchedulerStats {
+    /// Jobs the engine knows (0 while this node does not lead).
     pub jobs: usize,
+    /// Attempts running on this node (slots in use while leading).
     pub running: usize,
+    /// Executions waiting for a slot, their job's overlap rule, or a retry.
     pub queued: usize,
+    /// Armed schedule and retry timers.
     pub timers: usize,
+    /// Instants fired (including skipped ones) since this process started.
     pub fired_total: u64,
+    /// Whether this node's engine is scheduling.
+    pub leading: bool,
+    /// From a scheduled instant to the hand-over of its first attempt to an executor.
+    pub dispatch_lag: LagHistogram,
+}
+
+/// Upper bounds, in seconds, of the [`LagHistogram`] buckets.
+pub const DISPATCH_LAG_BUCKETS_SECONDS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A small fixed-bucket histogram, shaped for Prometheus: `buckets[i]` counts the
+/// observations at or below `DISPATCH_LAG_BUCKETS_SECONDS[i]` (cumulative); `count`
+/// is the `+Inf` bucket.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LagHistogram {
+    pub buckets: [u64; 12],
+    pub count: u64,
+    pub sum_seconds: f64,
+    pub max_seconds: f64,
+}
+
+impl LagHistogram {
+    pub fn observe(&mut self, seconds: f64) {
+        let seconds = if seconds.is_finite() {
+            seconds.max(0.0)
+        } else {
+            0.0
+        };
+        for (bucket, bound) in self.buckets.iter_mut().zip(DISPATCH_LAG_BUCKETS_SECONDS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_seconds += seconds;
+        self.max_seconds = self.max_seconds.max(seconds);
+    }
 }
 
 /// Handle to the running scheduler.
 pub struct SchedulerHandle {
-    _todo: (),
+    shared: Arc<runtime::Shared>,
 }
 
 impl SchedulerHandle {
-    /// Starts the runtime on this node: it schedules while the node leads.
+    /// Starts the runtime on this node: it schedules while the node leads. Must be
+    /// called within a tokio runtime.
     pub fn spawn(
         node: Arc<rota_cluster::Node>,
         cfg: SchedulerConfig,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Arc<SchedulerHandle> {
-        let _ = (node, cfg, shutdown);
-        todo!()
+        Arc::new(SchedulerHandle {
+            shared: runtime::spawn(node, cfg, shutdown),
+        })
     }
 
-    /// Live output of an attempt running on this node.
+    /// Live output of an attempt running on this node (kept until its outcome is
+    /// committed, so a follower sees the end).
     pub fn live_output(&self, id: Ulid) -> Option<OutputBuffer> {
-        let _ = id;
-        todo!()
+        self.shared.live_output(id)
     }
 
     pub fn stats(&self) -> SchedulerStats {
-        todo!()
+        self.shared.stats()
     }
 
-    /// Waits until the runtime has stopped (after the shutdown token fired).
+    /// Waits until the runtime has stopped (after the shutdown token fired): the
+    /// loop ended and local runs were cancelled and awaited.
     pub async fn stopped(&self) {
-        todo!()
+        self.shared.stopped().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_histogram_counts_cumulatively() {
+        let mut h = LagHistogram::default();
+        h.observe(0.003);
+        h.observe(0.2);
+        h.observe(30.0);
+        h.observe(f64::NAN);
+        assert_eq!(h.count, 4);
+        assert_eq!(h.buckets[0], 1); // NaN counted as 0
+        assert_eq!(h.buckets[1], 2); // <= 5 ms
+        assert_eq!(h.buckets[6], 3); // <= 250 ms
+        assert_eq!(h.buckets[11], 3); // 30 s is only in +Inf
+        assert_eq!(h.max_seconds, 30.0);
+        assert!((h.sum_seconds - 30.203).abs() < 1e-9);
     }
 }

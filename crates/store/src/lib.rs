@@ -4,50 +4,300 @@
 //! tables, applies committed [`rota_core::ClientRequest`]s deterministically, builds
 //! and installs snapshots, and publishes every change as a [`rota_core::StoreEvent`]
 //! whose revision is the log index that made it. It knows nothing of openraft: the
-//! cluster crate hands it entries and an opaque metadata blob (last applied log id,
-//! membership) to keep in the same transaction.
+//! cluster crate hands it entries ([`LogEntry`]) and an opaque metadata blob (last
+//! applied log id, membership) to keep in the same transaction.
+//!
+//! Durability: the Raft log is the durable record (fsynced before a write is
+//! acknowledged), so applying commits without fsync; a restart re-applies the log
+//! after the persisted `applied` index. Before the log may be purged, the state
+//! that covers the purge point must be on disk: [`Store::export_snapshot`] makes a
+//! durable commit and exports exactly that state.
 
+use std::io::{Read, Write};
+use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use rota_core::{Execution, JobRecord, KvEntry, StoreEvent};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use rota_core::{ClientRequest, EventKind, Execution, JobRecord, KvEntry, Response, StoreEvent};
 use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
 use ulid::Ulid;
 
+mod apply;
+mod codec;
 mod error;
+mod snapshot;
+mod tables;
+#[cfg(test)]
+mod test_support;
+
 pub use error::StoreError;
+pub use snapshot::SnapshotHeader;
+
+use codec::{decode, job_exec_key, job_range, JOB_EXEC_SUFFIX};
+use tables::{Tables, EXECUTION, JOB, KV_ENTRY, OUTPUT};
+
+/// Page cache of the state file. redb's default (1 GiB) would be most of the memory
+/// budget of a node holding a million jobs.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Capacity of the event channel; a subscriber further behind gets `Lagged`.
+const EVENT_CAPACITY: usize = 65_536;
+/// A durable commit is made whenever the applied index crosses a multiple of this,
+/// which bounds both the work a restart re-applies and redb's backlog of pages
+/// held for non-durable commits.
+const DURABLE_EVERY: u64 = 4096;
+
+/// One committed log entry handed to [`Store::apply`]: its index and, for entries
+/// that carry one, the client request (`None` for Raft's blank and membership entries).
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry<'a> {
+    pub index: u64,
+    pub request: Option<&'a ClientRequest>,
+}
 
 /// The state machine over its redb file.
 pub struct Store {
-    _todo: (),
+    db: Database,
+    events: broadcast::Sender<Arc<StoreEvent>>,
+    applied: AtomicU64,
+    /// Serialises write transactions with the durable commit that precedes a
+    /// snapshot export, so the exported state is exactly the durable one.
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("applied", &self.last_applied_index())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
     /// Opens (or creates) the state file.
     pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
-        let _ = path;
-        todo!()
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
+        let mut txn = db.begin_write()?;
+        txn.set_quick_repair(true);
+        let applied = {
+            let mut t = Tables::open(&txn)?;
+            let format = t.meta.get(tables::META_FORMAT)?.map(|v| v.value().to_vec());
+            match format {
+                None => {
+                    t.meta.insert(
+                        tables::META_FORMAT,
+                        tables::FORMAT_VERSION.to_be_bytes().as_slice(),
+                    )?;
+                }
+                Some(bytes) => {
+                    let found = <[u8; 4]>::try_from(bytes.as_slice())
+                        .map(u32::from_be_bytes)
+                        .unwrap_or(u32::MAX);
+                    if found != tables::FORMAT_VERSION {
+                        return Err(StoreError::FormatVersion {
+                            found,
+                            expected: tables::FORMAT_VERSION,
+                        });
+                    }
+                }
+            }
+            read_applied(&t)?
+        };
+        txn.commit()?;
+        info!(path = %path.display(), applied, "state store opened");
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Ok(Arc::new(Store {
+            db,
+            events,
+            applied: AtomicU64::new(applied),
+            writer: Mutex::new(()),
+        }))
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        // The guard protects no data, so a panic elsewhere leaves nothing inconsistent.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)?;
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    /// Applies a batch of committed entries in one transaction, stores `meta` (the
+    /// cluster layer's record of the last applied log id and membership) with them,
+    /// and then publishes their events. Answers one [`Response`] per entry
+    /// (`Response::Ok` for entries without a request).
+    pub fn apply(
+        &self,
+        entries: &[LogEntry<'_>],
+        meta: &[u8],
+    ) -> Result<Vec<Response>, StoreError> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(Vec::new());
+        };
+        let _writer = self.lock_writer();
+        let before = self.applied.load(Ordering::Acquire);
+        let durability = if last / DURABLE_EVERY != before / DURABLE_EVERY {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        let txn = self.begin_write(durability)?;
+        let mut events = Vec::new();
+        let mut responses = Vec::with_capacity(entries.len());
+        {
+            let mut t = Tables::open(&txn)?;
+            for entry in entries {
+                let response = match entry.request {
+                    Some(req) => apply::apply_request(&mut t, entry.index, req, &mut events)?,
+                    None => Response::Ok,
+                };
+                responses.push(response);
+            }
+            t.meta
+                .insert(tables::META_APPLIED, last.to_be_bytes().as_slice())?;
+            t.meta.insert(tables::META_RAFT, meta)?;
+        }
+        txn.commit()?;
+        self.applied.store(last, Ordering::Release);
+        debug!(
+            first = entries[0].index,
+            last,
+            events = events.len(),
+            "entries applied"
+        );
+        for event in events {
+            // No subscriber is not an error: nobody is watching yet.
+            let _ = self.events.send(Arc::new(event));
+        }
+        Ok(responses)
+    }
+
+    /// The cluster layer's metadata stored by the last [`Store::apply`] or snapshot
+    /// install, `None` on a fresh store.
+    pub fn raft_meta(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(tables::META)?;
+        let value = meta.get(tables::META_RAFT)?.map(|v| v.value().to_vec());
+        Ok(value)
+    }
+
+    /// Makes everything applied so far durable (one fsync).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        self.flush_locked()
+    }
+
+    fn flush_locked(&self) -> Result<(), StoreError> {
+        let txn = self.begin_write(Durability::Immediate)?;
+        {
+            // A durable commit with no change would still persist the earlier
+            // non-durable ones; writing the applied index again keeps it explicit.
+            let mut t = Tables::open(&txn)?;
+            let applied = read_applied(&t)?;
+            t.meta
+                .insert(tables::META_APPLIED, applied.to_be_bytes().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Makes the current state durable, then streams exactly that state to `w` (see
+    /// the format in the `snapshot` module). Applying continues meanwhile: the
+    /// export reads one consistent version.
+    pub fn export_snapshot(&self, w: &mut dyn Write) -> Result<SnapshotHeader, StoreError> {
+        let txn = {
+            let _writer = self.lock_writer();
+            self.flush_locked()?;
+            self.db.begin_read()?
+        };
+        let header = {
+            let meta = txn.open_table(tables::META)?;
+            let applied = meta
+                .get(tables::META_APPLIED)?
+                .and_then(|v| tables::read_u64(v.value()))
+                .unwrap_or(0);
+            let raft = meta
+                .get(tables::META_RAFT)?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            SnapshotHeader {
+                applied_index: applied,
+                meta: raft,
+            }
+        };
+        snapshot::export(&txn, &header, w)?;
+        info!(applied = header.applied_index, "snapshot exported");
+        Ok(header)
+    }
+
+    /// Reads only the header of a snapshot stream written by [`Store::export_snapshot`].
+    pub fn read_snapshot_header(r: &mut dyn Read) -> Result<SnapshotHeader, StoreError> {
+        snapshot::read_header(&mut std::io::BufReader::new(r))
+    }
+
+    /// Replaces the whole state with a snapshot stream in one durable transaction,
+    /// then publishes [`EventKind::Reset`]. On error nothing is replaced.
+    pub fn import_snapshot(&self, r: &mut dyn Read) -> Result<SnapshotHeader, StoreError> {
+        let header = {
+            let _writer = self.lock_writer();
+            let txn = self.begin_write(Durability::Immediate)?;
+            let header = snapshot::import(&txn, r)?;
+            txn.commit()?;
+            self.applied.store(header.applied_index, Ordering::Release);
+            header
+        };
+        info!(applied = header.applied_index, "snapshot installed");
+        let _ = self.events.send(Arc::new(StoreEvent {
+            revision: header.applied_index,
+            kind: EventKind::Reset,
+        }));
+        Ok(header)
     }
 
     pub fn get_job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {
-        let _ = name;
-        todo!()
+        let txn = self.db.begin_read()?;
+        let jobs = txn.open_table(tables::JOBS)?;
+        let job = jobs
+            .get(name)?
+            .map(|v| decode(JOB, v.value()))
+            .transpose()?;
+        Ok(job)
     }
 
     /// All jobs, by name.
     pub fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
-        todo!()
+        let mut out = Vec::new();
+        self.for_each_job(&mut |job| out.push(job))?;
+        Ok(out)
     }
 
     /// Visits every job without holding them all in memory.
     pub fn for_each_job(&self, f: &mut dyn FnMut(JobRecord)) -> Result<(), StoreError> {
-        let _ = f;
-        todo!()
+        let txn = self.db.begin_read()?;
+        let jobs = txn.open_table(tables::JOBS)?;
+        for row in jobs.iter()? {
+            let (_, v) = row?;
+            f(decode(JOB, v.value())?);
+        }
+        Ok(())
     }
 
     pub fn get_execution(&self, id: Ulid) -> Result<Option<Execution>, StoreError> {
-        let _ = id;
-        todo!()
+        let txn = self.db.begin_read()?;
+        let execs = txn.open_table(tables::EXECUTIONS)?;
+        let exec = execs
+            .get(id.0)?
+            .map(|v| decode(EXECUTION, v.value()))
+            .transpose()?;
+        Ok(exec)
     }
 
     /// A job's executions, newest first, at most `limit`, older than `before` when given.
@@ -57,40 +307,105 @@ impl Store {
         limit: usize,
         before: Option<Ulid>,
     ) -> Result<Vec<Execution>, StoreError> {
-        let _ = (job, limit, before);
-        todo!()
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(tables::JOB_EXECS)?;
+        let execs = txn.open_table(tables::EXECUTIONS)?;
+        let (start, end) = job_range(job, JOB_EXEC_SUFFIX);
+        let before_key = before.map(|id| job_exec_key(job, id));
+        let upper = match &before_key {
+            Some(key) => Bound::Excluded(key.as_slice()),
+            None => Bound::Included(end.as_slice()),
+        };
+        let mut out = Vec::new();
+        for row in index
+            .range::<&[u8]>((Bound::Included(start.as_slice()), upper))?
+            .rev()
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = row?;
+            let (_, id) = codec::split_job_exec_key(key.value())?;
+            match execs.get(id.0)? {
+                Some(v) => out.push(decode(EXECUTION, v.value())?),
+                None => warn!(job, execution = %id, "history index names a missing execution"),
+            }
+        }
+        Ok(out)
     }
 
     /// Executions that are `queued` or `running`, oldest first.
     pub fn active_executions(&self) -> Result<Vec<Execution>, StoreError> {
-        todo!()
+        let txn = self.db.begin_read()?;
+        let active = txn.open_table(tables::ACTIVE)?;
+        let execs = txn.open_table(tables::EXECUTIONS)?;
+        let mut out = Vec::new();
+        for row in active.iter()? {
+            let (id, _) = row?;
+            match execs.get(id.value())? {
+                Some(v) => out.push(decode(EXECUTION, v.value())?),
+                None => {
+                    warn!(execution = %Ulid(id.value()), "active index names a missing execution")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Output kept for a finished attempt.
     pub fn get_output(&self, id: Ulid) -> Result<Option<String>, StoreError> {
-        let _ = id;
-        todo!()
+        let txn = self.db.begin_read()?;
+        let outputs = txn.open_table(tables::OUTPUTS)?;
+        let output = outputs
+            .get(id.0)?
+            .map(|v| decode(OUTPUT, v.value()))
+            .transpose()?;
+        Ok(output)
     }
 
     pub fn kv_get(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
-        let _ = key;
-        todo!()
+        let txn = self.db.begin_read()?;
+        let kv = txn.open_table(tables::KV)?;
+        let entry = kv
+            .get(key)?
+            .map(|v| decode(KV_ENTRY, v.value()))
+            .transpose()?;
+        Ok(entry)
     }
 
     /// Keys starting with `prefix`, in key order.
     pub fn kv_list(&self, prefix: &str) -> Result<Vec<KvEntry>, StoreError> {
-        let _ = prefix;
-        todo!()
+        let txn = self.db.begin_read()?;
+        let kv = txn.open_table(tables::KV)?;
+        let mut out = Vec::new();
+        for row in kv.range(prefix..)? {
+            let (key, v) = row?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            out.push(decode(KV_ENTRY, v.value())?);
+        }
+        Ok(out)
     }
 
     /// Log index of the last applied entry (0 before any).
     pub fn last_applied_index(&self) -> u64 {
-        todo!()
+        self.applied.load(Ordering::Acquire)
     }
 
     /// Changes from now on. A receiver that lags gets `RecvError::Lagged` and must
     /// reload what it follows from the tables.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoreEvent>> {
-        todo!()
+        self.events.subscribe()
     }
 }
+
+fn read_applied(t: &Tables<'_>) -> Result<u64, StoreError> {
+    Ok(t.meta
+        .get(tables::META_APPLIED)?
+        .and_then(|v| tables::read_u64(v.value()))
+        .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,30 @@
+//! The load generator of rota's benchmark suite.
+//!
+//! It drives a running rota server over its HTTP API (and etcd over its JSON
+//! gateway, as the reference for durable key/value writes) the way real clients
+//! would: one keep-alive connection per simulated client, rota's session headers on
+//! every write. Each benchmark step ends in one [`Outcome`] printed as a JSON line;
+//! [`report::render`] turns a file of them into the markdown tables of the
+//! performance document. The tokio-cron-scheduler harness (`cron-peer`) prints the
+//! same [`Outcome`]s, so both sides of a comparison are measured and rendered alike.
+//!
+//! Steps: [`kv`] (write throughput and latency), [`jobs`] (job creation and
+//! deletion), [`lag`] (dispatch lag of jobs due at the same instant), [`fires`]
+//! (sustained firing rate), [`memory`] (resident memory with many jobs, restart
+//! time). Nothing here asserts on timing: the figures are reported, not judged.
+
+pub mod client;
+pub mod error;
+pub mod fires;
+pub mod jobs;
+pub mod kv;
+pub mod lag;
+pub mod memory;
+pub mod report;
+pub mod result;
+pub mod stamps;
+pub mod stats;
+
+pub use error::BenchError;
+pub use result::{Measurement, Outcome};
+pub use stats::Summary;

@@ -1,0 +1,382 @@
+//! `loadgen`: the command line of the benchmark load generator. Each subcommand
+//! runs one step and prints its result as a JSON line on stdout (progress and a
+//! human summary on stderr); `report` renders a file of those lines as markdown.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use loadgen::jobs::{job_spec, run_jobs, JobExecutor};
+use loadgen::kv::{error_chain, run_kv, KvRun, Stop, Target};
+use loadgen::lag::{run_lag, LagRun};
+use loadgen::memory::{run_memory, wait_ready, MemoryRun, ReadyWait};
+use loadgen::stamps::StampFormat;
+use loadgen::{fires, report, BenchError, Outcome};
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    about = "Benchmark load generator for rota (and etcd)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TargetArg {
+    Rota,
+    Etcd,
+}
+
+impl From<TargetArg> for Target {
+    fn from(t: TargetArg) -> Target {
+        match t {
+            TargetArg::Rota => Target::Rota,
+            TargetArg::Etcd => Target::Etcd,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExecutorArg {
+    Record,
+    Shell,
+}
+
+impl From<ExecutorArg> for StampFormat {
+    fn from(e: ExecutorArg) -> StampFormat {
+        match e {
+            ExecutorArg::Record => StampFormat::Record,
+            ExecutorArg::Shell => StampFormat::Shell,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Durable PUTs of distinct keys: throughput and latency.
+    Kv {
+        #[arg(long, value_enum)]
+        target: TargetArg,
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Total requests (across clients).
+        #[arg(long, conflicts_with = "secs", required_unless_present = "secs")]
+        ops: Option<u64>,
+        /// Run for this many seconds.
+        #[arg(long)]
+        secs: Option<f64>,
+        #[arg(long, default_value_t = 16)]
+        value_bytes: usize,
+        /// Keys are `<prefix>/<client>/<i>`.
+        #[arg(long, default_value = "bench")]
+        key_prefix: String,
+    },
+    /// Create N jobs concurrently (then delete them with --delete).
+    Jobs {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, value_enum, default_value = "record")]
+        executor: ExecutorArg,
+        /// File of the record executor.
+        #[arg(long, default_value = "/tmp/loadgen-jobs.log")]
+        record_file: PathBuf,
+        /// Command of the shell executor.
+        #[arg(long, default_value = "true")]
+        command: String,
+        /// A cron expression, or a schedule as JSON (`{"every": "1h"}`).
+        #[arg(long, default_value = "0 0 1 1 *", value_parser = schedule_json)]
+        schedule: Value,
+        /// Job names are `<prefix>-<0000001>`.
+        #[arg(long, default_value = "b")]
+        prefix: String,
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Dispatch lag of N jobs due at the same second (one result per N).
+    Lag {
+        #[arg(long)]
+        url: String,
+        /// Job counts, e.g. 1,1000,10000.
+        #[arg(long, value_delimiter = ',', required = true)]
+        jobs: Vec<usize>,
+        #[arg(long, value_enum, default_value = "record")]
+        executor: ExecutorArg,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Directory for the stamp files (written by the server).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Seconds between the start of creation and the fire time.
+        #[arg(long)]
+        lead_secs: Option<f64>,
+        /// Seconds to wait for the runs after the fire time.
+        #[arg(long, default_value_t = 120)]
+        wait_secs: u64,
+    },
+    /// Sustained fires per second of K every-second jobs.
+    Fires {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        jobs: usize,
+        #[arg(long, value_enum, default_value = "record")]
+        executor: ExecutorArg,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        window_secs: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_secs: u64,
+    },
+    /// Resident memory of the server with N jobs stored.
+    Memory {
+        #[arg(long, value_enum, default_value = "rota")]
+        target: TargetArg,
+        #[arg(long)]
+        url: String,
+        /// The server process.
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        jobs: usize,
+        /// Jobs below this index exist already (from a smaller run).
+        #[arg(long, default_value_t = 0)]
+        from: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long)]
+        dir: PathBuf,
+        /// The server's data directory (its size is reported).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 900)]
+        load_timeout_secs: u64,
+    },
+    /// Time until a just-restarted server is ready with all jobs loaded.
+    WaitReady {
+        #[arg(long, value_enum, default_value = "rota")]
+        target: TargetArg,
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// When the new process was started, Unix nanoseconds (`date +%s%N`).
+        #[arg(long)]
+        started_ns: i128,
+        /// How long the old process took to exit, in milliseconds.
+        #[arg(long)]
+        stop_ms: Option<f64>,
+        /// How the old process was stopped (for the table).
+        #[arg(long, default_value = "SIGTERM")]
+        signal: String,
+        /// The new process (its memory is reported once ready).
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+    },
+    /// Render a file of results as markdown.
+    Report {
+        #[arg(long)]
+        input: PathBuf,
+        /// Cores of the machine the results come from (rows above this load are marked).
+        #[arg(long)]
+        cores: Option<usize>,
+    },
+}
+
+fn schedule_json(text: &str) -> Result<Value, String> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+    } else {
+        Ok(json!({ "cron": text }))
+    }
+}
+
+async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
+    Ok(match cmd {
+        Command::Kv {
+            target,
+            url,
+            clients,
+            ops,
+            secs,
+            value_bytes,
+            key_prefix,
+        } => {
+            let stop = match (ops, secs) {
+                (Some(n), _) => Stop::Ops(n),
+                (None, Some(s)) => Stop::Duration(Duration::from_secs_f64(s.max(0.0))),
+                (None, None) => Stop::Duration(Duration::from_secs(10)),
+            };
+            vec![
+                run_kv(KvRun {
+                    target: target.into(),
+                    url,
+                    clients,
+                    stop,
+                    value_bytes,
+                    key_prefix,
+                })
+                .await?,
+            ]
+        }
+        Command::Jobs {
+            url,
+            count,
+            clients,
+            executor,
+            record_file,
+            command,
+            schedule,
+            prefix,
+            delete,
+        } => {
+            let executor = match executor {
+                ExecutorArg::Record => JobExecutor::record(&record_file),
+                ExecutorArg::Shell => JobExecutor::Shell { command },
+            };
+            let spec = job_spec(&schedule, &executor);
+            run_jobs(&url, &prefix, count, clients, spec, delete).await?
+        }
+        Command::Lag {
+            url,
+            jobs,
+            executor,
+            clients,
+            dir,
+            lead_secs,
+            wait_secs,
+        } => {
+            // Each step is printed as soon as it ends, so that a long series keeps
+            // what it measured even if a later step fails.
+            for n in jobs {
+                let outcome = run_lag(LagRun {
+                    url: url.clone(),
+                    jobs: n,
+                    executor: executor.into(),
+                    clients,
+                    dir: dir.clone(),
+                    lead_secs,
+                    wait_secs,
+                })
+                .await?;
+                outcome.emit();
+            }
+            Vec::new()
+        }
+        Command::Fires {
+            url,
+            jobs,
+            executor,
+            clients,
+            dir,
+            window_secs,
+            warmup_secs,
+        } => vec![
+            fires::run_fires(fires::FiresRun {
+                url,
+                jobs,
+                executor: executor.into(),
+                clients,
+                dir,
+                window_secs: window_secs.max(1),
+                warmup_secs,
+            })
+            .await?,
+        ],
+        Command::Memory {
+            target,
+            url,
+            pid,
+            jobs,
+            from,
+            clients,
+            dir,
+            data_dir,
+            load_timeout_secs,
+        } => {
+            run_memory(MemoryRun {
+                target: target.into(),
+                url,
+                pid,
+                jobs,
+                from: from.min(jobs),
+                clients,
+                dir,
+                data_dir,
+                load_timeout: Duration::from_secs(load_timeout_secs),
+            })
+            .await?
+        }
+        Command::WaitReady {
+            target,
+            url,
+            jobs,
+            started_ns,
+            stop_ms,
+            signal,
+            pid,
+            timeout_secs,
+        } => vec![
+            wait_ready(ReadyWait {
+                target: target.into(),
+                url,
+                jobs,
+                started_ns,
+                stop_ms,
+                signal,
+                pid,
+                timeout: Duration::from_secs(timeout_secs),
+            })
+            .await?,
+        ],
+        Command::Report { input, cores } => {
+            let outcomes = report::read_outcomes(&input)?;
+            let cores = cores.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            print!("{}", report::render(&outcomes, cores));
+            Vec::new()
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // reqwest is built without a TLS provider of its own; plain HTTP needs none, but
+    // the client builder still expects one to be installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(outcomes) => {
+            for o in outcomes {
+                o.emit();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("loadgen: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! Turns a file of [`Outcome`] lines into the markdown of the performance document:
+//! one section per benchmark, its method in a paragraph, then a table with rota
+//! beside its peer (etcd for the store, tokio-cron-scheduler for the scheduler)
+//! and their ratio.
+//!
+//! Every row carries the machine's 1-minute load average before and after the
+//! step; a row whose load exceeded the core count is marked, because the machine
+//! was shared and the figures were disturbed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::error::BenchError;
+use crate::result::{Measurement, Outcome, ETCD, MIB, ROTA, TOKIO_CRON};
+use crate::stats::Summary;
+
+/// Reads a JSON-lines file of outcomes; blank lines and lines starting with `#`
+/// are skipped.
+pub fn read_outcomes(path: &Path) -> Result<Vec<Outcome>, BenchError> {
+    let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| BenchError::ResultLine {
+                path: path.to_path_buf(),
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// A markdown table.
+#[derive(Debug, Default)]
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        let mut out = line(&self.header);
+        let rule: Vec<String> = self.header.iter().map(|_| "---".to_string()).collect();
+        out.push_str(&line(&rule));
+        for r in &self.rows {
+            out.push_str(&line(r));
+        }
+        out
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn dist(s: &Option<Summary>) -> String {
+    match s {
+        Some(s) => format!("{} / {} / {}", ms(s.p50), ms(s.p99), ms(s.max)),
+        None => "–".to_string(),
+    }
+}
+
+fn rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / MIB)
+}
+
+/// `a / b` as `1.23×`, or a dash when it means nothing.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b.abs() > f64::EPSILON && a.is_finite() && b.is_finite() => {
+            format!("{:.2}×", a / b)
+        }
+        _ => "–".to_string(),
+    }
+}
+
+/// The load cell: `before→after`, marked when above the core count.
+fn load_cell(outcomes: &[&Outcome], cores: usize) -> String {
+    let loads: Vec<f64> = outcomes
+        .iter()
+        .flat_map(|o| [o.load_before, o.load_after])
+        .flatten()
+        .collect();
+    if loads.is_empty() {
+        return "–".to_string();
+    }
+    let max = loads.iter().copied().fold(f64::MIN, f64::max);
+    let mark = if max > cores as f64 { " ⚠" } else { "" };
+    let text: Vec<String> = outcomes
+        .iter()
+        .map(|o| {
+            let f = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1}"));
+            format!("{}→{}", f(o.load_before), f(o.load_after))
+        })
+        .collect();
+    format!("{}{mark}", text.join(", "))
+}
+
+fn latest_of<'a>(outcomes: &[&'a Outcome], system: &str) -> Option<&'a Outcome> {
+    // The last run of a case wins: a re-run replaces a disturbed one.
+    outcomes.iter().rev().find(|o| o.system == system).copied()
+}
+
+/// Renders the section of one benchmark from its outcomes.
+type Section = fn(&[&Outcome], usize) -> String;
+
+/// Renders every benchmark present in `outcomes`. `cores` decides which rows are
+/// marked as disturbed.
+pub fn render(outcomes: &[Outcome], cores: usize) -> String {
+    let mut out = String::new();
+    let sections: [(&str, Section); 6] = [
+        ("kv", kv_section),
+        ("jobs", jobs_section),
+        ("lag", lag_section),
+        ("fires", fires_section),
+        ("memory", memory_section),
+        ("restart", restart_section),
+    ];
+    for (bench, section) in sections {
+        let of: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.measurement.bench() == bench)
+            .collect();
+        if !of.is_empty() {
+            out.push_str(&section(&of, cores));
+            out.push('\n');
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Load is the 1-minute load average before→after each step; ⚠ marks a step during \
+         which it exceeded the {cores} cores, i.e. other work competed for the CPU."
+    );
+    out
+}
+
+fn kv_section(of: &[&Outcome], cores: usize) -> String {
+    let mut cases: BTreeMap<(usize, usize), Vec<&Outcome>> = BTreeMap::new();
+    for o in of {
+        if let Measurement::Kv {
+            clients,
+            value_bytes,
+            ..
+        } = o.measurement
+        {
+            cases.entry((clients, value_bytes)).or_default().push(o);
+        }
+    }
+    let mut t = Table::new(&[
+        "clients",
+        "value",
+        "rota ops/s",
+        "etcd ops/s",
+        "rota / etcd",
+        "rota p50 / p99 / max ms",
+        "etcd p50 / p99 / max ms",
+        "errors (rota, etcd)",
+        "load",
+    ]);
+    for ((clients, value_bytes), runs) in &cases {
+        let pick = |system| match latest_of(runs, system).map(|o| &o.measurement) {
+            Some(Measurement::Kv {
+                ops_per_sec,
+                latency_ms,
+                errors,
+                ..
+            }) => (Some(*ops_per_sec), *latency_ms, Some(*errors)),
+            _ => (None, None, None),
+        };
+        let (r_ops, r_lat, r_err) = pick(ROTA);
+        let (e_ops, e_lat, e_err) = pick(ETCD);
+        let opt = |v: Option<f64>| v.map_or("–".to_string(), rate);
+        let err = |v: Option<u64>| v.map_or("–".to_string(), |v| v.to_string());
+        t.row(vec![
+            clients.to_string(),
+            format!("{value_bytes} B"),
+            opt(r_ops),
+            opt(e_ops),
+            ratio(r_ops, e_ops),
+            dist(&r_lat),
+            dist(&e_lat),
+            format!("{}, {}", err(r_err), err(e_err)),
+            load_cell(runs, cores),
+        ]);
+    }
+    format!(
+        "## Key/value writes: rota vs etcd\n\n\
+         Closed loop: each client has one HTTP/1.1 keep-alive connection and one request \
+         in flight, and PUTs distinct keys. rota: `PUT /v1/kv/{{key}}` with session headers; \
+         etcd 3.4: `POST /v3/kv/put` on its JSON gateway. Both acknowledge after fsync on a \
+         single node. Latency is per successful request. `rota / etcd` above 1 means rota \
+         is faster.\n\n{}",
+        t.render()
+    )
+}
+
+fn jobs_section(of: &[&Outcome], cores: usize) -> String {
+    let mut t = Table::new(&[
+        "op",
+        "jobs",
+        "clients",
+        "jobs/s",
+        "p50 / p99 / max ms",
+        "errors",
+        "load",
+    ]);
+    for o in of {
+        if let Measurement::Jobs {
+            op,
+            clients,
+            jobs,
+            errors,
+            jobs_per_sec,
+            latency_ms,
+            ..
+        } = &o.measurement
+        {
+            t.row(vec![
+                op.clone(),
+                jobs.to_string(),
+                clients.to_string(),
+                rate(*jobs_per_sec),
+                dist(latency_ms),
+                errors.to_string(),
+                load_cell(&[o], cores),
+            ]);
+        }
+    }
+    format!(
+        "## Job creation and deletion (rota)\n\n\
+         `PUT /v1/jobs/{{name}}` (then `DELETE`) from concurrent clients, one connection \
+         each; every request is a Raft commit. The peer has no API of this kind; compare \
+         with the key/value rows, which commit the same way.\n\n{}",
+        t.render()
+    )
+}
+
+fn lag_section(of: &[&Outcome], cores: usize) -> String {
+    let mut cases: BTreeMap<(String, usize), Vec<&Outcome>> = BTreeMap::new();
+    for o in of {
+        if let Measurement::Lag { executor, jobs, .. } = &o.measurement {
+            cases.entry((executor.clone(), *jobs)).or_default().push(o);
+        }
+    }
+    let mut t = Table::new(&[
+        "executor",
+        "jobs due at once",
+        "rota runs seen",
+        "rota p50 / p99 / max ms",
+        "tokio-cron-scheduler runs seen",
+        "tokio-cron-scheduler p50 / p99 / max ms",
+        "p50 rota / peer",
+        "p99 rota / peer",
+        "load",
+    ]);
+    for ((executor, jobs), runs) in &cases {
+        let pick = |system| match latest_of(runs, system).map(|o| &o.measurement) {
+            Some(Measurement::Lag {
+                observed, lag_ms, ..
+            }) => (Some(*observed), *lag_ms),
+            _ => (None, None),
+        };
+        let (r_seen, r_lag) = pick(ROTA);
+        let (p_seen, p_lag) = pick(TOKIO_CRON);
+        let seen = |v: Option<usize>| v.map_or("–".to_string(), |v| format!("{v}/{jobs}"));
+        t.row(vec![
+            executor.clone(),
+            jobs.to_string(),
+            seen(r_seen),
+            dist(&r_lag),
+            seen(p_seen),
+            dist(&p_lag),
+            ratio(r_lag.map(|s| s.p50), p_lag.map(|s| s.p50)),
+            ratio(r_lag.map(|s| s.p99), p_lag.map(|s| s.p99)),
+            load_cell(runs, cores),
+        ]);
+    }
+    format!(
+        "## Dispatch lag: rota vs tokio-cron-scheduler\n\n\
+         N one-shot jobs all due at the same whole second, created well before it. \
+         `record`: lag = the instant the run was handed to its executor minus the scheduled \
+         instant (rota's `record` executor; for tokio-cron-scheduler, `Utc::now()` at the \
+         start of the job closure). `shell`: lag = the clock read by `date +%s%N` in the \
+         child process minus the scheduled instant, so process start-up is included. \
+         rota commits each firing through Raft (fsync) before it dispatches; \
+         tokio-cron-scheduler keeps everything in memory and polls every 500 ms. Ratios \
+         below 1 mean rota is faster.\n\n{}",
+        t.render()
+    )
+}
+
+fn fires_section(of: &[&Outcome], cores: usize) -> String {
+    let mut t = Table::new(&[
+        "executor",
+        "jobs",
+        "system",
+        "window s",
+        "fired / expected",
+        "fires/s",
+        "counted by",
+        "lag p50 / p99 / max ms",
+        "max queued",
+        "kept up",
+        "load",
+    ]);
+    for o in of {
+        if let Measurement::Fires {
+            executor,
+            jobs,
+            window_secs,
+            expected,
+            fired,
+            fires_per_sec,
+            counted_by,
+            lag_ms,
+            max_queued,
+            kept_up,
+        } = &o.measurement
+        {
+            t.row(vec![
+                executor.clone(),
+                jobs.to_string(),
+                o.system.clone(),
+                window_secs.to_string(),
+                format!("{fired} / {expected}"),
+                rate(*fires_per_sec),
+                counted_by.clone(),
+                dist(lag_ms),
+                max_queued.map_or("–".to_string(), |q| q.to_string()),
+                if *kept_up { "yes" } else { "**no**" }.to_string(),
+                load_cell(&[o], cores),
+            ]);
+        }
+    }
+    format!(
+        "## Sustained firing\n\n\
+         K jobs on `*/1 * * * * *`, measured over a window of whole seconds after a \
+         warm-up. With `record`, the runs of the window's instants are counted from the \
+         record file and their lag measured; kept up = every instant fired and no run was \
+         more than one period (1 s) late. With `shell` (`true`), runs are counted by the \
+         fired counter at the window's edges; kept up = at least 99 % fired and the queue \
+         stayed within one period's worth. tokio-cron-scheduler runs the same closure as \
+         in the lag test; its lag there is the phase within the second (it cannot tell \
+         which instant a run was for), so it is meaningful only below 1 s.\n\n{}",
+        t.render()
+    )
+}
+
+fn memory_section(of: &[&Outcome], cores: usize) -> String {
+    let mut cases: BTreeMap<usize, Vec<&Outcome>> = BTreeMap::new();
+    for o in of {
+        if let Measurement::Memory { jobs, .. } = o.measurement {
+            cases.entry(jobs).or_default().push(o);
+        }
+    }
+    let mut t = Table::new(&[
+        "jobs",
+        "system",
+        "RSS MiB",
+        "RSS before MiB",
+        "RSS added per job (bytes)",
+        "peak RSS MiB",
+        "data on disk MiB",
+        "load time s",
+        "RSS vs rota",
+        "load",
+    ]);
+    for (jobs, runs) in &cases {
+        let rota_rss = match latest_of(runs, ROTA).map(|o| &o.measurement) {
+            Some(Measurement::Memory { rss_bytes, .. }) => Some(*rss_bytes as f64),
+            _ => None,
+        };
+        for system in [ROTA, ETCD, TOKIO_CRON] {
+            let Some(o) = latest_of(runs, system) else {
+                continue;
+            };
+            let Measurement::Memory {
+                created,
+                rss_before_bytes,
+                rss_bytes,
+                peak_rss_bytes,
+                data_bytes,
+                load_secs,
+                ..
+            } = &o.measurement
+            else {
+                continue;
+            };
+            t.row(vec![
+                jobs.to_string(),
+                system.to_string(),
+                mib(*rss_bytes),
+                rss_before_bytes.map_or("–".to_string(), mib),
+                rss_before_bytes.map_or("–".to_string(), |before| {
+                    let added = rss_bytes.saturating_sub(before) as f64;
+                    format!("{:.0}", added / (*created).max(1) as f64)
+                }),
+                peak_rss_bytes.map_or("–".to_string(), mib),
+                data_bytes.map_or("–".to_string(), mib),
+                format!("{load_secs:.1}"),
+                ratio(Some(*rss_bytes as f64), rota_rss),
+                load_cell(&[o], cores),
+            ]);
+        }
+    }
+    format!(
+        "## Memory with many jobs\n\n\
+         Jobs on a cron that does not fire during the test (`0 0 1 1 *`, `record` \
+         executor). rota: resident set (VmRSS) of the server once its scheduler reports \
+         every job loaded; load time = creation through the API plus that wait. etcd: \
+         the same job documents stored as values under `jobs/<name>` (what a scheduler \
+         built on etcd would keep), RSS of etcd. tokio-cron-scheduler: RSS of the harness \
+         process after registering the jobs in memory. RSS added per job = (RSS − RSS \
+         before the step) / jobs created by the step; the 1,000,000 row adds to the \
+         100,000 jobs of the row before. Data on disk is the apparent size of the data \
+         directory (etcd preallocates 64 MiB WAL segments).\n\n{}",
+        t.render()
+    )
+}
+
+fn restart_section(of: &[&Outcome], cores: usize) -> String {
+    let mut t = Table::new(&[
+        "jobs",
+        "system",
+        "stopped by",
+        "stop ms",
+        "ready ms",
+        "all jobs confirmed",
+        "RSS after MiB",
+        "load",
+    ]);
+    for o in of {
+        if let Measurement::Restart {
+            jobs,
+            signal,
+            stop_ms,
+            ready_ms,
+            jobs_confirmed,
+            rss_bytes,
+        } = &o.measurement
+        {
+            t.row(vec![
+                jobs.to_string(),
+                o.system.clone(),
+                signal.clone(),
+                stop_ms.map_or("–".to_string(), ms),
+                ms(*ready_ms),
+                if *jobs_confirmed {
+                    "yes"
+                } else {
+                    "no (health only)"
+                }
+                .to_string(),
+                rss_bytes.map_or("–".to_string(), mib),
+                load_cell(&[o], cores),
+            ]);
+        }
+    }
+    format!(
+        "## Restart\n\n\
+         The server is stopped (SIGTERM: graceful; SIGKILL: crash), then started again on \
+         the same data. Ready = from the new process's start until `GET /v1/health` answers \
+         role leader and its `scheduler.jobs` reaches the job count (etcd: until \
+         `GET /health` answers true). tokio-cron-scheduler keeps no state across a restart \
+         and is not listed.\n\n{}",
+        t.render()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(system: &str, load: f64, m: Measurement) -> Outcome {
+        Outcome {
+            system: system.to_string(),
+            load_before: Some(load),
+            load_after: Some(load),
+            finished_at: "2025-01-01T00:00:00Z".to_string(),
+            measurement: m,
+        }
+    }
+
+    fn kv(ops_per_sec: f64) -> Measurement {
+        Measurement::Kv {
+            clients: 16,
+            value_bytes: 16,
+            ops: 100,
+            errors: 0,
+            secs: 1.0,
+            ops_per_sec,
+            latency_ms: Summary::from_samples(vec![1.0, 2.0]),
+        }
+    }
+
+    #[test]
+    fn kv_rows_pair_rota_with_etcd_and_compute_the_ratio() {
+        let md = render(
+            &[
+                outcome(ROTA, 0.5, kv(3000.0)),
+                outcome(ETCD, 0.5, kv(1500.0)),
+            ],
+            2,
+        );
+        assert!(md.contains("## Key/value writes"), "{md}");
+        let row = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
+        assert!(row.contains("| 3000 | 1500 | 2.00× |"), "{row}");
+        assert!(!row.contains('⚠'), "{row}");
+    }
+
+    #[test]
+    fn rows_above_the_core_count_are_marked() {
+        let md = render(&[outcome(ROTA, 3.5, kv(10.0))], 2);
+        let row = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
+        assert!(row.contains('⚠'), "{row}");
+        assert!(
+            row.contains("| – | – |"),
+            "missing etcd shows dashes: {row}"
+        );
+    }
+
+    #[test]
+    fn only_present_benchmarks_get_a_section() {
+        let md = render(&[outcome(ROTA, 0.1, kv(10.0))], 2);
+        assert!(!md.contains("## Dispatch lag"));
+        assert!(!md.contains("## Memory"));
+    }
+
+    #[test]
+    fn lag_ratio_compares_percentiles() {
+        let lag = |p: f64| Measurement::Lag {
+            executor: "record".into(),
+            jobs: 1000,
+            observed: 1000,
+            lag_ms: Summary::from_samples(vec![p]),
+        };
+        let md = render(
+            &[
+                outcome(ROTA, 0.1, lag(5.0)),
+                outcome(TOKIO_CRON, 0.1, lag(250.0)),
+            ],
+            2,
+        );
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| record | 1000 |"))
+            .unwrap();
+        assert!(row.contains("1000/1000"), "{row}");
+        assert!(row.contains("| 0.02× | 0.02× |"), "{row}");
+    }
+
+    #[test]
+    fn memory_rows_show_the_cost_per_added_job() {
+        let mem = |rss_mib: u64| Measurement::Memory {
+            jobs: 100_000,
+            created: 100_000,
+            rss_before_bytes: Some(20 * 1024 * 1024),
+            rss_bytes: rss_mib * 1024 * 1024,
+            peak_rss_bytes: None,
+            data_bytes: None,
+            load_secs: 10.0,
+        };
+        let md = render(
+            &[outcome(ROTA, 0.1, mem(120)), outcome(ETCD, 0.1, mem(220))],
+            2,
+        );
+        let rota = md
+            .lines()
+            .find(|l| l.starts_with("| 100000 | rota |"))
+            .unwrap();
+        // (120 - 20) MiB over 100,000 jobs.
+        assert!(rota.contains("| 120.0 | 20.0 | 1049 |"), "{rota}");
+        let etcd = md
+            .lines()
+            .find(|l| l.starts_with("| 100000 | etcd |"))
+            .unwrap();
+        assert!(etcd.contains("| 1.83× |"), "{etcd}");
+    }
+
+    #[test]
+    fn a_later_run_of_the_same_case_wins() {
+        let md = render(
+            &[outcome(ROTA, 0.1, kv(10.0)), outcome(ROTA, 0.1, kv(20.0))],
+            2,
+        );
+        let row = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
+        assert!(row.contains("| 20.0 |"), "{row}");
+    }
+
+    #[test]
+    fn read_outcomes_names_the_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let good = serde_json::to_string(&outcome(ROTA, 0.1, kv(1.0))).unwrap();
+        std::fs::write(
+            &path,
+            format!("{good}\n\n# comment\n{{\"bench\": \"nope\"}}\n"),
+        )
+        .unwrap();
+        let err = read_outcomes(&path).unwrap_err().to_string();
+        assert!(err.contains("r.jsonl:4"), "{err}");
+        std::fs::write(&path, format!("{good}\n")).unwrap();
+        assert_eq!(read_outcomes(&path).unwrap().len(), 1);
+    }
+}

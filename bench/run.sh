@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# rota's benchmark suite, in one run: builds the release binaries, starts a
+# single-node etcd and a rota server side by side on loopback (each in its own
+# temporary directory, fsync on, default settings), runs every benchmark against
+# rota and its peer (etcd for durable writes, tokio-cron-scheduler for dispatch),
+# and writes bench/results/<date>.md (plus the raw results as .jsonl).
+#
+#   bash bench/run.sh [quick|full]
+#
+# quick (default) skips the 1,000,000-job memory step; full includes it (it takes
+# several minutes). Every process the script starts is killed when it exits.
+#
+# Environment: BENCH_DIR (where the temporary directory goes; default: the system's
+# temporary directory), ROTA_BENCH_PORT (17700), ETCD_BENCH_PORT (12379),
+# BENCH_KEEP=1 keeps the temporary directory (logs, data) for inspection.
+set -euo pipefail
+
+MODE=${1:-quick}
+case "$MODE" in
+quick | full) ;;
+*)
+    echo "usage: bash bench/run.sh [quick|full]" >&2
+    exit 2
+    ;;
+esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+ROTA_PORT=${ROTA_BENCH_PORT:-17700}
+ETCD_PORT=${ETCD_BENCH_PORT:-12379}
+ETCD_PEER_PORT=$((ETCD_PORT + 1))
+ROTA_URL=http://127.0.0.1:$ROTA_PORT
+ETCD_URL=http://127.0.0.1:$ETCD_PORT
+
+log() { printf '\n=== %s\n' "$*" >&2; }
+
+# --- build and tools ---------------------------------------------------------
+log "building release binaries"
+cargo build --release -p rota -p loadgen -p cron-peer
+LG=$BIN/loadgen
+PEER=$BIN/cron-peer
+
+if ! command -v etcd >/dev/null 2>&1; then
+    log "installing etcd (Debian's etcd-server)"
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get install -y etcd-server
+    else
+        sudo apt-get install -y etcd-server
+    fi
+fi
+
+# --- processes ---------------------------------------------------------------
+WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/rota-bench.XXXXXX")
+STAMPS=$WORK/stamps
+mkdir -p "$STAMPS"
+RESULTS=$WORK/results.jsonl
+NOTES=$WORK/notes.md
+: >"$RESULTS"
+: >"$NOTES"
+STARTED_PIDS=()
+ROTA_PID=
+ETCD_PID=
+
+cleanup() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_rota() {
+    ROTA_STARTED_NS=$(date +%s%N)
+    "$BIN/rota" server --data-dir "$WORK/rota" --listen "127.0.0.1:$ROTA_PORT" \
+        --max-running 20000 >>"$WORK/rota.log" 2>&1 &
+    ROTA_PID=$!
+    STARTED_PIDS+=("$ROTA_PID")
+}
+
+start_etcd() {
+    ETCD_STARTED_NS=$(date +%s%N)
+    etcd --name bench --data-dir "$WORK/etcd" \
+        --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" \
+        >>"$WORK/etcd.log" 2>&1 &
+    ETCD_PID=$!
+    STARTED_PIDS+=("$ETCD_PID")
+}
+
+# Stops a server with a signal and sets STOP_MS to how long it took to exit. Not
+# run in a subshell: only this shell can `wait` for its children.
+stop_server() {
+    local pid=$1 signal=$2 t0 t1
+    t0=$(date +%s%N)
+    kill "-$signal" "$pid"
+    wait "$pid" 2>/dev/null || true
+    t1=$(date +%s%N)
+    STOP_MS=$(((t1 - t0) / 1000000))
+}
+
+# Runs one benchmark step; its result lines go to the results file. A failing step
+# is noted in the report and the suite goes on.
+step() {
+    log "$*"
+    if ! "$@" >>"$RESULTS"; then
+        echo "- step failed: \`$(basename "$1") ${*:2}\`" >>"$NOTES"
+        echo "step failed: $*" >&2
+    fi
+}
+
+log "starting etcd and rota in $WORK"
+start_etcd
+start_rota
+"$LG" wait-ready --target etcd --url "$ETCD_URL" --started-ns "$ETCD_STARTED_NS" \
+    --timeout-secs 60 >/dev/null
+"$LG" wait-ready --target rota --url "$ROTA_URL" --started-ns "$ROTA_STARTED_NS" \
+    --timeout-secs 60 >/dev/null
+
+# --- machine -----------------------------------------------------------------
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
+mem_total=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || true)
+work_dev=$(df --output=source "$WORK" 2>/dev/null | tail -1 || true)
+disk_info=$(lsblk -dno NAME,ROTA,MODEL "$work_dev" 2>/dev/null |
+    awk '{kind = ($2 == 1) ? "rotational" : "non-rotational (SSD/virtual)"; $2 = ""; print $0 " — " kind}' || true)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain 2>/dev/null | head -1)" ]; then commit="$commit (with uncommitted changes)"; fi
+etcd_version=$(etcd --version 2>/dev/null | head -1)
+tcs_version=$(awk '/name = "tokio-cron-scheduler"/ {getline; print $3}' Cargo.lock | tr -d '"')
+
+# --- benchmarks --------------------------------------------------------------
+if [ "$MODE" = full ]; then
+    KV_CLIENTS="1 16 64"
+    KV_SECS=20
+    FIRES_RECORD="100 1000 5000"
+else
+    KV_CLIENTS="1 16"
+    KV_SECS=10
+    FIRES_RECORD="100 1000"
+fi
+
+for c in $KV_CLIENTS; do
+    step "$LG" kv --target rota --url "$ROTA_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
+    step "$LG" kv --target etcd --url "$ETCD_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
+done
+
+step "$LG" jobs --url "$ROTA_URL" --count 10000 --clients 16 --record-file "$STAMPS/jobs.log" --delete
+
+step "$LG" lag --url "$ROTA_URL" --jobs 1,1000,10000 --executor record --dir "$STAMPS"
+step "$PEER" lag --jobs 1,1000,10000 --exec record
+step "$LG" lag --url "$ROTA_URL" --jobs 1,100 --executor shell --dir "$STAMPS"
+step "$PEER" lag --jobs 1,100 --exec shell
+
+for k in $FIRES_RECORD; do
+    step "$LG" fires --url "$ROTA_URL" --jobs "$k" --executor record --dir "$STAMPS"
+    step "$PEER" fires --jobs "$k"
+done
+step "$LG" fires --url "$ROTA_URL" --jobs 100 --executor shell --dir "$STAMPS"
+
+# Memory last: it leaves the servers full of jobs.
+memory_round() {
+    local jobs=$1 from=$2
+    step "$LG" memory --target rota --url "$ROTA_URL" --pid "$ROTA_PID" --jobs "$jobs" \
+        --from "$from" --dir "$STAMPS" --data-dir "$WORK/rota"
+    for signal in TERM KILL; do
+        stop_server "$ROTA_PID" "$signal"
+        start_rota
+        step "$LG" wait-ready --target rota --url "$ROTA_URL" --jobs "$jobs" \
+            --started-ns "$ROTA_STARTED_NS" --stop-ms "$STOP_MS" --signal "SIG$signal" --pid "$ROTA_PID"
+    done
+    step "$LG" memory --target etcd --url "$ETCD_URL" --pid "$ETCD_PID" --jobs "$jobs" \
+        --from "$from" --dir "$STAMPS" --data-dir "$WORK/etcd"
+    stop_server "$ETCD_PID" KILL
+    start_etcd
+    step "$LG" wait-ready --target etcd --url "$ETCD_URL" --jobs "$jobs" \
+        --started-ns "$ETCD_STARTED_NS" --stop-ms "$STOP_MS" --signal SIGKILL --pid "$ETCD_PID"
+    step "$PEER" memory --jobs "$jobs"
+}
+memory_round 100000 0
+if [ "$MODE" = full ]; then
+    memory_round 1000000 100000
+fi
+
+# --- report ------------------------------------------------------------------
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+mkdir -p "$ROOT/bench/results"
+STAMP=$(date -u +%Y-%m-%d-%H%M)
+OUT=$ROOT/bench/results/$STAMP.md
+{
+    echo "# rota benchmark results ($STAMP UTC, $MODE)"
+    echo
+    echo "## Machine"
+    echo
+    echo "- CPU: $(nproc) cores, ${cpu_model:-unknown model}; memory ${mem_total:-unknown}"
+    echo "- kernel: $(uname -sr)"
+    echo "- disk of the data directories: ${disk_info:-$work_dev}"
+    echo "- load average (1, 5, 15 min) at start: $LOAD_START; at end: $LOAD_END"
+    echo "- rota $commit (release build); $etcd_version; tokio-cron-scheduler $tcs_version"
+    echo "- rota: \`rota server --max-running 20000\`, default settings otherwise; etcd: single member, default settings"
+    echo "- load generator and servers share the same machine (loopback)"
+    echo
+    "$LG" report --input "$RESULTS" --cores "$(nproc)"
+    if [ -s "$NOTES" ]; then
+        echo
+        echo "## Steps that failed"
+        echo
+        cat "$NOTES"
+    fi
+} >"$OUT"
+cp "$RESULTS" "$ROOT/bench/results/$STAMP.jsonl"
+cat "$OUT"
+echo >&2
+echo "written: $OUT" >&2

@@ -1,0 +1,392 @@
+//! The one place where failures become HTTP answers.
+//!
+//! Every handler returns `Result<_, ApiError>`; [`ApiError::into_response`] picks the
+//! status code and writes the contract's body,
+//! `{"error": {"code", "message", "field"?, ...}}`. Refusals of the state machine
+//! ([`rota_core::Response`] variants such as `NotFound` or `RevisionMismatch`) and
+//! failures of the write path ([`WriteError`]) are mapped here too, so a route never
+//! chooses a status code by itself.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Json;
+use rota_cluster::WriteError;
+use rota_core::{ExecStatus, Response, ValidationError};
+use rota_store::StoreError;
+use serde_json::{json, Map, Value};
+use ulid::Ulid;
+
+/// Why a request was not answered with success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field, parameter or header was wrong; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The body is not well-formed JSON (the parser's message says where).
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The body could not be read (client went away, bad transfer encoding, ...).
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
+    /// The body is larger than the server accepts.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The named thing (`job "x"`, `execution 01H...`, `key "k"`) does not exist.
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// No route matches the request's path.
+    #[error("no route for {method} {path}; the API is described at /v1/openapi.json")]
+    NoRoute { method: String, path: String },
+    /// The path exists but not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// A compare-and-set on a key failed; `current` is the key's `mod_revision`
+    /// (0 when it does not exist).
+    #[error("key {key:?} is at mod_revision {current}, not the expected one")]
+    RevisionMismatch { key: String, current: u64 },
+    /// A session write older than the last one seen from that client.
+    #[error("request {seq} of client {client_id:?} is older than its last one ({last_seq})")]
+    StaleRequest {
+        client_id: String,
+        seq: u64,
+        last_seq: u64,
+    },
+    /// A cancel came after the execution had ended.
+    #[error("execution {id} already finished ({})", status.as_str())]
+    AlreadyFinished { id: Ulid, status: ExecStatus },
+    /// This node cannot take the write; `leader_url` is where to send it.
+    #[error("this node is not the leader and could not forward the request")]
+    NotLeader { leader_url: Option<String> },
+    /// The write did not commit in time (no quorum reachable, overloaded).
+    #[error("the request did not commit within {0:?}; it may still apply: retry with the same Rota-Request-Seq")]
+    Timeout(Duration),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// Raft failed in a way that is neither a timeout nor a leadership change.
+    #[error("consensus failed: {0}")]
+    Consensus(#[source] WriteError),
+    /// Reading the local state machine failed.
+    #[error("reading the store failed: {0}")]
+    Store(#[from] StoreError),
+    /// An answer could not be serialized (a bug).
+    #[error("serializing the answer failed: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// A blocking store scan panicked or was cancelled.
+    #[error("a store scan did not complete: {0}")]
+    TaskFailed(#[source] tokio::task::JoinError),
+    /// The state machine answered something this route never expects (a bug).
+    #[error("unexpected answer from the state machine to {route}: {response:?}")]
+    UnexpectedResponse {
+        route: &'static str,
+        response: Box<Response>,
+    },
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        ApiError::NotFound { what: what.into() }
+    }
+
+    /// Maps a state-machine refusal that any write route may get (`NotFound`,
+    /// `RevisionMismatch`, `StaleSession`); anything else is unexpected for `route`.
+    pub fn from_refusal(route: &'static str, seq: Option<u64>, response: Response) -> Self {
+        match response {
+            Response::NotFound { what } => ApiError::NotFound { what },
+            Response::RevisionMismatch { key, current } => {
+                ApiError::RevisionMismatch { key, current }
+            }
+            Response::StaleSession {
+                client_id,
+                last_seq,
+            } => ApiError::StaleRequest {
+                client_id,
+                seq: seq.unwrap_or_default(),
+                last_seq,
+            },
+            Response::AlreadyFinished { execution } => ApiError::AlreadyFinished {
+                id: execution.id,
+                status: execution.status,
+            },
+            other => ApiError::UnexpectedResponse {
+                route,
+                response: Box::new(other),
+            },
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } | ApiError::InvalidJson(_) | ApiError::UnreadableBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RevisionMismatch { .. }
+            | ApiError::StaleRequest { .. }
+            | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
+            ApiError::NotLeader { .. } | ApiError::Timeout(_) | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Consensus(_)
+            | ApiError::Store(_)
+            | ApiError::TaskFailed(_)
+            | ApiError::Serialize(_)
+            | ApiError::UnexpectedResponse { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The contract's machine-readable `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid { .. } => "invalid",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::UnreadableBody(_) => "invalid_body",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::NotFound { .. } | ApiError::NoRoute { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::RevisionMismatch { .. } => "revision_mismatch",
+            ApiError::StaleRequest { .. } => "stale_request",
+            ApiError::AlreadyFinished { .. } => "already_finished",
+            ApiError::NotLeader { .. } => "not_leader",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::ShuttingDown => "unavailable",
+            ApiError::Consensus(_)
+            | ApiError::Store(_)
+            | ApiError::TaskFailed(_)
+            | ApiError::Serialize(_)
+            | ApiError::UnexpectedResponse { .. } => "internal",
+        }
+    }
+
+    /// The error object (the value of the body's `error` key).
+    pub fn body(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("code".into(), json!(self.code()));
+        let message = match self {
+            ApiError::Invalid { message, .. } => message.clone(),
+            // Internal details go to the log, not to the client.
+            ApiError::Consensus(_)
+            | ApiError::Store(_)
+            | ApiError::TaskFailed(_)
+            | ApiError::Serialize(_)
+            | ApiError::UnexpectedResponse { .. } => {
+                "internal error; the server log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        obj.insert("message".into(), json!(message));
+        match self {
+            ApiError::Invalid { field, .. } => {
+                obj.insert("field".into(), json!(field));
+            }
+            ApiError::RevisionMismatch { key, current } => {
+                obj.insert("key".into(), json!(key));
+                obj.insert("mod_revision".into(), json!(current));
+            }
+            ApiError::StaleRequest { last_seq, .. } => {
+                obj.insert("last_seq".into(), json!(last_seq));
+            }
+            ApiError::AlreadyFinished { id, status } => {
+                obj.insert("id".into(), json!(id.to_string()));
+                obj.insert("status".into(), json!(status.as_str()));
+            }
+            ApiError::NotLeader { leader_url } => {
+                obj.insert("leader".into(), json!(leader_url));
+            }
+            _ => {}
+        }
+        json!({ "error": obj })
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotLeader { leader_url } => ApiError::NotLeader { leader_url },
+            WriteError::Timeout(d) => ApiError::Timeout(d),
+            WriteError::ShuttingDown => ApiError::ShuttingDown,
+            #[allow(unreachable_patterns)]
+            other => ApiError::Consensus(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> HttpResponse {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::debug!(code = self.code(), error = %self, "request refused");
+        }
+        let mut resp = (status, Json(self.body())).into_response();
+        if let ApiError::NotLeader {
+            leader_url: Some(url),
+        } = &self
+        {
+            // Lets generic HTTP clients find the leader without parsing the body.
+            if let Ok(v) = HeaderValue::from_str(url) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parts(e: ApiError) -> (StatusCode, Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("json body"))
+    }
+
+    #[tokio::test]
+    async fn invalid_names_the_field() {
+        let (status, body) =
+            parts(ValidationError::new("schedule.cron", "hour 25 is out of range").into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            json!({"error": {"code": "invalid", "message": "hour 25 is out of range", "field": "schedule.cron"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn revision_mismatch_carries_the_current_revision() {
+        let (status, body) = parts(ApiError::from_refusal(
+            "kv put",
+            None,
+            Response::RevisionMismatch {
+                key: "a".into(),
+                current: 7,
+            },
+        ))
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "revision_mismatch");
+        assert_eq!(body["error"]["mod_revision"], 7);
+        assert_eq!(body["error"]["key"], "a");
+    }
+
+    #[tokio::test]
+    async fn stale_session_is_a_conflict() {
+        let (status, body) = parts(ApiError::from_refusal(
+            "kv put",
+            Some(3),
+            Response::StaleSession {
+                client_id: "c".into(),
+                last_seq: 5,
+            },
+        ))
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "stale_request");
+        assert_eq!(body["error"]["last_seq"], 5);
+    }
+
+    #[tokio::test]
+    async fn not_leader_names_the_leader() {
+        let resp = ApiError::from(WriteError::NotLeader {
+            leader_url: Some("http://10.0.0.2:7700".into()),
+        })
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            resp.headers().get(header::LOCATION).map(|v| v.as_bytes()),
+            Some(&b"http://10.0.0.2:7700"[..])
+        );
+        let (_, body) = parts(ApiError::NotLeader { leader_url: None }).await;
+        assert_eq!(
+            body,
+            json!({"error": {"code": "not_leader", "message": "this node is not the leader and could not forward the request", "leader": null}})
+        );
+    }
+
+    #[tokio::test]
+    async fn write_failures_map_to_unavailable_or_internal() {
+        let (status, body) = parts(WriteError::Timeout(Duration::from_secs(10)).into()).await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (StatusCode::SERVICE_UNAVAILABLE, json!("timeout"))
+        );
+        let (status, body) = parts(WriteError::ShuttingDown.into()).await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (StatusCode::SERVICE_UNAVAILABLE, json!("unavailable"))
+        );
+        let (status, body) = parts(WriteError::Fatal("disk on fire".into()).into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+        // Internal details stay in the log.
+        assert!(!body.to_string().contains("disk on fire"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn unexpected_answers_are_internal() {
+        let (status, body) = parts(ApiError::from_refusal("job put", None, Response::Ok)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+    }
+
+    #[tokio::test]
+    async fn simple_codes_and_statuses() {
+        let cases = [
+            (ApiError::InvalidJson("eof".into()), 400, "invalid_json"),
+            (
+                ApiError::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+            ),
+            (ApiError::not_found("job \"x\""), 404, "not_found"),
+            (
+                ApiError::NoRoute {
+                    method: "GET".into(),
+                    path: "/nope".into(),
+                },
+                404,
+                "not_found",
+            ),
+            (
+                ApiError::MethodNotAllowed {
+                    method: "PATCH".into(),
+                    path: "/v1/jobs".into(),
+                },
+                405,
+                "method_not_allowed",
+            ),
+        ];
+        for (err, status, code) in cases {
+            let (s, body) = parts(err).await;
+            assert_eq!(s.as_u16(), status, "{body}");
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert!(body["error"]["message"].as_str().is_some(), "{body}");
+            assert!(body["error"].get("field").is_none(), "{body}");
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! `/v1/jobs`: create-or-replace, read, list, delete, run now, pause, resume, history.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Json;
+use bytes::Bytes;
+use rota_core::validate::parse_job_json;
+use rota_core::{validate_name, Command, Fire, JobRecord, JobSpec, Response, Trigger};
+use serde_json::{json, Value};
+use ulid::Ulid;
+
+use super::blocking;
+use crate::error::ApiError;
+use crate::extract::{body_bytes, parse_json, ApiPath, Params, Session};
+use crate::view::JobView;
+use crate::AppState;
+
+fn job_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("job {name:?}"))
+}
+
+impl AppState {
+    /// The full job view: re-reads the job's newest execution.
+    fn job_view(&self, record: &JobRecord) -> Result<Value, ApiError> {
+        let last = self
+            .node
+            .store()
+            .list_executions(&record.spec.name, 1, None)?
+            .into_iter()
+            .next();
+        let view = JobView::full(record, chrono::Utc::now(), last);
+        serde_json::to_value(view).map_err(ApiError::Serialize)
+    }
+}
+
+/// `GET /v1/jobs[?prefix=]`: every job (optionally those whose name starts with
+/// `prefix`), by name, as `{"items": [view]}`. Listed views omit `last_execution`
+/// so that a listing is one pass over the jobs table.
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    params: Params,
+) -> Result<HttpResponse, ApiError> {
+    params.only(&["prefix"])?;
+    let prefix = params.get("prefix").unwrap_or_default().to_string();
+    let node = s.node.clone();
+    let body = blocking(move || {
+        let now = chrono::Utc::now();
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(b"{\"items\":[");
+        let mut first = true;
+        let mut failed = None;
+        node.store().for_each_job(&mut |record| {
+            if failed.is_some() || !record.spec.name.starts_with(&prefix) {
+                return;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            if let Err(e) = serde_json::to_writer(&mut out, &JobView::brief(&record, now)) {
+                failed = Some(e);
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(ApiError::Serialize(e));
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `GET /v1/jobs/{name}`.
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    let record = s
+        .node
+        .store()
+        .get_job(&name)?
+        .ok_or_else(|| job_not_found(&name))?;
+    Ok(Json(s.job_view(&record)?))
+}
+
+/// `PUT /v1/jobs/{name}`: create (201) or replace (200) a job.
+pub(crate) async fn put(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    session: Session,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    params.only(&[])?;
+    validate_name("name", &name)?;
+    let spec = job_from_body(&name, &body_bytes(body)?)?;
+    spec.validate()?;
+    match s.commit(&session, Command::PutJob { spec }).await? {
+        Response::JobPut { created, job } => {
+            tracing::info!(job = %name, created, revision = job.revision, "job stored");
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, Json(s.job_view(&job)?)))
+        }
+        other => Err(ApiError::from_refusal("PUT /v1/jobs", session.seq(), other)),
+    }
+}
+
+/// Parses a job document whose `name` may be omitted (then the path's) but must
+/// not contradict the path.
+fn job_from_body(name: &str, bytes: &[u8]) -> Result<JobSpec, ApiError> {
+    let mut doc: Value = parse_json(bytes)?;
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(ApiError::invalid(
+            "",
+            "a job document is a JSON object, e.g. {\"schedule\": {...}, \"executor\": {...}}",
+        ));
+    };
+    match obj.get("name") {
+        None => {
+            obj.insert("name".into(), Value::String(name.to_string()));
+        }
+        Some(Value::String(n)) if n == name => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "name",
+                format!("the body names the job {other} but the path names it {name:?}; omit it or make them match"),
+            ));
+        }
+    }
+    let bytes = serde_json::to_vec(&doc).map_err(ApiError::Serialize)?;
+    Ok(parse_job_json(&bytes)?)
+}
+
+/// `DELETE /v1/jobs/{name}`: 204, or 404 when there was no such job.
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    session: Session,
+    params: Params,
+) -> Result<StatusCode, ApiError> {
+    params.only(&[])?;
+    match s
+        .commit(&session, Command::DeleteJob { name: name.clone() })
+        .await?
+    {
+        Response::JobDeleted { existed: true } => {
+            tracing::info!(job = %name, "job deleted");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Response::JobDeleted { existed: false } => Err(job_not_found(&name)),
+        other => Err(ApiError::from_refusal(
+            "DELETE /v1/jobs",
+            session.seq(),
+            other,
+        )),
+    }
+}
+
+/// `POST /v1/jobs/{name}/run`: fires a manual run now; 202 with the execution.
+pub(crate) async fn run(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    session: Session,
+    params: Params,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    params.only(&[])?;
+    let fire = Fire {
+        id: Ulid::generate(),
+        job: name.clone(),
+        scheduled_at: chrono::Utc::now(),
+        trigger: Trigger::Manual,
+        start: None,
+        skip_reason: None,
+    };
+    let response = s
+        .commit(&session, Command::Fire { fires: vec![fire] })
+        .await?;
+    let outcome = match response {
+        Response::Fired { outcomes } if outcomes.len() == 1 => outcomes.into_iter().next(),
+        other => {
+            return Err(ApiError::from_refusal(
+                "POST /v1/jobs/{name}/run",
+                session.seq(),
+                other,
+            ))
+        }
+    };
+    // A manual fire is refused only for an unknown job.
+    let Some(outcome) = outcome.filter(|o| o.created) else {
+        return Err(job_not_found(&name));
+    };
+    let execution = s
+        .node
+        .store()
+        .get_execution(outcome.id)?
+        .ok_or_else(|| ApiError::not_found(format!("execution {}", outcome.id)))?;
+    tracing::info!(job = %name, execution = %outcome.id, "manual run fired");
+    Ok((StatusCode::ACCEPTED, Json(json!(execution))))
+}
+
+pub(crate) async fn pause(
+    state: State<AppState>,
+    name: ApiPath<String>,
+    session: Session,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(state, name, session, params, true).await
+}
+
+pub(crate) async fn resume(
+    state: State<AppState>,
+    name: ApiPath<String>,
+    session: Session,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(state, name, session, params, false).await
+}
+
+async fn set_paused(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    session: Session,
+    params: Params,
+    paused: bool,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    let command = Command::SetPaused {
+        name: name.clone(),
+        paused,
+    };
+    match s.commit(&session, command).await? {
+        Response::JobPut { job, .. } => {
+            tracing::info!(job = %name, paused, "job pause state set");
+            Ok(Json(s.job_view(&job)?))
+        }
+        Response::NotFound { .. } => Err(job_not_found(&name)),
+        other => Err(ApiError::from_refusal(
+            "POST /v1/jobs/{name}/pause",
+            session.seq(),
+            other,
+        )),
+    }
+}
+
+/// `GET /v1/jobs/{name}/executions?limit=&before=`: newest first, as
+/// `{"items": [...], "next_before": ID|null}`; `next_before` is the `before` that
+/// fetches the following page (null on the last one).
+pub(crate) async fn executions(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&["limit", "before"])?;
+    let limit = params.bounded("limit", 1, 1000, 20)?;
+    let before = params.ulid("before")?;
+    let node = s.node.clone();
+    blocking(move || {
+        let store = node.store();
+        if store.get_job(&name)?.is_none() {
+            return Err(job_not_found(&name));
+        }
+        // `limit` <= 1000, so the conversion cannot truncate.
+        let items = store.list_executions(&name, limit as usize, before)?;
+        let next_before = (items.len() as u64 == limit)
+            .then(|| items.last().map(|e| e.id.to_string()))
+            .flatten();
+        Ok(Json(json!({ "items": items, "next_before": next_before })))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(e: ApiError) -> String {
+        match e {
+            ApiError::Invalid { field, .. } => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_name_must_match_the_path() {
+        let err = job_from_body("a", br#"{"name": "b"}"#).unwrap_err();
+        assert_eq!(field(err), "name");
+        let err = job_from_body("a", br#"{"name": 5}"#).unwrap_err();
+        assert_eq!(field(err), "name");
+    }
+
+    #[test]
+    fn a_body_must_be_a_json_object() {
+        let err = job_from_body("a", b"[1, 2]").unwrap_err();
+        assert_eq!(field(err), "");
+        assert!(matches!(
+            job_from_body("a", b"{nope").unwrap_err(),
+            ApiError::InvalidJson(_)
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! Route handlers, one module per resource.
+
+pub(crate) mod executions;
+pub(crate) mod jobs;
+pub(crate) mod kv;
+pub(crate) mod system;
+
+use crate::error::ApiError;
+
+/// Runs a store scan off the async workers: listings can visit many records.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::TaskFailed)?
+}

@@ -1,0 +1,192 @@
+//! `GET /metrics`: Prometheus text exposition, written by hand (a dozen series do not
+//! justify a registry). Names follow `rota_<noun>_<unit>[_total]`.
+//!
+//! HTTP requests are counted per route template (never per concrete path, so the
+//! label set stays bounded) and status code by a middleware around every route.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use rota_cluster::NodeStatus;
+use rota_scheduler::SchedulerStats;
+
+use crate::AppState;
+
+/// Label used for requests that matched no route.
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// `rota_http_requests_total{method, route, status}`.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    counts: Mutex<BTreeMap<(String, String, u16), u64>>,
+}
+
+impl HttpCounters {
+    pub fn record(&self, method: &str, route: &str, status: u16) {
+        // A poisoned lock only means another request panicked mid-increment;
+        // the counts are still usable.
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default() += 1;
+    }
+
+    fn snapshot(&self) -> Vec<((String, String, u16), u64)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+/// Middleware counting every answered request.
+pub async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE.to_string(), |m| m.as_str().to_string());
+    let resp = next.run(req).await;
+    state.http.record(&method, &route, resp.status().as_u16());
+    resp
+}
+
+/// Renders every series.
+pub fn render(node: &NodeStatus, sched: &SchedulerStats, http: &HttpCounters) -> String {
+    let mut out = String::with_capacity(2048);
+    let mut series = |name: &str, help: &str, kind: &str, value: u64| {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    series(
+        "rota_jobs",
+        "Jobs known to the scheduler on this node.",
+        "gauge",
+        sched.jobs as u64,
+    );
+    series(
+        "rota_executions_running",
+        "Attempts running on this node.",
+        "gauge",
+        sched.running as u64,
+    );
+    series(
+        "rota_executions_queued",
+        "Executions waiting for a slot.",
+        "gauge",
+        sched.queued as u64,
+    );
+    series(
+        "rota_timers",
+        "Armed schedule and retry timers.",
+        "gauge",
+        sched.timers as u64,
+    );
+    series(
+        "rota_fired_total",
+        "Instants fired by this node while it led.",
+        "counter",
+        sched.fired_total,
+    );
+    series("rota_raft_term", "Current Raft term.", "gauge", node.term);
+    series(
+        "rota_raft_last_applied",
+        "Log index of the last entry applied to the state machine.",
+        "gauge",
+        node.last_applied,
+    );
+    series(
+        "rota_raft_last_log_index",
+        "Log index of the last entry in this node's log.",
+        "gauge",
+        node.last_log_index,
+    );
+    series(
+        "rota_raft_is_leader",
+        "1 while this node is the leader.",
+        "gauge",
+        u64::from(node.role == "leader"),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP rota_http_requests_total HTTP requests answered, by route template and status.\n\
+         # TYPE rota_http_requests_total counter"
+    );
+    for ((method, route, status), n) in http.snapshot() {
+        let _ = writeln!(
+            out,
+            "rota_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+            escape_label(&method),
+            escape_label(&route)
+        );
+    }
+    out
+}
+
+/// Escapes a label value per the exposition format.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> NodeStatus {
+        NodeStatus {
+            node_id: 1,
+            node: "n1".into(),
+            role: "leader".into(),
+            leader: Some(1),
+            leader_url: None,
+            term: 3,
+            last_log_index: 42,
+            last_applied: 41,
+            snapshot_index: None,
+        }
+    }
+
+    #[test]
+    fn renders_every_series_once() {
+        let http = HttpCounters::default();
+        http.record("GET", "/v1/jobs/{name}", 200);
+        http.record("GET", "/v1/jobs/{name}", 200);
+        http.record("GET", "a\"b", 404);
+        let stats = SchedulerStats {
+            jobs: 5,
+            running: 2,
+            queued: 1,
+            fired_total: 9,
+            ..Default::default()
+        };
+        let text = render(&status(), &stats, &http);
+        for line in [
+            "rota_jobs 5",
+            "rota_executions_running 2",
+            "rota_executions_queued 1",
+            "rota_fired_total 9",
+            "rota_raft_term 3",
+            "rota_raft_last_applied 41",
+            "rota_raft_is_leader 1",
+            "rota_http_requests_total{method=\"GET\",route=\"/v1/jobs/{name}\",status=\"200\"} 2",
+            "rota_http_requests_total{method=\"GET\",route=\"a\\\"b\",status=\"404\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // One TYPE line per family.
+        let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
+        assert_eq!(types, helps);
+        assert_eq!(types, 10);
+    }
+}

@@ -1,0 +1,202 @@
+//! The route table: the one list of (method, path, handler) the router is built
+//! from. The OpenAPI test walks the same list, so a route cannot be added without
+//! the document noticing (and the reverse).
+
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{self, MethodRouter};
+
+use crate::handlers::{executions, jobs, kv, system};
+use crate::AppState;
+
+pub(crate) struct Route {
+    /// Also encoded in `handler`; kept for the OpenAPI drift test.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub method: Method,
+    /// axum syntax: `{name}` for a segment, `{*key}` for the rest of the path.
+    pub path: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        get("/", system::index),
+        get("/metrics", system::metrics),
+        get("/v1/health", system::health),
+        get("/v1/openapi.json", system::openapi),
+        get("/v1/jobs", jobs::list),
+        get("/v1/jobs/{name}", jobs::get),
+        put("/v1/jobs/{name}", jobs::put),
+        delete("/v1/jobs/{name}", jobs::delete),
+        post("/v1/jobs/{name}/run", jobs::run),
+        post("/v1/jobs/{name}/pause", jobs::pause),
+        post("/v1/jobs/{name}/resume", jobs::resume),
+        get("/v1/jobs/{name}/executions", jobs::executions),
+        get("/v1/executions/{id}", executions::get),
+        get("/v1/executions/{id}/output", executions::output),
+        post("/v1/executions/{id}/cancel", executions::cancel),
+        get("/v1/kv", kv::list),
+        get("/v1/kv/{*key}", kv::get),
+        put("/v1/kv/{*key}", kv::put),
+        delete("/v1/kv/{*key}", kv::delete),
+    ]
+}
+
+fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+    Route {
+        method: Method::GET,
+        path,
+        handler: routing::get(h),
+    }
+}
+
+fn put<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+    Route {
+        method: Method::PUT,
+        path,
+        handler: routing::put(h),
+    }
+}
+
+fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+    Route {
+        method: Method::POST,
+        path,
+        handler: routing::post(h),
+    }
+}
+
+fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+    Route {
+        method: Method::DELETE,
+        path,
+        handler: routing::delete(h),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::handlers::system::OPENAPI;
+
+    /// `{*key}` (axum) is `{key}` in OpenAPI.
+    fn openapi_path(axum_path: &str) -> String {
+        axum_path.replace("{*", "{")
+    }
+
+    fn document() -> Value {
+        serde_json::from_str(OPENAPI).expect("openapi.json is valid JSON")
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_exists() {
+        let doc = document();
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1")),
+            "not an OpenAPI 3.1 document"
+        );
+        let served: BTreeSet<(String, String)> = routes()
+            .iter()
+            .map(|r| (r.method.as_str().to_lowercase(), openapi_path(r.path)))
+            .collect();
+        assert_eq!(served.len(), routes().len(), "a route is listed twice");
+        let methods = ["get", "put", "post", "delete", "patch", "head", "options"];
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in methods {
+                if item.get(method).is_some() {
+                    documented.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        let missing: Vec<_> = served.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            missing.is_empty(),
+            "routes missing from openapi.json: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "openapi.json documents routes that do not exist: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn every_operation_documents_its_path_parameters_and_answers() {
+        let doc = document();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let in_path: BTreeSet<String> = path
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .map(str::to_string)
+                .collect();
+            for (method, op) in item.as_object().expect("path item") {
+                if method == "parameters" {
+                    continue;
+                }
+                let mut declared = BTreeSet::new();
+                for p in op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain(item["parameters"].as_array().into_iter().flatten())
+                {
+                    let p = resolve(&doc, p);
+                    if p["in"] == "path" {
+                        declared.insert(p["name"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+                assert_eq!(declared, in_path, "{method} {path}: path parameters");
+                let responses = op["responses"].as_object();
+                assert!(
+                    responses.is_some_and(|r| !r.is_empty()),
+                    "{method} {path}: no responses"
+                );
+                assert!(
+                    op["operationId"].as_str().is_some(),
+                    "{method} {path}: no operationId"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        fn walk(doc: &Value, v: &Value, bad: &mut Vec<String>) {
+            match v {
+                Value::Object(map) => {
+                    if let Some(Value::String(r)) = map.get("$ref") {
+                        if lookup(doc, r).is_none() {
+                            bad.push(r.clone());
+                        }
+                    }
+                    map.values().for_each(|v| walk(doc, v, bad));
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(doc, v, bad)),
+                _ => {}
+            }
+        }
+        let doc = document();
+        let mut bad = Vec::new();
+        walk(&doc, &doc, &mut bad);
+        assert!(bad.is_empty(), "dangling $refs: {bad:?}");
+    }
+
+    fn lookup<'a>(doc: &'a Value, reference: &str) -> Option<&'a Value> {
+        let pointer = reference.strip_prefix('#')?;
+        doc.pointer(pointer)
+    }
+
+    fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => lookup(doc, r).unwrap_or(v),
+            None => v,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! rota's openraft type configuration and the persisted forms of openraft's types.
+//!
+//! openraft's serde derives are not a stable on-disk format, so what this crate
+//! writes (log entries, the vote, the committed and purged log ids, the state
+//! machine's metadata) goes through the small mirror types here: one version byte,
+//! then serde_json, like every other record of rota.
+
+use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership, StoredMembership};
+use rota_core::{ClientRequest, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::ClusterError;
+
+openraft::declare_raft_types!(
+    /// The Raft types of rota: client requests in, state machine responses out,
+    /// snapshots streamed through files.
+    pub TypeConfig:
+        D = ClientRequest,
+        R = Response,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<u64>;
+pub type Vote = openraft::Vote<u64>;
+pub type StorageError = openraft::StorageError<u64>;
+pub type SnapshotMeta = openraft::SnapshotMeta<u64, BasicNode>;
+
+const RECORD_VERSION: u8 = 1;
+
+pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, ClusterError> {
+    let mut out = vec![RECORD_VERSION];
+    serde_json::to_writer(&mut out, value)
+        .map_err(|source| ClusterError::Encode { what, source })?;
+    Ok(out)
+}
+
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, ClusterError> {
+    let (&version, body) = bytes
+        .split_first()
+        .ok_or(ClusterError::EmptyRecord { what })?;
+    if version != RECORD_VERSION {
+        return Err(ClusterError::UnknownVersion {
+            what,
+            version,
+            expected: RECORD_VERSION,
+        });
+    }
+    serde_json::from_slice(body).map_err(|source| ClusterError::Decode { what, source })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LogIdV1 {
+    pub term: u64,
+    pub node: u64,
+    pub index: u64,
+}
+
+impl From<&LogId> for LogIdV1 {
+    fn from(id: &LogId) -> Self {
+        LogIdV1 {
+            term: id.leader_id.term,
+            node: id.leader_id.node_id,
+            index: id.index,
+        }
+    }
+}
+
+impl From<LogIdV1> for LogId {
+    fn from(id: LogIdV1) -> Self {
+        LogId::new(CommittedLeaderId::new(id.term, id.node), id.index)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VoteV1 {
+    pub term: u64,
+    pub node: u64,
+    pub committed: bool,
+}
+
+impl From<&Vote> for VoteV1 {
+    fn from(v: &Vote) -> Self {
+        VoteV1 {
+            term: v.leader_id.term,
+            node: v.leader_id.node_id,
+            committed: v.committed,
+        }
+    }
+}
+
+impl From<VoteV1> for Vote {
+    fn from(v: VoteV1) -> Self {
+        if v.committed {
+            Vote::new_committed(v.term, v.node)
+        } else {
+            Vote::new(v.term, v.node)
+        }
+    }
+}
+
+/// A log entry as written (borrowing, to avoid copying requests on append).
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    log_id: LogIdV1,
+    payload: PayloadOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum PayloadOut<'a> {
+    Blank,
+    Request(&'a ClientRequest),
+    Membership(&'a Membership<u64, BasicNode>),
+}
+
+/// A log entry as read; same JSON shape as [`EntryOut`].
+#[derive(Deserialize)]
+struct EntryIn {
+    log_id: LogIdV1,
+    payload: PayloadIn,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PayloadIn {
+    Blank,
+    Request(Box<ClientRequest>),
+    Membership(Membership<u64, BasicNode>),
+}
+
+pub(crate) const LOG_ENTRY: &str = "raft log entry";
+
+pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, ClusterError> {
+    let payload = match &entry.payload {
+        EntryPayload::Blank => PayloadOut::Blank,
+        EntryPayload::Normal(req) => PayloadOut::Request(req),
+        EntryPayload::Membership(m) => PayloadOut::Membership(m),
+    };
+    encode(
+        LOG_ENTRY,
+        &EntryOut {
+            log_id: (&entry.log_id).into(),
+            payload,
+        },
+    )
+}
+
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, ClusterError> {
+    let e: EntryIn = decode(LOG_ENTRY, bytes)?;
+    let payload = match e.payload {
+        PayloadIn::Blank => EntryPayload::Blank,
+        PayloadIn::Request(req) => EntryPayload::Normal(*req),
+        PayloadIn::Membership(m) => EntryPayload::Membership(m),
+    };
+    Ok(Entry {
+        log_id: e.log_id.into(),
+        payload,
+    })
+}
+
+/// What the state machine stores beside its tables (opaque to the store): the last
+/// applied log id and the last applied membership.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RaftMetaV1 {
+    pub last_applied: Option<LogIdV1>,
+    pub membership_log_id: Option<LogIdV1>,
+    pub membership: Membership<u64, BasicNode>,
+}
+
+pub(crate) const RAFT_META: &str = "state machine raft metadata";
+
+impl RaftMetaV1 {
+    pub fn new(
+        last_applied: Option<&LogId>,
+        membership: &StoredMembership<u64, BasicNode>,
+    ) -> Self {
+        RaftMetaV1 {
+            last_applied: last_applied.map(Into::into),
+            membership_log_id: membership.log_id().as_ref().map(Into::into),
+            membership: membership.membership().clone(),
+        }
+    }
+
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.last_applied.map(Into::into)
+    }
+
+    pub fn stored_membership(&self) -> StoredMembership<u64, BasicNode> {
+        StoredMembership::new(
+            self.membership_log_id.map(Into::into),
+            self.membership.clone(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn entries_round_trip_through_the_persisted_form() {
+        let log_id = LogId::new(CommittedLeaderId::new(3, 7), 42);
+        let request = ClientRequest {
+            session: None,
+            at: chrono::DateTime::from_timestamp(1_700_000_000, 5).unwrap(),
+            command: rota_core::Command::KvPut {
+                key: "k".into(),
+                value: "v".into(),
+                if_revision: Some(0),
+            },
+        };
+        let membership = Membership::new(
+            vec![BTreeSet::from([1, 2])],
+            BTreeMap::from([
+                (1, BasicNode::new("http://a")),
+                (2, BasicNode::new("http://b")),
+            ]),
+        );
+        for payload in [
+            EntryPayload::Blank,
+            EntryPayload::Normal(request),
+            EntryPayload::Membership(membership),
+        ] {
+            let entry = Entry { log_id, payload };
+            let back = decode_entry(&encode_entry(&entry).unwrap()).unwrap();
+            assert_eq!(back, entry);
+        }
+        let mut future = encode_entry(&Entry {
+            log_id,
+            payload: EntryPayload::Blank,
+        })
+        .unwrap();
+        future[0] = 2;
+        assert!(matches!(
+            decode_entry(&future),
+            Err(ClusterError::UnknownVersion { version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn votes_round_trip() {
+        for vote in [Vote::new(4, 2), Vote::new_committed(5, 1)] {
+            let v: VoteV1 = (&vote).into();
+            assert_eq!(Vote::from(v), vote);
+        }
+    }
+}

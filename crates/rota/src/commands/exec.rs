@@ -1,0 +1,158 @@
+//! `rota exec ...`: one execution's details, its output (followed live with `-f`),
+//! and cancelling it.
+
+use std::io::Write;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::Value;
+use ulid::Ulid;
+
+use super::Ctx;
+use crate::cli::ExecCommand;
+use crate::output;
+
+/// Bound on fetching the output of a finished execution (it is at most the job's
+/// `max_output_bytes`); a followed output has none.
+const OUTPUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub async fn run(ctx: &Ctx, cmd: ExecCommand) -> anyhow::Result<()> {
+    match cmd {
+        ExecCommand::Get { id } => show(ctx, id).await,
+        ExecCommand::Logs { id, follow } => logs(ctx, id, follow).await,
+        ExecCommand::Cancel { id } => cancel(ctx, id).await,
+    }
+}
+
+async fn show(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
+    let id = id.to_string();
+    let answer = ctx
+        .client
+        .get(ctx.client.url(["v1", "executions", id.as_str()]))
+        .await?;
+    if ctx.json() {
+        return Ok(output::json(&answer.body)?);
+    }
+    output::line(&execution_details(&answer.body))?;
+    Ok(())
+}
+
+/// The key/value view of `exec get`.
+fn execution_details(e: &Value) -> String {
+    let t = output::text;
+    let mut rows = vec![
+        ("id", t(&e["id"])),
+        ("job", t(&e["job"])),
+        ("status", t(&e["status"])),
+        ("trigger", t(&e["trigger"])),
+        ("attempt", t(&e["attempt"])),
+        ("node", t(&e["node"])),
+        ("scheduled", output::time(&e["scheduled_at"])),
+        ("started", output::time(&e["started_at"])),
+        ("finished", output::time(&e["finished_at"])),
+        ("duration", output::run_duration(e, chrono::Utc::now())),
+        ("exit code", t(&e["exit_code"])),
+        ("error", t(&e["error"])),
+        ("output truncated", output::yes_no(&e["output_truncated"])),
+    ];
+    if !e["next_attempt_at"].is_null() {
+        rows.push(("next attempt", output::time(&e["next_attempt_at"])));
+    }
+    if e["cancel_requested"] == Value::Bool(true) {
+        rows.push(("cancel requested", "yes".to_string()));
+    }
+    output::key_values(&rows)
+}
+
+/// Copies the output to stdout as it arrives: bytes, not text, so that partial
+/// UTF-8 sequences and binary output pass through untouched.
+async fn logs(ctx: &Ctx, id: Ulid, follow: bool) -> anyhow::Result<()> {
+    let id = id.to_string();
+    let query: Vec<(&str, String)> = if follow {
+        vec![("follow", "true".to_string())]
+    } else {
+        Vec::new()
+    };
+    let url = ctx
+        .client
+        .url_with_query(["v1", "executions", id.as_str(), "output"], &query);
+    let timeout = (!follow).then_some(OUTPUT_TIMEOUT);
+    let response = ctx.client.get_stream(url, timeout).await?;
+    let mut body = response.bytes_stream();
+    let mut stdout = std::io::stdout().lock();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ctx.client.transport(e))?;
+        stdout.write_all(&chunk).context("writing output")?;
+        stdout.flush().context("writing output")?;
+    }
+    Ok(())
+}
+
+async fn cancel(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
+    let id = id.to_string();
+    let url = ctx.client.url(["v1", "executions", id.as_str(), "cancel"]);
+    let answer = ctx.client.write(Method::POST, url, None).await?;
+    if ctx.json() {
+        return Ok(output::json(&answer.body)?);
+    }
+    output::line(&cancel_line(&id, &answer.body))?;
+    Ok(())
+}
+
+fn cancel_line(id: &str, exec: &Value) -> String {
+    if exec["status"] == "cancelled" {
+        format!("execution {id} cancelled")
+    } else {
+        // A running attempt is ended by the node running it, shortly after.
+        format!(
+            "execution {id} cancel requested ({} on {})",
+            output::text(&exec["status"]),
+            output::text(&exec["node"])
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn details_list_every_field_people_look_for() {
+        let e = json!({
+            "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "backup", "status": "failed",
+            "trigger": "schedule", "attempt": 2, "node": "n1",
+            "scheduled_at": "2030-01-01T00:00:00Z", "started_at": "2030-01-01T00:00:00Z",
+            "finished_at": "2030-01-01T00:00:03Z", "exit_code": 1, "error": "exit status 1",
+            "output_truncated": false
+        });
+        let text = execution_details(&e);
+        for want in [
+            "job:",
+            "backup",
+            "attempt:",
+            "3.0s",
+            "exit code:",
+            "exit status 1",
+        ] {
+            assert!(text.contains(want), "{want} missing in\n{text}");
+        }
+        assert!(!text.contains("next attempt"), "{text}");
+    }
+
+    #[test]
+    fn cancel_says_whether_it_is_done() {
+        assert_eq!(
+            cancel_line("x", &json!({"status": "cancelled"})),
+            "execution x cancelled"
+        );
+        assert_eq!(
+            cancel_line(
+                "x",
+                &json!({"status": "running", "node": "n1", "cancel_requested": true})
+            ),
+            "execution x cancel requested (running on n1)"
+        );
+    }
+}

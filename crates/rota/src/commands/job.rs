@@ -1,0 +1,455 @@
+//! `rota job ...`: apply job files, list, inspect, run, pause, resume, delete and
+//! show the history of jobs.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use reqwest::{Method, StatusCode};
+use rota_core::{ExecStatus, JobSpec};
+use serde_json::{json, Value};
+
+use super::Ctx;
+use crate::cli::{FileFormat, JobCommand};
+use crate::jobfile::{parse_job_file, JobFileFormat};
+use crate::output;
+
+/// How often `job run --wait` asks whether the run has ended. A person is waiting,
+/// and one small GET per half second is nothing for the server.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<()> {
+    match cmd {
+        JobCommand::Apply { files, format } => apply(ctx, &files, format).await,
+        JobCommand::Ls => list(ctx).await,
+        JobCommand::Get { name } => show(ctx, &name).await,
+        JobCommand::Rm { name } => remove(ctx, &name).await,
+        JobCommand::Run { name, wait } => run_now(ctx, &name, wait).await,
+        JobCommand::Pause { name } => set_paused(ctx, &name, true).await,
+        JobCommand::Resume { name } => set_paused(ctx, &name, false).await,
+        JobCommand::History { name, limit } => history(ctx, &name, limit).await,
+    }
+}
+
+/// Rejects a bad name before it becomes part of a URL, with the rule it breaks.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    rota_core::validate_name("name", name)?;
+    Ok(())
+}
+
+impl From<FileFormat> for JobFileFormat {
+    fn from(f: FileFormat) -> Self {
+        match f {
+            FileFormat::Toml => JobFileFormat::Toml,
+            FileFormat::Yaml => JobFileFormat::Yaml,
+            FileFormat::Json => JobFileFormat::Json,
+        }
+    }
+}
+
+/// Reads and parses every file; the jobs in order, each with the file it came from.
+/// Nothing is sent unless every file is valid.
+fn read_job_files(
+    files: &[PathBuf],
+    format: Option<FileFormat>,
+) -> anyhow::Result<Vec<(JobSpec, String)>> {
+    let mut jobs = Vec::new();
+    let mut origin_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut read_stdin = false;
+    for path in files {
+        let stdin = path == Path::new("-");
+        let origin = if stdin {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        };
+        let format: JobFileFormat = match format {
+            Some(f) => f.into(),
+            None if stdin => {
+                bail!("reading jobs from standard input needs --format toml|yaml|json")
+            }
+            None => JobFileFormat::from_path(path).ok_or_else(|| {
+                anyhow!(
+                    "{origin}: cannot tell the format from the file name; \
+                     name it .toml, .yaml, .yml or .json, or pass --format toml|yaml|json"
+                )
+            })?,
+        };
+        let text = if stdin {
+            if read_stdin {
+                bail!("standard input (-) can be given only once");
+            }
+            read_stdin = true;
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+            text
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {origin}"))?
+        };
+        let specs = parse_job_file(&text, format).with_context(|| origin.clone())?;
+        if specs.is_empty() {
+            bail!("{origin}: no jobs found");
+        }
+        for spec in specs {
+            if let Some(first) = origin_of.insert(spec.name.clone(), origin.clone()) {
+                bail!(
+                    "job {:?} is defined twice ({first} and {origin}); names are unique",
+                    spec.name
+                );
+            }
+            jobs.push((spec, origin.clone()));
+        }
+    }
+    Ok(jobs)
+}
+
+async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyhow::Result<()> {
+    let jobs = read_job_files(files, format)?;
+    let mut applied = Vec::new();
+    for (spec, origin) in &jobs {
+        let url = ctx.client.url(["v1", "jobs", spec.name.as_str()]);
+        let body = serde_json::to_value(spec).context("encoding the job")?;
+        let answer = match ctx.client.write(Method::PUT, url, Some(&body)).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                // Say what did get applied before the failure, in the chosen format.
+                if ctx.json() {
+                    output::json(&Value::Array(applied))?;
+                }
+                return Err(err).with_context(|| format!("{origin}: job/{}", spec.name));
+            }
+        };
+        let action = if answer.status == StatusCode::CREATED {
+            "created"
+        } else {
+            "updated"
+        };
+        if ctx.json() {
+            applied.push(json!({"name": spec.name, "action": action, "job": answer.body}));
+        } else {
+            output::line(&format!("job/{} {action}", spec.name))?;
+        }
+    }
+    if ctx.json() {
+        output::json(&Value::Array(applied))?;
+    }
+    Ok(())
+}
+
+async fn list(ctx: &Ctx) -> anyhow::Result<()> {
+    let answer = ctx.client.get(ctx.client.url(["v1", "jobs"])).await?;
+    if ctx.json() {
+        return Ok(output::json(&answer.body)?);
+    }
+    let rows = output::items(&answer.body)
+        .iter()
+        .map(|job| {
+            vec![
+                output::text(&job["name"]),
+                output::schedule(&job["schedule"]),
+                output::text(&job["executor"]["type"]),
+                output::time(&job["next_run_at"]),
+                output::yes_no(&job["paused"]),
+            ]
+        })
+        .collect();
+    output::line(&output::table(
+        &["NAME", "SCHEDULE", "EXECUTOR", "NEXT RUN", "PAUSED"],
+        rows,
+    ))?;
+    Ok(())
+}
+
+async fn show(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    let answer = ctx.client.get(ctx.client.url(["v1", "jobs", name])).await?;
+    if ctx.json() {
+        return Ok(output::json(&answer.body)?);
+    }
+    output::line(&job_details(&answer.body))?;
+    Ok(())
+}
+
+/// The key/value view of `job get`.
+fn job_details(job: &Value) -> String {
+    let t = output::text;
+    let mut rows = vec![("name", t(&job["name"]))];
+    if !job["description"].is_null() {
+        rows.push(("description", t(&job["description"])));
+    }
+    rows.extend([
+        ("schedule", output::schedule(&job["schedule"])),
+        ("executor", output::executor(&job["executor"])),
+        ("timeout", t(&job["timeout"])),
+        ("retry", output::retry(&job["retry"])),
+        ("priority", t(&job["priority"])),
+        ("overlap", t(&job["overlap"])),
+        (
+            "misfire",
+            format!(
+                "{} (window {})",
+                t(&job["misfire"]),
+                t(&job["catchup_window"])
+            ),
+        ),
+        ("paused", output::yes_no(&job["paused"])),
+        ("tags", output::map(&job["tags"])),
+        ("history limit", t(&job["history_limit"])),
+        ("created", output::time(&job["created_at"])),
+        ("updated", output::time(&job["updated_at"])),
+        ("revision", t(&job["revision"])),
+        ("next run", output::time(&job["next_run_at"])),
+        (
+            "last execution",
+            output::execution_summary(&job["last_execution"]),
+        ),
+    ]);
+    output::key_values(&rows)
+}
+
+async fn remove(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    ctx.client
+        .write(Method::DELETE, ctx.client.url(["v1", "jobs", name]), None)
+        .await?;
+    if ctx.json() {
+        output::json(&json!({"name": name, "deleted": true}))?;
+    } else {
+        output::line(&format!("job/{name} deleted"))?;
+    }
+    Ok(())
+}
+
+async fn set_paused(ctx: &Ctx, name: &str, paused: bool) -> anyhow::Result<()> {
+    check_name(name)?;
+    let action = if paused { "pause" } else { "resume" };
+    let answer = ctx
+        .client
+        .write(
+            Method::POST,
+            ctx.client.url(["v1", "jobs", name, action]),
+            None,
+        )
+        .await?;
+    if ctx.json() {
+        output::json(&answer.body)?;
+    } else {
+        output::line(&format!("job/{name} {action}d"))?;
+    }
+    Ok(())
+}
+
+async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
+    check_name(name)?;
+    let answer = ctx
+        .client
+        .write(
+            Method::POST,
+            ctx.client.url(["v1", "jobs", name, "run"]),
+            None,
+        )
+        .await?;
+    let id = answer.body["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the server's answer has no execution id: {}", answer.body))?
+        .to_string();
+    if !wait {
+        if ctx.json() {
+            output::json(&answer.body)?;
+        } else {
+            output::line(&id)?;
+        }
+        return Ok(());
+    }
+    if !ctx.json() {
+        output::line(&id)?;
+    }
+    let done = wait_for_end(ctx, &id).await?;
+    if ctx.json() {
+        output::json(&done)?;
+    } else {
+        output::line(&end_line(&done))?;
+    }
+    check_succeeded(&done)
+}
+
+/// Polls the execution until it reaches a terminal status (retries included).
+async fn wait_for_end(ctx: &Ctx, id: &str) -> anyhow::Result<Value> {
+    let url = ctx.client.url(["v1", "executions", id]);
+    loop {
+        let exec = ctx.client.get(url.clone()).await?.body;
+        let status: ExecStatus = serde_json::from_value(exec["status"].clone())
+            .map_err(|_| anyhow!("execution {id} has an unknown status {}", exec["status"]))?;
+        if status.is_terminal() {
+            return Ok(exec);
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// `execution <id> succeeded (exit 0) in 1.2s`.
+fn end_line(exec: &Value) -> String {
+    let mut line = format!(
+        "execution {} {}",
+        output::text(&exec["id"]),
+        output::text(&exec["status"])
+    );
+    if !exec["exit_code"].is_null() {
+        line.push_str(&format!(" (exit {})", output::text(&exec["exit_code"])));
+    }
+    let took = output::run_duration(exec, chrono::Utc::now());
+    if took != "-" {
+        line.push_str(&format!(" in {took}"));
+    }
+    line
+}
+
+/// An error unless the execution succeeded; the reason is the end line plus the
+/// execution's error message.
+fn check_succeeded(exec: &Value) -> anyhow::Result<()> {
+    if exec["status"] == "succeeded" {
+        return Ok(());
+    }
+    let mut reason = end_line(exec);
+    if let Some(error) = exec["error"].as_str().filter(|e| !e.is_empty()) {
+        reason.push_str(&format!(": {}", crate::error::one_line(error, 200)));
+    }
+    Err(anyhow!(reason))
+}
+
+async fn history(ctx: &Ctx, name: &str, limit: u32) -> anyhow::Result<()> {
+    check_name(name)?;
+    let url = ctx.client.url_with_query(
+        ["v1", "jobs", name, "executions"],
+        &[("limit", limit.to_string())],
+    );
+    let answer = ctx.client.get(url).await?;
+    if ctx.json() {
+        return Ok(output::json(&answer.body)?);
+    }
+    let now = chrono::Utc::now();
+    let rows = output::items(&answer.body)
+        .iter()
+        .map(|e| {
+            vec![
+                output::text(&e["id"]),
+                output::text(&e["status"]),
+                output::text(&e["trigger"]),
+                output::time(&e["scheduled_at"]),
+                output::time(&e["started_at"]),
+                output::run_duration(e, now),
+                output::text(&e["attempt"]),
+                output::text(&e["exit_code"]),
+            ]
+        })
+        .collect();
+    output::line(&output::table(
+        &[
+            "ID",
+            "STATUS",
+            "TRIGGER",
+            "SCHEDULED",
+            "STARTED",
+            "DURATION",
+            "ATTEMPT",
+            "EXIT",
+        ],
+        rows,
+    ))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const ONE: &str = "[[job]]\nname = \"a\"\nschedule = { manual = true }\nexecutor = { type = \"shell\", command = \"true\" }\n";
+
+    #[test]
+    fn files_are_read_by_extension_and_duplicates_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.toml", ONE);
+        let jobs = read_job_files(std::slice::from_ref(&a), None).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].0.name, "a");
+
+        let b = write(dir.path(), "b.toml", ONE);
+        let err = read_job_files(&[a, b], None).unwrap_err().to_string();
+        assert!(err.contains("defined twice"), "{err}");
+    }
+
+    #[test]
+    fn unknown_extensions_need_a_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "jobs.txt", ONE);
+        let err = read_job_files(std::slice::from_ref(&f), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--format"), "{err}");
+        let jobs = read_job_files(&[f], Some(FileFormat::Toml)).unwrap();
+        assert_eq!(jobs.len(), 1);
+        let err = read_job_files(&[PathBuf::from("-")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--format"), "{err}");
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let err = read_job_files(&[PathBuf::from("/nonexistent/jobs.toml")], None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent/jobs.toml"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn bad_job_names_are_refused_before_any_request() {
+        assert!(check_name("nightly-backup").is_ok());
+        let err = check_name("../etc").unwrap_err().to_string();
+        assert!(err.starts_with("name: "), "{err}");
+    }
+
+    #[test]
+    fn job_details_show_next_run_and_last_execution() {
+        let job = json!({
+            "name": "backup",
+            "schedule": {"cron": "0 2 * * *", "timezone": "UTC"},
+            "executor": {"type": "shell", "command": "pg_dump"},
+            "next_run_at": "2030-01-01T02:00:00Z",
+            "last_execution": {"id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "status": "failed", "exit_code": 2,
+                               "scheduled_at": "2029-12-31T02:00:00Z"},
+            "paused": false,
+        });
+        let text = job_details(&job);
+        assert!(text.contains("next run:"), "{text}");
+        assert!(text.contains("2030-01-01T02:00:00Z"), "{text}");
+        assert!(text.contains("failed (exit 2)"), "{text}");
+        assert!(text.contains("shell: pg_dump"), "{text}");
+    }
+
+    #[test]
+    fn only_success_passes_a_wait() {
+        let ok = json!({"id": "x", "status": "succeeded", "exit_code": 0});
+        assert!(check_succeeded(&ok).is_ok());
+        let failed =
+            json!({"id": "x", "status": "failed", "exit_code": 3, "error": "exit status 3"});
+        let err = check_succeeded(&failed).unwrap_err().to_string();
+        assert_eq!(err, "execution x failed (exit 3): exit status 3");
+        let cancelled = json!({"id": "x", "status": "cancelled"});
+        assert_eq!(
+            check_succeeded(&cancelled).unwrap_err().to_string(),
+            "execution x cancelled"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! What each client subcommand does: build the request, send it through
+//! [`Client`], print the answer as a table or as JSON.
+//!
+//! `rota server` is not here: it is the server itself, in [`crate::server`].
+
+mod exec;
+mod job;
+mod kv;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command, ConfigCommand, OutputFormat};
+use crate::client::Client;
+use crate::config::ServerConfig;
+use crate::output;
+
+/// What every client subcommand needs.
+pub struct Ctx {
+    pub client: Client,
+    pub output: OutputFormat,
+}
+
+impl Ctx {
+    pub fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+}
+
+/// Runs the parsed command line to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = || -> anyhow::Result<Ctx> {
+        Ok(Ctx {
+            client: Client::new(&cli.server)?,
+            output: cli.output,
+        })
+    };
+    match cli.command {
+        Command::Server(args) => crate::server::run(args).await,
+        Command::Job(cmd) => job::run(&client()?, cmd).await,
+        Command::Exec(cmd) => exec::run(&client()?, cmd).await,
+        Command::Kv(cmd) => kv::run(&client()?, cmd).await,
+        Command::Config(ConfigCommand::Show(flags)) => {
+            let cfg = ServerConfig::load(&flags, std::env::var("RUST_LOG").ok())?;
+            show_config(&cfg, cli.output)
+        }
+    }
+}
+
+fn show_config(cfg: &ServerConfig, format: OutputFormat) -> anyhow::Result<()> {
+    let entries = cfg.entries();
+    match format {
+        OutputFormat::Json => {
+            let settings: serde_json::Map<String, serde_json::Value> = entries
+                .iter()
+                .map(|(key, value, source)| {
+                    (
+                        key.to_string(),
+                        serde_json::json!({"value": value, "source": source}),
+                    )
+                })
+                .collect();
+            output::json(&serde_json::json!({
+                "config_file": cfg.config_file,
+                "settings": settings,
+            }))
+        }
+        OutputFormat::Table => {
+            let rows = entries
+                .into_iter()
+                .map(|(key, value, source)| vec![key.to_string(), value, source.to_string()])
+                .collect();
+            let file = match &cfg.config_file {
+                Some(path) => format!("config file: {}", path.display()),
+                None => "config file: none".to_string(),
+            };
+            output::line(&file)?;
+            output::line(&output::table(&["KEY", "VALUE", "SOURCE"], rows))
+        }
+    }
+    .context("writing output")
+}

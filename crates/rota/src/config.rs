@@ -1,0 +1,604 @@
+//! The server's configuration: the `rota.toml` file, the `rota server` flags, and
+//! how they combine.
+//!
+//! Every setting is resolved as flag > file > default, and the effective
+//! [`ServerConfig`] remembers where each value came from (`rota config show` prints
+//! it). Flags and file keys go through the same `check_*` functions, so both accept
+//! exactly the same values; a rejected file value names its key and line. Only the
+//! log filter has a fourth source: `RUST_LOG`, which wins over the file like a flag
+//! would, because it is how a single run is made more verbose.
+//!
+//! This is the static, start-up configuration. The dynamic, replicated settings of
+//! `GET /v1/config` are a separate, later concern.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ServerFlags;
+use crate::error::ConfigError;
+
+/// The config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "rota.toml";
+pub const DEFAULT_NODE_ID: u64 = 1;
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 7700));
+pub const DEFAULT_DATA_DIR: &str = "rota-data";
+pub const DEFAULT_MAX_RUNNING: usize = 64;
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+/// `info`, except openraft's own `info` lines, which narrate every election and
+/// startup step in detail; `RUST_LOG=info` (or `log = "info"`) brings them back.
+pub const DEFAULT_LOG: &str = "info,openraft=warn";
+
+/// `rota.toml`. Every key is optional; a key that is absent takes its default, a
+/// key that is present is overridden by the flag of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Raft node id, unique in the cluster, at least 1. Default 1.
+    pub node_id: Option<u64>,
+    /// Name of the node, recorded on executions (`ROTA_NODE`) and reported by
+    /// health; `[a-z0-9][a-z0-9_-]{0,62}`. Default `n<node_id>`.
+    pub node_name: Option<String>,
+    /// IP address and port the API, web UI and peer traffic listen on, e.g.
+    /// `127.0.0.1:7700` or `[::]:7700`. Default `127.0.0.1:7700`.
+    pub listen: Option<String>,
+    /// `http://` or `https://` URL peers and clients reach this node at. Default
+    /// `http://` and the listen address (loopback when listening on all addresses).
+    pub advertise: Option<String>,
+    /// Directory of the Raft log, the state and snapshots; relative paths are
+    /// relative to the working directory of `rota server`. Default `./rota-data`.
+    pub data_dir: Option<PathBuf>,
+    /// Most runs executing at once on this node (more wait, by priority), at
+    /// least 1. Default 64.
+    pub max_running: Option<u64>,
+    /// Snapshot the state and trim the Raft log every this many log entries, at
+    /// least 1. Default 10000.
+    pub snapshot_every: Option<u64>,
+    /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,rota_scheduler=debug`;
+    /// the `RUST_LOG` environment variable overrides it. Default `info,openraft=warn`.
+    pub log: Option<String>,
+}
+
+impl FileConfig {
+    /// Parses the text of a config file; `origin` (its path) only names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<FileConfig, ConfigError> {
+        let fail = |key: String, message: String, span: Option<std::ops::Range<usize>>| {
+            ConfigError::File {
+                path: origin.to_path_buf(),
+                key,
+                line: span.map(|s| line_of(text, s.start)),
+                message,
+            }
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| fail(String::new(), e.message().to_string(), e.span()))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            // An unknown key is reported at the top level ("."), its name is in the message.
+            let key = if key == "." { String::new() } else { key };
+            fail(key, inner.message().to_string(), inner.span())
+        })
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Default,
+    File,
+    Flag,
+    Env,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Default => "default",
+            Source::File => "file",
+            Source::Flag => "flag",
+            Source::Env => "env",
+        })
+    }
+}
+
+/// The effective configuration of `rota server`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub node_id: u64,
+    pub node_name: String,
+    pub listen: SocketAddr,
+    /// `None`: derived from the address actually bound (see [`advertise_for`]).
+    pub advertise: Option<Url>,
+    pub data_dir: PathBuf,
+    pub max_running: usize,
+    pub snapshot_every: u64,
+    pub log: String,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// Where each key's value came from.
+    pub sources: BTreeMap<&'static str, Source>,
+}
+
+impl ServerConfig {
+    /// Finds and reads the config file (`--config`, or `rota.toml` in the working
+    /// directory when it exists), then resolves flags over it. `rust_log` is the
+    /// value of `RUST_LOG`, passed in so that tests do not depend on the environment.
+    pub fn load(flags: &ServerFlags, rust_log: Option<String>) -> Result<Self, ConfigError> {
+        let path = match &flags.config {
+            Some(path) => Some(path.clone()),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                default.is_file().then_some(default)
+            }
+        };
+        let file = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let file = FileConfig::parse(&text, &path)?;
+                Some((path, file))
+            }
+            None => None,
+        };
+        Self::resolve(flags, file, rust_log)
+    }
+
+    /// Applies flag > file > default (and `RUST_LOG` > file > default for `log`).
+    pub fn resolve(
+        flags: &ServerFlags,
+        file: Option<(PathBuf, FileConfig)>,
+        rust_log: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let (path, file) = match file {
+            Some((path, file)) => (Some(path), file),
+            None => (None, FileConfig::default()),
+        };
+        let mut sources = BTreeMap::new();
+        // A bad file value names the file and the key.
+        let bad = |key: &'static str, message: String| ConfigError::File {
+            path: path.clone().unwrap_or_default(),
+            key: key.to_string(),
+            line: None,
+            message,
+        };
+
+        let node_id = pick(
+            &mut sources,
+            "node_id",
+            flags.node_id,
+            file.node_id
+                .map(check_node_id)
+                .transpose()
+                .map_err(|m| bad("node_id", m))?,
+            DEFAULT_NODE_ID,
+        );
+        let node_name = pick(
+            &mut sources,
+            "node_name",
+            flags.node_name.clone(),
+            file.node_name
+                .as_deref()
+                .map(check_node_name)
+                .transpose()
+                .map_err(|m| bad("node_name", m))?,
+            format!("n{node_id}"),
+        );
+        let listen = pick(
+            &mut sources,
+            "listen",
+            flags.listen,
+            file.listen
+                .as_deref()
+                .map(check_listen)
+                .transpose()
+                .map_err(|m| bad("listen", m))?,
+            DEFAULT_LISTEN,
+        );
+        let advertise = pick(
+            &mut sources,
+            "advertise",
+            flags.advertise.clone().map(Some),
+            file.advertise
+                .as_deref()
+                .map(check_advertise)
+                .transpose()
+                .map_err(|m| bad("advertise", m))?
+                .map(Some),
+            None,
+        );
+        let data_dir = pick(
+            &mut sources,
+            "data_dir",
+            flags.data_dir.clone(),
+            file.data_dir
+                .map(|d| check_data_dir(d).map_err(|m| bad("data_dir", m)))
+                .transpose()?,
+            PathBuf::from(DEFAULT_DATA_DIR),
+        );
+        let max_running = pick(
+            &mut sources,
+            "max_running",
+            flags.max_running,
+            file.max_running
+                .map(check_max_running)
+                .transpose()
+                .map_err(|m| bad("max_running", m))?,
+            DEFAULT_MAX_RUNNING,
+        );
+        let snapshot_every = pick(
+            &mut sources,
+            "snapshot_every",
+            flags.snapshot_every,
+            file.snapshot_every
+                .map(check_snapshot_every)
+                .transpose()
+                .map_err(|m| bad("snapshot_every", m))?,
+            DEFAULT_SNAPSHOT_EVERY,
+        );
+        let file_log = file
+            .log
+            .as_deref()
+            .map(check_log)
+            .transpose()
+            .map_err(|m| bad("log", m))?;
+        let env_log = match rust_log.filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(check_log(&s).map_err(|message| ConfigError::Env {
+                var: "RUST_LOG",
+                message,
+            })?),
+            None => None,
+        };
+        let (log, log_source) = match (env_log, file_log) {
+            (Some(filter), _) => (filter, Source::Env),
+            (None, Some(filter)) => (filter, Source::File),
+            (None, None) => (DEFAULT_LOG.to_string(), Source::Default),
+        };
+        sources.insert("log", log_source);
+
+        Ok(ServerConfig {
+            node_id,
+            node_name,
+            listen,
+            advertise,
+            data_dir,
+            max_running,
+            snapshot_every,
+            log,
+            config_file: path,
+            sources,
+        })
+    }
+
+    /// The URL this node announces: `advertise` if set, else derived from `bound`
+    /// (the address actually listened on, which differs from `listen` for port 0).
+    pub fn advertise_url(&self, bound: SocketAddr) -> String {
+        match &self.advertise {
+            Some(url) => url.as_str().trim_end_matches('/').to_string(),
+            None => advertise_for(bound),
+        }
+    }
+
+    /// Key, value and source of every setting, in file-key order (for `config show`).
+    pub fn entries(&self) -> Vec<(&'static str, String, Source)> {
+        let source = |key: &str| self.sources.get(key).copied().unwrap_or(Source::Default);
+        vec![
+            ("node_id", self.node_id.to_string(), source("node_id")),
+            ("node_name", self.node_name.clone(), source("node_name")),
+            ("listen", self.listen.to_string(), source("listen")),
+            (
+                "advertise",
+                self.advertise_url(self.listen),
+                source("advertise"),
+            ),
+            (
+                "data_dir",
+                self.data_dir.display().to_string(),
+                source("data_dir"),
+            ),
+            (
+                "max_running",
+                self.max_running.to_string(),
+                source("max_running"),
+            ),
+            (
+                "snapshot_every",
+                self.snapshot_every.to_string(),
+                source("snapshot_every"),
+            ),
+            ("log", self.log.clone(), source("log")),
+        ]
+    }
+}
+
+/// Records where a value came from and returns it.
+fn pick<T>(
+    sources: &mut BTreeMap<&'static str, Source>,
+    key: &'static str,
+    flag: Option<T>,
+    file: Option<T>,
+    default: T,
+) -> T {
+    let (value, source) = match (flag, file) {
+        (Some(v), _) => (v, Source::Flag),
+        (None, Some(v)) => (v, Source::File),
+        (None, None) => (default, Source::Default),
+    };
+    sources.insert(key, source);
+    value
+}
+
+/// `http://<addr>`, with an unspecified address (`0.0.0.0`, `::`) replaced by
+/// loopback: "all addresses" is not an address anyone can connect to.
+pub fn advertise_for(bound: SocketAddr) -> String {
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
+// Checks shared by flags and file keys. They answer what is accepted, without the
+// key's name: the caller knows whether it was a flag or a file key.
+
+pub fn check_node_id(id: u64) -> Result<u64, String> {
+    if id == 0 {
+        return Err("must be at least 1".to_string());
+    }
+    Ok(id)
+}
+
+pub fn check_node_name(name: &str) -> Result<String, String> {
+    rota_core::validate_name("node_name", name).map_err(|e| e.message)?;
+    Ok(name.to_string())
+}
+
+pub fn check_listen(addr: &str) -> Result<SocketAddr, String> {
+    addr.trim().parse().map_err(|_| {
+        format!("{addr:?} is not an address to listen on; expected IP:PORT, e.g. 127.0.0.1:7700 or [::]:7700")
+    })
+}
+
+pub fn check_advertise(url: &str) -> Result<Url, String> {
+    let parsed = Url::parse(url.trim())
+        .map_err(|e| format!("{url:?} is not a URL ({e}); expected e.g. http://10.0.0.5:7700"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(format!(
+            "{url:?} is not an http:// or https:// URL with a host, e.g. http://10.0.0.5:7700"
+        ));
+    }
+    Ok(parsed)
+}
+
+pub fn check_data_dir(dir: PathBuf) -> Result<PathBuf, String> {
+    if dir.as_os_str().is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(dir)
+}
+
+pub fn check_max_running(n: u64) -> Result<usize, String> {
+    match usize::try_from(n) {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{n} is too large")),
+    }
+}
+
+pub fn check_snapshot_every(n: u64) -> Result<u64, String> {
+    if n == 0 {
+        return Err("must be at least 1".to_string());
+    }
+    Ok(n)
+}
+
+pub fn check_log(filter: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
+        format!(
+            "{filter:?} is not a log filter ({e}); expected e.g. info or info,rota_scheduler=debug"
+        )
+    })?;
+    Ok(filter.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(text, Path::new("rota.toml"))
+    }
+
+    fn with_file(flags: &ServerFlags, text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::resolve(flags, Some(("rota.toml".into(), file(text)?)), None)
+    }
+
+    #[test]
+    fn defaults_without_file_or_flags() {
+        let cfg = ServerConfig::resolve(&ServerFlags::default(), None, None).unwrap();
+        assert_eq!(cfg.node_id, 1);
+        assert_eq!(cfg.node_name, "n1");
+        assert_eq!(cfg.listen, "127.0.0.1:7700".parse().unwrap());
+        assert_eq!(cfg.advertise, None);
+        assert_eq!(cfg.advertise_url(cfg.listen), "http://127.0.0.1:7700");
+        assert_eq!(cfg.data_dir, PathBuf::from("rota-data"));
+        assert_eq!(cfg.max_running, 64);
+        assert_eq!(cfg.snapshot_every, 10_000);
+        assert_eq!(cfg.log, DEFAULT_LOG);
+        assert!(cfg.sources.values().all(|s| *s == Source::Default));
+        assert_eq!(cfg.sources.len(), cfg.entries().len());
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let text = r#"
+            node_id = 4
+            listen = "0.0.0.0:9000"
+            data_dir = "/var/lib/rota"
+            max_running = 10
+            log = "debug"
+        "#;
+        let flags = ServerFlags {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            max_running: Some(2),
+            ..Default::default()
+        };
+        let cfg = with_file(&flags, text).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(cfg.sources["listen"], Source::Flag);
+        assert_eq!(cfg.max_running, 2);
+        assert_eq!(cfg.node_id, 4);
+        assert_eq!(cfg.sources["node_id"], Source::File);
+        assert_eq!(
+            cfg.node_name, "n4",
+            "the default name follows the effective id"
+        );
+        assert_eq!(cfg.sources["node_name"], Source::Default);
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/rota"));
+        assert_eq!(cfg.snapshot_every, DEFAULT_SNAPSHOT_EVERY);
+        assert_eq!(cfg.sources["snapshot_every"], Source::Default);
+        assert_eq!(cfg.log, "debug");
+        assert_eq!(cfg.config_file, Some(PathBuf::from("rota.toml")));
+    }
+
+    #[test]
+    fn rust_log_beats_the_file() {
+        let f = file("log = \"debug\"").unwrap();
+        let cfg = ServerConfig::resolve(
+            &ServerFlags::default(),
+            Some(("rota.toml".into(), f.clone())),
+            Some("warn".into()),
+        )
+        .unwrap();
+        assert_eq!(cfg.log, "warn");
+        assert_eq!(cfg.sources["log"], Source::Env);
+        let cfg = ServerConfig::resolve(
+            &ServerFlags::default(),
+            Some(("rota.toml".into(), f)),
+            Some("  ".into()),
+        )
+        .unwrap();
+        assert_eq!(cfg.log, "debug", "an empty RUST_LOG does not count");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = file("node_id = 2\nlisten_addr = \"127.0.0.1:1\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("listen_addr"), "{text}");
+        assert!(text.contains("rota.toml"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_and_line() {
+        let err = file("\nmax_running = \"many\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("max_running"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn bad_listen_address_is_rejected() {
+        for bad in ["localhost", "127.0.0.1", "1.2.3.4:99999", ""] {
+            let err = with_file(&ServerFlags::default(), &format!("listen = {bad:?}")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("listen"), "{text}");
+            assert!(text.contains("IP:PORT"), "{text}");
+        }
+        assert!(check_listen("[::1]:7700").is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("node_id = 0", "node_id"),
+            ("node_name = \"Not OK\"", "node_name"),
+            ("advertise = \"10.0.0.1:7700\"", "advertise"),
+            ("advertise = \"ftp://x\"", "advertise"),
+            ("data_dir = \"\"", "data_dir"),
+            ("max_running = 0", "max_running"),
+            ("snapshot_every = 0", "snapshot_every"),
+            ("log = \"info,[\"", "log"),
+            ("node_id = -3", "node_id"),
+        ] {
+            let err = with_file(&ServerFlags::default(), text)
+                .expect_err(&format!("{text} should be rejected"));
+            let shown = err.to_string();
+            assert!(shown.contains(key), "{text}: {shown}");
+        }
+        let err =
+            ServerConfig::resolve(&ServerFlags::default(), None, Some("[".into())).unwrap_err();
+        assert!(err.to_string().contains("RUST_LOG"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = file("node_id = 1\nlisten = \n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn advertise_is_derived_from_the_bound_address() {
+        assert_eq!(
+            advertise_for("0.0.0.0:7700".parse().unwrap()),
+            "http://127.0.0.1:7700"
+        );
+        assert_eq!(advertise_for("[::]:80".parse().unwrap()), "http://[::1]:80");
+        assert_eq!(
+            advertise_for("10.1.2.3:7700".parse().unwrap()),
+            "http://10.1.2.3:7700"
+        );
+        let cfg = with_file(
+            &ServerFlags::default(),
+            "advertise = \"http://rota.example:7700/\"",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.advertise_url("127.0.0.1:1".parse().unwrap()),
+            "http://rota.example:7700"
+        );
+    }
+
+    #[test]
+    fn load_reads_an_explicit_file_and_fails_when_it_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("custom.toml");
+        std::fs::write(&path, "node_id = 7\n").unwrap();
+        let flags = ServerFlags {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::load(&flags, None).unwrap();
+        assert_eq!(cfg.node_id, 7);
+        assert_eq!(cfg.config_file, Some(path));
+
+        let flags = ServerFlags {
+            config: Some(dir.path().join("missing.toml")),
+            ..Default::default()
+        };
+        let err = ServerConfig::load(&flags, None).unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+    }
+}

@@ -1,0 +1,229 @@
+//! Test harness: starts the real `rota` binary in a temp dir and talks to it over
+//! HTTP and through the CLI.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rota");
+
+/// Installs the TLS provider reqwest needs (it is built without a default one).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("reqwest client")
+}
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A `rota server` process on its own data dir and port.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    extra: Vec<String>,
+    starts: u32,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server with its data under `dir` and waits until it leads.
+    pub async fn start(dir: &Path, extra: &[&str]) -> Server {
+        let port = free_port();
+        let mut server = Server {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            dir: dir.to_path_buf(),
+            data_dir: dir.join("data"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            starts: 0,
+            http: client(),
+        };
+        server.spawn();
+        server.wait_ready().await;
+        server
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts)))
+            .expect("server log");
+        let child = Command::new(BIN)
+            .arg("server")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn rota server");
+        self.child = Some(child);
+    }
+
+    /// Waits until `/v1/health` answers with this node as leader.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("server exited with {status} during start:\n{}", self.logs());
+                }
+            }
+            if let Ok(resp) = self.http.get(format!("{}/v1/health", self.url)).send().await {
+                if resp.status().is_success() {
+                    let body: Value = resp.json().await.unwrap_or(Value::Null);
+                    if body["role"] == "leader" {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "server not ready in 60s:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9` the server.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        child.wait().expect("wait")
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    /// All server logs so far (for failure messages).
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for i in 1..=self.starts {
+            let p = self.dir.join(format!("server-{i}.log"));
+            all.push_str(&format!("--- server start {i}\n"));
+            all.push_str(&std::fs::read_to_string(p).unwrap_or_default());
+        }
+        all
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("ROTA_SERVER", &self.url)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run rota cli")
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The job's executions, newest first.
+    pub async fn history(&self, job: &str, limit: usize) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/v1/jobs/{job}/executions?limit={limit}"))
+            .await;
+        assert_eq!(status, 200, "history of {job}: {body}");
+        match body {
+            Value::Array(items) => items,
+            Value::Object(ref map) if map.contains_key("items") => {
+                body["items"].as_array().cloned().unwrap_or_default()
+            }
+            other => panic!("unexpected history body {other}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,0 +1,902 @@
+//! The scheduler runtime: the one task that feeds the [`Engine`] the store's events
+//! and the time, commits what it decides, and runs what it dispatches.
+//!
+//! Its shape is a worker with two phases. While the node leads, it subscribes to the
+//! store's events first, then loads every job and every active execution into a fresh
+//! engine and lets it recover, then follows: store events, the engine's next timer,
+//! local completions, commit results, leadership changes and shutdown, in one
+//! `select!`. While it does not lead, no engine exists; it only finishes the runs it
+//! still has, committing their outcome through the node (which forwards to the
+//! leader).
+//!
+//! Commits use group commit: the `Fire`/`Start`/`Finish` actions of one or more
+//! turns go into a single `Command::Batch` (one log entry, one fsync) while at most
+//! one commit is in flight, so a burst of 10,000 due jobs costs a handful of log
+//! entries, not 20,000. A failed commit, a lagging event stream or a snapshot install
+//! (`Reset`) rebuilds the engine from the store once the commits in flight landed;
+//! runs going on here are handed to the new engine, never lost or run twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use rota_cluster::Node;
+use rota_core::{ClientRequest, Command, EventKind, Response, StoreEvent, Timestamp, Trigger};
+use rota_exec::{executor_for, OutputBuffer, RunOutcome, RunRequest};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use ulid::Ulid;
+
+use crate::engine::{finish_for, Action, Completion, Engine, EngineConfig, Input, LocalAttempt};
+use crate::{SchedulerConfig, SchedulerError, SchedulerStats};
+
+/// Most store events taken in one turn (they share one batch of commits).
+const EVENTS_PER_TURN: usize = 4096;
+/// First and longest wait before rebuilding an engine that failed.
+const REBUILD_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// An engine that ran this long resets the rebuild backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Longest single sleep towards a far timer (re-checked after it).
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// State shared between the runtime task and the handle.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Runs of this node, by execution id, until their `Finish` is committed.
+    live: Mutex<HashMap<Ulid, LiveRun>>,
+    stats: Mutex<SchedulerStats>,
+    /// Fired once the runtime has stopped.
+    done: CancellationToken,
+}
+
+#[derive(Debug, Clone)]
+struct LiveRun {
+    attempt: u32,
+    output: OutputBuffer,
+    cancel: CancellationToken,
+    /// Set when the run ended; kept until its `Finish` is committed.
+    completion: Option<Completion>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; a poisoned map is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn live_output(&self, id: Ulid) -> Option<OutputBuffer> {
+        lock(&self.live).get(&id).map(|r| r.output.clone())
+    }
+
+    pub(crate) fn stats(&self) -> SchedulerStats {
+        lock(&self.stats).clone()
+    }
+
+    pub(crate) async fn stopped(&self) {
+        self.done.cancelled().await;
+    }
+}
+
+/// Starts the runtime task.
+pub(crate) fn spawn(
+    node: Arc<Node>,
+    cfg: SchedulerConfig,
+    shutdown: CancellationToken,
+) -> Arc<Shared> {
+    let shared = Arc::new(Shared::default());
+    let (completions_tx, completions) = mpsc::unbounded_channel();
+    let runtime = Runtime {
+        node,
+        cfg,
+        shutdown,
+        shared: shared.clone(),
+        completions_tx,
+        completions,
+        runs: JoinSet::new(),
+        run_ids: HashMap::new(),
+        commits: JoinSet::new(),
+        pending: Vec::new(),
+        epoch: 0,
+        fired_before: 0,
+    };
+    tokio::spawn(runtime.run());
+    shared
+}
+
+/// A commit task's answer.
+struct CommitDone {
+    /// The engine generation that produced it.
+    epoch: u64,
+    command: Command,
+    result: Result<(u64, Response), rota_cluster::WriteError>,
+}
+
+/// Why the leading phase's loop ended.
+enum Exit {
+    Shutdown,
+    NotLeading,
+    /// Reload from the store (lagging events, a reset, a failed commit).
+    Rebuild,
+}
+
+struct Runtime {
+    node: Arc<Node>,
+    cfg: SchedulerConfig,
+    shutdown: CancellationToken,
+    shared: Arc<Shared>,
+    completions_tx: mpsc::UnboundedSender<Completion>,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    /// Executor tasks of the local runs.
+    runs: JoinSet<()>,
+    run_ids: HashMap<tokio::task::Id, (Ulid, u32)>,
+    /// At most one commit in flight.
+    commits: JoinSet<CommitDone>,
+    /// Commands waiting for the next batch, consecutive ones of a kind merged.
+    pending: Vec<Command>,
+    epoch: u64,
+    /// Fires counted by engines that are gone.
+    fired_before: u64,
+}
+
+impl Runtime {
+    async fn run(mut self) {
+        info!(node = %self.cfg.node_name, max_running = self.cfg.max_running, "scheduler runtime started");
+        let mut leadership = self.node.leadership();
+        let mut leadership_open = true;
+        loop {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let leading = leadership_open && *leadership.borrow_and_update();
+            let go_on = if leading {
+                self.lead(&mut leadership).await
+            } else {
+                self.follow(&mut leadership, &mut leadership_open).await
+            };
+            if !go_on {
+                break;
+            }
+        }
+        self.stop().await;
+    }
+
+    // ----- leading -----
+
+    /// Schedules while the node leads; answers false on shutdown.
+    async fn lead(&mut self, leadership: &mut watch::Receiver<bool>) -> bool {
+        info!("leading: scheduler engine starting");
+        let mut backoff = REBUILD_BACKOFF.0;
+        let mut carried: Vec<LocalAttempt> = Vec::new();
+        loop {
+            if !self.settle_commits().await {
+                return false;
+            }
+            let mut events = self.node.store().subscribe();
+            let built = self.build_engine(std::mem::take(&mut carried)).await;
+            let (mut engine, floor, out) = match built {
+                Ok(b) => b,
+                Err(err) => {
+                    warn!(error = %err, retry_in = ?backoff, "loading the scheduler state failed");
+                    match self.pause(backoff, leadership).await {
+                        Some(true) => {
+                            backoff = (backoff * 2).min(REBUILD_BACKOFF.1);
+                            continue;
+                        }
+                        Some(false) => return true,
+                        None => return false,
+                    }
+                }
+            };
+            self.epoch += 1;
+            self.carry_out(&mut engine, out);
+            let built_at = tokio::time::Instant::now();
+            let exit = self
+                .follow_store(&mut engine, &mut events, floor, leadership)
+                .await;
+            if built_at.elapsed() > STABLE_AFTER {
+                backoff = REBUILD_BACKOFF.0;
+            }
+            self.fired_before += engine.stats().fired_total;
+            match exit {
+                Exit::Shutdown => return false,
+                Exit::NotLeading => {
+                    info!("no longer leading: scheduler engine stopped");
+                    self.pending.clear();
+                    self.publish_stats(None);
+                    return true;
+                }
+                Exit::Rebuild => {
+                    // What the old engine started but did not dispatch yet: the new
+                    // one dispatches it once the store shows it running here.
+                    if !self.flush().await {
+                        return false;
+                    }
+                    carried = engine
+                        .local_attempts()
+                        .into_iter()
+                        .filter(|a| !a.dispatched)
+                        .collect();
+                    info!(
+                        carried = carried.len(),
+                        "rebuilding the scheduler engine from the store"
+                    );
+                    match self.pause(backoff, leadership).await {
+                        Some(true) => backoff = (backoff * 2).min(REBUILD_BACKOFF.1),
+                        Some(false) => return true,
+                        None => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads the store into a new engine and starts it; answers the engine, the
+    /// revision the load is at least as new as, and the first actions.
+    async fn build_engine(
+        &self,
+        carried: Vec<LocalAttempt>,
+    ) -> Result<(Engine, u64, Vec<Action>), SchedulerError> {
+        let store = self.node.store().clone();
+        let engine_cfg = EngineConfig::new(self.cfg.node_name.clone(), self.cfg.max_running);
+        let (local, completed): (Vec<LocalAttempt>, Vec<Completion>) = {
+            let live = lock(&self.shared.live);
+            let local = live
+                .iter()
+                .map(|(id, r)| LocalAttempt {
+                    id: *id,
+                    attempt: r.attempt,
+                    dispatched: true,
+                })
+                .collect();
+            let completed = live.values().filter_map(|r| r.completion.clone()).collect();
+            (local, completed)
+        };
+        // A million jobs take a while to read: keep it off the async workers.
+        let load = tokio::task::spawn_blocking(move || {
+            let now = Utc::now();
+            let mut engine = Engine::new(engine_cfg, Box::new(Ulid::generate));
+            for a in carried.into_iter().chain(local) {
+                engine.adopt(a);
+            }
+            // Events up to here are already in what is read next.
+            let floor = store.last_applied_index();
+            let mut out = Vec::new();
+            store.for_each_job(&mut |job| {
+                engine.handle(Input::JobUpserted(Arc::new(job)), now, &mut out);
+            })?;
+            for e in store.active_executions()? {
+                engine.handle(Input::Execution(Arc::new(e)), now, &mut out);
+            }
+            engine.start(now, &mut out);
+            // Runs that ended but whose outcome was not committed: record it now.
+            for c in completed {
+                engine.handle(Input::Completed(c), now, &mut out);
+            }
+            Ok::<_, SchedulerError>((engine, floor, out))
+        });
+        load.await?
+    }
+
+    /// The leading loop: one turn per wake-up, all commits of a turn in one batch.
+    async fn follow_store(
+        &mut self,
+        engine: &mut Engine,
+        events: &mut broadcast::Receiver<Arc<StoreEvent>>,
+        floor: u64,
+        leadership: &mut watch::Receiver<bool>,
+    ) -> Exit {
+        loop {
+            self.start_commit();
+            self.publish_stats(Some(engine));
+            let sleep = sleep_until(engine.next_wakeup());
+            let mut out = Vec::new();
+            let mut exit = None;
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Exit::Shutdown,
+                changed = leadership.changed() => {
+                    if changed.is_err() || !*leadership.borrow_and_update() {
+                        return Exit::NotLeading;
+                    }
+                }
+                event = events.recv() => {
+                    exit = match event {
+                        Ok(event) => self.take_events(engine, events, event, floor, &mut out),
+                        Err(RecvError::Lagged(missed)) => {
+                            warn!(missed, "scheduler fell behind the store's events");
+                            Some(Exit::Rebuild)
+                        }
+                        Err(RecvError::Closed) => {
+                            warn!("the store's event stream closed");
+                            Some(Exit::Rebuild)
+                        }
+                    };
+                }
+                Some(c) = self.completions.recv() => {
+                    self.completed(&c);
+                    engine.handle(Input::Completed(c), Utc::now(), &mut out);
+                }
+                Some(done) = self.commits.join_next() => {
+                    match done {
+                        Ok(done) => {
+                            if !self.committed(done, Some(&mut *engine), &mut out) {
+                                exit = Some(Exit::Rebuild);
+                            }
+                        }
+                        Err(err) => {
+                            warn!(error = %err, "commit task failed");
+                            exit = Some(Exit::Rebuild);
+                        }
+                    }
+                }
+                Some(joined) = self.runs.join_next_with_id() => self.reaped(joined),
+                () = sleep => {}
+            }
+            engine.tick(Utc::now(), &mut out);
+            self.carry_out(engine, out);
+            if let Some(exit) = exit {
+                return exit;
+            }
+        }
+    }
+
+    /// Feeds `first` and whatever else is already waiting (up to a bound).
+    fn take_events(
+        &mut self,
+        engine: &mut Engine,
+        events: &mut broadcast::Receiver<Arc<StoreEvent>>,
+        first: Arc<StoreEvent>,
+        floor: u64,
+        out: &mut Vec<Action>,
+    ) -> Option<Exit> {
+        let now = Utc::now();
+        let mut next = Some(first);
+        for _ in 0..EVENTS_PER_TURN {
+            let Some(event) = next.take() else {
+                break;
+            };
+            if event.revision > floor {
+                let input = match &event.kind {
+                    EventKind::JobPut(job) => Some(Input::JobUpserted(job.clone())),
+                    EventKind::JobDeleted { name } => Some(Input::JobRemoved(name.clone())),
+                    EventKind::Execution(e) => Some(Input::Execution(e.clone())),
+                    EventKind::KvPut(_) | EventKind::KvDeleted { .. } => None,
+                    EventKind::Reset => {
+                        info!(revision = event.revision, "store state replaced: reloading");
+                        return Some(Exit::Rebuild);
+                    }
+                };
+                if let Some(input) = input {
+                    engine.handle(input, now, out);
+                }
+            }
+            next = match events.try_recv() {
+                Ok(event) => Some(event),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Lagged(missed)) => {
+                    warn!(missed, "scheduler fell behind the store's events");
+                    return Some(Exit::Rebuild);
+                }
+                Err(TryRecvError::Closed) => return Some(Exit::Rebuild),
+            };
+        }
+        None
+    }
+
+    /// Routes the engine's actions: commits to the next batch, dispatches to
+    /// executors, cancels to local runs (or to the store for runs elsewhere).
+    fn carry_out(&mut self, engine: &mut Engine, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Fire(fire) => {
+                    if let Some(Command::Fire { fires }) = self.pending.last_mut() {
+                        fires.push(fire);
+                    } else {
+                        self.pending.push(Command::Fire { fires: vec![fire] });
+                    }
+                }
+                Action::Start(start) => {
+                    if let Some(Command::Start { starts }) = self.pending.last_mut() {
+                        starts.push(start);
+                    } else {
+                        self.pending.push(Command::Start {
+                            starts: vec![start],
+                        });
+                    }
+                }
+                Action::Finish(finish) => {
+                    if let Some(Command::Finish { finishes }) = self.pending.last_mut() {
+                        finishes.push(finish);
+                    } else {
+                        self.pending.push(Command::Finish {
+                            finishes: vec![finish],
+                        });
+                    }
+                }
+                Action::Dispatch {
+                    id,
+                    attempt,
+                    job,
+                    scheduled_at,
+                    trigger,
+                } => self.dispatch(id, attempt, job, scheduled_at, trigger),
+                Action::Cancel { id, attempt } => {
+                    let local = lock(&self.shared.live)
+                        .get(&id)
+                        .filter(|r| r.attempt == attempt)
+                        .map(|r| r.cancel.clone());
+                    match local {
+                        Some(token) => {
+                            info!(execution = %id, attempt, "cancelling a local run");
+                            token.cancel();
+                        }
+                        None => self.pending.push(Command::Cancel { id }),
+                    }
+                }
+            }
+        }
+        self.publish_stats(Some(engine));
+    }
+
+    /// Sends the pending commands as one request, unless one is in flight.
+    fn start_commit(&mut self) {
+        if self.pending.is_empty() || !self.commits.is_empty() {
+            return;
+        }
+        let mut commands = std::mem::take(&mut self.pending);
+        let command = if commands.len() == 1 {
+            commands.remove(0)
+        } else {
+            Command::Batch { commands }
+        };
+        let node = self.node.clone();
+        let epoch = self.epoch;
+        self.commits.spawn(async move {
+            let request = ClientRequest {
+                session: None,
+                at: Utc::now(),
+                command: command.clone(),
+            };
+            let result = node.write(request).await;
+            CommitDone {
+                epoch,
+                command,
+                result,
+            }
+        });
+    }
+
+    /// Takes a commit's answer; false when it failed (the engine must be rebuilt).
+    fn committed(
+        &mut self,
+        done: CommitDone,
+        engine: Option<&mut Engine>,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let response = match done.result {
+            Ok((index, response)) => {
+                debug!(index, "scheduler batch committed");
+                response
+            }
+            Err(err) => {
+                warn!(error = %err, "committing scheduler actions failed");
+                return false;
+            }
+        };
+        // Finished runs leave the live map only now, so a follower of their output
+        // always finds either the live buffer or the stored output.
+        let mut finished = Vec::new();
+        let mut dropped = Vec::new();
+        walk_commit(&done.command, &response, &mut finished, &mut dropped);
+        {
+            let mut live = lock(&self.shared.live);
+            for (id, attempt) in finished {
+                if live
+                    .get(&id)
+                    .is_some_and(|r| r.attempt == attempt && r.completion.is_some())
+                {
+                    live.remove(&id);
+                }
+            }
+        }
+        if let Some(engine) = engine {
+            if done.epoch == self.epoch {
+                let now = Utc::now();
+                for id in dropped {
+                    engine.handle(Input::FireDropped { id }, now, out);
+                }
+            }
+        }
+        true
+    }
+
+    /// Waits for the commit in flight; false on shutdown.
+    async fn settle_commits(&mut self) -> bool {
+        while !self.commits.is_empty() {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                Some(done) = self.commits.join_next() => {
+                    if let Ok(done) = done {
+                        self.committed(done, None, &mut Vec::new());
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Commits everything pending before the engine is replaced (best effort: a
+    /// failure leaves the store as it is, which the next engine reads); false on
+    /// shutdown.
+    async fn flush(&mut self) -> bool {
+        if !self.settle_commits().await {
+            return false;
+        }
+        self.start_commit();
+        if !self.settle_commits().await {
+            return false;
+        }
+        self.pending.clear();
+        true
+    }
+
+    /// Waits `d` unless shutdown or a leadership change comes first: `Some(true)`
+    /// to go on leading, `Some(false)` when no longer leading, `None` on shutdown.
+    async fn pause(&mut self, d: Duration, leadership: &mut watch::Receiver<bool>) -> Option<bool> {
+        tokio::select! {
+            () = self.shutdown.cancelled() => None,
+            changed = leadership.changed() => {
+                Some(changed.is_ok() && *leadership.borrow_and_update())
+            }
+            () = tokio::time::sleep(d) => Some(true),
+        }
+    }
+
+    // ----- runs -----
+
+    fn dispatch(
+        &mut self,
+        id: Ulid,
+        attempt: u32,
+        job: String,
+        scheduled_at: Timestamp,
+        trigger: Trigger,
+    ) {
+        let now = Utc::now();
+        if attempt == 1 && matches!(trigger, Trigger::Schedule | Trigger::Catchup) {
+            let lag = now
+                .signed_duration_since(scheduled_at)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            lock(&self.shared.stats)
+                .dispatch_lag
+                .observe(lag.as_secs_f64());
+        }
+        let record = match self.node.store().get_job(&job) {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                return self.cannot_run(id, attempt, format!("job {job:?} no longer exists"))
+            }
+            Err(err) => return self.cannot_run(id, attempt, format!("reading job {job:?}: {err}")),
+        };
+        let spec = record.spec;
+        let output = OutputBuffer::new(spec.max_output_bytes);
+        let cancel = CancellationToken::new();
+        lock(&self.shared.live).insert(
+            id,
+            LiveRun {
+                attempt,
+                output: output.clone(),
+                cancel: cancel.clone(),
+                completion: None,
+            },
+        );
+        let request = RunRequest {
+            execution_id: id,
+            job: job.clone(),
+            scheduled_at,
+            attempt,
+            node: self.cfg.node_name.clone(),
+            timeout: spec.timeout.map(|t| t.0),
+            spec: spec.executor,
+        };
+        let executor = executor_for(&request.spec);
+        let tx = self.completions_tx.clone();
+        info!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
+        let handle = self.runs.spawn(async move {
+            let outcome = executor.run(request, output.clone(), cancel).await;
+            output.close();
+            let (bytes, truncated) = output.snapshot();
+            // The receiver lives as long as the runtime; after it, nobody records.
+            let _ = tx.send(Completion {
+                id,
+                attempt,
+                outcome,
+                output: String::from_utf8_lossy(&bytes).into_owned(),
+                output_truncated: truncated,
+            });
+        });
+        self.run_ids.insert(handle.id(), (id, attempt));
+    }
+
+    /// A dispatched attempt that cannot be handed to an executor fails at once.
+    fn cannot_run(&mut self, id: Ulid, attempt: u32, why: String) {
+        warn!(execution = %id, attempt, error = %why, "cannot run");
+        let _ = self.completions_tx.send(Completion {
+            id,
+            attempt,
+            outcome: RunOutcome::failed(None, why),
+            output: String::new(),
+            output_truncated: false,
+        });
+    }
+
+    /// Notes a run's end in the live map (its output stays readable there).
+    fn completed(&mut self, c: &Completion) {
+        if let Some(run) = lock(&self.shared.live).get_mut(&c.id) {
+            if run.attempt == c.attempt {
+                run.completion = Some(c.clone());
+            }
+        }
+        info!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
+    }
+
+    /// An executor task ended; one that panicked still gets an outcome.
+    fn reaped(&mut self, joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let (task, panicked) = match joined {
+            Ok((task, ())) => (task, None),
+            Err(err) => (err.id(), Some(err)),
+        };
+        let Some((id, attempt)) = self.run_ids.remove(&task) else {
+            return;
+        };
+        if let Some(err) = panicked {
+            if let Some(run) = lock(&self.shared.live).get(&id) {
+                run.output.close();
+            }
+            self.cannot_run(id, attempt, format!("the executor task failed: {err}"));
+        }
+    }
+
+    // ----- not leading -----
+
+    /// Finishes local runs while another node (or none) leads; answers true when
+    /// this node leads again, false on shutdown.
+    async fn follow(&mut self, leadership: &mut watch::Receiver<bool>, open: &mut bool) -> bool {
+        // Runs that ended while leading but whose outcome did not commit.
+        let ended: Vec<Completion> = lock(&self.shared.live)
+            .values()
+            .filter_map(|r| r.completion.clone())
+            .collect();
+        for c in ended {
+            self.finish_as_follower(c);
+        }
+        loop {
+            self.publish_stats(None);
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                changed = leadership.changed(), if *open => {
+                    if changed.is_err() {
+                        *open = false;
+                    } else if *leadership.borrow_and_update() {
+                        return true;
+                    }
+                }
+                Some(c) = self.completions.recv() => {
+                    self.completed(&c);
+                    self.finish_as_follower(c);
+                }
+                Some(done) = self.commits.join_next() => {
+                    if let Ok(done) = done {
+                        self.committed(done, None, &mut Vec::new());
+                    }
+                }
+                Some(joined) = self.runs.join_next_with_id() => self.reaped(joined),
+            }
+        }
+    }
+
+    /// Commits a run's outcome without an engine, reading its job's retry policy and
+    /// the execution's cancel flag from the store. A failure leaves it for the next
+    /// engine of this node.
+    fn finish_as_follower(&mut self, c: Completion) {
+        let store = self.node.store();
+        let exec = store.get_execution(c.id).ok().flatten();
+        let job = exec
+            .as_ref()
+            .and_then(|e| store.get_job(&e.job).ok().flatten());
+        let cancel_requested = exec.as_ref().is_some_and(|e| e.cancel_requested);
+        let finish = finish_for(
+            c,
+            job.as_ref().and_then(|j| j.spec.retry.as_ref()),
+            cancel_requested,
+            Utc::now(),
+        );
+        let node = self.node.clone();
+        let epoch = self.epoch;
+        self.commits.spawn(async move {
+            let command = Command::Finish {
+                finishes: vec![finish],
+            };
+            let request = ClientRequest {
+                session: None,
+                at: Utc::now(),
+                command: command.clone(),
+            };
+            let result = node.write(request).await;
+            CommitDone {
+                epoch,
+                command,
+                result,
+            }
+        });
+    }
+
+    // ----- stopping -----
+
+    /// Cancels local runs and waits for them and for commits in flight. Outcomes of
+    /// cancelled runs are not committed: the next leader marks them lost (and
+    /// retries them per policy).
+    async fn stop(&mut self) {
+        let runs: Vec<CancellationToken> = lock(&self.shared.live)
+            .values()
+            .map(|r| r.cancel.clone())
+            .collect();
+        info!(runs = runs.len(), "scheduler runtime stopping");
+        for token in runs {
+            token.cancel();
+        }
+        while self.runs.join_next().await.is_some() {}
+        while self.commits.join_next().await.is_some() {}
+        for run in lock(&self.shared.live).values() {
+            run.output.close();
+        }
+        self.publish_stats(None);
+        info!("scheduler runtime stopped");
+        self.shared.done.cancel();
+    }
+
+    fn publish_stats(&self, engine: Option<&Engine>) {
+        let local_runs = lock(&self.shared.live)
+            .values()
+            .filter(|r| r.completion.is_none())
+            .count();
+        let mut stats = lock(&self.shared.stats);
+        stats.leading = engine.is_some();
+        match engine {
+            Some(engine) => {
+                let s = engine.stats();
+                stats.jobs = s.jobs;
+                stats.running = s.running;
+                stats.queued = s.queued;
+                stats.timers = s.timers;
+                stats.fired_total = self.fired_before + s.fired_total;
+            }
+            None => {
+                stats.jobs = 0;
+                stats.running = local_runs;
+                stats.queued = 0;
+                stats.timers = 0;
+                stats.fired_total = self.fired_before;
+            }
+        }
+    }
+}
+
+/// The finishes a committed command carried, and its fires that created nothing
+/// (matched by position with the answer's outcomes).
+fn walk_commit(
+    command: &Command,
+    response: &Response,
+    finished: &mut Vec<(Ulid, u32)>,
+    dropped: &mut Vec<Ulid>,
+) {
+    match (command, response) {
+        (Command::Batch { commands }, Response::Batch { responses }) => {
+            for (c, r) in commands.iter().zip(responses) {
+                walk_commit(c, r, finished, dropped);
+            }
+        }
+        (Command::Fire { fires }, Response::Fired { outcomes }) => {
+            for (fire, outcome) in fires.iter().zip(outcomes) {
+                if !outcome.created {
+                    dropped.push(fire.id);
+                }
+            }
+        }
+        (Command::Finish { finishes }, _) => {
+            finished.extend(finishes.iter().map(|f| (f.id, f.attempt)));
+        }
+        _ => {}
+    }
+}
+
+/// A future that completes at the wall-clock time `at` (never, when `None`).
+async fn sleep_until(at: Option<Timestamp>) {
+    match at {
+        Some(at) => {
+            let wait = at
+                .signed_duration_since(Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_SLEEP);
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rota_core::{ExecStatus, Finish, Fire, FireOutcome};
+
+    use super::*;
+
+    fn fire(id: u128) -> Fire {
+        Fire {
+            id: Ulid(id),
+            job: "j".into(),
+            scheduled_at: Utc::now(),
+            trigger: Trigger::Schedule,
+            start: None,
+            skip_reason: None,
+        }
+    }
+
+    #[test]
+    fn walk_commit_matches_fires_to_outcomes_by_position() {
+        let finish = Finish {
+            id: Ulid(9),
+            attempt: 2,
+            status: ExecStatus::Succeeded,
+            at: Utc::now(),
+            exit_code: None,
+            error: None,
+            output: None,
+            output_truncated: false,
+            retry_at: None,
+        };
+        let command = Command::Batch {
+            commands: vec![
+                Command::Fire {
+                    fires: vec![fire(1), fire(2)],
+                },
+                Command::Finish {
+                    finishes: vec![finish],
+                },
+            ],
+        };
+        let response = Response::Batch {
+            responses: vec![
+                Response::Fired {
+                    outcomes: vec![
+                        FireOutcome {
+                            id: Ulid(1),
+                            job: "j".into(),
+                            created: true,
+                        },
+                        // An instant fired before: the answer names the existing id.
+                        FireOutcome {
+                            id: Ulid(77),
+                            job: "j".into(),
+                            created: false,
+                        },
+                    ],
+                },
+                Response::Ok,
+            ],
+        };
+        let (mut finished, mut dropped) = (Vec::new(), Vec::new());
+        walk_commit(&command, &response, &mut finished, &mut dropped);
+        assert_eq!(finished, vec![(Ulid(9), 2)]);
+        assert_eq!(dropped, vec![Ulid(2)]);
+    }
+
+    #[tokio::test]
+    async fn sleep_until_a_past_time_returns_at_once() {
+        sleep_until(Some(Utc::now() - chrono::TimeDelta::seconds(5))).await;
+    }
+}

@@ -1,0 +1,277 @@
+//! The runtime against a real single-member node in a temp dir: jobs fire, run on
+//! executors and end up recorded in the store; a shutdown stops local runs, and the
+//! next start records them as lost.
+//!
+//! Waits are on store events; the timeouts around them only turn a regression into a
+//! failure instead of a hang.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rota_cluster::{Node, NodeConfig};
+use rota_core::{ClientRequest, Command, EventKind, ExecStatus, Execution, JobSpec, Response};
+use rota_scheduler::engine::LOST_ERROR;
+use rota_scheduler::{SchedulerConfig, SchedulerHandle};
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+async fn start_node(dir: &Path) -> Arc<Node> {
+    Node::start(NodeConfig {
+        node_id: 1,
+        node_name: "n1".into(),
+        data_dir: dir.to_path_buf(),
+        advertise_url: "http://127.0.0.1:1".into(),
+        snapshot_every: 10_000,
+    })
+    .await
+    .expect("node starts")
+}
+
+fn start_scheduler(node: &Arc<Node>) -> (Arc<SchedulerHandle>, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let handle = SchedulerHandle::spawn(
+        node.clone(),
+        SchedulerConfig {
+            node_name: "n1".into(),
+            max_running: 4,
+        },
+        shutdown.clone(),
+    );
+    (handle, shutdown)
+}
+
+async fn put_job(node: &Node, doc: serde_json::Value) {
+    let spec: JobSpec = serde_json::from_value(doc).expect("job spec");
+    spec.validate().expect("valid job");
+    let (_, response) = node
+        .write(ClientRequest {
+            session: None,
+            at: Utc::now(),
+            command: Command::PutJob { spec },
+        })
+        .await
+        .expect("job written");
+    assert!(matches!(response, Response::JobPut { .. }), "{response:?}");
+}
+
+/// Execution events until `done` says enough.
+async fn until(
+    events: &mut broadcast::Receiver<Arc<rota_core::StoreEvent>>,
+    mut done: impl FnMut(&Execution) -> bool,
+) {
+    tokio::time::timeout(GIVE_UP, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let EventKind::Execution(e) = &event.kind {
+                        if done(e) {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .expect("the expected executions came");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_every_second_job_runs_and_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(&dir.path().join("data")).await;
+    let (scheduler, shutdown) = start_scheduler(&node);
+    let mut events = node.store().subscribe();
+    let record = dir.path().join("record.txt");
+    put_job(
+        &node,
+        json!({
+            "name": "tick",
+            "schedule": {"every": "1s"},
+            "executor": {"type": "record", "path": record.to_string_lossy()},
+        }),
+    )
+    .await;
+
+    let mut succeeded = Vec::new();
+    until(&mut events, |e| {
+        if e.job == "tick" && e.status == ExecStatus::Succeeded {
+            succeeded.push(e.clone());
+        }
+        succeeded.len() >= 3
+    })
+    .await;
+
+    for e in &succeeded {
+        assert_eq!(e.node.as_deref(), Some("n1"));
+        assert_eq!(e.attempt, 1);
+        let stored = node
+            .store()
+            .get_execution(e.id)
+            .expect("read")
+            .expect("stored");
+        assert_eq!(stored.status, ExecStatus::Succeeded);
+        let output = node
+            .store()
+            .get_output(e.id)
+            .expect("read")
+            .unwrap_or_default();
+        assert!(
+            output.starts_with(&format!("tick {} 1 ", e.id)),
+            "{output:?}"
+        );
+    }
+    let lines = std::fs::read_to_string(&record).expect("record file");
+    assert!(lines.lines().count() >= 3, "{lines}");
+    // Each scheduled instant ran once.
+    let mut instants: Vec<_> = succeeded.iter().map(|e| e.scheduled_at).collect();
+    instants.dedup();
+    assert_eq!(instants.len(), succeeded.len());
+
+    let stats = scheduler.stats();
+    assert!(stats.leading);
+    assert_eq!(stats.jobs, 1);
+    assert!(stats.fired_total >= 3, "{stats:?}");
+    assert!(stats.dispatch_lag.count >= 3, "{stats:?}");
+
+    shutdown.cancel();
+    tokio::time::timeout(GIVE_UP, scheduler.stopped())
+        .await
+        .expect("scheduler stops");
+    node.shutdown().await.expect("node stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_by_shutdown_is_lost_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let id = {
+        let node = start_node(&data).await;
+        let (scheduler, shutdown) = start_scheduler(&node);
+        let mut events = node.store().subscribe();
+        put_job(
+            &node,
+            json!({
+                "name": "long",
+                "schedule": {"at": (Utc::now() + chrono::TimeDelta::seconds(1)).to_rfc3339()},
+                "executor": {"type": "shell", "command": "sleep 600"},
+            }),
+        )
+        .await;
+        let mut running = None;
+        until(&mut events, |e| {
+            if e.job == "long" && e.status == ExecStatus::Running {
+                running = Some(e.id);
+            }
+            running.is_some()
+        })
+        .await;
+        let id = running.expect("a running execution");
+        // Whether or not the executor got it yet, the shutdown leaves it `running`
+        // on record.
+        shutdown.cancel();
+        tokio::time::timeout(GIVE_UP, scheduler.stopped())
+            .await
+            .expect("scheduler stops without waiting for the run");
+        let buffer = scheduler.live_output(id);
+        assert!(buffer.is_none_or(|b| b.is_closed()));
+        node.shutdown().await.expect("node stops");
+        id
+    };
+
+    let node = start_node(&data).await;
+    let mut events = node.store().subscribe();
+    let before = node
+        .store()
+        .get_execution(id)
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        before.status,
+        ExecStatus::Running,
+        "not finished by the shutdown"
+    );
+    let (scheduler, shutdown) = start_scheduler(&node);
+    until(&mut events, |e| e.id == id && e.status == ExecStatus::Lost).await;
+    let lost = node
+        .store()
+        .get_execution(id)
+        .expect("read")
+        .expect("stored");
+    assert_eq!(lost.error.as_deref(), Some(LOST_ERROR));
+    shutdown.cancel();
+    scheduler.stopped().await;
+    node.shutdown().await.expect("node stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_due_together_is_fired_in_one_entry_and_drains_through_the_slots() {
+    const JOBS: usize = 200;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(&dir.path().join("data")).await;
+    let (scheduler, shutdown) = start_scheduler(&node);
+    let mut events = node.store().subscribe();
+    let record = dir.path().join("record.txt");
+    let due = (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
+    let commands = (0..JOBS)
+        .map(|i| {
+            let spec: JobSpec = serde_json::from_value(json!({
+                "name": format!("burst-{i}"),
+                "schedule": {"at": due},
+                "executor": {"type": "record", "path": record.to_string_lossy()},
+            }))
+            .expect("job spec");
+            Command::PutJob { spec }
+        })
+        .collect();
+    node.write(ClientRequest {
+        session: None,
+        at: Utc::now(),
+        command: Command::Batch { commands },
+    })
+    .await
+    .expect("jobs written");
+
+    // Revision of the first event of each execution: the one that created it.
+    let mut created = std::collections::HashMap::new();
+    let mut succeeded = 0;
+    tokio::time::timeout(GIVE_UP, async {
+        while succeeded < JOBS {
+            let event = events.recv().await.expect("event");
+            if let EventKind::Execution(e) = &event.kind {
+                created.entry(e.id).or_insert(event.revision);
+                if e.status == ExecStatus::Succeeded {
+                    succeeded += 1;
+                }
+            }
+        }
+    })
+    .await
+    .expect("every run finished");
+
+    let mut revisions: Vec<u64> = created.values().copied().collect();
+    revisions.sort_unstable();
+    revisions.dedup();
+    assert_eq!(created.len(), JOBS);
+    assert_eq!(
+        revisions.len(),
+        1,
+        "all fires in one log entry: {revisions:?}"
+    );
+    let lines = std::fs::read_to_string(&record).expect("record file");
+    assert_eq!(lines.lines().count(), JOBS);
+    let stats = scheduler.stats();
+    assert_eq!(stats.dispatch_lag.count, JOBS as u64);
+    assert_eq!((stats.running, stats.queued), (0, 0));
+
+    shutdown.cancel();
+    scheduler.stopped().await;
+    node.shutdown().await.expect("node stops");
+}

@@ -1,0 +1,572 @@
+//! The semantics of every [`Command`]: how one committed request changes the tables.
+//!
+//! Everything here is a function of the tables, the log index and the request alone
+//! (`ClientRequest.at` is "now"; ids come in the commands), so every replica that
+//! applies the same log ends with the same bytes. Changes are collected as
+//! [`StoreEvent`]s and published by the caller once the transaction has committed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+use ulid::Ulid;
+
+use crate::codec::{
+    decode, encode, fired_key, job_exec_key, job_range, split_job_exec_key, FIRED_SUFFIX,
+    JOB_EXEC_SUFFIX,
+};
+use crate::tables::{Tables, OUTPUT, SESSION};
+use crate::StoreError;
+use rota_core::{
+    AttemptRecord, ClientRequest, Command, EventKind, ExecStatus, Execution, Finish, Fire,
+    FireOutcome, JobRecord, JobSpec, KvEntry, Response, Start, StoreEvent, Timestamp, Trigger,
+};
+
+/// Sessions idle for longer than this (by the requests' own clock) are forgotten.
+pub(crate) const SESSION_TTL: TimeDelta = TimeDelta::hours(24);
+/// Expired sessions are swept when the log index is a multiple of this: a rule every
+/// replica evaluates the same way, unlike a timer.
+pub(crate) const SESSION_SWEEP_EVERY: u64 = 1024;
+
+/// What the store remembers of a client: its last sequence number and the answer it
+/// got, so that a retry is answered without applying twice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SessionRecord {
+    pub last_seq: u64,
+    pub last_at: Timestamp,
+    pub response: Response,
+}
+
+/// Applies one client request at log index `index`.
+pub(crate) fn apply_request(
+    tables: &mut Tables<'_>,
+    index: u64,
+    req: &ClientRequest,
+    events: &mut Vec<StoreEvent>,
+) -> Result<Response, StoreError> {
+    let mut apply = Apply {
+        t: tables,
+        index,
+        at: req.at,
+        events,
+    };
+    let response = match &req.session {
+        None => apply.command(&req.command)?,
+        Some(session) => {
+            let previous: Option<SessionRecord> = apply
+                .t
+                .sessions
+                .get(session.client_id.as_str())?
+                .map(|v| decode(SESSION, v.value()))
+                .transpose()?;
+            match previous {
+                Some(prev) if session.seq == prev.last_seq => {
+                    debug!(client = %session.client_id, seq = session.seq, "session retry answered from the session table");
+                    prev.response
+                }
+                Some(prev) if session.seq < prev.last_seq => Response::StaleSession {
+                    client_id: session.client_id.clone(),
+                    last_seq: prev.last_seq,
+                },
+                _ => {
+                    let response = apply.command(&req.command)?;
+                    let record = SessionRecord {
+                        last_seq: session.seq,
+                        last_at: req.at,
+                        response: response.clone(),
+                    };
+                    apply.t.sessions.insert(
+                        session.client_id.as_str(),
+                        encode(SESSION, &record)?.as_slice(),
+                    )?;
+                    response
+                }
+            }
+        }
+    };
+    if index.is_multiple_of(SESSION_SWEEP_EVERY) {
+        expire_sessions(apply.t, req.at)?;
+    }
+    Ok(response)
+}
+
+fn expire_sessions(t: &mut Tables<'_>, now: Timestamp) -> Result<(), StoreError> {
+    let mut expired = Vec::new();
+    for row in t.sessions.iter()? {
+        let (client, value) = row?;
+        let record: SessionRecord = decode(SESSION, value.value())?;
+        if record.last_at + SESSION_TTL < now {
+            expired.push(client.value().to_string());
+        }
+    }
+    for client in &expired {
+        t.sessions.remove(client.as_str())?;
+    }
+    if !expired.is_empty() {
+        debug!(count = expired.len(), "expired idle client sessions");
+    }
+    Ok(())
+}
+
+struct Apply<'a, 't> {
+    t: &'a mut Tables<'t>,
+    index: u64,
+    at: Timestamp,
+    events: &'a mut Vec<StoreEvent>,
+}
+
+fn job_not_found(name: &str) -> Response {
+    Response::NotFound {
+        what: format!("job {name:?}"),
+    }
+}
+
+impl Apply<'_, '_> {
+    fn emit(&mut self, kind: EventKind) {
+        self.events.push(StoreEvent {
+            revision: self.index,
+            kind,
+        });
+    }
+
+    fn emit_execution(&mut self, exec: &Execution) {
+        self.emit(EventKind::Execution(Arc::new(exec.clone())));
+    }
+
+    fn command(&mut self, cmd: &Command) -> Result<Response, StoreError> {
+        match cmd {
+            Command::PutJob { spec } => self.put_job(spec),
+            Command::DeleteJob { name } => self.delete_job(name),
+            Command::SetPaused { name, paused } => self.set_paused(name, *paused),
+            Command::Fire { fires } => self.fire(fires),
+            Command::Start { starts } => self.start(starts),
+            Command::Finish { finishes } => self.finish(finishes),
+            Command::Cancel { id } => self.cancel(*id),
+            Command::KvPut {
+                key,
+                value,
+                if_revision,
+            } => self.kv_put(key, value, *if_revision),
+            Command::KvDelete { key, if_revision } => self.kv_delete(key, *if_revision),
+            Command::Batch { commands } => {
+                let responses = commands
+                    .iter()
+                    .map(|c| self.command(c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Response::Batch { responses })
+            }
+        }
+    }
+
+    fn put_job(&mut self, spec: &JobSpec) -> Result<Response, StoreError> {
+        let previous = self.t.get_job(&spec.name)?;
+        let created = previous.is_none();
+        let record = JobRecord {
+            spec: spec.clone(),
+            created_at: previous.as_ref().map_or(self.at, |p| p.created_at),
+            updated_at: self.at,
+            revision: self.index,
+            last_scheduled_at: previous.and_then(|p| p.last_scheduled_at),
+        };
+        self.t.put_job(&record)?;
+        self.emit(EventKind::JobPut(Arc::new(record.clone())));
+        Ok(Response::JobPut {
+            created,
+            job: Box::new(record),
+        })
+    }
+
+    fn delete_job(&mut self, name: &str) -> Result<Response, StoreError> {
+        let existed = self.t.jobs.remove(name)?.is_some();
+        // Executions only exist for existing jobs, but the rows are cleared regardless
+        // so that a damaged index cannot outlive its job.
+        let (start, end) = job_range(name, JOB_EXEC_SUFFIX);
+        let mut ids = Vec::new();
+        for row in self.t.job_execs.range(start.as_slice()..=end.as_slice())? {
+            let (key, _) = row?;
+            ids.push(split_job_exec_key(key.value())?.1);
+        }
+        for id in &ids {
+            self.t.executions.remove(id.0)?;
+            self.t.outputs.remove(id.0)?;
+            self.t.active.remove(id.0)?;
+        }
+        self.t
+            .job_execs
+            .retain_in(start.as_slice()..=end.as_slice(), |_, _| false)?;
+        let (start, end) = job_range(name, FIRED_SUFFIX);
+        self.t
+            .fired
+            .retain_in(start.as_slice()..=end.as_slice(), |_, _| false)?;
+        self.t.job_counts.remove(name)?;
+        if existed {
+            debug!(job = name, executions = ids.len(), "job deleted");
+            self.emit(EventKind::JobDeleted {
+                name: name.to_string(),
+            });
+        }
+        Ok(Response::JobDeleted { existed })
+    }
+
+    fn set_paused(&mut self, name: &str, paused: bool) -> Result<Response, StoreError> {
+        let Some(mut job) = self.t.get_job(name)? else {
+            return Ok(job_not_found(name));
+        };
+        job.spec.paused = paused;
+        // A resumed job schedules from now on instead of catching up the pause.
+        job.updated_at = self.at;
+        job.revision = self.index;
+        self.t.put_job(&job)?;
+        self.emit(EventKind::JobPut(Arc::new(job.clone())));
+        Ok(Response::JobPut {
+            created: false,
+            job: Box::new(job),
+        })
+    }
+
+    fn fire(&mut self, fires: &[Fire]) -> Result<Response, StoreError> {
+        // Jobs touched by this command, with whether their record changed (the
+        // high-water mark), written back once at the end.
+        let mut jobs: BTreeMap<String, (JobRecord, bool)> = BTreeMap::new();
+        let mut outcomes = Vec::with_capacity(fires.len());
+        for fire in fires {
+            let refused = FireOutcome {
+                id: fire.id,
+                job: fire.job.clone(),
+                created: false,
+            };
+            if !jobs.contains_key(&fire.job) {
+                match self.t.get_job(&fire.job)? {
+                    Some(job) => {
+                        jobs.insert(fire.job.clone(), (job, false));
+                    }
+                    None => {
+                        debug!(job = %fire.job, "fire for an unknown job refused");
+                        outcomes.push(refused);
+                        continue;
+                    }
+                }
+            }
+            let Some((job, dirty)) = jobs.get_mut(&fire.job) else {
+                outcomes.push(refused);
+                continue;
+            };
+            let deduplicated = matches!(fire.trigger, Trigger::Schedule | Trigger::Catchup);
+            let key = fired_key(&fire.job, fire.scheduled_at);
+            if deduplicated {
+                if let Some(existing) = self.t.fired.get(key.as_slice())? {
+                    outcomes.push(FireOutcome {
+                        id: Ulid(existing.value()),
+                        job: fire.job.clone(),
+                        created: false,
+                    });
+                    continue;
+                }
+                if job
+                    .last_scheduled_at
+                    .is_some_and(|mark| fire.scheduled_at <= mark)
+                {
+                    debug!(job = %fire.job, scheduled_at = %fire.scheduled_at, "fire below the high-water mark refused");
+                    outcomes.push(refused);
+                    continue;
+                }
+            }
+            if self.t.executions.get(fire.id.0)?.is_some() {
+                // The id is taken (a replayed manual run): never overwrite a run.
+                outcomes.push(refused);
+                continue;
+            }
+            let exec = new_execution(fire, job.spec.priority, self.at);
+            self.t.put_execution(&exec)?;
+            if deduplicated {
+                self.t.fired.insert(key.as_slice(), fire.id.0)?;
+                job.last_scheduled_at = Some(fire.scheduled_at);
+                *dirty = true;
+            }
+            self.t
+                .job_execs
+                .insert(job_exec_key(&fire.job, fire.id).as_slice(), ())?;
+            let count = self.t.job_count(&fire.job)?;
+            self.t.set_job_count(&fire.job, count + 1)?;
+            self.emit_execution(&exec);
+            outcomes.push(FireOutcome {
+                id: fire.id,
+                job: fire.job.clone(),
+                created: true,
+            });
+        }
+        for (name, (job, dirty)) in &jobs {
+            if *dirty {
+                // Bookkeeping only: no JobPut event and no new revision, since
+                // the spec did not change; the Execution events carry the instants.
+                self.t.put_job(job)?;
+            }
+            self.prune_history(name, job.spec.history_limit)?;
+        }
+        Ok(Response::Fired { outcomes })
+    }
+
+    /// Deletes the oldest terminal executions of `job` beyond `limit`. Active ones
+    /// are kept whatever their age: something is still running or waiting.
+    fn prune_history(&mut self, job: &str, limit: u32) -> Result<(), StoreError> {
+        let count = self.t.job_count(job)?;
+        let Some(mut excess) = count.checked_sub(u64::from(limit)).filter(|e| *e > 0) else {
+            return Ok(());
+        };
+        let (start, end) = job_range(job, JOB_EXEC_SUFFIX);
+        let mut victims = Vec::new();
+        for row in self.t.job_execs.range(start.as_slice()..=end.as_slice())? {
+            let (key, _) = row?;
+            let (_, id) = split_job_exec_key(key.value())?;
+            if self.t.active.get(id.0)?.is_none() {
+                victims.push(id);
+                excess -= 1;
+                if excess == 0 {
+                    break;
+                }
+            }
+        }
+        for id in &victims {
+            self.delete_execution(*id)?;
+        }
+        if !victims.is_empty() {
+            debug!(job, pruned = victims.len(), "history pruned");
+        }
+        Ok(())
+    }
+
+    fn delete_execution(&mut self, id: Ulid) -> Result<(), StoreError> {
+        let Some(exec) = self.t.get_execution(id)? else {
+            return Ok(());
+        };
+        self.t.executions.remove(id.0)?;
+        self.t.outputs.remove(id.0)?;
+        self.t.active.remove(id.0)?;
+        if self
+            .t
+            .job_execs
+            .remove(job_exec_key(&exec.job, id).as_slice())?
+            .is_some()
+        {
+            let count = self.t.job_count(&exec.job)?;
+            self.t.set_job_count(&exec.job, count.saturating_sub(1))?;
+        }
+        if matches!(exec.trigger, Trigger::Schedule | Trigger::Catchup) {
+            // Below the job's high-water mark anyway: the mark keeps refusing the
+            // instant once its row is gone, which keeps this index bounded.
+            let key = fired_key(&exec.job, exec.scheduled_at);
+            let owned = self.t.fired.get(key.as_slice())?.map(|v| v.value()) == Some(id.0);
+            if owned {
+                self.t.fired.remove(key.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, starts: &[Start]) -> Result<Response, StoreError> {
+        for start in starts {
+            let Some(mut exec) = self.t.get_execution(start.id)? else {
+                debug!(execution = %start.id, "start of an unknown execution ignored");
+                continue;
+            };
+            if exec.status != ExecStatus::Queued || exec.attempt != start.attempt {
+                debug!(execution = %start.id, attempt = start.attempt, "stale start ignored");
+                continue;
+            }
+            exec.status = ExecStatus::Running;
+            exec.node = Some(start.node.clone());
+            exec.started_at = Some(start.at);
+            exec.next_attempt_at = None;
+            self.t.put_execution(&exec)?;
+            self.emit_execution(&exec);
+        }
+        Ok(Response::Ok)
+    }
+
+    fn finish(&mut self, finishes: &[Finish]) -> Result<Response, StoreError> {
+        for finish in finishes {
+            let Some(mut exec) = self.t.get_execution(finish.id)? else {
+                debug!(execution = %finish.id, "finish of an unknown execution ignored");
+                continue;
+            };
+            if !exec.is_active() || exec.attempt != finish.attempt {
+                debug!(execution = %finish.id, attempt = finish.attempt, "stale finish ignored");
+                continue;
+            }
+            match finish.retry_at {
+                Some(retry_at) if !exec.cancel_requested => {
+                    exec.attempts.push(AttemptRecord {
+                        attempt: exec.attempt,
+                        node: exec.node.take(),
+                        started_at: exec.started_at.take(),
+                        finished_at: Some(finish.at),
+                        status: finish.status,
+                        exit_code: finish.exit_code,
+                        error: finish.error.clone(),
+                    });
+                    exec.attempt = exec.attempt.saturating_add(1);
+                    exec.status = ExecStatus::Queued;
+                    exec.next_attempt_at = Some(retry_at);
+                    exec.finished_at = None;
+                    exec.exit_code = None;
+                    exec.error = None;
+                    exec.output_truncated = false;
+                }
+                _ => {
+                    exec.status = if exec.cancel_requested {
+                        ExecStatus::Cancelled
+                    } else if finish.status.is_terminal() {
+                        finish.status
+                    } else {
+                        warn!(execution = %finish.id, status = finish.status.as_str(), "finish with a non-terminal status recorded as failed");
+                        ExecStatus::Failed
+                    };
+                    exec.finished_at = Some(finish.at);
+                    exec.exit_code = finish.exit_code;
+                    exec.error = finish.error.clone();
+                    exec.output_truncated = finish.output_truncated;
+                    exec.next_attempt_at = None;
+                    if let Some(output) = &finish.output {
+                        self.t
+                            .outputs
+                            .insert(exec.id.0, encode(OUTPUT, output)?.as_slice())?;
+                    }
+                }
+            }
+            self.t.put_execution(&exec)?;
+            self.emit_execution(&exec);
+        }
+        Ok(Response::Ok)
+    }
+
+    fn cancel(&mut self, id: Ulid) -> Result<Response, StoreError> {
+        let Some(mut exec) = self.t.get_execution(id)? else {
+            return Ok(Response::NotFound {
+                what: format!("execution {id}"),
+            });
+        };
+        match exec.status {
+            ExecStatus::Queued => {
+                exec.status = ExecStatus::Cancelled;
+                exec.finished_at = Some(self.at);
+                exec.next_attempt_at = None;
+                self.t.put_execution(&exec)?;
+                self.emit_execution(&exec);
+            }
+            ExecStatus::Running => {
+                if !exec.cancel_requested {
+                    exec.cancel_requested = true;
+                    self.t.put_execution(&exec)?;
+                    self.emit_execution(&exec);
+                }
+            }
+            _ => {
+                return Ok(Response::AlreadyFinished {
+                    execution: Box::new(exec),
+                })
+            }
+        }
+        Ok(Response::Cancelled {
+            execution: Box::new(exec),
+        })
+    }
+
+    fn kv_current(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
+        self.t
+            .kv
+            .get(key)?
+            .map(|v| decode(crate::tables::KV_ENTRY, v.value()))
+            .transpose()
+    }
+
+    fn kv_put(
+        &mut self,
+        key: &str,
+        value: &str,
+        if_revision: Option<u64>,
+    ) -> Result<Response, StoreError> {
+        let current = self.kv_current(key)?;
+        let current_revision = current.as_ref().map_or(0, |e| e.mod_revision);
+        if if_revision.is_some_and(|want| want != current_revision) {
+            return Ok(Response::RevisionMismatch {
+                key: key.to_string(),
+                current: current_revision,
+            });
+        }
+        let entry = KvEntry {
+            key: key.to_string(),
+            value: value.to_string(),
+            mod_revision: self.index,
+            create_revision: current.as_ref().map_or(self.index, |e| e.create_revision),
+            version: current.as_ref().map_or(1, |e| e.version.saturating_add(1)),
+        };
+        self.t
+            .kv
+            .insert(key, encode(crate::tables::KV_ENTRY, &entry)?.as_slice())?;
+        self.emit(EventKind::KvPut(Arc::new(entry)));
+        Ok(Response::KvPut {
+            key: key.to_string(),
+            revision: self.index,
+        })
+    }
+
+    fn kv_delete(&mut self, key: &str, if_revision: Option<u64>) -> Result<Response, StoreError> {
+        let current = self.kv_current(key)?;
+        let current_revision = current.as_ref().map_or(0, |e| e.mod_revision);
+        if if_revision.is_some_and(|want| want != current_revision) {
+            return Ok(Response::RevisionMismatch {
+                key: key.to_string(),
+                current: current_revision,
+            });
+        }
+        let deleted = current.is_some();
+        if deleted {
+            self.t.kv.remove(key)?;
+            self.emit(EventKind::KvDeleted {
+                key: key.to_string(),
+            });
+        }
+        Ok(Response::KvDeleted {
+            key: key.to_string(),
+            revision: self.index,
+            deleted,
+        })
+    }
+}
+
+fn new_execution(fire: &Fire, priority: i32, now: Timestamp) -> Execution {
+    let mut exec = Execution {
+        id: fire.id,
+        job: fire.job.clone(),
+        scheduled_at: fire.scheduled_at,
+        started_at: None,
+        finished_at: None,
+        attempt: 1,
+        node: None,
+        trigger: fire.trigger,
+        status: ExecStatus::Queued,
+        exit_code: None,
+        error: None,
+        output_truncated: false,
+        priority,
+        next_attempt_at: None,
+        cancel_requested: false,
+        attempts: Vec::new(),
+    };
+    if let Some(reason) = &fire.skip_reason {
+        exec.status = ExecStatus::Skipped;
+        exec.finished_at = Some(now);
+        exec.error = Some(reason.clone());
+    } else if let Some(start) = &fire.start {
+        exec.status = ExecStatus::Running;
+        exec.node = Some(start.node.clone());
+        exec.started_at = Some(start.at);
+    }
+    exec
+}
+
+#[cfg(test)]
+mod tests;

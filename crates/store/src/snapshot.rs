@@ -1,0 +1,331 @@
+//! The snapshot stream: the whole state as one sequential byte stream, written from
+//! one read transaction and read back into one write transaction, record by record,
+//! so that neither side holds the state in memory.
+//!
+//! Layout (integers big-endian):
+//! ```text
+//! "ROTASNAP" version:u8 applied_index:u64 meta_len:u32 meta
+//! { table:u8 key_len:u32 key value_len:u32 value }*
+//! 0:u8 record_count:u64
+//! ```
+//! Keys and values are the tables' own bytes (versioned records, see
+//! [`crate::codec`]). Every record is decoded on import, so a damaged or foreign
+//! stream is refused before it replaces anything.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::apply::SessionRecord;
+use crate::codec::{check_fired_key, decode, parse_ulid, split_job_exec_key};
+use crate::tables::{self, Tables};
+use crate::StoreError;
+use rota_core::{Execution, JobRecord, KvEntry};
+
+const MAGIC: &[u8; 8] = b"ROTASNAP";
+const SNAPSHOT_VERSION: u8 = 1;
+/// Longest key or value accepted from a stream: a bound on what a damaged length
+/// field can make the reader allocate.
+const MAX_FIELD: usize = 1 << 30;
+
+const TAG_END: u8 = 0;
+const TAG_JOBS: u8 = 1;
+const TAG_EXECUTIONS: u8 = 2;
+const TAG_JOB_EXECS: u8 = 3;
+const TAG_JOB_COUNTS: u8 = 4;
+const TAG_FIRED: u8 = 5;
+const TAG_ACTIVE: u8 = 6;
+const TAG_OUTPUTS: u8 = 7;
+const TAG_KV: u8 = 8;
+const TAG_SESSIONS: u8 = 9;
+
+/// What a snapshot stream covers: the log index of the last entry applied to the
+/// state it holds, and the cluster layer's opaque metadata at that point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    pub applied_index: u64,
+    pub meta: Vec<u8>,
+}
+
+fn malformed(detail: impl Into<String>) -> StoreError {
+    StoreError::MalformedSnapshot {
+        detail: detail.into(),
+    }
+}
+
+/// Maps a short read to "malformed" rather than to an I/O failure.
+fn read_err(e: io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        malformed("the stream ends early")
+    } else {
+        StoreError::SnapshotIo(e)
+    }
+}
+
+struct Writer<W: Write> {
+    w: W,
+    records: u64,
+}
+
+impl<W: Write> Writer<W> {
+    fn record(&mut self, tag: u8, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.w.write_all(&[tag])?;
+        self.w.write_all(&(key.len() as u32).to_be_bytes())?;
+        self.w.write_all(key)?;
+        self.w.write_all(&(value.len() as u32).to_be_bytes())?;
+        self.w.write_all(value)?;
+        self.records += 1;
+        Ok(())
+    }
+}
+
+/// Writes the state seen by `txn` to `w`.
+pub(crate) fn export(
+    txn: &ReadTransaction,
+    header: &SnapshotHeader,
+    w: &mut dyn Write,
+) -> Result<(), StoreError> {
+    let mut out = Writer {
+        w: BufWriter::with_capacity(1 << 16, w),
+        records: 0,
+    };
+    out.w.write_all(MAGIC)?;
+    out.w.write_all(&[SNAPSHOT_VERSION])?;
+    out.w.write_all(&header.applied_index.to_be_bytes())?;
+    out.w.write_all(&(header.meta.len() as u32).to_be_bytes())?;
+    out.w.write_all(&header.meta)?;
+
+    fn str_bytes(
+        out: &mut Writer<impl Write>,
+        txn: &ReadTransaction,
+        tag: u8,
+        def: TableDefinition<&str, &[u8]>,
+    ) -> Result<(), StoreError> {
+        for row in txn.open_table(def)?.iter()? {
+            let (k, v) = row?;
+            out.record(tag, k.value().as_bytes(), v.value())?;
+        }
+        Ok(())
+    }
+    fn id_bytes(
+        out: &mut Writer<impl Write>,
+        txn: &ReadTransaction,
+        tag: u8,
+        def: TableDefinition<u128, &[u8]>,
+    ) -> Result<(), StoreError> {
+        for row in txn.open_table(def)?.iter()? {
+            let (k, v) = row?;
+            out.record(tag, &k.value().to_be_bytes(), v.value())?;
+        }
+        Ok(())
+    }
+
+    str_bytes(&mut out, txn, TAG_JOBS, tables::JOBS)?;
+    id_bytes(&mut out, txn, TAG_EXECUTIONS, tables::EXECUTIONS)?;
+    for row in txn.open_table(tables::JOB_EXECS)?.iter()? {
+        let (k, _) = row?;
+        out.record(TAG_JOB_EXECS, k.value(), &[])?;
+    }
+    for row in txn.open_table(tables::JOB_COUNTS)?.iter()? {
+        let (k, v) = row?;
+        out.record(
+            TAG_JOB_COUNTS,
+            k.value().as_bytes(),
+            &v.value().to_be_bytes(),
+        )?;
+    }
+    for row in txn.open_table(tables::FIRED)?.iter()? {
+        let (k, v) = row?;
+        out.record(TAG_FIRED, k.value(), &v.value().to_be_bytes())?;
+    }
+    for row in txn.open_table(tables::ACTIVE)?.iter()? {
+        let (k, _) = row?;
+        out.record(TAG_ACTIVE, &k.value().to_be_bytes(), &[])?;
+    }
+    id_bytes(&mut out, txn, TAG_OUTPUTS, tables::OUTPUTS)?;
+    str_bytes(&mut out, txn, TAG_KV, tables::KV)?;
+    str_bytes(&mut out, txn, TAG_SESSIONS, tables::SESSIONS)?;
+
+    out.w.write_all(&[TAG_END])?;
+    let records = out.records;
+    out.w.write_all(&records.to_be_bytes())?;
+    out.w.flush()?;
+    Ok(())
+}
+
+fn read_u8(r: &mut impl Read) -> Result<u8, StoreError> {
+    let mut b = [0u8; 1];
+    r.read_exact(&mut b).map_err(read_err)?;
+    Ok(b[0])
+}
+
+fn read_u32(r: &mut impl Read) -> Result<u32, StoreError> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b).map_err(read_err)?;
+    Ok(u32::from_be_bytes(b))
+}
+
+fn read_u64(r: &mut impl Read) -> Result<u64, StoreError> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b).map_err(read_err)?;
+    Ok(u64::from_be_bytes(b))
+}
+
+fn read_field(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+    let len = read_u32(r)? as usize;
+    if len > MAX_FIELD {
+        return Err(malformed(format!("a field claims {len} bytes")));
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf).map_err(read_err)
+}
+
+/// Reads the header at the start of a snapshot stream.
+pub(crate) fn read_header(r: &mut impl Read) -> Result<SnapshotHeader, StoreError> {
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic).map_err(read_err)?;
+    if &magic != MAGIC {
+        return Err(malformed("not a rota snapshot (bad magic bytes)"));
+    }
+    let version = read_u8(r)?;
+    if version != SNAPSHOT_VERSION {
+        return Err(malformed(format!(
+            "snapshot version {version}; this release reads version {SNAPSHOT_VERSION}"
+        )));
+    }
+    let applied_index = read_u64(r)?;
+    let mut meta = Vec::new();
+    read_field(r, &mut meta)?;
+    Ok(SnapshotHeader {
+        applied_index,
+        meta,
+    })
+}
+
+fn utf8<'a>(table: &'static str, bytes: &'a [u8]) -> Result<&'a str, StoreError> {
+    std::str::from_utf8(bytes).map_err(|_| StoreError::MalformedKey { table })
+}
+
+fn empty(table: &'static str, bytes: &[u8]) -> Result<(), StoreError> {
+    if bytes.is_empty() {
+        Ok(())
+    } else {
+        Err(malformed(format!("{table} rows carry no value")))
+    }
+}
+
+/// Empties every table of `txn` and refills them from `r`; returns the stream's header.
+/// The caller commits.
+pub(crate) fn import(
+    txn: &WriteTransaction,
+    r: &mut dyn Read,
+) -> Result<SnapshotHeader, StoreError> {
+    let mut r = BufReader::with_capacity(1 << 16, r);
+    let header = read_header(&mut r)?;
+
+    txn.delete_table(tables::META)?;
+    txn.delete_table(tables::JOBS)?;
+    txn.delete_table(tables::EXECUTIONS)?;
+    txn.delete_table(tables::JOB_EXECS)?;
+    txn.delete_table(tables::JOB_COUNTS)?;
+    txn.delete_table(tables::FIRED)?;
+    txn.delete_table(tables::ACTIVE)?;
+    txn.delete_table(tables::OUTPUTS)?;
+    txn.delete_table(tables::KV)?;
+    txn.delete_table(tables::SESSIONS)?;
+    let mut t = Tables::open(txn)?;
+
+    let mut key = Vec::new();
+    let mut value = Vec::new();
+    let mut records = 0u64;
+    loop {
+        let tag = read_u8(&mut r)?;
+        if tag == TAG_END {
+            break;
+        }
+        read_field(&mut r, &mut key)?;
+        read_field(&mut r, &mut value)?;
+        records += 1;
+        match tag {
+            TAG_JOBS => {
+                let name = utf8("jobs", &key)?;
+                let job: JobRecord = decode(tables::JOB, &value)?;
+                if job.spec.name != name {
+                    return Err(malformed(format!(
+                        "job row {name:?} holds job {:?}",
+                        job.spec.name
+                    )));
+                }
+                t.jobs.insert(name, value.as_slice())?;
+            }
+            TAG_EXECUTIONS => {
+                let id = parse_ulid("executions", &key)?;
+                let exec: Execution = decode(tables::EXECUTION, &value)?;
+                if exec.id != id {
+                    return Err(malformed(format!(
+                        "execution row {id} holds execution {}",
+                        exec.id
+                    )));
+                }
+                t.executions.insert(id.0, value.as_slice())?;
+            }
+            TAG_JOB_EXECS => {
+                split_job_exec_key(&key)?;
+                empty("job_execs", &value)?;
+                t.job_execs.insert(key.as_slice(), ())?;
+            }
+            TAG_JOB_COUNTS => {
+                let name = utf8("job_counts", &key)?;
+                let count = tables::read_u64(&value)
+                    .ok_or_else(|| malformed("a job count is not 8 bytes"))?;
+                t.job_counts.insert(name, count)?;
+            }
+            TAG_FIRED => {
+                check_fired_key(&key)?;
+                let id = parse_ulid("fired", &value)?;
+                t.fired.insert(key.as_slice(), id.0)?;
+            }
+            TAG_ACTIVE => {
+                let id = parse_ulid("active", &key)?;
+                empty("active", &value)?;
+                t.active.insert(id.0, ())?;
+            }
+            TAG_OUTPUTS => {
+                let id = parse_ulid("outputs", &key)?;
+                decode::<String>(tables::OUTPUT, &value)?;
+                t.outputs.insert(id.0, value.as_slice())?;
+            }
+            TAG_KV => {
+                let k = utf8("kv", &key)?;
+                let entry: KvEntry = decode(tables::KV_ENTRY, &value)?;
+                if entry.key != k {
+                    return Err(malformed(format!("kv row {k:?} holds key {:?}", entry.key)));
+                }
+                t.kv.insert(k, value.as_slice())?;
+            }
+            TAG_SESSIONS => {
+                let client = utf8("sessions", &key)?;
+                decode::<SessionRecord>(tables::SESSION, &value)?;
+                t.sessions.insert(client, value.as_slice())?;
+            }
+            other => return Err(malformed(format!("unknown table tag {other}"))),
+        }
+    }
+    let expected = read_u64(&mut r)?;
+    if expected != records {
+        return Err(malformed(format!(
+            "the stream holds {records} records but its trailer says {expected}"
+        )));
+    }
+    t.meta.insert(
+        tables::META_FORMAT,
+        tables::FORMAT_VERSION.to_be_bytes().as_slice(),
+    )?;
+    t.meta.insert(
+        tables::META_APPLIED,
+        header.applied_index.to_be_bytes().as_slice(),
+    )?;
+    t.meta.insert(tables::META_RAFT, header.meta.as_slice())?;
+    Ok(header)
+}

@@ -1,0 +1,126 @@
+//! The redb tables of the state file.
+//!
+//! Records are versioned bytes (see [`crate::codec`]); ids are ULIDs as `u128`, whose
+//! numeric order is their big-endian byte order, i.e. creation order.
+
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use ulid::Ulid;
+
+use crate::codec::{decode, encode};
+use crate::StoreError;
+use rota_core::{Execution, JobRecord};
+
+/// `format` (u32, big-endian), `applied` (last applied log index, u64 big-endian),
+/// `raft` (opaque bytes of the cluster layer: last applied log id, membership).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Job name → [`JobRecord`].
+pub(crate) const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// Execution id → [`Execution`].
+pub(crate) const EXECUTIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("executions");
+/// `job 0x00 id` → (): a job's history in id order.
+pub(crate) const JOB_EXECS: TableDefinition<&[u8], ()> = TableDefinition::new("job_execs");
+/// Job name → number of rows it has in `job_execs`, so pruning needs no count scan.
+pub(crate) const JOB_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("job_counts");
+/// `job 0x00 scheduled_at` → execution id, for `schedule` and `catchup` fires.
+pub(crate) const FIRED: TableDefinition<&[u8], u128> = TableDefinition::new("fired");
+/// Ids of `queued` and `running` executions.
+pub(crate) const ACTIVE: TableDefinition<u128, ()> = TableDefinition::new("active");
+/// Execution id → output text of its final attempt.
+pub(crate) const OUTPUTS: TableDefinition<u128, &[u8]> = TableDefinition::new("outputs");
+/// Key → [`rota_core::KvEntry`].
+pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+/// Client id → [`crate::session::SessionRecord`].
+pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
+pub(crate) const META_FORMAT: &str = "format";
+pub(crate) const META_APPLIED: &str = "applied";
+pub(crate) const META_RAFT: &str = "raft";
+
+/// Layout version of the state file as a whole.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+pub(crate) const JOB: &str = "job";
+pub(crate) const EXECUTION: &str = "execution";
+pub(crate) const KV_ENTRY: &str = "kv entry";
+pub(crate) const SESSION: &str = "session";
+pub(crate) const OUTPUT: &str = "output";
+
+/// Every table of the state file, opened in one write transaction.
+pub(crate) struct Tables<'t> {
+    pub meta: Table<'t, &'static str, &'static [u8]>,
+    pub jobs: Table<'t, &'static str, &'static [u8]>,
+    pub executions: Table<'t, u128, &'static [u8]>,
+    pub job_execs: Table<'t, &'static [u8], ()>,
+    pub job_counts: Table<'t, &'static str, u64>,
+    pub fired: Table<'t, &'static [u8], u128>,
+    pub active: Table<'t, u128, ()>,
+    pub outputs: Table<'t, u128, &'static [u8]>,
+    pub kv: Table<'t, &'static str, &'static [u8]>,
+    pub sessions: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            meta: txn.open_table(META)?,
+            jobs: txn.open_table(JOBS)?,
+            executions: txn.open_table(EXECUTIONS)?,
+            job_execs: txn.open_table(JOB_EXECS)?,
+            job_counts: txn.open_table(JOB_COUNTS)?,
+            fired: txn.open_table(FIRED)?,
+            active: txn.open_table(ACTIVE)?,
+            outputs: txn.open_table(OUTPUTS)?,
+            kv: txn.open_table(KV)?,
+            sessions: txn.open_table(SESSIONS)?,
+        })
+    }
+
+    pub fn get_job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.jobs
+            .get(name)?
+            .map(|v| decode(JOB, v.value()))
+            .transpose()
+    }
+
+    pub fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
+        self.jobs
+            .insert(job.spec.name.as_str(), encode(JOB, job)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn get_execution(&self, id: Ulid) -> Result<Option<Execution>, StoreError> {
+        self.executions
+            .get(id.0)?
+            .map(|v| decode(EXECUTION, v.value()))
+            .transpose()
+    }
+
+    /// Writes an execution and keeps the `active` index in step with its status.
+    pub fn put_execution(&mut self, exec: &Execution) -> Result<(), StoreError> {
+        self.executions
+            .insert(exec.id.0, encode(EXECUTION, exec)?.as_slice())?;
+        if exec.is_active() {
+            self.active.insert(exec.id.0, ())?;
+        } else {
+            self.active.remove(exec.id.0)?;
+        }
+        Ok(())
+    }
+
+    pub fn job_count(&self, job: &str) -> Result<u64, StoreError> {
+        Ok(self.job_counts.get(job)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    pub fn set_job_count(&mut self, job: &str, count: u64) -> Result<(), StoreError> {
+        if count == 0 {
+            self.job_counts.remove(job)?;
+        } else {
+            self.job_counts.insert(job, count)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn read_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}

@@ -1,0 +1,142 @@
+//! A store in a temporary directory that applies one command per log index.
+
+use std::sync::Arc;
+
+use chrono::TimeZone;
+use rota_core::{
+    ClientRequest, Command, ExecStatus, Finish, Fire, JobSpec, Response, SessionKey, StoreEvent,
+    Timestamp, Trigger,
+};
+use tokio::sync::broadcast;
+use ulid::Ulid;
+
+use crate::{LogEntry, Store};
+
+pub(crate) struct Harness {
+    pub dir: tempfile::TempDir,
+    pub store: Arc<Store>,
+    pub index: u64,
+    events: broadcast::Receiver<Arc<StoreEvent>>,
+}
+
+/// `secs` seconds after a fixed origin.
+pub(crate) fn t(secs: i64) -> Timestamp {
+    chrono::Utc
+        .timestamp_opt(1_700_000_000 + secs, 0)
+        .single()
+        .expect("valid test time")
+}
+
+pub(crate) fn spec(name: &str) -> JobSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "schedule": {"every": "1m"},
+        "executor": {"type": "shell", "command": "true"},
+    }))
+    .expect("valid test spec")
+}
+
+pub(crate) fn spec_with_history(name: &str, history_limit: u32) -> JobSpec {
+    let mut s = spec(name);
+    s.history_limit = history_limit;
+    s
+}
+
+pub(crate) fn fire(id: u128, job: &str, at: i64, trigger: Trigger) -> Fire {
+    Fire {
+        id: Ulid(id),
+        job: job.to_string(),
+        scheduled_at: t(at),
+        trigger,
+        start: None,
+        skip_reason: None,
+    }
+}
+
+pub(crate) fn finish(id: u128, attempt: u32, status: ExecStatus, at: i64) -> Finish {
+    Finish {
+        id: Ulid(id),
+        attempt,
+        status,
+        at: t(at),
+        exit_code: None,
+        error: None,
+        output: None,
+        output_truncated: false,
+        retry_at: None,
+    }
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("state.redb")).expect("open store");
+        let events = store.subscribe();
+        Harness {
+            dir,
+            store,
+            index: 0,
+            events,
+        }
+    }
+
+    /// Applies `command` at the next index, with `at` = the index in seconds.
+    pub fn run(&mut self, command: Command) -> Response {
+        let at = t(self.index as i64 + 1);
+        self.request(ClientRequest {
+            session: None,
+            at,
+            command,
+        })
+    }
+
+    pub fn run_at(&mut self, at: Timestamp, command: Command) -> Response {
+        self.request(ClientRequest {
+            session: None,
+            at,
+            command,
+        })
+    }
+
+    pub fn run_session(
+        &mut self,
+        client: &str,
+        seq: u64,
+        at: Timestamp,
+        command: Command,
+    ) -> Response {
+        self.request(ClientRequest {
+            session: Some(SessionKey {
+                client_id: client.to_string(),
+                seq,
+            }),
+            at,
+            command,
+        })
+    }
+
+    pub fn request(&mut self, req: ClientRequest) -> Response {
+        self.index += 1;
+        let mut responses = self
+            .store
+            .apply(
+                &[LogEntry {
+                    index: self.index,
+                    request: Some(&req),
+                }],
+                b"meta",
+            )
+            .expect("apply");
+        assert_eq!(responses.len(), 1);
+        responses.remove(0)
+    }
+
+    /// Events published since the last call.
+    pub fn events(&mut self) -> Vec<Arc<StoreEvent>> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+}
