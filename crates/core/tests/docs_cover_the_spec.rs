@@ -70,5 +70,8 @@ fn every_spec_field_is_documented() {
             missing.push(format!("executor type {t}"));
         }
     }
-    assert!(missing.is_empty(), "docs/JOBS.md does not document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/JOBS.md does not document: {missing:?}"
+    );
 }

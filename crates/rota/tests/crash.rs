@@ -97,7 +97,11 @@ async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
     // through the misfire policy (trigger `catchup`).
     for round in 1..=kills {
         tokio::time::sleep(Duration::from_millis(rng.between(300, 2500))).await;
-        let outage = if round == 2 { 7000 } else { rng.between(0, 1500) };
+        let outage = if round == 2 {
+            7000
+        } else {
+            rng.between(0, 1500)
+        };
         eprintln!("--- round {round}: kill -9, {outage} ms down");
         server.kill9();
         tokio::time::sleep(Duration::from_millis(outage)).await;
@@ -109,24 +113,32 @@ async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
     let horizon = Utc::now() - chrono::Duration::seconds(2);
 
     // --- wait until every instant up to the horizon has finished
-    let history = eventually(Duration::from_secs(60), "all instants to finish", || async {
-        let h = server.history("every-second", 1000).await;
-        let first = h.iter().filter_map(|e| e["scheduled_at"].as_str()).min()?.to_string();
-        let first: DateTime<Utc> = first.parse().ok()?;
-        let done: BTreeSet<DateTime<Utc>> = h
-            .iter()
-            .filter(|e| e["status"] == "succeeded")
-            .filter_map(|e| e["scheduled_at"].as_str()?.parse().ok())
-            .collect();
-        let mut t = first;
-        while t <= horizon {
-            if !done.contains(&t) {
-                return None;
+    let history = eventually(
+        Duration::from_secs(60),
+        "all instants to finish",
+        || async {
+            let h = server.history("every-second", 1000).await;
+            let first = h
+                .iter()
+                .filter_map(|e| e["scheduled_at"].as_str())
+                .min()?
+                .to_string();
+            let first: DateTime<Utc> = first.parse().ok()?;
+            let done: BTreeSet<DateTime<Utc>> = h
+                .iter()
+                .filter(|e| e["status"] == "succeeded")
+                .filter_map(|e| e["scheduled_at"].as_str()?.parse().ok())
+                .collect();
+            let mut t = first;
+            while t <= horizon {
+                if !done.contains(&t) {
+                    return None;
+                }
+                t += chrono::Duration::seconds(1);
             }
-            t += chrono::Duration::seconds(1);
-        }
-        Some(h)
-    })
+            Some(h)
+        },
+    )
     .await;
 
     // --- the store: exactly one execution per instant
@@ -139,7 +151,12 @@ async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
             .push(e["id"].as_str().unwrap().to_string());
     }
     for (at, ids) in &per_instant {
-        assert_eq!(ids.len(), 1, "instant {at} has executions {ids:?}\n{}", server.logs());
+        assert_eq!(
+            ids.len(),
+            1,
+            "instant {at} has executions {ids:?}\n{}",
+            server.logs()
+        );
     }
     let catchups = history.iter().filter(|e| e["trigger"] == "catchup").count();
     let retried = history
@@ -169,10 +186,16 @@ async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
     for (at, ids) in &ids_by_instant {
         assert_eq!(ids.len(), 1, "instant {at} ran as {ids:?}");
         let stored = &per_instant[at];
-        assert!(ids.contains(&stored[0]), "instant {at}: file {ids:?}, store {stored:?}");
+        assert!(
+            ids.contains(&stored[0]),
+            "instant {at}: file {ids:?}, store {stored:?}"
+        );
     }
     for at in per_instant.keys().filter(|at| **at <= horizon) {
-        assert!(ids_by_instant.contains_key(at), "instant {at} succeeded but never ran");
+        assert!(
+            ids_by_instant.contains_key(at),
+            "instant {at} succeeded but never ran"
+        );
     }
 
     // --- every acknowledged KV write survived
@@ -183,5 +206,8 @@ async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
         assert_eq!(status, 200, "acknowledged {key} is gone");
         assert_eq!(got["value"], value.as_str(), "{key}");
     }
-    eprintln!("{} acknowledged KV writes survived {kills} kills", acked.len());
+    eprintln!(
+        "{} acknowledged KV writes survived {kills} kills",
+        acked.len()
+    );
 }

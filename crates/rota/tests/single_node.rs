@@ -63,7 +63,11 @@ executor = {{ type = "shell", command = "echo to-stderr >&2; exit 3" }}
     let parsed: Vec<chrono::DateTime<chrono::Utc>> =
         instants.iter().map(|s| s.parse().unwrap()).collect();
     for pair in parsed.windows(2) {
-        assert_eq!((pair[1] - pair[0]).num_milliseconds() % 1000, 0, "{instants:?}");
+        assert_eq!(
+            (pair[1] - pair[0]).num_milliseconds() % 1000,
+            0,
+            "{instants:?}"
+        );
         assert!(pair[1] > pair[0], "{instants:?}");
     }
     for e in &history {
@@ -73,7 +77,9 @@ executor = {{ type = "shell", command = "echo to-stderr >&2; exit 3" }}
 
     // --- output of a finished execution
     let id = history[0]["id"].as_str().unwrap().to_string();
-    let (status, output) = server.get_text(&format!("/v1/executions/{id}/output")).await;
+    let (status, output) = server
+        .get_text(&format!("/v1/executions/{id}/output"))
+        .await;
     assert_eq!(status, 200);
     assert!(output.starts_with("tick "), "output was {output:?}");
     let out = server.cli(&["exec", "logs", &id]);
@@ -91,7 +97,9 @@ executor = {{ type = "shell", command = "echo to-stderr >&2; exit 3" }}
     .await;
     assert_eq!(done["exit_code"], 3, "{done}");
     assert_eq!(done["trigger"], "manual", "{done}");
-    let (_, output) = server.get_text(&format!("/v1/executions/{id}/output")).await;
+    let (_, output) = server
+        .get_text(&format!("/v1/executions/{id}/output"))
+        .await;
     assert!(output.contains("to-stderr"), "{output:?}");
 
     // --- the file the job wrote has one line per instant, no duplicates
@@ -121,15 +129,24 @@ async fn a_running_execution_can_be_followed_and_cancelled() {
     let out = server.cli(&["job", "run", "long"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, history) = server.get("/v1/jobs/long/executions").await;
-    let history = history.as_array().cloned().unwrap_or_else(|| history["items"].as_array().cloned().unwrap());
+    let history = history
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| history["items"].as_array().cloned().unwrap());
     let id = history[0]["id"].as_str().unwrap().to_string();
 
     // --- live output while it runs
-    eventually(Duration::from_secs(20), "output 'started' while running", || async {
-        let (_, e) = server.get(&format!("/v1/executions/{id}")).await;
-        let (_, out) = server.get_text(&format!("/v1/executions/{id}/output")).await;
-        (e["status"] == "running" && out.contains("started")).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "output 'started' while running",
+        || async {
+            let (_, e) = server.get(&format!("/v1/executions/{id}")).await;
+            let (_, out) = server
+                .get_text(&format!("/v1/executions/{id}/output"))
+                .await;
+            (e["status"] == "running" && out.contains("started")).then_some(())
+        },
+    )
     .await;
 
     // --- a follower of the output sees the end when the run is cancelled
@@ -144,7 +161,10 @@ async fn a_running_execution_can_be_followed_and_cancelled() {
     assert!(out.status.success(), "{}", stderr(&out));
     let done = eventually(Duration::from_secs(20), "cancelled", || async {
         let (_, e) = server.get(&format!("/v1/executions/{id}")).await;
-        e["status"].as_str().filter(|s| *s != "running").map(|_| e.clone())
+        e["status"]
+            .as_str()
+            .filter(|s| *s != "running")
+            .map(|_| e.clone())
     })
     .await;
     assert_eq!(done["status"], "cancelled", "{done}");
@@ -222,7 +242,10 @@ async fn bad_specs_are_rejected_with_the_field_named() {
     let out = server.cli(&["job", "apply", "-f", file.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("schedule.cron") && err.contains("bad-hour"), "{err}");
+    assert!(
+        err.contains("schedule.cron") && err.contains("bad-hour"),
+        "{err}"
+    );
     // The server is still healthy.
     let (status, health) = server.get("/v1/health").await;
     assert_eq!(status, 200, "{health}");
@@ -233,7 +256,9 @@ async fn kv_revisions_cas_and_session_retries() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), &[]).await;
 
-    let (status, put) = server.send("PUT", "/v1/kv/app/color", Some(json!({"value": "red"}))).await;
+    let (status, put) = server
+        .send("PUT", "/v1/kv/app/color", Some(json!({"value": "red"})))
+        .await;
     assert_eq!(status, 200, "{put}");
     let rev1 = put["revision"].as_u64().unwrap();
     let (status, got) = server.get("/v1/kv/app/color").await;
@@ -245,19 +270,31 @@ async fn kv_revisions_cas_and_session_retries() {
 
     // CAS with a stale revision fails and says the current one.
     let (status, err) = server
-        .send("PUT", &format!("/v1/kv/app/color?if_revision={}", rev1 + 100), Some(json!({"value": "blue"})))
+        .send(
+            "PUT",
+            &format!("/v1/kv/app/color?if_revision={}", rev1 + 100),
+            Some(json!({"value": "blue"})),
+        )
         .await;
     assert_eq!(status, 409, "{err}");
     assert_eq!(err["error"]["code"], "revision_mismatch");
     // CAS with the right one succeeds.
     let (status, put2) = server
-        .send("PUT", &format!("/v1/kv/app/color?if_revision={rev1}"), Some(json!({"value": "blue"})))
+        .send(
+            "PUT",
+            &format!("/v1/kv/app/color?if_revision={rev1}"),
+            Some(json!({"value": "blue"})),
+        )
         .await;
     assert_eq!(status, 200, "{put2}");
     assert!(put2["revision"].as_u64().unwrap() > rev1);
     // if_revision=0: create only.
     let (status, _) = server
-        .send("PUT", "/v1/kv/app/color?if_revision=0", Some(json!({"value": "green"})))
+        .send(
+            "PUT",
+            "/v1/kv/app/color?if_revision=0",
+            Some(json!({"value": "green"})),
+        )
         .await;
     assert_eq!(status, 409);
 
@@ -307,7 +344,9 @@ async fn state_survives_a_graceful_restart() {
         )
         .await;
     assert_eq!(status, 201);
-    let (status, _) = server.send("PUT", "/v1/kv/k", Some(json!({"value": "v"}))).await;
+    let (status, _) = server
+        .send("PUT", "/v1/kv/k", Some(json!({"value": "v"})))
+        .await;
     assert_eq!(status, 200);
     let exit = server.stop();
     assert!(exit.success(), "graceful stop exited with {exit}");

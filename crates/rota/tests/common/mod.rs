@@ -91,7 +91,12 @@ impl Server {
                     panic!("server exited with {status} during start:\n{}", self.logs());
                 }
             }
-            if let Ok(resp) = self.http.get(format!("{}/v1/health", self.url)).send().await {
+            if let Ok(resp) = self
+                .http
+                .get(format!("{}/v1/health", self.url))
+                .send()
+                .await
+            {
                 if resp.status().is_success() {
                     let body: Value = resp.json().await.unwrap_or(Value::Null);
                     if body["role"] == "leader" {
@@ -99,7 +104,11 @@ impl Server {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "server not ready in 60s:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "server not ready in 60s:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -157,7 +166,10 @@ impl Server {
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
@@ -167,7 +179,10 @@ impl Server {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -179,7 +194,10 @@ impl Server {
         let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// The job's executions, newest first.
