@@ -29,6 +29,9 @@ mod routes;
 mod view;
 
 #[cfg(test)]
+mod docs_tests;
+
+#[cfg(test)]
 mod tests;
 
 pub use error::ApiError;

@@ -16,6 +16,9 @@ mod jobfile;
 mod output;
 mod server;
 
+#[cfg(test)]
+mod docs_tests;
+
 use std::process::ExitCode;
 
 use clap::Parser;
