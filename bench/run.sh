@@ -123,22 +123,34 @@ step() {
 log "starting etcd and rota in $WORK"
 start_etcd
 start_rota
-"$LG" wait-ready --target etcd --url "$ETCD_URL" --started-ns "$ETCD_STARTED_NS" \
-    --timeout-secs 60 >/dev/null
-"$LG" wait-ready --target rota --url "$ROTA_URL" --started-ns "$ROTA_STARTED_NS" \
-    --timeout-secs 60 >/dev/null
+for target in etcd rota; do
+    if [ "$target" = etcd ]; then url=$ETCD_URL started=$ETCD_STARTED_NS; else url=$ROTA_URL started=$ROTA_STARTED_NS; fi
+    if ! "$LG" wait-ready --target "$target" --url "$url" --started-ns "$started" \
+        --timeout-secs 60 >/dev/null 2>>"$WORK/loadgen.log"; then
+        echo "$target did not start; the end of its log:" >&2
+        tail -n 20 "$WORK/$target.log" >&2
+        exit 1
+    fi
+done
 
 # --- machine -----------------------------------------------------------------
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 mem_total=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || true)
 work_dev=$(df --output=source "$WORK" 2>/dev/null | tail -1 || true)
+# The kernel's rotational flag; virtio disks report 1 whatever backs them.
 disk_info=$(lsblk -dno NAME,ROTA,MODEL "$work_dev" 2>/dev/null |
-    awk '{kind = ($2 == 1) ? "rotational" : "non-rotational (SSD/virtual)"; $2 = ""; print $0 " — " kind}' || true)
+    awk '{name = $1; rota = $2; $1 = ""; $2 = ""; model = $0; gsub(/^ +| +$/, "", model);
+          if (model != "") name = name " " model;
+          virt = (name ~ /^x?vd/) ? ", virtual disk" : "";
+          printf "%s (kernel rotational flag %s%s)", name, rota, virt}' || true)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain 2>/dev/null | head -1)" ]; then commit="$commit (with uncommitted changes)"; fi
-etcd_version=$(etcd --version 2>/dev/null | head -1)
-tcs_version=$(awk '/name = "tokio-cron-scheduler"/ {getline; print $3}' Cargo.lock | tr -d '"')
+# No `head` in these pipelines: with pipefail, a writer cut off by SIGPIPE fails.
+if [ -n "$(git status --porcelain 2>/dev/null | sed -n 1p || true)" ]; then
+    commit="$commit (with uncommitted changes)"
+fi
+etcd_version=$(etcd --version 2>/dev/null | sed -n 1p || true)
+tcs_version=$(awk '/name = "tokio-cron-scheduler"/ {getline; print $3}' Cargo.lock | tr -d '"' || true)
 
 # --- benchmarks --------------------------------------------------------------
 if [ "$MODE" = full ]; then

@@ -32,9 +32,6 @@ pub enum BenchError {
         source: serde_json::Error,
     },
 
-    #[error("{url} answered JSON without {field}")]
-    MissingField { url: String, field: &'static str },
-
     #[error("could not access {path}")]
     Io {
         path: PathBuf,

@@ -311,8 +311,10 @@ fn lag_section(of: &[&Outcome], cores: usize) -> String {
          start of the job closure). `shell`: lag = the clock read by `date +%s%N` in the \
          child process minus the scheduled instant, so process start-up is included. \
          rota commits each firing through Raft (fsync) before it dispatches; \
-         tokio-cron-scheduler keeps everything in memory and polls every 500 ms. Ratios \
-         below 1 mean rota is faster.\n\n{}",
+         tokio-cron-scheduler keeps everything in memory and polls every 500 ms from its \
+         start, so its lag for a single instant is that tick's phase (0–500 ms, by chance) \
+         plus dispatch. Runs seen below the job count are runs that never arrived within \
+         the wait (120 s). Ratios below 1 mean rota is faster.\n\n{}",
         t.render()
     )
 }
@@ -366,7 +368,7 @@ fn fires_section(of: &[&Outcome], cores: usize) -> String {
          warm-up. With `record`, the runs of the window's instants are counted from the \
          record file and their lag measured; kept up = every instant fired and no run was \
          more than one period (1 s) late. With `shell` (`true`), runs are counted by the \
-         fired counter at the window's edges; kept up = at least 99 % fired and the queue \
+         fired counter read half a second before the window's edges; kept up = at least 99 % fired and the queue \
          stayed within one period's worth. tokio-cron-scheduler runs the same closure as \
          in the lag test; its lag there is the phase within the second (it cannot tell \
          which instant a run was for), so it is meaningful only below 1 s.\n\n{}",

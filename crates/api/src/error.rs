@@ -65,6 +65,15 @@ pub enum ApiError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// A cluster route needs the cluster secret and the request lacks it.
+    #[error("this route needs the cluster secret in the Rota-Cluster-Secret header")]
+    Unauthorized,
+    /// Another membership change has not committed yet; retrying later works.
+    #[error("another membership change is in progress; retry when it has committed")]
+    MembershipInProgress,
+    /// Removing this member would leave the cluster without a voter.
+    #[error("node {id} is the last voter; a cluster cannot remove its last voter")]
+    LastVoter { id: u64 },
     /// Raft failed in a way that is neither a timeout nor a leadership change.
     #[error("consensus failed: {0}")]
     Consensus(#[source] WriteError),
@@ -135,9 +144,12 @@ impl ApiError {
             ApiError::RevisionMismatch { .. }
             | ApiError::StaleRequest { .. }
             | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
-            ApiError::NotLeader { .. } | ApiError::Timeout(_) | ApiError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NotLeader { .. }
+            | ApiError::Timeout(_)
+            | ApiError::ShuttingDown
+            | ApiError::MembershipInProgress => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::LastVoter { .. } => StatusCode::CONFLICT,
             ApiError::Consensus(_)
             | ApiError::Store(_)
             | ApiError::TaskFailed(_)
@@ -161,6 +173,9 @@ impl ApiError {
             ApiError::NotLeader { .. } => "not_leader",
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "unavailable",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::MembershipInProgress => "membership_in_progress",
+            ApiError::LastVoter { .. } => "last_voter",
             ApiError::Consensus(_)
             | ApiError::Store(_)
             | ApiError::TaskFailed(_)

@@ -79,6 +79,9 @@ pub enum ClusterError {
     /// A blocking storage task or the Raft task panicked.
     #[error("a background task failed: {0}")]
     TaskFailed(#[from] tokio::task::JoinError),
+    /// `--peers` does not describe a cluster this node can be part of.
+    #[error("peers: {0}")]
+    InvalidPeers(String),
 }
 
 macro_rules! redb_error {
@@ -111,4 +114,56 @@ pub enum WriteError {
     ShuttingDown,
     #[error("raft failed: {0}")]
     Fatal(String),
+}
+
+/// Why a membership change (join, leave) did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// No leader, a timeout, shutdown: the same causes as for a write.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The node to remove is neither a voter nor a learner.
+    #[error("node {id} is not a member of the cluster")]
+    UnknownMember { id: u64 },
+    /// The id or URL of the node to add is unusable (or the id is taken by
+    /// another URL).
+    #[error("node {id}: {message}")]
+    InvalidMember { id: u64, message: String },
+    /// Another membership change has not committed yet.
+    #[error("another membership change is in progress; retry when it has committed")]
+    InProgress,
+    /// The new learner did not catch up with the leader's log in time.
+    #[error("node {id} did not catch up with the leader within {timeout:?}")]
+    CatchUpTimeout { id: u64, timeout: Duration },
+    /// Removing the node would leave no voter.
+    #[error("node {id} is the last voter; a cluster cannot remove its last voter")]
+    LastVoter { id: u64 },
+}
+
+/// Why a call to a peer failed, below the Raft protocol.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerError {
+    /// The HTTP client could not be built (see the log); nothing was sent.
+    #[error("no HTTP client for peer calls")]
+    NoClient,
+    /// No connection could be made: the request was certainly not delivered.
+    #[error("peer {url} is unreachable: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No answer within the call's time limit; the peer may have acted on it.
+    #[error("peer {url} did not answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    /// The connection broke, or the answer could not be read.
+    #[error("call to peer {url} failed: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The peer answered with an HTTP error (401: wrong cluster secret).
+    #[error("peer {url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
 }

@@ -4,23 +4,31 @@
 //! openraft drive [`rota_store::Store`] (`state_machine`), the peer network, and
 //! [`Node`], the handle the rest of rota uses to write, read and watch leadership.
 //!
+//! A node starts as a one-member cluster ([`Bootstrap::Single`]), as one of a
+//! fixed set of voters ([`Bootstrap::Peers`]: the lowest id initializes the
+//! membership, the others wait to be contacted) or empty, waiting to be added by
+//! the leader ([`Bootstrap::Join`]). Writes and read barriers work on any member:
+//! a follower forwards them to the leader over the peer transport (`network`).
+//!
 //! A node's data directory holds `raft-log.redb` (the log: fsynced on every append,
 //! the durable record), `state.redb` (the state machine: applied without fsync and
-//! rebuilt from the log after a crash) and `snapshots/current.snap`. A fresh
-//! directory becomes a one-member cluster of this node.
+//! rebuilt from the log after a crash) and `snapshots/current.snap`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError,
+};
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use rota_core::{ClientRequest, Response};
 use rota_store::Store;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 mod error;
 mod log_store;
@@ -28,7 +36,9 @@ mod network;
 mod state_machine;
 mod types;
 
-pub use error::{ClusterError, WriteError};
+pub use error::{ClusterError, MembershipError, WriteError};
+pub use network::CLUSTER_SECRET_HEADER;
+use network::{peer_failure, ForwardedWrite, MemberChange, Transport, WireError};
 use types::Raft;
 
 use log_store::LogStore;
@@ -42,6 +52,38 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Log entries kept behind a snapshot at most (for followers a little behind).
 const MAX_LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1000;
+/// Longest a request waits for a leader to be known (or reachable) before it is
+/// answered `NotLeader`: a few election timeouts, so one failover fits in it.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// Pause before trying again after the leader refused or could not be reached,
+/// so that a dead leader's refused connections do not spin the retry loop.
+const LEADER_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Longest the leader waits for a new learner to catch up before promoting it.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest one membership change (a joint and a uniform entry) may take to commit.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a node finds its cluster on its first start (a data directory that holds
+/// a membership ignores it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// A one-member cluster of this node.
+    #[default]
+    Single,
+    /// A cluster of these voters (id -> URL), this node among them. The lowest id
+    /// initializes the membership; the others wait for it to contact them.
+    Peers(BTreeMap<u64, String>),
+    /// Start empty and wait to be added by the leader (`POST /v1/cluster/members`).
+    Join,
+}
+
+/// Cluster settings beside [`NodeConfig`].
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    pub bootstrap: Bootstrap,
+    /// Shared secret of the peer routes; `None` leaves them open.
+    pub secret: Option<String>,
+}
 
 /// How a node starts.
 #[derive(Debug, Clone)]
@@ -118,6 +160,7 @@ pub struct NodeStatus {
 pub struct Node {
     cfg: NodeConfig,
     raft: Raft,
+    transport: Transport,
     store: Arc<Store>,
     log: LogStore,
     leadership: watch::Receiver<bool>,
@@ -153,7 +196,21 @@ impl Node {
     /// Opens the node's storage under `data_dir` and starts Raft; a fresh data
     /// directory becomes a one-member cluster. Returns once the node can take writes.
     pub async fn start(cfg: NodeConfig) -> Result<Arc<Node>, ClusterError> {
+        Node::start_with(cfg, ClusterOptions::default()).await
+    }
+
+    /// [`Node::start`] with cluster settings. A node whose membership is only
+    /// itself returns once it can take writes; a member of a larger cluster returns
+    /// at once, because its peers can only elect a leader once it serves the peer
+    /// routes ([`Node::wait_for_leader`] waits for one).
+    pub async fn start_with(
+        cfg: NodeConfig,
+        options: ClusterOptions,
+    ) -> Result<Arc<Node>, ClusterError> {
         cfg.validate()?;
+        if let Bootstrap::Peers(peers) = &options.bootstrap {
+            check_peers(&cfg, peers)?;
+        }
         let raft_config = Arc::new(cfg.raft_config()?);
         tokio::fs::create_dir_all(&cfg.data_dir)
             .await
@@ -178,7 +235,8 @@ impl Node {
         drop(alive);
         let (log, store, sm) = opened;
 
-        let network = network::HttpNetwork::new(cfg.node_id);
+        let transport = Transport::new(options.secret.clone());
+        let network = network::HttpNetwork::new(cfg.node_id, transport.clone());
         let own_log = log.detached();
         let raft = Raft::new(cfg.node_id, raft_config, network, log, sm)
             .await
@@ -188,10 +246,34 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| ClusterError::RaftStart(Box::new(e)))?;
-        if !initialized {
-            let members = BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.advertise_url))]);
+        let first_members = match &options.bootstrap {
+            _ if initialized => None,
+            Bootstrap::Single => Some(BTreeMap::from([(
+                cfg.node_id,
+                BasicNode::new(&cfg.advertise_url),
+            )])),
+            Bootstrap::Peers(peers) if peers.keys().next() == Some(&cfg.node_id) => Some(
+                peers
+                    .iter()
+                    .map(|(id, url)| (*id, BasicNode::new(url)))
+                    .collect(),
+            ),
+            Bootstrap::Peers(_) => {
+                info!(
+                    node_id = cfg.node_id,
+                    "waiting for the lowest peer id to initialize the cluster"
+                );
+                None
+            }
+            Bootstrap::Join => {
+                info!(node_id = cfg.node_id, "waiting to be added to a cluster");
+                None
+            }
+        };
+        if let Some(members) = first_members {
+            let voters: Vec<u64> = members.keys().copied().collect();
             match raft.initialize(members).await {
-                Ok(()) => info!(node_id = cfg.node_id, "new one-member cluster initialized"),
+                Ok(()) => info!(node_id = cfg.node_id, ?voters, "new cluster initialized"),
                 // Someone (a peer, or a vote) got there first: nothing to do.
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => {
@@ -207,19 +289,37 @@ impl Node {
         // the same term without a blank entry: as leader it also waits until its
         // whole log (acknowledged writes included) is applied.
         let id = cfg.node_id;
-        let ready = raft
-            .wait(Some(READY_TIMEOUT))
-            .metrics(
-                |m| {
-                    let (Some(leader), Some(applied)) = (m.current_leader, m.last_applied) else {
-                        return false;
-                    };
-                    applied.leader_id.term == m.current_term
-                        && (leader != id || m.last_log_index.is_some_and(|l| applied.index >= l))
-                },
-                "leader elected and the log applied",
-            )
-            .await;
+        // Asked of the Raft core itself: the metrics may not show the membership
+        // just initialized or loaded yet.
+        let voters = raft
+            .with_raft_state(|st| {
+                st.membership_state
+                    .effective()
+                    .voter_ids()
+                    .collect::<Vec<u64>>()
+            })
+            .await
+            .map_err(|e| ClusterError::RaftStart(Box::new(e)))?;
+        let alone = voters == [id];
+        let ready = if !alone {
+            Ok(())
+        } else {
+            raft.wait(Some(READY_TIMEOUT))
+                .metrics(
+                    |m| {
+                        let (Some(leader), Some(applied)) = (m.current_leader, m.last_applied)
+                        else {
+                            return false;
+                        };
+                        applied.leader_id.term == m.current_term
+                            && (leader != id
+                                || m.last_log_index.is_some_and(|l| applied.index >= l))
+                    },
+                    "leader elected and the log applied",
+                )
+                .await
+                .map(|_| ())
+        };
         if let Err(e) = ready {
             warn!(error = %e, "node did not become ready");
             let _ = raft.shutdown().await;
@@ -257,6 +357,7 @@ impl Node {
         Ok(Arc::new(Node {
             cfg,
             raft,
+            transport,
             store,
             log: own_log,
             leadership,
@@ -274,7 +375,7 @@ impl Node {
     }
 
     /// The Raft handle, for tests; outside this crate openraft stays an
-    /// implementation detail (membership changes will be methods of [`Node`]).
+    /// implementation detail.
     #[cfg(test)]
     pub(crate) fn raft(&self) -> &Raft {
         &self.raft
@@ -287,9 +388,47 @@ impl Node {
     }
 
     /// Commits a request through Raft (durable on a majority) and answers with the
-    /// log index it got and the state machine's response.
+    /// log index it got and the state machine's response. On a follower the request
+    /// is forwarded to the leader; while no leader is known (an election) it waits
+    /// up to [`LEADER_WAIT`] for one, then answers [`WriteError::NotLeader`].
     pub async fn write(&self, req: ClientRequest) -> Result<(u64, Response), WriteError> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(req)).await {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        let req = &req;
+        self.with_leader(|route| async move {
+            match route {
+                Route::Here => self.write_here(req.clone(), deadline).await,
+                Route::Leader(url) => self
+                    .transport
+                    .call::<_, Result<ForwardedWrite, WireError>>(
+                        &url,
+                        "forward",
+                        req,
+                        left(deadline),
+                    )
+                    .await
+                    .map_err(|e| peer_failure(e, &url))?
+                    .map(|w| (w.index, w.response))
+                    .map_err(WireError::into_write_error),
+            }
+        })
+        .await
+    }
+
+    /// A write proposed by this node only (a forwarded one: forwarding again could
+    /// loop between two nodes that each believe the other leads).
+    pub(crate) async fn write_local(
+        &self,
+        req: ClientRequest,
+    ) -> Result<(u64, Response), WriteError> {
+        self.write_here(req, Instant::now() + WRITE_TIMEOUT).await
+    }
+
+    async fn write_here(
+        &self,
+        req: ClientRequest,
+        deadline: Instant,
+    ) -> Result<(u64, Response), WriteError> {
+        match tokio::time::timeout_at(deadline, self.raft.client_write(req)).await {
             Err(_) => Err(WriteError::Timeout(WRITE_TIMEOUT)),
             Ok(Ok(written)) => Ok((written.log_id.index, written.data)),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
@@ -305,11 +444,50 @@ impl Node {
     }
 
     /// Returns once the local state machine reflects every write committed before
-    /// the call (ReadIndex, confirmed with a quorum).
+    /// the call: the leader confirms its leadership with a quorum and names its
+    /// commit index (ReadIndex), then this node waits until it applied that index.
+    /// A follower asks the leader over the peer transport.
     pub async fn read_barrier(&self) -> Result<(), WriteError> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.ensure_linearizable()).await {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        let index = self
+            .with_leader(|route| async move {
+                match route {
+                    Route::Here => self.read_index_here(deadline).await,
+                    Route::Leader(url) => self
+                        .transport
+                        .call::<_, Result<u64, WireError>>(&url, "read_index", &(), left(deadline))
+                        .await
+                        .map_err(|e| peer_failure(e, &url))?
+                        .map_err(WireError::into_write_error),
+                }
+            })
+            .await?;
+        if index == 0 {
+            return Ok(());
+        }
+        match self
+            .raft
+            .wait(Some(left(deadline)))
+            .applied_index_at_least(Some(index), "the read index is applied")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => {
+                Err(WriteError::Timeout(WRITE_TIMEOUT))
+            }
+            Err(openraft::metrics::WaitError::ShuttingDown) => Err(WriteError::ShuttingDown),
+        }
+    }
+
+    /// The read index of this node as leader (for a follower's read barrier).
+    pub(crate) async fn read_index_local(&self) -> Result<u64, WriteError> {
+        self.read_index_here(Instant::now() + WRITE_TIMEOUT).await
+    }
+
+    async fn read_index_here(&self, deadline: Instant) -> Result<u64, WriteError> {
+        match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
             Err(_) => Err(WriteError::Timeout(WRITE_TIMEOUT)),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok((read, _applied))) => Ok(read.map_or(0, |id| id.index)),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 Err(WriteError::NotLeader {
                     leader_url: leader_url(&self.raft, f.leader_id, f.leader_node),
@@ -321,6 +499,285 @@ impl Node {
             }
             Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
         }
+    }
+
+    /// Where a request should go now: here when this node leads, else the known
+    /// leader. Waits until `until` for a leader to be known.
+    async fn route(&self, until: Instant) -> Result<Route, WriteError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.state == ServerState::Shutdown {
+                    return Err(WriteError::ShuttingDown);
+                }
+                if m.state == ServerState::Leader || m.current_leader == Some(self.cfg.node_id) {
+                    return Ok(Route::Here);
+                }
+                if let Some(node) = m
+                    .current_leader
+                    .and_then(|id| m.membership_config.membership().get_node(&id))
+                {
+                    return Ok(Route::Leader(node.addr.clone()));
+                }
+            }
+            match tokio::time::timeout_at(until, metrics.changed()).await {
+                Err(_) => return Err(WriteError::NotLeader { leader_url: None }),
+                Ok(Err(_)) => return Err(WriteError::ShuttingDown),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    /// Runs `attempt` against the leader, again each time it answers "not the
+    /// leader" (which guarantees nothing was applied), for up to [`LEADER_WAIT`]:
+    /// long enough to ride out one election, short enough to answer in time.
+    async fn with_leader<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, E>
+    where
+        F: FnMut(Route) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: From<WriteError> + NotLeader,
+    {
+        let until = Instant::now() + LEADER_WAIT;
+        loop {
+            let route = self.route(until).await?;
+            match attempt(route).await {
+                Err(e) if e.not_leader() && Instant::now() + LEADER_RETRY_PAUSE < until => {
+                    debug!(
+                        node_id = self.cfg.node_id,
+                        "leader refused or unreachable; retrying"
+                    );
+                    tokio::time::sleep(LEADER_RETRY_PAUSE).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Adds a node to the cluster: as a learner first, promoted to voter once it
+    /// has caught up with the leader's log (a new node gets a snapshot when the log
+    /// it needs was purged). Idempotent: adding a voter again does nothing.
+    pub async fn add_member(&self, id: u64, url: &str) -> Result<(), MembershipError> {
+        let url = url.trim().trim_end_matches('/').to_string();
+        self.change_members(MemberChange::Add { id, url }).await
+    }
+
+    /// Removes a voter or learner from the cluster.
+    pub async fn remove_member(&self, id: u64) -> Result<(), MembershipError> {
+        self.change_members(MemberChange::Remove { id }).await
+    }
+
+    async fn change_members(&self, change: MemberChange) -> Result<(), MembershipError> {
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT + 2 * MEMBERSHIP_TIMEOUT;
+        let change = &change;
+        self.with_leader(|route| async move {
+            match route {
+                Route::Here => match change {
+                    MemberChange::Add { id, url } => self.add_member_local(*id, url).await,
+                    MemberChange::Remove { id } => self.remove_member_local(*id).await,
+                },
+                Route::Leader(url) => self
+                    .transport
+                    .call::<_, Result<(), WireError>>(&url, "members", change, left(deadline))
+                    .await
+                    .map_err(|e| MembershipError::from(peer_failure(e, &url)))?
+                    .map_err(MembershipError::from),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn add_member_local(&self, id: u64, url: &str) -> Result<(), MembershipError> {
+        let invalid = |message: String| MembershipError::InvalidMember { id, message };
+        if id == 0 {
+            return Err(invalid("node ids start at 1".into()));
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(format!(
+                "{url:?} is not an http:// or https:// URL"
+            )));
+        }
+        let (voter, known) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader {
+                return Err(WriteError::NotLeader {
+                    leader_url: leader_url(&self.raft, m.current_leader, None),
+                }
+                .into());
+            }
+            let membership = m.membership_config.membership();
+            let voter = membership.voter_ids().any(|v| v == id);
+            (voter, membership.get_node(&id).map(|n| n.addr.clone()))
+        };
+        if let Some(addr) = &known {
+            if addr != url {
+                return Err(invalid(format!(
+                    "id {id} belongs to the member at {addr}; remove it first"
+                )));
+            }
+        }
+        if voter {
+            return Ok(());
+        }
+        if known.is_none() {
+            info!(id, url, "adding a learner");
+            let added = tokio::time::timeout(
+                MEMBERSHIP_TIMEOUT,
+                self.raft.add_learner(id, BasicNode::new(url), false),
+            )
+            .await;
+            membership_outcome(id, added)?;
+        }
+
+        let target = self.raft.metrics().borrow().last_log_index;
+        info!(id, ?target, "waiting for the learner to catch up");
+        let caught_up = self
+            .raft
+            .wait(Some(CATCH_UP_TIMEOUT))
+            .metrics(
+                move |m| {
+                    // Leadership lost: stop waiting, the check below reports it.
+                    m.state != ServerState::Leader
+                        || m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&id))
+                            .and_then(|matched| matched.map(|l| l.index))
+                            >= target
+                },
+                "the learner caught up",
+            )
+            .await;
+        match caught_up {
+            Ok(m) if m.state != ServerState::Leader => {
+                return Err(WriteError::NotLeader {
+                    leader_url: leader_url(&self.raft, m.current_leader, None),
+                }
+                .into())
+            }
+            Ok(_) => {}
+            Err(openraft::metrics::WaitError::Timeout(..)) => {
+                return Err(MembershipError::CatchUpTimeout {
+                    id,
+                    timeout: CATCH_UP_TIMEOUT,
+                })
+            }
+            Err(openraft::metrics::WaitError::ShuttingDown) => {
+                return Err(WriteError::ShuttingDown.into())
+            }
+        }
+
+        info!(id, "promoting the learner to voter");
+        let promoted = tokio::time::timeout(
+            MEMBERSHIP_TIMEOUT,
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true),
+        )
+        .await;
+        membership_outcome(id, promoted)?;
+        info!(id, url, "node joined as voter");
+        Ok(())
+    }
+
+    pub(crate) async fn remove_member_local(&self, id: u64) -> Result<(), MembershipError> {
+        let (voters, learner) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            let learner = membership.learner_ids().any(|l| l == id);
+            (voters, learner)
+        };
+        let change = if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(MembershipError::LastVoter { id });
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if learner {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(MembershipError::UnknownMember { id });
+        };
+        info!(id, "removing a member");
+        let removed = tokio::time::timeout(
+            MEMBERSHIP_TIMEOUT,
+            self.raft.change_membership(change, false),
+        )
+        .await;
+        membership_outcome(id, removed)?;
+        info!(id, "member removed");
+        Ok(())
+    }
+
+    /// Waits up to `timeout` until a leader is known; answers its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<u64> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .ok()
+            .and_then(|m| m.current_leader)
+    }
+
+    /// Whether this node's membership config names it (as voter or learner): false
+    /// for a node that still waits to be added or initialized.
+    pub fn is_member(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&self.cfg.node_id)
+            .is_some()
+    }
+
+    /// Members, leader, term and indexes, as this node knows them. `matched_index`
+    /// (how far a member's log matches the leader's) is only known by the leader.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, WriteError> {
+        let commit_index = self
+            .raft
+            .with_raft_state(|st| st.committed.map_or(0, |id| id.index))
+            .await
+            .map_err(fatal)?;
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let leading = m.state == ServerState::Leader;
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched_index = if !leading {
+                    None
+                } else if *id == self.cfg.node_id {
+                    m.last_log_index
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(id))
+                        .and_then(|l| l.map(|l| l.index))
+                };
+                MemberStatus {
+                    id: *id,
+                    url: node.addr.clone(),
+                    role: if voters.contains(id) {
+                        MemberRole::Voter
+                    } else {
+                        MemberRole::Learner
+                    },
+                    matched_index,
+                }
+            })
+            .collect();
+        Ok(ClusterStatus {
+            node_id: self.cfg.node_id,
+            leader: m.current_leader,
+            leader_url: m
+                .current_leader
+                .and_then(|id| membership.get_node(&id).map(|n| n.addr.clone())),
+            term: m.current_term,
+            members,
+            commit_index,
+            last_applied: m.last_applied.map_or(0, |id| id.index),
+        })
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -357,10 +814,16 @@ impl Node {
         self.leadership.clone()
     }
 
-    /// Peer endpoints (Raft RPCs) to be merged into the node's HTTP router.
-    /// Unauthenticated for now: see the `network` module.
+    /// Peer endpoints (Raft RPCs, forwarding) to be merged into the node's HTTP
+    /// router; behind the cluster secret when one is configured.
     pub fn peer_router(self: &Arc<Self>) -> axum::Router {
-        network::router(self.raft.clone())
+        network::router(self.clone())
+    }
+
+    /// Whether a request carrying `given` in the [`CLUSTER_SECRET_HEADER`] comes
+    /// from a cluster member (always true when no secret is configured).
+    pub fn admits_peer(&self, given: Option<&[u8]>) -> bool {
+        self.transport.admits(given)
     }
 
     /// Stops Raft and flushes storage. Once it returns and the last handle to the
@@ -386,6 +849,122 @@ impl Node {
     }
 }
 
+/// Where a request goes.
+enum Route {
+    Here,
+    Leader(String),
+}
+
+/// Errors that can mean "not applied, another node leads".
+trait NotLeader {
+    fn not_leader(&self) -> bool;
+}
+
+impl NotLeader for WriteError {
+    fn not_leader(&self) -> bool {
+        matches!(self, WriteError::NotLeader { .. })
+    }
+}
+
+impl NotLeader for MembershipError {
+    fn not_leader(&self) -> bool {
+        matches!(self, MembershipError::Write(WriteError::NotLeader { .. }))
+    }
+}
+
+/// What is left until `deadline` (zero when it passed).
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// A member as `GET /v1/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberStatus {
+    pub id: u64,
+    pub url: String,
+    pub role: MemberRole,
+    pub matched_index: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Voter,
+    Learner,
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node_id: u64,
+    pub leader: Option<u64>,
+    pub leader_url: Option<String>,
+    pub term: u64,
+    pub members: Vec<MemberStatus>,
+    pub commit_index: u64,
+    pub last_applied: u64,
+}
+
+/// Checks a `--peers` map against this node.
+fn check_peers(cfg: &NodeConfig, peers: &BTreeMap<u64, String>) -> Result<(), ClusterError> {
+    if peers.contains_key(&0) {
+        return Err(ClusterError::InvalidPeers("node ids start at 1".into()));
+    }
+    for (id, url) in peers {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ClusterError::InvalidPeers(format!(
+                "node {id}: {url:?} is not an http:// or https:// URL"
+            )));
+        }
+    }
+    match peers.get(&cfg.node_id) {
+        None => Err(ClusterError::InvalidPeers(format!(
+            "this node's id {} is not among the peers {:?}",
+            cfg.node_id,
+            peers.keys().collect::<Vec<_>>()
+        ))),
+        Some(url) if url.trim_end_matches('/') != cfg.advertise_url.trim_end_matches('/') => {
+            warn!(
+                node_id = cfg.node_id,
+                peers_url = %url,
+                advertise = %cfg.advertise_url,
+                "the peers list gives this node another URL than it advertises; peers use the list's"
+            );
+            Ok(())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// What openraft answers a membership change with.
+type ChangeResult<T> = Result<T, RaftError<u64, ClientWriteError<u64, BasicNode>>>;
+
+/// Maps the outcome of a membership change (or its time limit).
+fn membership_outcome<T>(
+    id: u64,
+    outcome: Result<ChangeResult<T>, tokio::time::error::Elapsed>,
+) -> Result<(), MembershipError> {
+    match outcome {
+        Err(_) => Err(WriteError::Timeout(MEMBERSHIP_TIMEOUT).into()),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Err(WriteError::NotLeader {
+                leader_url: f.leader_node.map(|n| n.addr),
+            }
+            .into())
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => match e {
+            ChangeMembershipError::InProgress(_) => Err(MembershipError::InProgress),
+            ChangeMembershipError::LearnerNotFound(l) => {
+                Err(MembershipError::UnknownMember { id: l.node_id })
+            }
+            ChangeMembershipError::EmptyMembership(_) => Err(MembershipError::LastVoter { id }),
+        },
+        Ok(Err(RaftError::Fatal(e))) => Err(fatal(e).into()),
+    }
+}
+
 fn fatal(e: Fatal<u64>) -> WriteError {
     match e {
         Fatal::Stopped => WriteError::ShuttingDown,
@@ -395,3 +974,9 @@ fn fatal(e: Fatal<u64>) -> WriteError {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cluster_tests;
+
+#[cfg(test)]
+mod sim;

@@ -1,17 +1,30 @@
-//! Raft RPCs between nodes over HTTP: JSON bodies POSTed to `{peer}/raft/append`,
-//! `/raft/vote` and `/raft/snapshot` (snapshot chunks), answered with the JSON of
-//! openraft's `Result`.
+//! Node-to-node traffic over HTTP, on the node's single port: JSON bodies POSTed
+//! to `{peer}/raft/...`, answered with the JSON of a `Result`.
 //!
-//! A single node never sends any of these; this is the groundwork of multi-node
-//! clusters. **There is no authentication yet**: the peer endpoints must only be
-//! reachable by cluster members until the cluster work adds it.
+//! - `/raft/append`, `/raft/vote`, `/raft/snapshot` carry openraft's RPCs (a lagging
+//!   or new node gets the snapshot in chunks through `/raft/snapshot`, each chunk's
+//!   bytes in base64: openraft's own serde form would write one JSON number per byte).
+//! - `/raft/forward`, `/raft/read_index` and `/raft/members` let a follower hand a
+//!   write, a ReadIndex request or a membership change to the leader; they answer
+//!   with [`WireError`] when the leader refuses, so the follower can tell "not
+//!   applied, try the new leader" from "may have applied".
+//!
+//! Every call has a time limit (openraft's per-RPC TTL, or what is left of the
+//! client's deadline), reuses pooled connections (one `reqwest::Client` per node)
+//! and sets TCP_NODELAY. When a cluster secret is configured, every call carries it
+//! in the `Rota-Cluster-Secret` header and every peer route refuses a missing or
+//! different one with 401, compared in constant time.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::post;
 use axum::{Json, Router};
+use base64::Engine as _;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -20,45 +33,120 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RPCTypes};
+use openraft::{BasicNode, RPCTypes, SnapshotMeta, Vote};
+use rota_core::{ClientRequest, Response};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::types::{Raft, TypeConfig};
+use crate::error::PeerError;
+use crate::types::TypeConfig;
+use crate::{MembershipError, Node, WriteError};
 
 /// Largest Raft RPC body accepted: a full append batch of large outputs, or one
 /// snapshot chunk, must fit.
 pub(crate) const MAX_RPC_BYTES: usize = 64 * 1024 * 1024;
 
-/// Makes one [`PeerClient`] per peer; they share one HTTP client.
-pub(crate) struct HttpNetwork {
-    node_id: u64,
+/// The header peers prove their membership with.
+pub const CLUSTER_SECRET_HEADER: &str = "rota-cluster-secret";
+
+/// How long a connection attempt to a peer may take: a dead peer must not hold
+/// up a heartbeat round for long.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The HTTP client and the secret shared by every outgoing peer call of a node.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    inner: Arc<TransportInner>,
+}
+
+struct TransportInner {
     /// Built on first use, so a single node never builds one. `None` when building
-    /// failed: every RPC then reports the peer unreachable.
+    /// failed: every call then reports the peer unreachable.
     client: OnceLock<Option<reqwest::Client>>,
+    secret: Option<String>,
 }
 
-impl HttpNetwork {
-    pub fn new(node_id: u64) -> HttpNetwork {
-        HttpNetwork {
-            node_id,
-            client: OnceLock::new(),
+impl Transport {
+    pub fn new(secret: Option<String>) -> Transport {
+        Transport {
+            inner: Arc::new(TransportInner {
+                client: OnceLock::new(),
+                secret,
+            }),
         }
+    }
+
+    /// Whether `given` (a request's secret header) proves cluster membership.
+    pub fn admits(&self, given: Option<&[u8]>) -> bool {
+        match &self.inner.secret {
+            None => true,
+            Some(secret) => given.is_some_and(|g| same_secret(secret.as_bytes(), g)),
+        }
+    }
+
+    /// POSTs `req` as JSON to `{base}/raft/{path}` and decodes the JSON answer.
+    pub async fn call<Req, Resp>(
+        &self,
+        base: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let client = self
+            .inner
+            .client
+            .get_or_init(build_client)
+            .as_ref()
+            .ok_or(PeerError::NoClient)?;
+        let url = format!("{}/raft/{path}", base.trim_end_matches('/'));
+        let mut request = client.post(&url).json(req).timeout(timeout);
+        if let Some(secret) = &self.inner.secret {
+            request = request.header(CLUSTER_SECRET_HEADER, secret);
+        }
+        let failed = |source: reqwest::Error, url: &str| {
+            if source.is_timeout() {
+                PeerError::Timeout {
+                    url: url.to_string(),
+                    timeout,
+                }
+            } else if source.is_connect() {
+                PeerError::Unreachable {
+                    url: url.to_string(),
+                    source,
+                }
+            } else {
+                PeerError::Transport {
+                    url: url.to_string(),
+                    source,
+                }
+            }
+        };
+        let answer = request.send().await.map_err(|e| failed(e, &url))?;
+        let status = answer.status();
+        if !status.is_success() {
+            return Err(PeerError::Status {
+                url,
+                status: status.as_u16(),
+            });
+        }
+        answer.json().await.map_err(|e| failed(e, &url))
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
-    type Network = PeerClient;
-
-    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let client = self.client.get_or_init(build_client).clone();
-        PeerClient {
-            node_id: self.node_id,
-            target,
-            base: node.addr.trim_end_matches('/').to_string(),
-            client,
-        }
+/// Equality of two secrets in time that depends only on their lengths.
+fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    if expected.len() != given.len() {
+        return false;
     }
+    let diff = expected
+        .iter()
+        .zip(given)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(diff) == 0
 }
 
 fn build_client() -> Option<reqwest::Client> {
@@ -69,7 +157,9 @@ fn build_client() -> Option<reqwest::Client> {
     }
     match reqwest::Client::builder()
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
+        .connect_timeout(CONNECT_TIMEOUT)
+        // Idle pooled connections to a peer are reused by the next heartbeat.
+        .pool_idle_timeout(Duration::from_secs(60))
         .build()
     {
         Ok(client) => Some(client),
@@ -80,16 +170,37 @@ fn build_client() -> Option<reqwest::Client> {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("no HTTP client for peer RPCs (building it failed; see the log)")]
-struct NoClient;
+/// Makes one [`PeerClient`] per peer; they share the node's [`Transport`].
+pub(crate) struct HttpNetwork {
+    node_id: u64,
+    transport: Transport,
+}
 
-/// The RPC client of one peer.
+impl HttpNetwork {
+    pub fn new(node_id: u64, transport: Transport) -> HttpNetwork {
+        HttpNetwork { node_id, transport }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            node_id: self.node_id,
+            target,
+            base: node.addr.trim_end_matches('/').to_string(),
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+/// The Raft RPC client of one peer.
 pub(crate) struct PeerClient {
     node_id: u64,
     target: u64,
     base: String,
-    client: Option<reqwest::Client>,
+    transport: Transport,
 }
 
 impl PeerClient {
@@ -105,32 +216,23 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let Some(client) = &self.client else {
-            return Err(RPCError::Unreachable(Unreachable::new(&NoClient)));
-        };
-        let url = format!("{}/raft/{path}", self.base);
         let timeout = option.hard_ttl();
-        let sent = client.post(&url).json(req).timeout(timeout).send().await;
-        let answer = match sent {
-            Ok(answer) => answer,
-            Err(e) if e.is_timeout() => {
-                return Err(RPCError::Timeout(Timeout {
+        let result: Result<Resp, RaftError<u64, E>> = self
+            .transport
+            .call(&self.base, path, req, timeout)
+            .await
+            .map_err(|e| match e {
+                PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
                     action,
                     id: self.node_id,
                     target: self.target,
                     timeout,
-                }))
-            }
-            Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
-        };
-        let answer = answer
-            .error_for_status()
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let result: Result<Resp, RaftError<u64, E>> = answer
-            .json()
-            .await
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                }),
+                e @ (PeerError::NoClient | PeerError::Unreachable { .. }) => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                e => RPCError::Network(NetworkError::new(&e)),
+            })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -153,7 +255,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.call(RPCTypes::InstallSnapshot, "snapshot", &rpc, &option)
+        let chunk = SnapshotChunk::from(rpc);
+        self.call(RPCTypes::InstallSnapshot, "snapshot", &chunk, &option)
             .await
     }
 
@@ -166,33 +269,299 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
+/// A leader's refusal of a forwarded call, as it travels back to the follower.
+/// `NotLeader` means "not applied": the follower may try the node it names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub(crate) enum WireError {
+    NotLeader { leader_url: Option<String> },
+    Timeout { millis: u64 },
+    ShuttingDown,
+    Fatal { message: String },
+    UnknownMember { id: u64 },
+    InvalidMember { id: u64, message: String },
+    InProgress,
+    CatchUpTimeout { id: u64, millis: u64 },
+    LastVoter { id: u64 },
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<WriteError> for WireError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotLeader { leader_url } => WireError::NotLeader { leader_url },
+            WriteError::Timeout(d) => WireError::Timeout { millis: millis(d) },
+            WriteError::ShuttingDown => WireError::ShuttingDown,
+            WriteError::Fatal(message) => WireError::Fatal { message },
+        }
+    }
+}
+
+impl From<MembershipError> for WireError {
+    fn from(e: MembershipError) -> Self {
+        match e {
+            MembershipError::Write(e) => e.into(),
+            MembershipError::UnknownMember { id } => WireError::UnknownMember { id },
+            MembershipError::InvalidMember { id, message } => {
+                WireError::InvalidMember { id, message }
+            }
+            MembershipError::InProgress => WireError::InProgress,
+            MembershipError::CatchUpTimeout { id, timeout } => WireError::CatchUpTimeout {
+                id,
+                millis: millis(timeout),
+            },
+            MembershipError::LastVoter { id } => WireError::LastVoter { id },
+        }
+    }
+}
+
+impl From<WireError> for MembershipError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::UnknownMember { id } => MembershipError::UnknownMember { id },
+            WireError::InvalidMember { id, message } => {
+                MembershipError::InvalidMember { id, message }
+            }
+            WireError::InProgress => MembershipError::InProgress,
+            WireError::CatchUpTimeout { id, millis } => MembershipError::CatchUpTimeout {
+                id,
+                timeout: Duration::from_millis(millis),
+            },
+            WireError::LastVoter { id } => MembershipError::LastVoter { id },
+            other => MembershipError::Write(other.into_write_error()),
+        }
+    }
+}
+
+impl WireError {
+    /// The write error a refusal stands for; membership refusals never answer a
+    /// write or a read index, so they only appear here through a bug in a peer.
+    pub fn into_write_error(self) -> WriteError {
+        match self {
+            WireError::NotLeader { leader_url } => WriteError::NotLeader { leader_url },
+            WireError::Timeout { millis } => WriteError::Timeout(Duration::from_millis(millis)),
+            WireError::ShuttingDown => WriteError::ShuttingDown,
+            WireError::Fatal { message } => WriteError::Fatal(message),
+            other => WriteError::Fatal(format!("unexpected answer from the leader: {other:?}")),
+        }
+    }
+}
+
+/// What a follower makes of a failed call to the leader at `url`.
+pub(crate) fn peer_failure(e: PeerError, url: &str) -> WriteError {
+    match e {
+        // Certainly not delivered: as good as "not the leader", so a retry (with
+        // whoever leads next) cannot apply the request twice.
+        PeerError::NoClient | PeerError::Unreachable { .. } => {
+            tracing::debug!(error = %e, "leader unreachable");
+            WriteError::NotLeader {
+                leader_url: Some(url.to_string()),
+            }
+        }
+        PeerError::Timeout { timeout, .. } => WriteError::Timeout(timeout),
+        e @ (PeerError::Transport { .. } | PeerError::Status { .. }) => {
+            tracing::warn!(error = %e, "forwarding to the leader failed");
+            WriteError::Fatal(e.to_string())
+        }
+    }
+}
+
+/// A write committed by the leader on a follower's behalf.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ForwardedWrite {
+    pub index: u64,
+    pub response: Response,
+}
+
+/// A membership change sent to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub(crate) enum MemberChange {
+    Add { id: u64, url: String },
+    Remove { id: u64 },
+}
+
 async fn append(
-    State(raft): State<Raft>,
+    State(node): State<Arc<Node>>,
     Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Json<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
-    Json(raft.append_entries(rpc).await)
+    Json(node.raft.append_entries(rpc).await)
 }
 
 async fn vote(
-    State(raft): State<Raft>,
+    State(node): State<Arc<Node>>,
     Json(rpc): Json<VoteRequest<u64>>,
 ) -> Json<Result<VoteResponse<u64>, RaftError<u64>>> {
-    Json(raft.vote(rpc).await)
+    Json(node.raft.vote(rpc).await)
 }
 
-async fn snapshot(
-    State(raft): State<Raft>,
-    Json(rpc): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
-    Json(raft.install_snapshot(rpc).await)
+/// [`InstallSnapshotRequest`] on the wire, its bytes in base64.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotChunk {
+    vote: Vote<u64>,
+    meta: SnapshotMeta<u64, BasicNode>,
+    offset: u64,
+    data: String,
+    done: bool,
 }
 
-/// The peer endpoints of a node.
-pub(crate) fn router(raft: Raft) -> Router {
+impl From<InstallSnapshotRequest<TypeConfig>> for SnapshotChunk {
+    fn from(rpc: InstallSnapshotRequest<TypeConfig>) -> Self {
+        SnapshotChunk {
+            vote: rpc.vote,
+            meta: rpc.meta,
+            offset: rpc.offset,
+            data: base64::engine::general_purpose::STANDARD.encode(&rpc.data),
+            done: rpc.done,
+        }
+    }
+}
+
+impl SnapshotChunk {
+    fn into_request(self) -> Result<InstallSnapshotRequest<TypeConfig>, base64::DecodeError> {
+        Ok(InstallSnapshotRequest {
+            vote: self.vote,
+            meta: self.meta,
+            offset: self.offset,
+            data: base64::engine::general_purpose::STANDARD.decode(&self.data)?,
+            done: self.done,
+        })
+    }
+}
+
+async fn snapshot(State(node): State<Arc<Node>>, Json(chunk): Json<SnapshotChunk>) -> HttpResponse {
+    match chunk.into_request() {
+        Ok(rpc) => Json(node.raft.install_snapshot(rpc).await).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "a snapshot chunk's data is not base64");
+            (StatusCode::BAD_REQUEST, "snapshot chunk data is not base64").into_response()
+        }
+    }
+}
+
+async fn forward(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<ClientRequest>,
+) -> Json<Result<ForwardedWrite, WireError>> {
+    let written = node
+        .write_local(req)
+        .await
+        .map(|(index, response)| ForwardedWrite { index, response });
+    Json(written.map_err(WireError::from))
+}
+
+async fn read_index(State(node): State<Arc<Node>>) -> Json<Result<u64, WireError>> {
+    Json(node.read_index_local().await.map_err(WireError::from))
+}
+
+async fn members(
+    State(node): State<Arc<Node>>,
+    Json(change): Json<MemberChange>,
+) -> Json<Result<(), WireError>> {
+    let done = match change {
+        MemberChange::Add { id, url } => node.add_member_local(id, &url).await,
+        MemberChange::Remove { id } => node.remove_member_local(id).await,
+    };
+    Json(done.map_err(WireError::from))
+}
+
+async fn check_secret(
+    State(transport): State<Transport>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> HttpResponse {
+    let given = headers.get(CLUSTER_SECRET_HEADER).map(|v| v.as_bytes());
+    if !transport.admits(given) {
+        tracing::warn!(
+            path = %request.uri().path(),
+            "peer call refused: missing or wrong cluster secret"
+        );
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": {
+                "code": "unauthorized",
+                "message": "peer routes need the cluster secret in the Rota-Cluster-Secret header",
+            }})),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// The peer endpoints of a node, behind the cluster secret when one is set.
+pub(crate) fn router(node: Arc<Node>) -> Router {
+    let transport = node.transport.clone();
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
+        .route("/raft/forward", post(forward))
+        .route("/raft/read_index", post(read_index))
+        .route("/raft/members", post(members))
+        .layer(middleware::from_fn_with_state(transport, check_secret))
         .layer(DefaultBodyLimit::max(MAX_RPC_BYTES))
-        .with_state(raft)
+        .with_state(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_identical() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cret", b"s3creT"));
+        assert!(!same_secret(b"s3cret", b"s3cre"));
+        assert!(!same_secret(b"s3cret", b""));
+        let open = Transport::new(None);
+        assert!(open.admits(None));
+        let closed = Transport::new(Some("k".into()));
+        assert!(!closed.admits(None));
+        assert!(!closed.admits(Some(b"x")));
+        assert!(closed.admits(Some(b"k")));
+    }
+
+    #[test]
+    fn snapshot_chunks_round_trip_in_base64() {
+        let rpc = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            meta: SnapshotMeta::default(),
+            offset: 4096,
+            data: (0..=255u8).collect(),
+            done: true,
+        };
+        let json = serde_json::to_string(&SnapshotChunk::from(rpc.clone())).unwrap();
+        assert!(json.len() < 600, "bytes travel as base64: {json}");
+        let back: SnapshotChunk = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.into_request().unwrap(), rpc);
+        let bad = SnapshotChunk {
+            data: "not base64!".into(),
+            ..SnapshotChunk::from(rpc)
+        };
+        assert!(bad.into_request().is_err());
+    }
+
+    #[test]
+    fn refusals_round_trip_through_the_wire_form() {
+        let cases = [
+            WireError::NotLeader {
+                leader_url: Some("http://a".into()),
+            },
+            WireError::Timeout { millis: 5 },
+            WireError::ShuttingDown,
+            WireError::LastVoter { id: 3 },
+            WireError::CatchUpTimeout { id: 2, millis: 9 },
+        ];
+        for case in cases {
+            let json = serde_json::to_string(&case).unwrap();
+            let back: WireError = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, case);
+            let again: WireError = MembershipError::from(back).into();
+            assert_eq!(again, case);
+        }
+    }
 }

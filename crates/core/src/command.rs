@@ -68,6 +68,23 @@ pub enum Command {
     /// Several commands applied in order in one log entry (one fsync); answered by
     /// `Response::Batch` in the same order.
     Batch { commands: Vec<Command> },
+    /// A newly leading scheduler takes over: raises the store's scheduler epoch to
+    /// `term` (the Raft term in which `node` leads) unless it is higher already, and
+    /// answers the epoch now in force (`Response::SchedulerClaimed`). Scheduler
+    /// commands fenced with another epoch no longer fire or start anything. A claim
+    /// from a node that lost its leadership (forwarded to the new leader) carries an
+    /// older term and changes nothing.
+    ClaimScheduler { node: String, term: u64 },
+    /// Commands of the scheduler engine of `epoch`, applied in order like a `Batch`
+    /// (answered by `Response::Batch`). When `epoch` is not the store's current
+    /// scheduler epoch, the `Fire`s inside are refused and the `Start`s ignored, so
+    /// that a leader which lost its place cannot fire or start anything once its
+    /// successor claimed the scheduler; `Finish` and `Cancel` apply regardless.
+    Fenced { epoch: u64, commands: Vec<Command> },
+    /// The scheduler runtime of `node` is alive and runs the attempts recorded on it.
+    /// Changes nothing; announced as `EventKind::Heartbeat` for the leader's liveness
+    /// check.
+    Heartbeat { node: String },
 }
 
 /// One fired instant.
@@ -204,6 +221,10 @@ pub enum Response {
     Batch {
         responses: Vec<Response>,
     },
+    /// The scheduler epoch in force after a `ClaimScheduler`.
+    SchedulerClaimed {
+        epoch: u64,
+    },
 }
 
 /// Something that changed, published after it was applied. `revision` is the log
@@ -227,4 +248,10 @@ pub enum EventKind {
     },
     /// The whole state was replaced (snapshot installed): readers must reload.
     Reset,
+    /// A node's scheduler runtime reported that it is alive (`Command::Heartbeat`);
+    /// `at` is the proposer's clock.
+    Heartbeat {
+        node: String,
+        at: Timestamp,
+    },
 }

@@ -73,6 +73,9 @@ pub enum Command {
     /// Show the server configuration that `rota server` would use here.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show the cluster's members and leader; add or remove members.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 /// `rota server`: the settings that `rota.toml` can also hold, plus start-up actions.
@@ -85,13 +88,11 @@ pub struct ServerArgs {
     #[arg(long)]
     pub demo: bool,
 
-    /// Join an existing cluster through one of its members (not available yet).
-    #[arg(long, value_name = "URL")]
-    pub join: Option<String>,
-
-    /// Initial cluster members (not available yet).
-    #[arg(long, value_name = "URL", num_args = 1.., value_delimiter = ',')]
-    pub peers: Vec<String>,
+    /// Join an existing cluster through one of its members: a fresh node starts
+    /// empty and asks that member to add it (a node that is already a member
+    /// ignores this).
+    #[arg(long, value_name = "URL", value_parser = parse_advertise, conflicts_with = "peers")]
+    pub join: Option<Url>,
 }
 
 /// Server settings given as flags; each overrides the same key of the config file.
@@ -128,6 +129,18 @@ pub struct ServerFlags {
     /// Snapshot the state (and trim the log) every this many log entries [default: 10000].
     #[arg(long, value_name = "N", value_parser = parse_snapshot_every)]
     pub snapshot_every: Option<u64>,
+
+    /// Voters of a new cluster as ID=URL pairs, this node among them, e.g.
+    /// 1=http://10.0.0.1:7700,2=http://10.0.0.2:7700,3=http://10.0.0.3:7700; the
+    /// lowest id initializes the cluster [default: a one-node cluster].
+    #[arg(long, value_name = "ID=URL", num_args = 1.., value_delimiter = ',',
+          value_parser = parse_peer)]
+    pub peers: Vec<(u64, Url)>,
+
+    /// Shared secret of the peer traffic and of membership changes [default: none].
+    #[arg(long, value_name = "SECRET", env = "ROTA_CLUSTER_SECRET", hide_env_values = true,
+          value_parser = parse_cluster_secret)]
+    pub cluster_secret: Option<String>,
 }
 
 // clap value parsers: each parses the text, then applies the same check the config
@@ -161,6 +174,14 @@ fn parse_max_running(s: &str) -> Result<usize, String> {
 
 fn parse_snapshot_every(s: &str) -> Result<u64, String> {
     config::check_snapshot_every(parse_u64(s)?)
+}
+
+fn parse_peer(s: &str) -> Result<(u64, Url), String> {
+    config::check_peer(s)
+}
+
+fn parse_cluster_secret(s: &str) -> Result<String, String> {
+    config::check_cluster_secret(s)
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +276,42 @@ pub enum KvCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Members, roles, leader, term and indexes.
+    Status,
+    /// Add the node at URL (started with `rota server --join` or empty) as a voter.
+    Join {
+        /// URL of the new node (its advertise URL).
+        #[arg(value_parser = parse_advertise)]
+        url: Url,
+        /// Its node id [default: asked from the node itself].
+        #[arg(long, value_name = "N", value_parser = parse_node_id)]
+        id: Option<u64>,
+        /// The cluster secret, when the cluster has one.
+        #[arg(
+            long,
+            value_name = "SECRET",
+            env = "ROTA_CLUSTER_SECRET",
+            hide_env_values = true
+        )]
+        cluster_secret: Option<String>,
+    },
+    /// Remove a member by node id.
+    Leave {
+        #[arg(value_parser = parse_node_id)]
+        id: u64,
+        /// The cluster secret, when the cluster has one.
+        #[arg(
+            long,
+            value_name = "SECRET",
+            env = "ROTA_CLUSTER_SECRET",
+            hide_env_values = true
+        )]
+        cluster_secret: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective server configuration (from the config file and these
     /// flags) with the source of each value.
@@ -341,10 +398,41 @@ mod tests {
         );
         assert!(!args.demo);
 
-        let Command::Server(args) = ok(&["server", "--peers", "http://a,http://b"]).command else {
+        let Command::Server(args) =
+            ok(&["server", "--peers", "1=http://a:1,2=http://b:2/"]).command
+        else {
             panic!("not server")
         };
-        assert_eq!(args.peers, ["http://a", "http://b"]);
+        let peers: Vec<(u64, &str)> = args
+            .settings
+            .peers
+            .iter()
+            .map(|(id, url)| (*id, url.as_str()))
+            .collect();
+        assert_eq!(peers, [(1, "http://a:1/"), (2, "http://b:2/")]);
+        let Command::Server(args) = ok(&["server", "--join", "http://a:1"]).command else {
+            panic!("not server")
+        };
+        assert_eq!(args.join.as_ref().map(Url::as_str), Some("http://a:1/"));
+        assert!(parse(&["server", "--join", "http://a:1", "--peers", "1=http://a:1"]).is_err());
+    }
+
+    #[test]
+    fn cluster_subcommands() {
+        assert!(matches!(
+            ok(&["cluster", "status"]).command,
+            Command::Cluster(ClusterCommand::Status)
+        ));
+        assert!(matches!(
+            ok(&["cluster", "join", "http://n4:7700", "--id", "4"]).command,
+            Command::Cluster(ClusterCommand::Join { id: Some(4), .. })
+        ));
+        assert!(matches!(
+            ok(&["cluster", "leave", "2"]).command,
+            Command::Cluster(ClusterCommand::Leave { id: 2, .. })
+        ));
+        assert!(parse(&["cluster", "leave", "0"]).is_err());
+        assert!(parse(&["cluster", "join", "n4:7700"]).is_err());
     }
 
     #[test]
@@ -358,6 +446,10 @@ mod tests {
             &["server", "--advertise", "ftp://x"],
             &["server", "--max-running", "0"],
             &["server", "--snapshot-every", "0"],
+            &["server", "--peers", "http://a:1"],
+            &["server", "--peers", "0=http://a:1"],
+            &["server", "--peers", "1=a:1"],
+            &["server", "--cluster-secret", ""],
         ] {
             let err = parse(bad).expect_err(&format!("{bad:?} should be rejected"));
             assert_eq!(err.exit_code(), 2, "{bad:?}");

@@ -62,6 +62,13 @@ pub struct FileConfig {
     /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,rota_scheduler=debug`;
     /// the `RUST_LOG` environment variable overrides it. Default `info,openraft=warn`.
     pub log: Option<String>,
+    /// Voters of a new cluster as `"ID=URL"` strings, this node among them, e.g.
+    /// `["1=http://10.0.0.1:7700", "2=http://10.0.0.2:7700", "3=http://10.0.0.3:7700"]`;
+    /// the lowest id initializes the cluster. Default: a one-node cluster.
+    pub peers: Option<Vec<String>>,
+    /// Shared secret of the peer traffic and of membership changes (also
+    /// `ROTA_CLUSTER_SECRET`). Default: none, the peer routes are open.
+    pub cluster_secret: Option<String>,
 }
 
 impl FileConfig {
@@ -130,6 +137,9 @@ pub struct ServerConfig {
     pub max_running: usize,
     pub snapshot_every: u64,
     pub log: String,
+    /// Initial voters (id -> URL without a trailing slash); empty: a one-node cluster.
+    pub peers: BTreeMap<u64, String>,
+    pub cluster_secret: Option<String>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// Where each key's value came from.
@@ -254,6 +264,50 @@ impl ServerConfig {
                 .map_err(|m| bad("snapshot_every", m))?,
             DEFAULT_SNAPSHOT_EVERY,
         );
+        let file_peers = match &file.peers {
+            Some(list) => Some(
+                list.iter()
+                    .map(|p| check_peer(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|m| bad("peers", m))?,
+            ),
+            None => None,
+        };
+        let flag_peers = (!flags.peers.is_empty()).then(|| flags.peers.clone());
+        let peer_list = pick(&mut sources, "peers", flag_peers, file_peers, Vec::new());
+        let mut peers = BTreeMap::new();
+        for (id, url) in peer_list {
+            let url = url.as_str().trim_end_matches('/').to_string();
+            if let Some(other) = peers.insert(id, url.clone()) {
+                if other != url {
+                    return Err(ConfigError::Peers(format!(
+                        "node {id} is given twice, as {other} and {url}"
+                    )));
+                }
+            }
+        }
+        if !peers.is_empty() && !peers.contains_key(&node_id) {
+            return Err(ConfigError::Peers(format!(
+                "this node's id {node_id} is not among the peers ({}); set node_id",
+                peers
+                    .keys()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let cluster_secret = pick(
+            &mut sources,
+            "cluster_secret",
+            flags.cluster_secret.clone().map(Some),
+            file.cluster_secret
+                .as_deref()
+                .map(check_cluster_secret)
+                .transpose()
+                .map_err(|m| bad("cluster_secret", m))?
+                .map(Some),
+            None,
+        );
         let file_log = file
             .log
             .as_deref()
@@ -283,6 +337,8 @@ impl ServerConfig {
             max_running,
             snapshot_every,
             log,
+            peers,
+            cluster_secret,
             config_file: path,
             sources,
         })
@@ -325,6 +381,25 @@ impl ServerConfig {
                 source("snapshot_every"),
             ),
             ("log", self.log.clone(), source("log")),
+            (
+                "peers",
+                self.peers
+                    .iter()
+                    .map(|(id, url)| format!("{id}={url}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                source("peers"),
+            ),
+            (
+                "cluster_secret",
+                // Never printed: `config show` output ends up in tickets and logs.
+                if self.cluster_secret.is_some() {
+                    "(set)".to_string()
+                } else {
+                    String::new()
+                },
+                source("cluster_secret"),
+            ),
         ]
     }
 }
@@ -411,6 +486,34 @@ pub fn check_snapshot_every(n: u64) -> Result<u64, String> {
         return Err("must be at least 1".to_string());
     }
     Ok(n)
+}
+
+/// `ID=URL`, e.g. `2=http://10.0.0.2:7700`.
+pub fn check_peer(peer: &str) -> Result<(u64, Url), String> {
+    let expected = "expected ID=URL, e.g. 2=http://10.0.0.2:7700";
+    let (id, url) = peer
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| format!("{peer:?} is not a peer; {expected}"))?;
+    let id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{peer:?}: {id:?} is not a node id; {expected}"))
+        .and_then(|id| check_node_id(id).map_err(|m| format!("{peer:?}: node id {m}")))?;
+    let url = check_advertise(url).map_err(|m| format!("{peer:?}: {m}"))?;
+    Ok((id, url))
+}
+
+pub fn check_cluster_secret(secret: &str) -> Result<String, String> {
+    if secret.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "must be printable ASCII without spaces (it travels in an HTTP header)".to_string(),
+        );
+    }
+    Ok(secret.to_string())
 }
 
 pub fn check_log(filter: &str) -> Result<String, String> {
@@ -551,6 +654,39 @@ mod tests {
         let err =
             ServerConfig::resolve(&ServerFlags::default(), None, Some("[".into())).unwrap_err();
         assert!(err.to_string().contains("RUST_LOG"), "{err}");
+    }
+
+    #[test]
+    fn peers_and_secret_from_the_file() {
+        let text = r#"
+            node_id = 2
+            peers = ["1=http://a:7700", "2=http://b:7700/", "3=http://c:7700"]
+            cluster_secret = "s3cret"
+        "#;
+        let cfg = with_file(&ServerFlags::default(), text).unwrap();
+        assert_eq!(cfg.peers.len(), 3);
+        assert_eq!(cfg.peers[&2], "http://b:7700");
+        assert_eq!(cfg.sources["peers"], Source::File);
+        assert_eq!(cfg.cluster_secret.as_deref(), Some("s3cret"));
+        let shown = cfg.entries();
+        let secret = shown
+            .iter()
+            .find(|(k, _, _)| *k == "cluster_secret")
+            .unwrap();
+        assert_eq!(secret.1, "(set)", "the secret is never shown");
+
+        let err = with_file(&ServerFlags::default(), "peers = [\"2=http://b:1\"]").unwrap_err();
+        assert!(err.to_string().contains("not among the peers"), "{err}");
+        let err = with_file(&ServerFlags::default(), "peers = [\"x\"]").unwrap_err();
+        assert!(err.to_string().contains("peers"), "{err}");
+        let err = with_file(
+            &ServerFlags::default(),
+            "peers = [\"1=http://a:1\", \"1=http://b:1\"]",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        let err = with_file(&ServerFlags::default(), "cluster_secret = \"a b\"").unwrap_err();
+        assert!(err.to_string().contains("cluster_secret"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum ConfigError {
     },
     #[error("{var}: {message}")]
     Env { var: &'static str, message: String },
+    /// The peers (from flags and file together) do not describe a cluster with
+    /// this node in it.
+    #[error("peers: {0}")]
+    Peers(String),
 }
 
 /// A failed exchange with a rota server.

@@ -397,6 +397,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_job_file_of_the_readme_parses_and_validates() {
+        let text = include_str!("../../../examples/jobs.toml");
+        let specs = parse_job_file(text, JobFileFormat::Toml).expect("examples/jobs.toml");
+        assert_eq!(names(&specs), ["nightly-backup", "ping-api", "report-once"]);
+    }
+
+    #[test]
     fn format_from_extension() {
         for (path, format) in [
             ("jobs.toml", Some(JobFileFormat::Toml)),

@@ -1,9 +1,11 @@
 //! `rota server`: wires a node together and runs it until a signal.
 //!
 //! Start-up: resolve the config, start logging, bind the listener (first, so a
-//! taken port fails before storage is touched), start the Raft [`Node`] (a
-//! one-member cluster on a fresh data directory), spawn the scheduler, optionally
-//! apply the demo jobs, then serve the API and the peer endpoints on one port.
+//! taken port fails before storage is touched), start the Raft [`Node`] (on a fresh
+//! data directory: a one-member cluster, one of the `--peers`, or an empty node
+//! that `--join`s), spawn the scheduler, serve the API and the peer endpoints on
+//! one port, then (as peers can only reach the node once it serves) ask the
+//! cluster to add this node when joining, and optionally apply the demo jobs.
 //!
 //! Shutdown on SIGINT or SIGTERM, in dependency order: stop accepting connections,
 //! stop the scheduler and wait for it, give open requests a moment to finish, then
@@ -17,8 +19,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use axum::serve::ListenerExt;
 use chrono::Utc;
+use reqwest::Url;
 use rota_api::ApiState;
-use rota_cluster::{Node, NodeConfig};
+use rota_cluster::{Bootstrap, ClusterOptions, Node, NodeConfig, CLUSTER_SECRET_HEADER};
 use rota_core::{ClientRequest, Command, Response};
 use rota_scheduler::{SchedulerConfig, SchedulerHandle};
 use tokio::net::TcpListener;
@@ -37,14 +40,16 @@ const DEMO_JOBS: &str = include_str!("../../../examples/demo.toml");
 /// after the server stopped accepting, before they are cut.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
-pub const CLUSTERING_UNAVAILABLE: &str =
-    "clustering is not available in this release; run a single node (without --join and --peers)";
+/// How long `--join` keeps asking the cluster to add this node before giving up.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest pause between two join attempts.
+const JOIN_MAX_DELAY: Duration = Duration::from_secs(5);
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    if args.join.is_some() || !args.peers.is_empty() {
-        bail!(CLUSTERING_UNAVAILABLE);
-    }
     let cfg = ServerConfig::load(&args.settings, std::env::var("RUST_LOG").ok())?;
+    if args.join.is_some() && !cfg.peers.is_empty() {
+        bail!("--join and peers exclude each other: peers found a new cluster, --join enters an existing one");
+    }
     init_logging(&cfg.log)?;
     let mut signals = Signals::new()?;
 
@@ -63,13 +68,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "starting rota"
     );
 
-    let node = Node::start(NodeConfig {
-        node_id: cfg.node_id,
-        node_name: cfg.node_name.clone(),
-        data_dir: cfg.data_dir.clone(),
-        advertise_url: advertise_url.clone(),
-        snapshot_every: cfg.snapshot_every,
-    })
+    let bootstrap = match (&args.join, cfg.peers.is_empty()) {
+        (Some(_), _) => Bootstrap::Join,
+        (None, false) => Bootstrap::Peers(cfg.peers.clone()),
+        (None, true) => Bootstrap::Single,
+    };
+    let node = Node::start_with(
+        NodeConfig {
+            node_id: cfg.node_id,
+            node_name: cfg.node_name.clone(),
+            data_dir: cfg.data_dir.clone(),
+            advertise_url: advertise_url.clone(),
+            snapshot_every: cfg.snapshot_every,
+        },
+        ClusterOptions {
+            bootstrap,
+            secret: cfg.cluster_secret.clone(),
+        },
+    )
     .await
     .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;
     let stop_scheduler = CancellationToken::new();
@@ -82,13 +98,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         stop_scheduler.clone(),
     );
 
+    let startup = Startup {
+        join: args.join.clone(),
+        secret: cfg.cluster_secret.clone(),
+        demo: args.demo,
+    };
     let served = serve(
         &node,
         &scheduler,
         listener,
         bound,
         &advertise_url,
-        args.demo,
+        startup,
         &mut signals,
     )
     .await;
@@ -161,18 +182,41 @@ struct Served {
     outcome: anyhow::Result<()>,
 }
 
+/// What runs once the node serves.
+struct Startup {
+    /// Ask the cluster at this URL to add this node.
+    join: Option<Url>,
+    secret: Option<String>,
+    demo: bool,
+}
+
+impl Startup {
+    async fn run(self, node: &Node, advertise_url: &str) -> anyhow::Result<()> {
+        if let Some(via) = &self.join {
+            join_cluster(node, via, advertise_url, self.secret.as_deref()).await?;
+        }
+        if self.demo {
+            // In a cluster the first leader may take a while: all peers must run.
+            if node.wait_for_leader(JOIN_TIMEOUT).await.is_none() {
+                bail!(
+                    "no leader was elected within {JOIN_TIMEOUT:?}; the demo jobs were not applied"
+                );
+            }
+            apply_demo(node).await?;
+        }
+        Ok(())
+    }
+}
+
 async fn serve(
     node: &Arc<Node>,
     scheduler: &Arc<SchedulerHandle>,
     listener: TcpListener,
     bound: SocketAddr,
     advertise_url: &str,
-    demo: bool,
+    startup: Startup,
     signals: &mut Signals,
 ) -> anyhow::Result<Served> {
-    if demo {
-        apply_demo(node).await?;
-    }
     let app = rota_api::router(ApiState {
         node: node.clone(),
         scheduler: scheduler.clone(),
@@ -194,10 +238,21 @@ async fn serve(
         "rota is listening"
     );
 
+    // Start-up actions run while serving; a failed one stops the server. Once done
+    // the future waits forever, leaving the other branches to end serving.
+    let started = async {
+        startup.run(node, advertise_url).await?;
+        std::future::pending::<anyhow::Result<()>>().await
+    };
     let outcome = tokio::select! {
         signal = signals.next() => {
             info!(signal, "shutting down");
             Ok(())
+        }
+        failed = started => {
+            let err = failed.err().unwrap_or_else(|| anyhow::anyhow!("start-up ended"));
+            error!(error = %format!("{err:#}"), "start-up failed; shutting down");
+            Err(err)
         }
         ended = &mut task => {
             let reason = match ended {
@@ -213,6 +268,61 @@ async fn serve(
         http: Http { task, stop },
         outcome,
     })
+}
+
+/// Asks the cluster at `via` to add this node (`POST /v1/cluster/members`), again
+/// while the answer is retryable (unreachable, no leader, another change in
+/// progress), up to [`JOIN_TIMEOUT`]. A node that is a member already skips it.
+async fn join_cluster(
+    node: &Node,
+    via: &Url,
+    advertise_url: &str,
+    secret: Option<&str>,
+) -> anyhow::Result<()> {
+    if node.is_member() {
+        info!(via = %via, "already a cluster member; not joining again");
+        return Ok(());
+    }
+    let id = node.config().node_id;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        // The leader waits for this node to catch up (maybe through a snapshot)
+        // before it answers.
+        .timeout(Duration::from_secs(90))
+        .build()
+        .context("cannot build the HTTP client to join with")?;
+    let url = format!("{}/v1/cluster/members", via.as_str().trim_end_matches('/'));
+    let body = serde_json::json!({ "id": id, "url": advertise_url });
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let mut delay = Duration::from_millis(200);
+    info!(via = %via, node_id = id, url = %advertise_url, "asking the cluster to add this node");
+    loop {
+        let mut request = http.post(&url).json(&body);
+        if let Some(secret) = secret {
+            request = request.header(CLUSTER_SECRET_HEADER, secret);
+        }
+        let reason = match request.send().await {
+            Ok(answer) if answer.status().is_success() => {
+                info!(via = %via, node_id = id, "joined the cluster");
+                return Ok(());
+            }
+            Ok(answer) => {
+                let status = answer.status();
+                let text = answer.text().await.unwrap_or_default();
+                if !status.is_server_error() {
+                    bail!("{url} refused to add node {id} ({status}): {text}");
+                }
+                format!("{status}: {text}")
+            }
+            Err(err) => err.to_string(),
+        };
+        if tokio::time::Instant::now() + delay > deadline {
+            bail!("could not join the cluster through {via} within {JOIN_TIMEOUT:?}: {reason}");
+        }
+        warn!(via = %via, %reason, retry_in = ?delay, "join not accepted yet");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(JOIN_MAX_DELAY);
+    }
 }
 
 /// Creates or replaces the demo jobs, in one log entry.
@@ -300,23 +410,6 @@ mod tests {
         for spec in specs {
             spec.validate()
                 .unwrap_or_else(|e| panic!("demo job {}: {e}", spec.name));
-        }
-    }
-
-    #[tokio::test]
-    async fn join_and_peers_are_refused() {
-        for args in [
-            ServerArgs {
-                join: Some("http://10.0.0.1:7700".into()),
-                ..Default::default()
-            },
-            ServerArgs {
-                peers: vec!["http://10.0.0.1:7700".into()],
-                ..Default::default()
-            },
-        ] {
-            let err = run(args).await.unwrap_err();
-            assert_eq!(err.to_string(), CLUSTERING_UNAVAILABLE);
         }
     }
 }

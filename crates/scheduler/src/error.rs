@@ -10,4 +10,16 @@ pub enum SchedulerError {
     /// The blocking task that loads the store into a new engine died.
     #[error("the engine load task failed: {0}")]
     LoadTask(#[from] tokio::task::JoinError),
+    /// Committing `ClaimScheduler` (the fence against the previous leader) failed.
+    #[error("claiming the scheduler: {0}")]
+    Claim(#[from] rota_cluster::WriteError),
+    /// This node stopped leading before it could claim the scheduler.
+    #[error("claiming the scheduler: this node does not lead")]
+    NotLeader,
+    /// A leader of a later term claimed the scheduler first.
+    #[error("claiming the scheduler in term {term}: term {epoch} claimed it already")]
+    Superseded { term: u64, epoch: u64 },
+    /// The store answered `ClaimScheduler` with something else than an epoch.
+    #[error("claiming the scheduler: unexpected answer {0}")]
+    ClaimAnswer(String),
 }

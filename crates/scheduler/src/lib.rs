@@ -3,6 +3,7 @@
 //! time, commits what it decides through Raft, and hands runs to executors.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rota_exec::OutputBuffer;
 use ulid::Ulid;
@@ -20,6 +21,32 @@ pub struct SchedulerConfig {
     pub node_name: String,
     /// Most attempts running at once on this node; more wait in priority order.
     pub max_running: usize,
+}
+
+/// How nodes vouch for the runs recorded on them, and how long the leader trusts
+/// their silence.
+///
+/// A node that runs attempts while another node leads commits a
+/// `Command::Heartbeat` every `heartbeat_interval`; the leader's engine finishes the
+/// runs of a node silent for `node_timeout` as `lost` (retried per policy). The
+/// leader itself never heartbeats, and neither does an idle node, so a single node
+/// and an idle cluster write nothing for liveness.
+#[derive(Debug, Clone)]
+pub struct LivenessConfig {
+    /// A node silent this long while runs are recorded on it is presumed dead.
+    pub node_timeout: Duration,
+    /// How often a node running attempts reports while it does not lead; keep it
+    /// well below `node_timeout` (a third leaves room for two lost heartbeats).
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            node_timeout: engine::DEFAULT_NODE_TIMEOUT,
+            heartbeat_interval: engine::DEFAULT_NODE_TIMEOUT / 3,
+        }
+    }
 }
 
 /// Counters for health and metrics.
@@ -88,8 +115,18 @@ impl SchedulerHandle {
         cfg: SchedulerConfig,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Arc<SchedulerHandle> {
+        Self::spawn_with(node, cfg, LivenessConfig::default(), shutdown)
+    }
+
+    /// [`SchedulerHandle::spawn`] with liveness settings other than the defaults.
+    pub fn spawn_with(
+        node: Arc<rota_cluster::Node>,
+        cfg: SchedulerConfig,
+        liveness: LivenessConfig,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Arc<SchedulerHandle> {
         Arc::new(SchedulerHandle {
-            shared: runtime::spawn(node, cfg, shutdown),
+            shared: runtime::spawn(node, cfg, liveness, shutdown),
         })
     }
 

@@ -2,27 +2,41 @@
 //! and the time, commits what it decides, and runs what it dispatches.
 //!
 //! Its shape is a worker with two phases. While the node leads, it subscribes to the
-//! store's events first, then loads every job and every active execution into a fresh
-//! engine and lets it recover, then follows: store events, the engine's next timer,
-//! local completions, commit results, leadership changes and shutdown, in one
-//! `select!`. While it does not lead, no engine exists; it only finishes the runs it
-//! still has, committing their outcome through the node (which forwards to the
-//! leader).
+//! store's events first, claims the scheduler (`ClaimScheduler` raises the store's
+//! scheduler epoch to the Raft term it leads in), then loads every job and every
+//! active execution into a fresh engine and lets it recover, then follows: store
+//! events, the engine's next timer, local completions, commit results, leadership
+//! changes and shutdown, in one `select!`. While it does not lead, no engine exists;
+//! it only finishes the runs it still has, committing their outcome through the node
+//! (which forwards to the leader), heartbeats while it has any (so the leader does not presume it dead),
+//! stops a run whose record moved on (the leader judged it lost, or it was
+//! cancelled), dispatches what its last engine started but could not hand over, and
+//! reports as `lost` the attempts recorded on it that it does not run (its earlier
+//! life, before a crash).
+//!
+//! Fencing: every batch an engine commits is a `Command::Fenced` with the epoch its
+//! claim got (its term). Once a successor claimed the scheduler, a batch still in
+//! flight from this node's engine (`Node::write` forwards it to the new leader) can
+//! neither fire nor start anything; its finishes still count. A claim forwarded from
+//! a node that lost the lead names an older term and changes nothing.
 //!
 //! Commits use group commit: the `Fire`/`Start`/`Finish` actions of one or more
-//! turns go into a single `Command::Batch` (one log entry, one fsync) while at most
-//! one commit is in flight, so a burst of 10,000 due jobs costs a handful of log
-//! entries, not 20,000. A failed commit, a lagging event stream or a snapshot install
+//! turns go into a single `Command::Fenced` batch (one log entry, one fsync) while
+//! at most one commit is in flight, so a burst of 10,000 due jobs costs a handful of
+//! log entries, not 20,000. A failed commit, a lagging event stream or a snapshot install
 //! (`Reset`) rebuilds the engine from the store once the commits in flight landed;
 //! runs going on here are handed to the new engine, never lost or run twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
 use rota_cluster::Node;
-use rota_core::{ClientRequest, Command, EventKind, Response, StoreEvent, Timestamp, Trigger};
+use rota_core::{
+    ClientRequest, Command, EventKind, ExecStatus, Execution, Response, StoreEvent, Timestamp,
+    Trigger,
+};
 use rota_exec::{executor_for, OutputBuffer, RunOutcome, RunRequest};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -31,8 +45,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use ulid::Ulid;
 
-use crate::engine::{finish_for, Action, Completion, Engine, EngineConfig, Input, LocalAttempt};
-use crate::{SchedulerConfig, SchedulerError, SchedulerStats};
+use crate::engine::{
+    finish_for, lost_finish, Action, Completion, Engine, EngineConfig, Input, LocalAttempt,
+    LOST_ERROR,
+};
+use crate::{LivenessConfig, SchedulerConfig, SchedulerError, SchedulerStats};
 
 /// Most store events taken in one turn (they share one batch of commits).
 const EVENTS_PER_TURN: usize = 4096;
@@ -85,6 +102,7 @@ impl Shared {
 pub(crate) fn spawn(
     node: Arc<Node>,
     cfg: SchedulerConfig,
+    liveness: LivenessConfig,
     shutdown: CancellationToken,
 ) -> Arc<Shared> {
     let shared = Arc::new(Shared::default());
@@ -92,6 +110,7 @@ pub(crate) fn spawn(
     let runtime = Runtime {
         node,
         cfg,
+        liveness,
         shutdown,
         shared: shared.clone(),
         completions_tx,
@@ -101,7 +120,11 @@ pub(crate) fn spawn(
         commits: JoinSet::new(),
         pending: Vec::new(),
         epoch: 0,
+        fence: 0,
         fired_before: 0,
+        expected: HashMap::new(),
+        reported_lost: HashSet::new(),
+        heartbeats: JoinSet::new(),
     };
     tokio::spawn(runtime.run());
     shared
@@ -126,6 +149,7 @@ enum Exit {
 struct Runtime {
     node: Arc<Node>,
     cfg: SchedulerConfig,
+    liveness: LivenessConfig,
     shutdown: CancellationToken,
     shared: Arc<Shared>,
     completions_tx: mpsc::UnboundedSender<Completion>,
@@ -138,8 +162,17 @@ struct Runtime {
     /// Commands waiting for the next batch, consecutive ones of a kind merged.
     pending: Vec<Command>,
     epoch: u64,
+    /// The scheduler epoch the current engine claimed: its batches are fenced with it.
+    fence: u64,
     /// Fires counted by engines that are gone.
     fired_before: u64,
+    /// Attempts the last engine started on this node but did not dispatch before
+    /// leadership was lost: dispatched when the store shows them running here.
+    expected: HashMap<Ulid, u32>,
+    /// Attempts of this node's earlier life already reported lost while following.
+    reported_lost: HashSet<(Ulid, u32)>,
+    /// The heartbeat in flight, if any.
+    heartbeats: JoinSet<()>,
 }
 
 impl Runtime {
@@ -170,13 +203,29 @@ impl Runtime {
     async fn lead(&mut self, leadership: &mut watch::Receiver<bool>) -> bool {
         info!("leading: scheduler engine starting");
         let mut backoff = REBUILD_BACKOFF.0;
-        let mut carried: Vec<LocalAttempt> = Vec::new();
+        // Started by the engine of an earlier leadership, not seen running yet.
+        let mut carried: Vec<LocalAttempt> = self
+            .expected
+            .drain()
+            .map(|(id, attempt)| LocalAttempt {
+                id,
+                attempt,
+                dispatched: false,
+            })
+            .collect();
+        self.reported_lost.clear();
         loop {
             if !self.settle_commits().await {
                 return false;
             }
             let mut events = self.node.store().subscribe();
-            let built = self.build_engine(std::mem::take(&mut carried)).await;
+            let built = match self.claim().await {
+                Ok(fence) => {
+                    self.fence = fence;
+                    self.build_engine(std::mem::take(&mut carried)).await
+                }
+                Err(err) => Err(err),
+            };
             let (mut engine, floor, out) = match built {
                 Ok(b) => b,
                 Err(err) => {
@@ -186,7 +235,10 @@ impl Runtime {
                             backoff = (backoff * 2).min(REBUILD_BACKOFF.1);
                             continue;
                         }
-                        Some(false) => return true,
+                        Some(false) => {
+                            self.expect(&carried);
+                            return true;
+                        }
                         None => return false,
                     }
                 }
@@ -204,8 +256,19 @@ impl Runtime {
             match exit {
                 Exit::Shutdown => return false,
                 Exit::NotLeading => {
-                    info!("no longer leading: scheduler engine stopped");
+                    // Nothing more is committed for this engine; what it started and
+                    // did not dispatch is run here if its start was committed.
                     self.pending.clear();
+                    self.expected = engine
+                        .local_attempts()
+                        .into_iter()
+                        .filter(|a| !a.dispatched)
+                        .map(|a| (a.id, a.attempt))
+                        .collect();
+                    info!(
+                        expected = self.expected.len(),
+                        "no longer leading: scheduler engine stopped"
+                    );
                     self.publish_stats(None);
                     return true;
                 }
@@ -226,11 +289,51 @@ impl Runtime {
                     );
                     match self.pause(backoff, leadership).await {
                         Some(true) => backoff = (backoff * 2).min(REBUILD_BACKOFF.1),
-                        Some(false) => return true,
+                        Some(false) => {
+                            self.expect(&carried);
+                            return true;
+                        }
                         None => return false,
                     }
                 }
             }
+        }
+    }
+
+    /// Leadership ended before these started attempts reached an engine: the
+    /// follower phase dispatches them once the store shows them running here.
+    fn expect(&mut self, started: &[LocalAttempt]) {
+        self.expected
+            .extend(started.iter().map(|a| (a.id, a.attempt)));
+    }
+
+    /// Raises the store's scheduler epoch to the term this node leads in, fencing
+    /// off every earlier engine (of this node or another); answers that epoch.
+    async fn claim(&self) -> Result<u64, SchedulerError> {
+        // Term and leader from one metrics snapshot: a term read while this node is
+        // its leader, never the term of a successor this node just heard of.
+        let status = self.node.status();
+        if status.role != "leader" || status.leader != Some(status.node_id) {
+            return Err(SchedulerError::NotLeader);
+        }
+        let term = status.term;
+        let request = ClientRequest {
+            session: None,
+            at: Utc::now(),
+            command: Command::ClaimScheduler {
+                node: self.cfg.node_name.clone(),
+                term,
+            },
+        };
+        match self.node.write(request).await? {
+            (index, Response::SchedulerClaimed { epoch }) if epoch == term => {
+                info!(epoch, index, "scheduler claimed");
+                Ok(epoch)
+            }
+            (_, Response::SchedulerClaimed { epoch }) => {
+                Err(SchedulerError::Superseded { term, epoch })
+            }
+            (_, other) => Err(SchedulerError::ClaimAnswer(format!("{other:?}"))),
         }
     }
 
@@ -241,7 +344,8 @@ impl Runtime {
         carried: Vec<LocalAttempt>,
     ) -> Result<(Engine, u64, Vec<Action>), SchedulerError> {
         let store = self.node.store().clone();
-        let engine_cfg = EngineConfig::new(self.cfg.node_name.clone(), self.cfg.max_running);
+        let mut engine_cfg = EngineConfig::new(self.cfg.node_name.clone(), self.cfg.max_running);
+        engine_cfg.node_timeout = self.liveness.node_timeout;
         let (local, completed): (Vec<LocalAttempt>, Vec<Completion>) = {
             let live = lock(&self.shared.live);
             let local = live
@@ -363,6 +467,9 @@ impl Runtime {
                     EventKind::JobPut(job) => Some(Input::JobUpserted(job.clone())),
                     EventKind::JobDeleted { name } => Some(Input::JobRemoved(name.clone())),
                     EventKind::Execution(e) => Some(Input::Execution(e.clone())),
+                    EventKind::Heartbeat { node, .. } => {
+                        Some(Input::NodeAlive { node: node.clone() })
+                    }
                     EventKind::KvPut(_) | EventKind::KvDeleted { .. } => None,
                     EventKind::Reset => {
                         info!(revision = event.revision, "store state replaced: reloading");
@@ -446,11 +553,9 @@ impl Runtime {
         if self.pending.is_empty() || !self.commits.is_empty() {
             return;
         }
-        let mut commands = std::mem::take(&mut self.pending);
-        let command = if commands.len() == 1 {
-            commands.remove(0)
-        } else {
-            Command::Batch { commands }
+        let command = Command::Fenced {
+            epoch: self.fence,
+            commands: std::mem::take(&mut self.pending),
         };
         let node = self.node.clone();
         let epoch = self.epoch;
@@ -666,6 +771,8 @@ impl Runtime {
     /// Finishes local runs while another node (or none) leads; answers true when
     /// this node leads again, false on shutdown.
     async fn follow(&mut self, leadership: &mut watch::Receiver<bool>, open: &mut bool) -> bool {
+        let mut events = self.node.store().subscribe();
+        let mut events_open = true;
         // Runs that ended while leading but whose outcome did not commit.
         let ended: Vec<Completion> = lock(&self.shared.live)
             .values()
@@ -674,10 +781,30 @@ impl Runtime {
         for c in ended {
             self.finish_as_follower(c);
         }
+        self.reconcile_all();
+        let mut beat = tokio::time::interval(self.liveness.heartbeat_interval);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.publish_stats(None);
             tokio::select! {
                 () = self.shutdown.cancelled() => return false,
+                event = events.recv(), if events_open => match event {
+                    Ok(event) => match &event.kind {
+                        EventKind::Execution(e) => self.reconcile(e),
+                        EventKind::Reset => self.reconcile_all(),
+                        _ => {}
+                    },
+                    Err(RecvError::Lagged(missed)) => {
+                        debug!(missed, "fell behind the store's events: reconciling local runs");
+                        self.reconcile_all();
+                    }
+                    Err(RecvError::Closed) => events_open = false,
+                },
+                _ = beat.tick() => {
+                    self.heartbeat();
+                    self.retry_finishes();
+                }
+                Some(_) = self.heartbeats.join_next() => {}
                 changed = leadership.changed(), if *open => {
                     if changed.is_err() {
                         *open = false;
@@ -699,9 +826,163 @@ impl Runtime {
         }
     }
 
+    /// Holds a local run, an expected start or an attempt of this node's earlier life
+    /// against its record (while not leading).
+    fn reconcile(&mut self, e: &Execution) {
+        let me = self.cfg.node_name.as_str();
+        let on_me = e.status == ExecStatus::Running && e.node.as_deref() == Some(me);
+        let live = lock(&self.shared.live)
+            .get(&e.id)
+            .map(|r| (r.attempt, r.cancel.clone(), r.completion.is_some()));
+        if let Some((attempt, token, ended)) = live {
+            if ended || token.is_cancelled() {
+                return;
+            }
+            if e.attempt < attempt {
+                return; // an event from before this run started
+            }
+            if !(on_me && e.attempt == attempt) {
+                // Judged lost by the leader (this node looked dead), or ended: another
+                // attempt may run elsewhere, so this one stops.
+                warn!(execution = %e.id, attempt, status = e.status.as_str(), "the record of a local run moved on: stopping it");
+                token.cancel();
+            } else if e.cancel_requested {
+                info!(execution = %e.id, attempt, "cancelling a local run");
+                token.cancel();
+            }
+            return;
+        }
+        if let Some(attempt) = self.expected.get(&e.id).copied() {
+            if on_me && e.attempt == attempt {
+                self.expected.remove(&e.id);
+                info!(execution = %e.id, attempt, "dispatching a run started before leadership was lost");
+                self.dispatch(e.id, attempt, e.job.clone(), e.scheduled_at, e.trigger);
+                if e.cancel_requested {
+                    if let Some(r) = lock(&self.shared.live).get(&e.id) {
+                        r.cancel.cancel();
+                    }
+                }
+                return;
+            }
+            if e.status.is_terminal() || e.attempt > attempt {
+                self.expected.remove(&e.id);
+            }
+            return;
+        }
+        if on_me && !self.reported_lost.contains(&(e.id, e.attempt)) {
+            self.report_lost(e);
+        }
+    }
+
+    /// Reconciles every active record and every local run (on entering the follower
+    /// phase, after a snapshot install or a lag).
+    fn reconcile_all(&mut self) {
+        let store = self.node.store().clone();
+        let active = match store.active_executions() {
+            Ok(active) => active,
+            Err(err) => {
+                warn!(error = %err, "reading active executions failed");
+                return;
+            }
+        };
+        let active_ids: HashSet<Ulid> = active.iter().map(|e| e.id).collect();
+        for e in &active {
+            self.reconcile(e);
+        }
+        let ended_on_record: Vec<(Ulid, CancellationToken)> = lock(&self.shared.live)
+            .iter()
+            .filter(|(id, r)| r.completion.is_none() && !active_ids.contains(id))
+            .map(|(id, r)| (*id, r.cancel.clone()))
+            .collect();
+        for (id, token) in ended_on_record {
+            match store.get_execution(id) {
+                Ok(Some(e)) => self.reconcile(&e),
+                Ok(None) => {
+                    warn!(execution = %id, "the record of a local run is gone: stopping it");
+                    token.cancel();
+                }
+                Err(err) => warn!(execution = %id, error = %err, "reading an execution failed"),
+            }
+        }
+    }
+
+    /// An attempt recorded as running here that this process does not run: its
+    /// earlier life crashed with it. Finished as `lost` (retried per policy) at once
+    /// instead of waiting for the leader's node timeout.
+    fn report_lost(&mut self, e: &Execution) {
+        let store = self.node.store();
+        // The event may be older than the record: judge the record as it is now.
+        let current = match store.get_execution(e.id) {
+            Ok(Some(current)) => current,
+            _ => return,
+        };
+        let me = self.cfg.node_name.as_str();
+        if current.status != ExecStatus::Running
+            || current.node.as_deref() != Some(me)
+            || current.attempt != e.attempt
+        {
+            return;
+        }
+        let job = store.get_job(&current.job).ok().flatten();
+        let finish = lost_finish(
+            current.id,
+            current.attempt,
+            job.as_ref().and_then(|j| j.spec.retry.as_ref()),
+            current.cancel_requested,
+            LOST_ERROR,
+            Utc::now(),
+        );
+        info!(job = %current.job, execution = %current.id, attempt = current.attempt, retry_at = ?finish.retry_at, "attempt of this node's earlier life lost");
+        self.reported_lost.insert((current.id, current.attempt));
+        self.commit_unfenced(Command::Finish {
+            finishes: vec![finish],
+        });
+    }
+
+    /// Tells the leader this node is alive while it runs attempts (at most one
+    /// heartbeat in flight).
+    fn heartbeat(&mut self) {
+        let running = lock(&self.shared.live)
+            .values()
+            .any(|r| r.completion.is_none());
+        if !running || !self.heartbeats.is_empty() {
+            return;
+        }
+        let node = self.node.clone();
+        let name = self.cfg.node_name.clone();
+        self.heartbeats.spawn(async move {
+            let request = ClientRequest {
+                session: None,
+                at: Utc::now(),
+                command: Command::Heartbeat { node: name },
+            };
+            if let Err(err) = node.write(request).await {
+                debug!(error = %err, "heartbeat not committed");
+            }
+        });
+    }
+
+    /// Outcomes whose commit failed (no leader for a while) are sent again, one round
+    /// at a time; a repeat of an applied one is ignored by the store.
+    fn retry_finishes(&mut self) {
+        if !self.commits.is_empty() {
+            return;
+        }
+        let ended: Vec<Completion> = lock(&self.shared.live)
+            .values()
+            .filter_map(|r| r.completion.clone())
+            .collect();
+        if !ended.is_empty() {
+            debug!(runs = ended.len(), "committing run outcomes again");
+        }
+        for c in ended {
+            self.finish_as_follower(c);
+        }
+    }
+
     /// Commits a run's outcome without an engine, reading its job's retry policy and
-    /// the execution's cancel flag from the store. A failure leaves it for the next
-    /// engine of this node.
+    /// the execution's cancel flag from the store. A failure is tried again at the
+    /// next heartbeat tick (or by the next engine of this node).
     fn finish_as_follower(&mut self, c: Completion) {
         let store = self.node.store();
         let exec = store.get_execution(c.id).ok().flatten();
@@ -715,12 +996,17 @@ impl Runtime {
             cancel_requested,
             Utc::now(),
         );
+        self.commit_unfenced(Command::Finish {
+            finishes: vec![finish],
+        });
+    }
+
+    /// Commits a command outside any engine's batches (no fence: finishes apply
+    /// whoever leads).
+    fn commit_unfenced(&mut self, command: Command) {
         let node = self.node.clone();
         let epoch = self.epoch;
         self.commits.spawn(async move {
-            let command = Command::Finish {
-                finishes: vec![finish],
-            };
             let request = ClientRequest {
                 session: None,
                 at: Utc::now(),
@@ -751,6 +1037,8 @@ impl Runtime {
         }
         while self.runs.join_next().await.is_some() {}
         while self.commits.join_next().await.is_some() {}
+        self.heartbeats.abort_all();
+        while self.heartbeats.join_next().await.is_some() {}
         for run in lock(&self.shared.live).values() {
             run.output.close();
         }
@@ -760,10 +1048,16 @@ impl Runtime {
     }
 
     fn publish_stats(&self, engine: Option<&Engine>) {
-        let local_runs = lock(&self.shared.live)
-            .values()
-            .filter(|r| r.completion.is_none())
-            .count();
+        // Counting local runs walks the live map: only when no engine counts them
+        // (this is called every loop turn, and a burst can hold 10,000 runs).
+        let local_runs = if engine.is_none() {
+            lock(&self.shared.live)
+                .values()
+                .filter(|r| r.completion.is_none())
+                .count()
+        } else {
+            0
+        };
         let mut stats = lock(&self.shared.stats);
         stats.leading = engine.is_some();
         match engine {
@@ -795,7 +1089,8 @@ fn walk_commit(
     dropped: &mut Vec<Ulid>,
 ) {
     match (command, response) {
-        (Command::Batch { commands }, Response::Batch { responses }) => {
+        (Command::Batch { commands }, Response::Batch { responses })
+        | (Command::Fenced { commands, .. }, Response::Batch { responses }) => {
             for (c, r) in commands.iter().zip(responses) {
                 walk_commit(c, r, finished, dropped);
             }

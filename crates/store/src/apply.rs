@@ -52,6 +52,7 @@ pub(crate) fn apply_request(
         index,
         at: req.at,
         events,
+        fenced_out: false,
     };
     let response = match &req.session {
         None => apply.command(&req.command)?,
@@ -116,6 +117,9 @@ struct Apply<'a, 't> {
     index: u64,
     at: Timestamp,
     events: &'a mut Vec<StoreEvent>,
+    /// Inside a `Fenced` command of a superseded scheduler epoch: fires are refused
+    /// and starts ignored.
+    fenced_out: bool,
 }
 
 fn job_not_found(name: &str) -> Response {
@@ -141,7 +145,30 @@ impl Apply<'_, '_> {
             Command::PutJob { spec } => self.put_job(spec),
             Command::DeleteJob { name } => self.delete_job(name),
             Command::SetPaused { name, paused } => self.set_paused(name, *paused),
+            Command::Fire { fires } if self.fenced_out => {
+                debug!(
+                    fires = fires.len(),
+                    "fires of a superseded scheduler refused"
+                );
+                Ok(Response::Fired {
+                    outcomes: fires
+                        .iter()
+                        .map(|f| FireOutcome {
+                            id: f.id,
+                            job: f.job.clone(),
+                            created: false,
+                        })
+                        .collect(),
+                })
+            }
             Command::Fire { fires } => self.fire(fires),
+            Command::Start { starts } if self.fenced_out => {
+                debug!(
+                    starts = starts.len(),
+                    "starts of a superseded scheduler ignored"
+                );
+                Ok(Response::Ok)
+            }
             Command::Start { starts } => self.start(starts),
             Command::Finish { finishes } => self.finish(finishes),
             Command::Cancel { id } => self.cancel(*id),
@@ -151,14 +178,42 @@ impl Apply<'_, '_> {
                 if_revision,
             } => self.kv_put(key, value, *if_revision),
             Command::KvDelete { key, if_revision } => self.kv_delete(key, *if_revision),
-            Command::Batch { commands } => {
-                let responses = commands
-                    .iter()
-                    .map(|c| self.command(c))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Response::Batch { responses })
+            Command::Batch { commands } => self.batch(commands),
+            Command::ClaimScheduler { node, term } => {
+                let current = self.t.scheduler_epoch()?;
+                if *term > current {
+                    self.t.set_scheduler_epoch(*term)?;
+                    debug!(node = %node, epoch = term, "scheduler claimed");
+                } else if *term < current {
+                    debug!(node = %node, term, current, "stale scheduler claim ignored");
+                }
+                Ok(Response::SchedulerClaimed {
+                    epoch: current.max(*term),
+                })
+            }
+            Command::Fenced { epoch, commands } => {
+                let outer = self.fenced_out;
+                self.fenced_out |= *epoch != self.t.scheduler_epoch()?;
+                let response = self.batch(commands);
+                self.fenced_out = outer;
+                response
+            }
+            Command::Heartbeat { node } => {
+                self.emit(EventKind::Heartbeat {
+                    node: node.clone(),
+                    at: self.at,
+                });
+                Ok(Response::Ok)
             }
         }
+    }
+
+    fn batch(&mut self, commands: &[Command]) -> Result<Response, StoreError> {
+        let responses = commands
+            .iter()
+            .map(|c| self.command(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::Batch { responses })
     }
 
     fn put_job(&mut self, spec: &JobSpec) -> Result<Response, StoreError> {

@@ -388,6 +388,17 @@ impl Store {
         Ok(out)
     }
 
+    /// The scheduler epoch: the highest term a `ClaimScheduler` named (0 before any).
+    pub fn scheduler_epoch(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(tables::META)?;
+        let epoch = meta
+            .get(tables::META_SCHEDULER_EPOCH)?
+            .and_then(|v| tables::read_u64(v.value()))
+            .unwrap_or(0);
+        Ok(epoch)
+    }
+
     /// Log index of the last applied entry (0 before any).
     pub fn last_applied_index(&self) -> u64 {
         self.applied.load(Ordering::Acquire)

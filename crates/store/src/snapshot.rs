@@ -38,6 +38,8 @@ const TAG_ACTIVE: u8 = 6;
 const TAG_OUTPUTS: u8 = 7;
 const TAG_KV: u8 = 8;
 const TAG_SESSIONS: u8 = 9;
+/// The scheduler epoch (key `scheduler_epoch`, value u64); only written when set.
+const TAG_SCHEDULER_EPOCH: u8 = 10;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -145,6 +147,16 @@ pub(crate) fn export(
     id_bytes(&mut out, txn, TAG_OUTPUTS, tables::OUTPUTS)?;
     str_bytes(&mut out, txn, TAG_KV, tables::KV)?;
     str_bytes(&mut out, txn, TAG_SESSIONS, tables::SESSIONS)?;
+    if let Some(epoch) = txn
+        .open_table(tables::META)?
+        .get(tables::META_SCHEDULER_EPOCH)?
+    {
+        out.record(
+            TAG_SCHEDULER_EPOCH,
+            tables::META_SCHEDULER_EPOCH.as_bytes(),
+            epoch.value(),
+        )?;
+    }
 
     out.w.write_all(&[TAG_END])?;
     let records = out.records;
@@ -308,6 +320,14 @@ pub(crate) fn import(
                 let client = utf8("sessions", &key)?;
                 decode::<SessionRecord>(tables::SESSION, &value)?;
                 t.sessions.insert(client, value.as_slice())?;
+            }
+            TAG_SCHEDULER_EPOCH => {
+                if key != tables::META_SCHEDULER_EPOCH.as_bytes() {
+                    return Err(malformed("a scheduler epoch row under another key"));
+                }
+                let epoch = tables::read_u64(&value)
+                    .ok_or_else(|| malformed("a scheduler epoch is not 8 bytes"))?;
+                t.set_scheduler_epoch(epoch)?;
             }
             other => return Err(malformed(format!("unknown table tag {other}"))),
         }

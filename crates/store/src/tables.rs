@@ -11,7 +11,8 @@ use crate::StoreError;
 use rota_core::{Execution, JobRecord};
 
 /// `format` (u32, big-endian), `applied` (last applied log index, u64 big-endian),
-/// `raft` (opaque bytes of the cluster layer: last applied log id, membership).
+/// `raft` (opaque bytes of the cluster layer: last applied log id, membership),
+/// `scheduler_epoch` (u64 big-endian).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Job name → [`JobRecord`].
 pub(crate) const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
@@ -35,6 +36,9 @@ pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_RAFT: &str = "raft";
+/// The scheduler epoch (u64, big-endian): the highest Raft term a scheduler was
+/// claimed in; absent means 0.
+pub(crate) const META_SCHEDULER_EPOCH: &str = "scheduler_epoch";
 
 /// Layout version of the state file as a whole.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -104,6 +108,20 @@ impl<'t> Tables<'t> {
         } else {
             self.active.remove(exec.id.0)?;
         }
+        Ok(())
+    }
+
+    pub fn scheduler_epoch(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(META_SCHEDULER_EPOCH)?
+            .and_then(|v| read_u64(v.value()))
+            .unwrap_or(0))
+    }
+
+    pub fn set_scheduler_epoch(&mut self, epoch: u64) -> Result<(), StoreError> {
+        self.meta
+            .insert(META_SCHEDULER_EPOCH, epoch.to_be_bytes().as_slice())?;
         Ok(())
     }
 

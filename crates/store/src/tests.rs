@@ -47,6 +47,10 @@ fn populated() -> Harness {
         value: "2".into(),
         if_revision: None,
     });
+    h.run(Command::ClaimScheduler {
+        node: "n1".into(),
+        term: 4,
+    });
     h
 }
 
@@ -100,6 +104,7 @@ fn snapshot_round_trip_reproduces_every_table() {
         Some("line 1\nline 2\n")
     );
     assert_eq!(target.store.kv_get("config/x").unwrap().unwrap().value, "1");
+    assert_eq!(target.store.scheduler_epoch().unwrap(), 4);
     assert_eq!(
         target.store.active_executions().unwrap(),
         source.store.active_executions().unwrap()
@@ -307,8 +312,20 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 if_revision
             }),
     ];
+    let leaf = prop_oneof![
+        4 => leaf,
+        1 => (prop::sample::select(vec!["n1", "n2"]), 0u64..3)
+            .prop_map(|(n, term)| Command::ClaimScheduler { node: n.into(), term }),
+        1 => prop::sample::select(vec!["n1", "n2"])
+            .prop_map(|n| Command::Heartbeat { node: n.into() }),
+    ];
     leaf.prop_recursive(1, 8, 4, |inner| {
-        prop::collection::vec(inner, 1..4).prop_map(|commands| Command::Batch { commands })
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..4)
+                .prop_map(|commands| Command::Batch { commands }),
+            (0u64..3, prop::collection::vec(inner, 1..4))
+                .prop_map(|(epoch, commands)| Command::Fenced { epoch, commands }),
+        ]
     })
 }
 

@@ -3,6 +3,7 @@
 //!
 //! `rota server` is not here: it is the server itself, in [`crate::server`].
 
+mod cluster;
 mod exec;
 mod job;
 mod kv;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(cmd) => job::run(&client()?, cmd).await,
         Command::Exec(cmd) => exec::run(&client()?, cmd).await,
         Command::Kv(cmd) => kv::run(&client()?, cmd).await,
+        Command::Cluster(cmd) => cluster::run(&client()?, cmd).await,
         Command::Config(ConfigCommand::Show(flags)) => {
             let cfg = ServerConfig::load(&flags, std::env::var("RUST_LOG").ok())?;
             show_config(&cfg, cli.output)

@@ -61,6 +61,58 @@ impl Server {
         server
     }
 
+    /// Starts a server on `port` with its data under `dir`, without waiting: a
+    /// cluster member only becomes ready once its peers run too.
+    pub fn launch(dir: &Path, port: u16, extra: &[&str]) -> Server {
+        std::fs::create_dir_all(dir).expect("server dir");
+        let mut server = Server {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            dir: dir.to_path_buf(),
+            data_dir: dir.join("data"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            starts: 0,
+            http: client(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts the process again (after [`Server::kill9`]) on the same data, without
+    /// waiting for it.
+    pub fn relaunch(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Whether the process runs (it was not killed and has not exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Whether the process was started and not killed since (it may have exited).
+    pub fn is_launched(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `/v1/health`, or `None` while the server does not answer.
+    pub async fn health(&self) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/health", self.url))
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
     fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts)))

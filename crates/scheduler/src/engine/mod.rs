@@ -13,7 +13,13 @@
 //!   point of view ([`Phase`]);
 //! - a ready queue of queued executions (priority, then FIFO) feeding `max_running`
 //!   slots; a queued run whose job's overlap rule says "wait" is parked per job until
-//!   the job has nothing running.
+//!   the job has nothing running;
+//! - per other node that has runs on record, when it last reported
+//!   ([`Input::NodeAlive`]): a node silent for [`EngineConfig::node_timeout`] is
+//!   presumed dead and its runs are finished as `lost` (and retried per policy). A
+//!   node is only judged on time during which it had runs on record, and a new
+//!   engine gives every node a full timeout from its start, so a leader change never
+//!   loses a run that is still going.
 //!
 //! The runtime commits `Fire`, `Start` and `Finish` actions in the order given, hands
 //! `Dispatch`ed attempts to executors, and feeds back what the store applied
@@ -50,6 +56,10 @@ pub const DEFAULT_MISFIRE_THRESHOLD: Duration = Duration::from_secs(5);
 pub const MAX_CATCHUP_FIRES: usize = 10_000;
 /// Error of an attempt that was running on this node when it restarted.
 pub const LOST_ERROR: &str = "node restarted while the attempt ran";
+/// Error of an attempt whose node stopped reporting (crashed, or cut off).
+pub const NODE_DOWN_ERROR: &str = "the node running the attempt stopped reporting";
+/// How long another node may stay silent while runs are recorded on it.
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Skip reason of an instant fired while an earlier run of the job was active.
 pub const SKIP_ACTIVE: &str = "previous run still active";
 /// Skip reason of a `buffer_one` instant that found a run already waiting.
@@ -66,6 +76,9 @@ pub struct EngineConfig {
     pub max_running: usize,
     /// How late an instant may fire and still count as on time.
     pub misfire_threshold: Duration,
+    /// How long another node with runs on record may go without reporting
+    /// ([`Input::NodeAlive`]) before its runs are lost.
+    pub node_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -75,6 +88,7 @@ impl EngineConfig {
             node: node.into(),
             max_running,
             misfire_threshold: DEFAULT_MISFIRE_THRESHOLD,
+            node_timeout: DEFAULT_NODE_TIMEOUT,
         }
     }
 }
@@ -108,6 +122,9 @@ pub enum Input {
     /// A `Fire` this engine emitted created nothing (the instant had fired already,
     /// or the job was gone when it was applied).
     FireDropped { id: Ulid },
+    /// Another node's scheduler reported that it is alive (a committed heartbeat):
+    /// the runs recorded on it are going on.
+    NodeAlive { node: String },
 }
 
 /// What the engine asks for. `Fire`, `Start` and `Finish` are committed in the order
@@ -255,6 +272,18 @@ struct Tracked {
     /// A cancel was decided here or requested on record; a start turns into a
     /// cancelled finish, a failure is not retried.
     cancel: bool,
+    /// The node of the current attempt, as recorded (for runs elsewhere).
+    node: Option<Arc<str>>,
+}
+
+/// Another node, as far as liveness goes.
+#[derive(Debug)]
+struct RemoteNode {
+    /// When it last reported, or when it last got runs on record after having none
+    /// (by this engine's clock): it is judged from the later of the two.
+    last_seen: Timestamp,
+    /// Executions running on it (phase `Running { here: false }`).
+    running: HashSet<Ulid>,
 }
 
 /// Per job with active executions: counts by [`Class`] and the parked runs.
@@ -309,6 +338,10 @@ pub struct Engine {
     /// across all instants due together.
     turn_fires: Vec<Fire>,
     turn_index: HashMap<Ulid, usize>,
+    /// Other nodes with runs on record, or that reported.
+    remote: HashMap<Arc<str>, RemoteNode>,
+    /// The time of the latest call (the engine has no clock of its own).
+    now: Timestamp,
 }
 
 impl std::fmt::Debug for Engine {
@@ -344,6 +377,8 @@ impl Engine {
             fired_total: 0,
             turn_fires: Vec::new(),
             turn_index: HashMap::new(),
+            remote: HashMap::new(),
+            now: Timestamp::MIN_UTC,
         }
     }
 
@@ -399,7 +434,25 @@ impl Engine {
 
     /// When [`Engine::tick`] has something to do next.
     pub fn next_wakeup(&self) -> Option<Timestamp> {
-        self.timers.peek().map(|(at, _)| at)
+        let timer = self.timers.peek().map(|(at, _)| at);
+        match (timer, self.next_node_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The earliest time a node with runs on record is presumed dead.
+    fn next_node_deadline(&self) -> Option<Timestamp> {
+        let timeout = TimeDelta::from_std(self.cfg.node_timeout).unwrap_or(TimeDelta::MAX);
+        self.remote
+            .values()
+            .filter(|r| !r.running.is_empty())
+            .map(|r| {
+                r.last_seen
+                    .checked_add_signed(timeout)
+                    .unwrap_or(Timestamp::MAX_UTC)
+            })
+            .min()
     }
 
     /// Ends the initial load (all jobs, then all active executions): attempts running
@@ -410,6 +463,12 @@ impl Engine {
             return;
         }
         self.started = true;
+        self.now = self.now.max(now);
+        // Whatever the last leader knew of the other nodes is gone with it: each gets
+        // a full timeout from now to report.
+        for r in self.remote.values_mut() {
+            r.last_seen = r.last_seen.max(now);
+        }
         // Handed-over runs whose record was not loaded as running here have ended on
         // record: stop them, keeping their slot until they report back.
         for (id, a) in std::mem::take(&mut self.adopted) {
@@ -419,7 +478,7 @@ impl Engine {
         }
         for id in std::mem::take(&mut self.orphans) {
             if matches!(self.execs.get(&id), Some(t) if t.phase == Phase::Orphan) {
-                self.mark_lost(id, now, out);
+                self.mark_lost(id, LOST_ERROR, now, out);
             }
         }
         info!(
@@ -432,6 +491,7 @@ impl Engine {
 
     /// Feeds one input.
     pub fn handle(&mut self, input: Input, now: Timestamp, out: &mut Vec<Action>) {
+        self.now = self.now.max(now);
         match input {
             Input::JobUpserted(record) => self.upsert_job(&record, now),
             Input::JobRemoved(name) => self.remove_job(&name, out),
@@ -440,6 +500,18 @@ impl Engine {
             Input::FireDropped { id } => {
                 if self.untrack(id).is_some() {
                     debug!(execution = %id, "fire created nothing");
+                }
+            }
+            Input::NodeAlive { node } => {
+                if node != self.cfg.node {
+                    let now = self.now;
+                    self.remote
+                        .entry(Arc::from(node.as_str()))
+                        .and_modify(|r| r.last_seen = r.last_seen.max(now))
+                        .or_insert_with(|| RemoteNode {
+                            last_seen: now,
+                            running: HashSet::new(),
+                        });
                 }
             }
         }
@@ -451,6 +523,8 @@ impl Engine {
         if !self.started {
             return;
         }
+        self.now = self.now.max(now);
+        self.lose_silent_nodes(now, out);
         while let Some((at, key)) = self.timers.peek() {
             if at > now {
                 break;
@@ -712,6 +786,7 @@ impl Engine {
                     attempt: 1,
                     phase: Phase::Ready(key),
                     cancel: false,
+                    node: None,
                 },
             );
             self.turn_index.insert(id, self.turn_fires.len());
@@ -838,6 +913,7 @@ impl Engine {
             attempt: e.attempt,
             phase: Phase::Orphan,
             cancel: e.cancel_requested,
+            node: e.node.as_deref().map(Arc::from),
         };
         match e.status {
             ExecStatus::Queued => {
@@ -892,17 +968,26 @@ impl Engine {
         now: Timestamp,
         out: &mut Vec<Action>,
     ) {
+        let mut moved = true;
         if let Some(t) = self.execs.get_mut(&e.id) {
             t.attempt = e.attempt;
             t.cancel |= e.cancel_requested;
+            moved = t.phase != (Phase::Running { here: false })
+                || t.node.as_deref() != e.node.as_deref();
+            // Before the phase change below: leaving drops the id from every node's
+            // set, entering adds it to this node's.
+            t.node = e.node.as_deref().map(Arc::from);
         }
         if !here {
-            self.set_phase(e.id, Phase::Running { here: false });
+            // Re-entering the same node would count as news from it, which it is not.
+            if moved {
+                self.set_phase(e.id, Phase::Running { here: false });
+            }
             return;
         }
         self.set_phase(e.id, Phase::Orphan);
         if self.started {
-            self.mark_lost(e.id, now, out);
+            self.mark_lost(e.id, LOST_ERROR, now, out);
         } else {
             self.orphans.push(e.id);
         }
@@ -987,31 +1072,46 @@ impl Engine {
         self.set_phase(id, Phase::Finishing { retry: will_retry });
     }
 
-    /// Ends an attempt that was running here when this node restarted.
-    fn mark_lost(&mut self, id: Ulid, now: Timestamp, out: &mut Vec<Action>) {
+    /// Ends an attempt nobody runs any more (its node restarted or went silent).
+    fn mark_lost(&mut self, id: Ulid, error: &str, now: Timestamp, out: &mut Vec<Action>) {
         let Some(t) = self.execs.get(&id) else {
             return;
         };
         let policy = self.jobs.get(&t.job).and_then(|j| j.retry.as_deref());
-        let retry_at = retry_at(policy, id, t.attempt, ExecStatus::Lost, t.cancel, now);
-        info!(job = %t.job, execution = %id, attempt = t.attempt, retry_at = ?retry_at, "attempt lost");
-        out.push(Action::Finish(Finish {
-            id,
-            attempt: t.attempt,
-            status: ExecStatus::Lost,
-            at: now,
-            exit_code: None,
-            error: Some(LOST_ERROR.to_string()),
-            output: None,
-            output_truncated: false,
-            retry_at,
-        }));
-        self.set_phase(
-            id,
-            Phase::Finishing {
-                retry: retry_at.is_some(),
-            },
-        );
+        let finish = lost_finish(id, t.attempt, policy, t.cancel, error, now);
+        info!(job = %t.job, execution = %id, attempt = t.attempt, node = ?t.node, retry_at = ?finish.retry_at, error, "attempt lost");
+        let retry = finish.retry_at.is_some();
+        out.push(Action::Finish(finish));
+        self.set_phase(id, Phase::Finishing { retry });
+    }
+
+    /// Loses the runs of every other node that stayed silent for the node timeout.
+    fn lose_silent_nodes(&mut self, now: Timestamp, out: &mut Vec<Action>) {
+        if self.next_node_deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        let timeout = TimeDelta::from_std(self.cfg.node_timeout).unwrap_or(TimeDelta::MAX);
+        let silent: Vec<(Arc<str>, Timestamp, Vec<Ulid>)> = self
+            .remote
+            .iter()
+            .filter(|(_, r)| {
+                !r.running.is_empty()
+                    && r.last_seen
+                        .checked_add_signed(timeout)
+                        .is_some_and(|d| d <= now)
+            })
+            .map(|(node, r)| {
+                let mut ids: Vec<Ulid> = r.running.iter().copied().collect();
+                ids.sort_unstable();
+                (node.clone(), r.last_seen, ids)
+            })
+            .collect();
+        for (node, last_seen, ids) in silent {
+            warn!(node = %node, last_seen = %last_seen, runs = ids.len(), "node stopped reporting: its runs are lost");
+            for id in ids {
+                self.mark_lost(id, NODE_DOWN_ERROR, now, out);
+            }
+        }
     }
 
     /// Cancels the running attempts of a job (`cancel_running`).
@@ -1126,6 +1226,11 @@ impl Engine {
         if class.queued {
             self.queued -= 1;
         }
+        if phase == (Phase::Running { here: false }) {
+            for r in self.remote.values_mut() {
+                r.running.remove(&id);
+            }
+        }
     }
 
     fn enter(&mut self, id: Ulid, job: &Arc<str>, phase: Phase, attempt: u32) {
@@ -1150,6 +1255,23 @@ impl Engine {
         }
         if class.queued {
             self.queued += 1;
+        }
+        if phase == (Phase::Running { here: false }) {
+            let node = self
+                .execs
+                .get(&id)
+                .and_then(|t| t.node.clone())
+                .unwrap_or_else(|| Arc::from(""));
+            let now = self.now;
+            let r = self.remote.entry(node).or_insert_with(|| RemoteNode {
+                last_seen: now,
+                running: HashSet::new(),
+            });
+            if r.running.is_empty() {
+                // Judged only on time during which it had runs on record.
+                r.last_seen = r.last_seen.max(now);
+            }
+            r.running.insert(id);
         }
     }
 
@@ -1274,6 +1396,30 @@ fn retry_at(
     let policy = policy.filter(|p| p.allows(next))?;
     let delay = policy.delay_before(next, jitter_seed(id, next));
     now.checked_add_signed(TimeDelta::from_std(delay).ok()?)
+}
+
+/// The `Finish` of an attempt that nobody runs any more (`status: lost`), retried
+/// per `retry` unless a cancel was asked for. Also used by the runtime for runs of
+/// this node's earlier life that it finds on record while not leading.
+pub fn lost_finish(
+    id: Ulid,
+    attempt: u32,
+    retry: Option<&RetryPolicy>,
+    cancel_requested: bool,
+    error: &str,
+    now: Timestamp,
+) -> Finish {
+    Finish {
+        id,
+        attempt,
+        status: ExecStatus::Lost,
+        at: now,
+        exit_code: None,
+        error: Some(error.to_string()),
+        output: None,
+        output_truncated: false,
+        retry_at: retry_at(retry, id, attempt, ExecStatus::Lost, cancel_requested, now),
+    }
 }
 
 /// The `Finish` of an attempt that ended on this node: final, or a retry of the same

@@ -1,0 +1,219 @@
+//! Several nodes in one process, each serving its peer routes on a loopback port:
+//! bootstrap from a peers list, forwarding of writes and read barriers from a
+//! follower, join (learner, catch-up through a snapshot, promotion) and leave,
+//! and the cluster secret on the peer routes.
+
+use std::path::Path;
+
+use chrono::Utc;
+use rota_core::Command;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use super::*;
+
+const SECRET: &str = "in-process-secret";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A node serving its peer routes until the test ends.
+struct Member {
+    node: Arc<Node>,
+    url: String,
+    server: JoinHandle<()>,
+}
+
+async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, url)
+}
+
+async fn member(
+    dir: &Path,
+    id: u64,
+    listener: TcpListener,
+    url: String,
+    bootstrap: Bootstrap,
+) -> Member {
+    let node = Node::start_with(
+        NodeConfig {
+            node_id: id,
+            node_name: format!("n{id}"),
+            data_dir: dir.join(format!("n{id}")),
+            advertise_url: url.clone(),
+            snapshot_every: 10,
+        },
+        ClusterOptions {
+            bootstrap,
+            secret: Some(SECRET.into()),
+        },
+    )
+    .await
+    .expect("node starts");
+    let app = node.peer_router();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Member { node, url, server }
+}
+
+fn kv_put(key: &str, value: &str) -> ClientRequest {
+    ClientRequest {
+        session: None,
+        at: Utc::now(),
+        command: Command::KvPut {
+            key: key.into(),
+            value: value.into(),
+            if_revision: None,
+        },
+    }
+}
+
+async fn stop(members: Vec<Member>) {
+    for m in &members {
+        m.node.shutdown().await.expect("shutdown");
+    }
+    for m in members {
+        m.server.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_forward_writes_and_reads_and_a_joined_node_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(listen().await);
+    }
+    let peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, (_, url))| (i as u64 + 1, url.clone()))
+        .collect();
+
+    info!("--- three nodes from a peers list elect a leader");
+    let mut members = Vec::new();
+    for (i, (listener, url)) in listeners.into_iter().enumerate() {
+        let bootstrap = Bootstrap::Peers(peers.clone());
+        members.push(member(dir.path(), i as u64 + 1, listener, url, bootstrap).await);
+    }
+    let mut leaders = BTreeSet::new();
+    for m in &members {
+        leaders.insert(m.node.wait_for_leader(DEADLINE).await.expect("a leader"));
+    }
+    assert_eq!(leaders.len(), 1, "every node knows the same leader");
+    let leader = *leaders.first().expect("leader");
+    let follower = members
+        .iter()
+        .find(|m| m.node.config().node_id != leader)
+        .expect("a follower");
+
+    info!("--- a follower forwards a write and reads it back after a barrier");
+    let (index, response) = follower.node.write(kv_put("k", "v")).await.unwrap();
+    assert_eq!(
+        response,
+        Response::KvPut {
+            key: "k".into(),
+            revision: index
+        }
+    );
+    for m in &members {
+        m.node.read_barrier().await.unwrap();
+        let entry = m.node.store().kv_get("k").unwrap().expect("replicated");
+        assert_eq!(entry.mod_revision, index);
+    }
+
+    info!("--- enough writes for the leader to snapshot and purge its log");
+    for i in 0..30 {
+        follower
+            .node
+            .write(kv_put(&format!("bulk-{i:02}"), "x"))
+            .await
+            .unwrap();
+    }
+    let leader_node = &members[usize::try_from(leader - 1).unwrap()].node;
+    leader_node
+        .raft()
+        .wait(Some(DEADLINE))
+        .metrics(|m| m.purged.is_some(), "the leader purged its log")
+        .await
+        .expect("purged");
+
+    info!("--- a fourth node joins through a follower and gets a snapshot");
+    let (listener, url) = listen().await;
+    let fourth = member(dir.path(), 4, listener, url.clone(), Bootstrap::Join).await;
+    assert!(!fourth.node.is_member());
+    follower.node.add_member(4, &url).await.unwrap();
+    // Adding it again is a no-op.
+    follower.node.add_member(4, &url).await.unwrap();
+    let status = leader_node.cluster_status().await.unwrap();
+    let joined = status.members.iter().find(|m| m.id == 4).expect("node 4");
+    assert_eq!(joined.role, MemberRole::Voter);
+    assert!(joined.matched_index.is_some(), "the leader tracks node 4");
+    fourth.node.read_barrier().await.unwrap();
+    assert_eq!(fourth.node.store().kv_list("bulk-").unwrap().len(), 30);
+    assert!(
+        fourth.node.status().snapshot_index.is_some(),
+        "node 4 started from a snapshot"
+    );
+    assert!(fourth.node.is_member());
+
+    info!("--- another id at a taken URL, and removals");
+    let err = follower.node.add_member(4, "http://127.0.0.1:1").await;
+    assert!(
+        matches!(err, Err(MembershipError::InvalidMember { id: 4, .. })),
+        "{err:?}"
+    );
+    follower.node.remove_member(4).await.unwrap();
+    let err = follower.node.remove_member(4).await;
+    assert!(
+        matches!(err, Err(MembershipError::UnknownMember { id: 4 })),
+        "{err:?}"
+    );
+    let status = follower.node.cluster_status().await.unwrap();
+    assert_eq!(status.members.len(), 3);
+
+    info!("--- peer routes refuse a missing or wrong secret");
+    let http = reqwest::Client::new();
+    for secret in [None, Some("wrong")] {
+        let mut req = http
+            .post(format!("{}/raft/read_index", follower.url))
+            .json(&());
+        if let Some(secret) = secret {
+            req = req.header(CLUSTER_SECRET_HEADER, secret);
+        }
+        assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
+    }
+    assert!(!follower.node.admits_peer(None));
+    assert!(follower.node.admits_peer(Some(SECRET.as_bytes())));
+
+    members.push(fourth);
+    stop(members).await;
+}
+
+#[tokio::test]
+async fn a_peers_list_without_this_node_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = NodeConfig {
+        node_id: 5,
+        node_name: "n5".into(),
+        data_dir: dir.path().to_path_buf(),
+        advertise_url: "http://127.0.0.1:7705".into(),
+        snapshot_every: 100,
+    };
+    for peers in [
+        BTreeMap::from([(1, "http://127.0.0.1:7701".to_string())]),
+        BTreeMap::from([(5, "127.0.0.1:7705".to_string())]),
+    ] {
+        let err = Node::start_with(
+            cfg.clone(),
+            ClusterOptions {
+                bootstrap: Bootstrap::Peers(peers),
+                secret: None,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, ClusterError::InvalidPeers(_)), "{err}");
+    }
+}
