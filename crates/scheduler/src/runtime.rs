@@ -557,21 +557,7 @@ impl Runtime {
             epoch: self.fence,
             commands: std::mem::take(&mut self.pending),
         };
-        let node = self.node.clone();
-        let epoch = self.epoch;
-        self.commits.spawn(async move {
-            let request = ClientRequest {
-                session: None,
-                at: Utc::now(),
-                command: command.clone(),
-            };
-            let result = node.write(request).await;
-            CommitDone {
-                epoch,
-                command,
-                result,
-            }
-        });
+        self.spawn_commit(command);
     }
 
     /// Takes a commit's answer; false when it failed (the engine must be rebuilt).
@@ -1004,6 +990,12 @@ impl Runtime {
     /// Commits a command outside any engine's batches (no fence: finishes apply
     /// whoever leads).
     fn commit_unfenced(&mut self, command: Command) {
+        self.spawn_commit(command);
+    }
+
+    /// Commits `command` in a background task; its answer comes back through
+    /// `self.commits`.
+    fn spawn_commit(&mut self, command: Command) {
         let node = self.node.clone();
         let epoch = self.epoch;
         self.commits.spawn(async move {
