@@ -130,6 +130,11 @@ pub struct ServerFlags {
     #[arg(long, value_name = "N", value_parser = parse_snapshot_every)]
     pub snapshot_every: Option<u64>,
 
+    /// How long a node running attempts may stay silent before the leader presumes
+    /// it dead and retries its runs, 1s-1h [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_node_timeout)]
+    pub node_timeout: Option<std::time::Duration>,
+
     /// Voters of a new cluster as ID=URL pairs, this node among them, e.g.
     /// 1=http://10.0.0.1:7700,2=http://10.0.0.2:7700,3=http://10.0.0.3:7700; the
     /// lowest id initializes the cluster [default: a one-node cluster].
@@ -170,6 +175,10 @@ fn parse_advertise(s: &str) -> Result<Url, String> {
 
 fn parse_max_running(s: &str) -> Result<usize, String> {
     config::check_max_running(parse_u64(s)?)
+}
+
+fn parse_node_timeout(s: &str) -> Result<std::time::Duration, String> {
+    config::check_node_timeout(s)
 }
 
 fn parse_snapshot_every(s: &str) -> Result<u64, String> {

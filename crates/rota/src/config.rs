@@ -30,6 +30,7 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub const DEFAULT_DATA_DIR: &str = "rota-data";
 pub const DEFAULT_MAX_RUNNING: usize = 64;
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+pub const DEFAULT_NODE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// `info`, except openraft's own `info` lines, which narrate every election and
 /// startup step in detail; `RUST_LOG=info` (or `log = "info"`) brings them back.
 pub const DEFAULT_LOG: &str = "info,openraft=warn";
@@ -59,6 +60,9 @@ pub struct FileConfig {
     /// Snapshot the state and trim the Raft log every this many log entries, at
     /// least 1. Default 10000.
     pub snapshot_every: Option<u64>,
+    /// How long a node running attempts may stay silent before the leader presumes
+    /// it dead and retries its runs, a duration from `1s` to `1h`. Default `10s`.
+    pub node_timeout: Option<String>,
     /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,rota_scheduler=debug`;
     /// the `RUST_LOG` environment variable overrides it. Default `info,openraft=warn`.
     pub log: Option<String>,
@@ -136,6 +140,7 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub max_running: usize,
     pub snapshot_every: u64,
+    pub node_timeout: std::time::Duration,
     pub log: String,
     /// Initial voters (id -> URL without a trailing slash); empty: a one-node cluster.
     pub peers: BTreeMap<u64, String>,
@@ -264,6 +269,17 @@ impl ServerConfig {
                 .map_err(|m| bad("snapshot_every", m))?,
             DEFAULT_SNAPSHOT_EVERY,
         );
+        let node_timeout = pick(
+            &mut sources,
+            "node_timeout",
+            flags.node_timeout,
+            file.node_timeout
+                .as_deref()
+                .map(check_node_timeout)
+                .transpose()
+                .map_err(|m| bad("node_timeout", m))?,
+            DEFAULT_NODE_TIMEOUT,
+        );
         let file_peers = match &file.peers {
             Some(list) => Some(
                 list.iter()
@@ -336,6 +352,7 @@ impl ServerConfig {
             data_dir,
             max_running,
             snapshot_every,
+            node_timeout,
             log,
             peers,
             cluster_secret,
@@ -379,6 +396,11 @@ impl ServerConfig {
                 "snapshot_every",
                 self.snapshot_every.to_string(),
                 source("snapshot_every"),
+            ),
+            (
+                "node_timeout",
+                rota_core::HumanDuration(self.node_timeout).to_string(),
+                source("node_timeout"),
             ),
             ("log", self.log.clone(), source("log")),
             (
@@ -479,6 +501,15 @@ pub fn check_max_running(n: u64) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{n} is too large")),
     }
+}
+
+/// A duration such as `10s` or `1m`, from 1 s to 1 h.
+pub fn check_node_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d: rota_core::HumanDuration = text.parse()?;
+    if d.0 < std::time::Duration::from_secs(1) || d.0 > std::time::Duration::from_secs(3600) {
+        return Err(format!("{text} is out of range; accepted: 1s to 1h"));
+    }
+    Ok(d.0)
 }
 
 pub fn check_snapshot_every(n: u64) -> Result<u64, String> {
@@ -643,6 +674,9 @@ mod tests {
             ("data_dir = \"\"", "data_dir"),
             ("max_running = 0", "max_running"),
             ("snapshot_every = 0", "snapshot_every"),
+            ("node_timeout = \"500ms\"", "node_timeout"),
+            ("node_timeout = \"2h\"", "node_timeout"),
+            ("node_timeout = \"soon\"", "node_timeout"),
             ("log = \"info,[\"", "log"),
             ("node_id = -3", "node_id"),
         ] {
@@ -654,6 +688,21 @@ mod tests {
         let err =
             ServerConfig::resolve(&ServerFlags::default(), None, Some("[".into())).unwrap_err();
         assert!(err.to_string().contains("RUST_LOG"), "{err}");
+    }
+
+    #[test]
+    fn node_timeout_from_the_file_and_the_flag() {
+        let cfg = with_file(&ServerFlags::default(), "node_timeout = \"30s\"").unwrap();
+        assert_eq!(cfg.node_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(cfg.sources["node_timeout"], Source::File);
+        let flags = ServerFlags {
+            node_timeout: Some(std::time::Duration::from_secs(5)),
+            ..ServerFlags::default()
+        };
+        let cfg = with_file(&flags, "node_timeout = \"30s\"").unwrap();
+        assert_eq!(cfg.node_timeout, std::time::Duration::from_secs(5));
+        let cfg = with_file(&ServerFlags::default(), "").unwrap();
+        assert_eq!(cfg.node_timeout, DEFAULT_NODE_TIMEOUT);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use reqwest::Url;
 use rota_api::ApiState;
 use rota_cluster::{Bootstrap, ClusterOptions, Node, NodeConfig, CLUSTER_SECRET_HEADER};
 use rota_core::{ClientRequest, Command, Response};
-use rota_scheduler::{SchedulerConfig, SchedulerHandle};
+use rota_scheduler::{LivenessConfig, SchedulerConfig, SchedulerHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -89,11 +89,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;
     let stop_scheduler = CancellationToken::new();
-    let scheduler = SchedulerHandle::spawn(
+    let scheduler = SchedulerHandle::spawn_with(
         node.clone(),
         SchedulerConfig {
             node_name: cfg.node_name.clone(),
             max_running: cfg.max_running,
+        },
+        LivenessConfig {
+            node_timeout: cfg.node_timeout,
+            // A third of the timeout leaves room for two lost heartbeats.
+            heartbeat_interval: cfg.node_timeout / 3,
         },
         stop_scheduler.clone(),
     );
