@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use error::PeerError;
 use loadgen::lag::next_whole_second;
 use loadgen::memory::proc_memory;
-use loadgen::result::{load_average, TOKIO_CRON};
+use loadgen::result::{Probe, TOKIO_CRON};
 use loadgen::stats::{nanos_to_ms, Summary};
 use loadgen::{Measurement, Outcome};
 use tokio::sync::mpsc;
@@ -166,7 +166,7 @@ async fn lag(
     wait_secs: u64,
     channel: Option<usize>,
 ) -> Result<Outcome, PeerError> {
-    let load_before = load_average();
+    let probe = Probe::start();
     let mut lead = lead_secs.unwrap_or(2.0 + jobs as f64 / 2000.0).max(1.0);
     for attempt in 1..=ATTEMPTS {
         let mut sched = JobScheduler::new_with_channel_size(channel_size(channel, jobs)).await?;
@@ -196,7 +196,7 @@ async fn lag(
             .collect();
         return Ok(Outcome::new(
             TOKIO_CRON,
-            load_before,
+            &probe,
             Measurement::Lag {
                 executor: exec.name().to_string(),
                 jobs,
@@ -217,7 +217,7 @@ async fn fires(
     warmup_secs: u64,
     channel: Option<usize>,
 ) -> Result<Outcome, PeerError> {
-    let load_before = load_average();
+    let probe = Probe::start();
     let mut sched = JobScheduler::new_with_channel_size(channel_size(channel, jobs)).await?;
     let (mut rx, _) = register(&sched, jobs, "* * * * * *", Exec::Record).await?;
     sched.start().await?;
@@ -243,7 +243,7 @@ async fn fires(
     let expected = jobs as u64 * window_secs;
     Ok(Outcome::new(
         TOKIO_CRON,
-        load_before,
+        &probe,
         Measurement::Fires {
             executor: "record".to_string(),
             jobs,
@@ -260,7 +260,7 @@ async fn fires(
 }
 
 async fn memory(jobs: usize, channel: Option<usize>) -> Result<Outcome, PeerError> {
-    let load_before = load_average();
+    let probe = Probe::start();
     let mut sched = JobScheduler::new_with_channel_size(channel_size(channel, 0)).await?;
     let rss_before_bytes = proc_memory(std::process::id()).ok().map(|(rss, _)| rss);
     // Midnight, 1 January: never during the test.
@@ -270,7 +270,7 @@ async fn memory(jobs: usize, channel: Option<usize>) -> Result<Outcome, PeerErro
     sched.shutdown().await?;
     Ok(Outcome::new(
         TOKIO_CRON,
-        load_before,
+        &probe,
         Measurement::Memory {
             jobs,
             created: jobs,

@@ -22,7 +22,7 @@ use crate::client::{unique_client_id, RotaClient};
 use crate::error::BenchError;
 use crate::jobs::{create_jobs, delete_jobs, job_names, job_spec, require_all, JobExecutor};
 use crate::lag::next_whole_second;
-use crate::result::{load_average, Measurement, Outcome, ROTA};
+use crate::result::{Measurement, Outcome, Probe, ROTA};
 use crate::stamps::{read_stamps, remove_if_exists, Stamp, StampFormat};
 use crate::stats::{nanos_to_ms, Summary};
 
@@ -75,7 +75,7 @@ async fn sleep_until_wall(t: chrono::DateTime<Utc>) {
 
 /// Runs the step and reports it.
 pub async fn run_fires(run: FiresRun) -> Result<Outcome, BenchError> {
-    let load_before = load_average();
+    let probe = Probe::start();
     let (kind, executor, file) = match run.executor {
         StampFormat::Record => {
             let file = run.dir.join(format!("fires-record-{}.log", run.jobs));
@@ -183,7 +183,7 @@ pub async fn run_fires(run: FiresRun) -> Result<Outcome, BenchError> {
     };
     Ok(Outcome::new(
         ROTA,
-        load_before,
+        &probe,
         Measurement::Fires {
             executor: kind.to_string(),
             jobs: run.jobs,

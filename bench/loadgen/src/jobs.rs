@@ -11,7 +11,7 @@ use tracing::info;
 use crate::client::{unique_client_id, RotaClient};
 use crate::error::BenchError;
 use crate::kv::{closed_loop, ClosedLoop, Stop};
-use crate::result::{load_average, Measurement, Outcome, ROTA};
+use crate::result::{Measurement, Outcome, Probe, ROTA};
 use crate::stats::Summary;
 
 /// What the benchmark jobs run.
@@ -138,15 +138,15 @@ pub async fn run_jobs(
 ) -> Result<Vec<Outcome>, BenchError> {
     let names = Arc::new(job_names(prefix, 0, count));
     let mut outcomes = Vec::new();
-    let load_before = load_average();
+    let probe = Probe::start();
     info!(count, clients, "creating jobs");
     let created = create_jobs(url, names.clone(), clients, spec).await?;
-    outcomes.push(bulk_outcome("create", clients, count, created, load_before));
+    outcomes.push(bulk_outcome("create", clients, count, created, &probe));
     if delete {
-        let load_before = load_average();
+        let probe = Probe::start();
         info!(count, clients, "deleting jobs");
         let deleted = delete_jobs(url, names, clients).await?;
-        outcomes.push(bulk_outcome("delete", clients, count, deleted, load_before));
+        outcomes.push(bulk_outcome("delete", clients, count, deleted, &probe));
     }
     Ok(outcomes)
 }
@@ -156,12 +156,12 @@ pub fn bulk_outcome(
     clients: usize,
     jobs: usize,
     result: ClosedLoop,
-    load_before: Option<f64>,
+    probe: &Probe,
 ) -> Outcome {
     let ok = result.latencies_ms.len();
     Outcome::new(
         ROTA,
-        load_before,
+        probe,
         Measurement::Jobs {
             op: op.to_string(),
             clients,

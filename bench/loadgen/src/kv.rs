@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::client::{unique_client_id, EtcdClient, KvClient, RotaClient};
 use crate::error::BenchError;
-use crate::result::{load_average, Measurement, Outcome, ETCD, ROTA};
+use crate::result::{Measurement, Outcome, Probe, ETCD, ROTA};
 use crate::stats::Summary;
 
 /// Which server a KV run drives.
@@ -70,7 +70,7 @@ pub struct ClosedLoop {
 
 /// Drives the run and reports it.
 pub async fn run_kv(run: KvRun) -> Result<Outcome, BenchError> {
-    let load_before = load_average();
+    let probe = Probe::start();
     let value = "v".repeat(run.value_bytes);
     let clients = (0..run.clients.max(1))
         .map(|i| run.target.client(&run.url, i))
@@ -97,7 +97,7 @@ pub async fn run_kv(run: KvRun) -> Result<Outcome, BenchError> {
     let ops = result.latencies_ms.len() as u64;
     Ok(Outcome::new(
         run.target.system(),
-        load_before,
+        &probe,
         Measurement::Kv {
             clients: run.clients.max(1),
             value_bytes: run.value_bytes,

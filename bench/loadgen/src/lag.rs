@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::error::BenchError;
 use crate::jobs::{create_jobs, delete_jobs, job_names, job_spec, require_all, JobExecutor};
-use crate::result::{load_average, Measurement, Outcome, ROTA};
+use crate::result::{Measurement, Outcome, Probe, ROTA};
 use crate::stamps::{
     read_stamps, remove_if_exists, shell_probe_command, wait_for_lines, Stamp, StampFormat,
 };
@@ -75,7 +75,7 @@ fn format_name(format: StampFormat) -> &'static str {
 
 /// Runs the step and reports it.
 pub async fn run_lag(run: LagRun) -> Result<Outcome, BenchError> {
-    let load_before = load_average();
+    let probe = Probe::start();
     let kind = format_name(run.executor);
     let mut lead = run
         .lead_secs
@@ -142,7 +142,7 @@ pub async fn run_lag(run: LagRun) -> Result<Outcome, BenchError> {
         let samples = lag_samples(&stamps, &wanted);
         return Ok(Outcome::new(
             ROTA,
-            load_before,
+            &probe,
             Measurement::Lag {
                 executor: kind.to_string(),
                 jobs: run.jobs,

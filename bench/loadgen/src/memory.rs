@@ -20,7 +20,7 @@ use crate::client::{EtcdClient, RotaClient};
 use crate::error::BenchError;
 use crate::jobs::{bulk_outcome, create_jobs, job_names, job_spec, require_all, JobExecutor};
 use crate::kv::{closed_loop, Stop, Target};
-use crate::result::{load_average, Measurement, Outcome};
+use crate::result::{Measurement, Outcome, Probe};
 
 /// A cron that does not fire during a benchmark (midnight, 1 January).
 pub const NEVER_DURING_TEST: &str = "0 0 1 1 *";
@@ -84,7 +84,7 @@ pub struct MemoryRun {
 /// Creates the jobs, waits for them to be loaded and reports memory (and, for
 /// rota, the creation throughput at this scale).
 pub async fn run_memory(run: MemoryRun) -> Result<Vec<Outcome>, BenchError> {
-    let load_before = load_average();
+    let probe = Probe::start();
     let record = JobExecutor::record(&run.dir.join("memory-never.log"));
     let spec = job_spec(&json!({"cron": NEVER_DURING_TEST}), &record);
     let names = Arc::new(job_names("mem", run.from, run.jobs));
@@ -105,7 +105,7 @@ pub async fn run_memory(run: MemoryRun) -> Result<Vec<Outcome>, BenchError> {
                 run.clients,
                 names.len(),
                 created,
-                load_before,
+                &probe,
             ));
             let started = Instant::now();
             let rota = RotaClient::new(&run.url, String::new())?;
@@ -137,7 +137,7 @@ pub async fn run_memory(run: MemoryRun) -> Result<Vec<Outcome>, BenchError> {
     let (rss_bytes, peak_rss_bytes) = proc_memory(run.pid)?;
     outcomes.push(Outcome::new(
         run.target.system(),
-        load_before,
+        &probe,
         Measurement::Memory {
             jobs: run.jobs,
             created: names.len(),
@@ -217,7 +217,7 @@ pub fn rota_readiness(h: &crate::client::Health, jobs: usize) -> Readiness {
 
 /// Polls until the restarted server is ready and reports the time it took.
 pub async fn wait_ready(w: ReadyWait) -> Result<Outcome, BenchError> {
-    let load_before = load_average();
+    let probe = Probe::start();
     let deadline = Instant::now() + w.timeout;
     let rota = RotaClient::new(&w.url, String::new())?;
     let etcd = EtcdClient::new(&w.url)?;
@@ -260,7 +260,7 @@ pub async fn wait_ready(w: ReadyWait) -> Result<Outcome, BenchError> {
     let rss_bytes = w.pid.and_then(|p| proc_memory(p).ok()).map(|(rss, _)| rss);
     Ok(Outcome::new(
         w.target.system(),
-        load_before,
+        &probe,
         Measurement::Restart {
             jobs: w.jobs,
             signal: w.signal,

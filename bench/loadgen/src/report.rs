@@ -102,26 +102,33 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// The load cell: `before→after`, marked when above the core count.
+/// Share of the machine above which other work marks a step as disturbed.
+const DISTURBED_SHARE: f64 = 0.1;
+
+/// The disturbance cell: other processes' CPU during each step of the row, in
+/// cores, marked when above [`DISTURBED_SHARE`] of the machine. Results without
+/// that figure fall back to the load average, marked above the core count.
 fn load_cell(outcomes: &[&Outcome], cores: usize) -> String {
-    let loads: Vec<f64> = outcomes
+    let mut disturbed = false;
+    let cells: Vec<String> = outcomes
         .iter()
-        .flat_map(|o| [o.load_before, o.load_after])
-        .flatten()
-        .collect();
-    if loads.is_empty() {
-        return "–".to_string();
-    }
-    let max = loads.iter().copied().fold(f64::MIN, f64::max);
-    let mark = if max > cores as f64 { " ⚠" } else { "" };
-    let text: Vec<String> = outcomes
-        .iter()
-        .map(|o| {
-            let f = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1}"));
-            format!("{}→{}", f(o.load_before), f(o.load_after))
+        .map(|o| match o.other_cpu_cores {
+            Some(other) => {
+                disturbed |= other > DISTURBED_SHARE * cores as f64;
+                format!("{other:.2}")
+            }
+            None => {
+                let f = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1}"));
+                disturbed |= [o.load_before, o.load_after]
+                    .into_iter()
+                    .flatten()
+                    .any(|l| l > cores as f64);
+                format!("load {}→{}", f(o.load_before), f(o.load_after))
+            }
         })
         .collect();
-    format!("{}{mark}", text.join(", "))
+    let mark = if disturbed { " ⚠" } else { "" };
+    format!("{}{mark}", cells.join(", "))
 }
 
 fn latest_of<'a>(outcomes: &[&'a Outcome], system: &str) -> Option<&'a Outcome> {
@@ -156,8 +163,11 @@ pub fn render(outcomes: &[Outcome], cores: usize) -> String {
     }
     let _ = writeln!(
         out,
-        "Load is the 1-minute load average before→after each step; ⚠ marks a step during \
-         which it exceeded the {cores} cores, i.e. other work competed for the CPU."
+        "Others' CPU: cores' worth of CPU used during the step by processes other than the \
+         servers and the harness, averaged over the step (per system where a row has two). \
+         ⚠ marks steps where it exceeded {:.0} % of the {cores} cores: other work competed \
+         for the CPU and the figures are disturbed.",
+        DISTURBED_SHARE * 100.0
     );
     out
 }
@@ -183,7 +193,7 @@ fn kv_section(of: &[&Outcome], cores: usize) -> String {
         "rota p50 / p99 / max ms",
         "etcd p50 / p99 / max ms",
         "errors (rota, etcd)",
-        "load",
+        "others' CPU",
     ]);
     for ((clients, value_bytes), runs) in &cases {
         let pick = |system| match latest_of(runs, system).map(|o| &o.measurement) {
@@ -230,7 +240,7 @@ fn jobs_section(of: &[&Outcome], cores: usize) -> String {
         "jobs/s",
         "p50 / p99 / max ms",
         "errors",
-        "load",
+        "others' CPU",
     ]);
     for o in of {
         if let Measurement::Jobs {
@@ -279,7 +289,7 @@ fn lag_section(of: &[&Outcome], cores: usize) -> String {
         "tokio-cron-scheduler p50 / p99 / max ms",
         "p50 rota / peer",
         "p99 rota / peer",
-        "load",
+        "others' CPU",
     ]);
     for ((executor, jobs), runs) in &cases {
         let pick = |system| match latest_of(runs, system).map(|o| &o.measurement) {
@@ -331,7 +341,7 @@ fn fires_section(of: &[&Outcome], cores: usize) -> String {
         "lag p50 / p99 / max ms",
         "max queued",
         "kept up",
-        "load",
+        "others' CPU",
     ]);
     for o in of {
         if let Measurement::Fires {
@@ -393,7 +403,7 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
         "data on disk MiB",
         "load time s",
         "RSS vs rota",
-        "load",
+        "others' CPU",
     ]);
     for (jobs, runs) in &cases {
         let rota_rss = match latest_of(runs, ROTA).map(|o| &o.measurement) {
@@ -457,7 +467,7 @@ fn restart_section(of: &[&Outcome], cores: usize) -> String {
         "ready ms",
         "all jobs confirmed",
         "RSS after MiB",
-        "load",
+        "others' CPU",
     ]);
     for o in of {
         if let Measurement::Restart {
@@ -501,11 +511,12 @@ fn restart_section(of: &[&Outcome], cores: usize) -> String {
 mod tests {
     use super::*;
 
-    fn outcome(system: &str, load: f64, m: Measurement) -> Outcome {
+    fn outcome(system: &str, other: f64, m: Measurement) -> Outcome {
         Outcome {
             system: system.to_string(),
-            load_before: Some(load),
-            load_after: Some(load),
+            load_before: Some(1.0),
+            load_after: Some(1.0),
+            other_cpu_cores: Some(other),
             finished_at: "2025-01-01T00:00:00Z".to_string(),
             measurement: m,
         }
@@ -527,8 +538,8 @@ mod tests {
     fn kv_rows_pair_rota_with_etcd_and_compute_the_ratio() {
         let md = render(
             &[
-                outcome(ROTA, 0.5, kv(3000.0)),
-                outcome(ETCD, 0.5, kv(1500.0)),
+                outcome(ROTA, 0.05, kv(3000.0)),
+                outcome(ETCD, 0.05, kv(1500.0)),
             ],
             2,
         );

@@ -102,21 +102,27 @@ impl Measurement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub system: String,
-    /// 1-minute load average when the step started and ended: the machine is shared,
-    /// and a load above its core count means the figures were disturbed.
+    /// 1-minute load average when the step started and ended. The benchmark's own
+    /// processes count in it, so it is context; `other_cpu_cores` tells disturbance.
     pub load_before: Option<f64>,
     pub load_after: Option<f64>,
+    /// CPU the step's processes did not use, in cores averaged over the step: other
+    /// work on the shared machine that competed with the benchmark.
+    #[serde(default)]
+    pub other_cpu_cores: Option<f64>,
     pub finished_at: String,
     #[serde(flatten)]
     pub measurement: Measurement,
 }
 
 impl Outcome {
-    pub fn new(system: &str, load_before: Option<f64>, measurement: Measurement) -> Outcome {
+    /// The outcome of a step that began with `probe`.
+    pub fn new(system: &str, probe: &Probe, measurement: Measurement) -> Outcome {
         Outcome {
             system: system.to_string(),
-            load_before,
+            load_before: probe.load_before,
             load_after: load_average(),
+            other_cpu_cores: probe.other_cpu_cores(),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             measurement,
         }
@@ -214,6 +220,92 @@ impl Outcome {
 
 pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
+/// Environment variable listing (comma-separated) the pids of the servers a step
+/// drives, so that their CPU counts as the step's own.
+pub const BENCH_PIDS_ENV: &str = "BENCH_PIDS";
+/// Clock ticks per second of `/proc/stat` and `/proc/<pid>/stat` (`USER_HZ`, 100 on
+/// every Linux architecture the suite runs on).
+const USER_HZ: f64 = 100.0;
+
+/// What the machine looked like when a step began: the load average and the CPU
+/// time used so far, by everyone and by the step's own processes (this one and
+/// those named in [`BENCH_PIDS_ENV`], their reaped children included).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    load_before: Option<f64>,
+    started: std::time::Instant,
+    pids: Vec<u32>,
+    machine_busy: Option<u64>,
+    own: u64,
+}
+
+impl Probe {
+    pub fn start() -> Probe {
+        let mut pids = vec![std::process::id()];
+        if let Ok(list) = std::env::var(BENCH_PIDS_ENV) {
+            pids.extend(list.split(',').filter_map(|p| p.trim().parse::<u32>().ok()));
+        }
+        let own = own_ticks(&pids);
+        Probe {
+            load_before: load_average(),
+            started: std::time::Instant::now(),
+            machine_busy: machine_busy_ticks(),
+            own,
+            pids,
+        }
+    }
+
+    /// Cores' worth of CPU used since the start by processes other than the step's.
+    /// A process of the step that exited meanwhile is lost from the count, which
+    /// can only overstate the others.
+    pub fn other_cpu_cores(&self) -> Option<f64> {
+        let secs = self.started.elapsed().as_secs_f64();
+        if secs <= 0.0 {
+            return None;
+        }
+        let busy = machine_busy_ticks()?.checked_sub(self.machine_busy?)?;
+        let own = own_ticks(&self.pids).saturating_sub(self.own);
+        Some(busy.saturating_sub(own) as f64 / USER_HZ / secs)
+    }
+}
+
+/// Non-idle ticks of all CPUs (`user nice system irq softirq steal` of `/proc/stat`).
+fn machine_busy_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy(&text)
+}
+
+pub fn parse_machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let get = |i: usize| f.get(i).copied().unwrap_or(0);
+    Some(get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
+}
+
+fn own_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|text| parse_process_ticks(&text))
+        .sum()
+}
+
+/// `utime + stime + cutime + cstime` of a `/proc/<pid>/stat` line. The command
+/// name may hold spaces and parentheses, so fields are counted after the last `)`.
+pub fn parse_process_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid ... utime(11) stime(12) cutime(13) cstime(14).
+    (11..=14)
+        .map(|i| f.get(i).and_then(|v| v.parse::<i64>().ok()))
+        .sum::<Option<i64>>()
+        .map(|t| t.max(0) as u64)
+}
+
 /// The 1-minute load average, when the platform has `/proc/loadavg`.
 pub fn load_average() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -229,6 +321,7 @@ mod tests {
             system: ROTA.to_string(),
             load_before: Some(0.5),
             load_after: Some(1.5),
+            other_cpu_cores: Some(0.1),
             finished_at: "2025-01-01T00:00:00Z".to_string(),
             measurement: Measurement::Lag {
                 executor: "record".to_string(),
@@ -250,6 +343,30 @@ mod tests {
         assert_eq!(v["jobs"], 1000);
         let back: Outcome = serde_json::from_str(&line).unwrap();
         assert_eq!(back, o);
+    }
+
+    #[test]
+    fn machine_busy_skips_idle_and_iowait() {
+        let stat = "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 50 2 25 4500 20 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(100 + 5 + 50 + 3 + 2 + 1));
+        assert_eq!(parse_machine_busy("intr 1 2 3\n"), None);
+    }
+
+    #[test]
+    fn process_ticks_survive_odd_command_names() {
+        let stat = "4242 (rota (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    70 30 5 2 20 0 8 0 100 1000 50";
+        assert_eq!(parse_process_ticks(stat), Some(70 + 30 + 5 + 2));
+        assert_eq!(parse_process_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn outcomes_without_other_cpu_still_parse() {
+        let line = r#"{"system":"rota","load_before":null,"load_after":null,
+            "finished_at":"x","bench":"lag","executor":"record","jobs":1,"observed":1,
+            "lag_ms":null}"#;
+        let o: Outcome = serde_json::from_str(line).unwrap();
+        assert_eq!(o.other_cpu_cores, None);
     }
 
     #[test]
