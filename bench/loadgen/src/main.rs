@@ -87,9 +87,10 @@ enum Command {
         clients: usize,
         #[arg(long, value_enum, default_value = "record")]
         executor: ExecutorArg,
-        /// File of the record executor.
-        #[arg(long, default_value = "/tmp/loadgen-jobs.log")]
-        record_file: PathBuf,
+        /// Directory of the record executor's file (`jobs.log`; written only when
+        /// the jobs fire, which the default schedule does not during a run).
+        #[arg(long)]
+        dir: PathBuf,
         /// Command of the shell executor.
         #[arg(long, default_value = "true")]
         command: String,
@@ -197,6 +198,12 @@ enum Command {
     },
 }
 
+/// The server resolves the record executor's path against its own working
+/// directory, so the harness hands it absolute paths.
+fn absolute(dir: PathBuf) -> PathBuf {
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
 fn schedule_json(text: &str) -> Result<Value, String> {
     if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
@@ -238,14 +245,14 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
             count,
             clients,
             executor,
-            record_file,
+            dir,
             command,
             schedule,
             prefix,
             delete,
         } => {
             let executor = match executor {
-                ExecutorArg::Record => JobExecutor::record(&record_file),
+                ExecutorArg::Record => JobExecutor::record(&absolute(dir).join("jobs.log")),
                 ExecutorArg::Shell => JobExecutor::Shell { command },
             };
             let spec = job_spec(&schedule, &executor);
@@ -268,7 +275,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
                     jobs: n,
                     executor: executor.into(),
                     clients,
-                    dir: dir.clone(),
+                    dir: absolute(dir.clone()),
                     lead_secs,
                     wait_secs,
                 })
@@ -291,7 +298,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
                 jobs,
                 executor: executor.into(),
                 clients,
-                dir,
+                dir: absolute(dir),
                 window_secs: window_secs.max(1),
                 warmup_secs,
             })
@@ -315,7 +322,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
                 jobs,
                 from: from.min(jobs),
                 clients,
-                dir,
+                dir: absolute(dir),
                 data_dir,
                 load_timeout: Duration::from_secs(load_timeout_secs),
             })
