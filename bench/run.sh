@@ -169,7 +169,7 @@ for c in $KV_CLIENTS; do
     step "$LG" kv --target etcd --url "$ETCD_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
 done
 
-step "$LG" jobs --url "$ROTA_URL" --count 10000 --clients 16 --record-file "$STAMPS/jobs.log" --delete
+step "$LG" jobs --url "$ROTA_URL" --count 10000 --clients 16 --dir "$STAMPS" --delete
 
 step "$LG" lag --url "$ROTA_URL" --jobs 1,1000,10000 --executor record --dir "$STAMPS"
 step "$PEER" lag --jobs 1,1000,10000 --exec record

@@ -367,7 +367,7 @@ fn fires_section(of: &[&Outcome], cores: usize) -> String {
                 counted_by.clone(),
                 dist(lag_ms),
                 max_queued.map_or("–".to_string(), |q| q.to_string()),
-                if *kept_up { "yes" } else { "**no**" }.to_string(),
+                kept_up_cell(*kept_up, *fired, *expected, lag_ms),
                 load_cell(&[o], cores),
             ]);
         }
@@ -384,6 +384,28 @@ fn fires_section(of: &[&Outcome], cores: usize) -> String {
          which instant a run was for), so it is meaningful only below 1 s.\n\n{}",
         t.render()
     )
+}
+
+/// "yes", or "no" with the reason the figures show: runs missing from the window,
+/// or runs later than one period.
+fn kept_up_cell(kept_up: bool, fired: u64, expected: u64, lag: &Option<Summary>) -> String {
+    if kept_up {
+        return "yes".to_string();
+    }
+    let mut why = Vec::new();
+    if fired < expected {
+        let missing = expected - fired;
+        let runs = if missing == 1 { "run" } else { "runs" };
+        why.push(format!("{missing} {runs} missing"));
+    }
+    if lag.is_some_and(|l| l.max >= 1000.0) {
+        why.push("runs over 1 s late".to_string());
+    }
+    if why.is_empty() {
+        "**no**".to_string()
+    } else {
+        format!("**no** ({})", why.join(", "))
+    }
 }
 
 fn memory_section(of: &[&Outcome], cores: usize) -> String {
@@ -616,6 +638,19 @@ mod tests {
             .find(|l| l.starts_with("| 100000 | etcd |"))
             .unwrap();
         assert!(etcd.contains("| 1.83× |"), "{etcd}");
+    }
+
+    #[test]
+    fn kept_up_says_why_not() {
+        let late = Summary::from_samples(vec![10.0, 1500.0]);
+        let fast = Summary::from_samples(vec![10.0]);
+        assert_eq!(kept_up_cell(true, 10, 10, &fast), "yes");
+        assert_eq!(kept_up_cell(false, 9, 10, &fast), "**no** (1 run missing)");
+        assert_eq!(
+            kept_up_cell(false, 10, 10, &late),
+            "**no** (runs over 1 s late)"
+        );
+        assert_eq!(kept_up_cell(false, 10, 10, &None), "**no**");
     }
 
     #[test]

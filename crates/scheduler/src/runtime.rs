@@ -458,10 +458,13 @@ impl Runtime {
     ) -> Option<Exit> {
         let now = Utc::now();
         let mut next = Some(first);
-        for _ in 0..EVENTS_PER_TURN {
+        for turn in 0..EVENTS_PER_TURN {
             let Some(event) = next.take() else {
                 break;
             };
+            // Regression (4097 runs due at once lost one): never pull an event the
+            // loop will not feed; the rest waits for the next turn.
+            let last = turn + 1 == EVENTS_PER_TURN;
             if event.revision > floor {
                 let input = match &event.kind {
                     EventKind::JobPut(job) => Some(Input::JobUpserted(job.clone())),
@@ -479,6 +482,9 @@ impl Runtime {
                 if let Some(input) = input {
                     engine.handle(input, now, out);
                 }
+            }
+            if last {
+                break;
             }
             next = match events.try_recv() {
                 Ok(event) => Some(event),
