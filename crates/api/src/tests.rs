@@ -55,6 +55,7 @@ impl Harness {
             SchedulerConfig {
                 node_name: "n1".into(),
                 max_running: 4,
+                tags: Default::default(),
             },
             shutdown.clone(),
         );

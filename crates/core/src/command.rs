@@ -5,6 +5,7 @@
 //! need (chosen by the proposer): the state machine reads no clock and draws no
 //! random number.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,51 @@ pub enum Command {
     /// Changes nothing; announced as `EventKind::Heartbeat` for the leader's liveness
     /// check.
     Heartbeat { node: String },
+    /// A node's scheduler runtime announces itself as a worker, once per process
+    /// start, before it runs anything: its tags (matched against jobs' `tags`) and
+    /// how many attempts it runs at once. A new `incarnation` for a known node means
+    /// the node restarted: every attempt still recorded as running on it belonged
+    /// to its earlier life and is finished as `lost` (retried per its job's policy)
+    /// in the same step, so that an attempt recorded on it afterwards is one the new
+    /// process was given. Answered by `Response::NodeRegistered`.
+    RegisterNode {
+        node: String,
+        incarnation: Ulid,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: BTreeMap<String, String>,
+        max_running: u32,
+    },
+}
+
+/// A worker node as registered (`Command::RegisterNode`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node: String,
+    pub incarnation: Ulid,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    pub max_running: u32,
+    pub registered_at: Timestamp,
+    /// The log index of the registration.
+    pub revision: u64,
+}
+
+impl NodeRecord {
+    /// Whether a job with `tags` may run here: every one of them is among the
+    /// node's (a job without tags runs anywhere).
+    pub fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+        tags_match(&self.tags, tags)
+    }
+}
+
+/// Whether a node with `node_tags` may run a job with `job_tags`.
+pub fn tags_match(
+    node_tags: &BTreeMap<String, String>,
+    job_tags: &BTreeMap<String, String>,
+) -> bool {
+    job_tags
+        .iter()
+        .all(|(k, v)| node_tags.get(k).is_some_and(|have| have == v))
 }
 
 /// One fired instant.
@@ -225,6 +271,12 @@ pub enum Response {
     SchedulerClaimed {
         epoch: u64,
     },
+    /// A node's registration; `lost` are the attempts of its earlier life that it
+    /// finished as lost.
+    NodeRegistered {
+        record: Box<NodeRecord>,
+        lost: Vec<Ulid>,
+    },
 }
 
 /// Something that changed, published after it was applied. `revision` is the log
@@ -254,4 +306,6 @@ pub enum EventKind {
         node: String,
         at: Timestamp,
     },
+    /// A node registered as a worker (`Command::RegisterNode`).
+    NodeRegistered(Arc<NodeRecord>),
 }

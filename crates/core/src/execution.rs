@@ -5,6 +5,9 @@ use ulid::Ulid;
 
 use crate::Timestamp;
 
+/// Error of an attempt that was running on a node when that node restarted.
+pub const NODE_RESTARTED: &str = "node restarted while the attempt ran";
+
 /// The contract's `Execution`. A retry keeps the id and raises `attempt`; what the
 /// earlier attempts did is kept in `attempts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,8 +22,8 @@ pub mod schedule;
 pub mod validate;
 
 pub use command::{
-    ClientRequest, Command, EventKind, Finish, Fire, FireOutcome, JobRecord, KvEntry, Response,
-    SessionKey, Start, StartInfo, StoreEvent,
+    ClientRequest, Command, EventKind, Finish, Fire, FireOutcome, JobRecord, KvEntry, NodeRecord,
+    Response, SessionKey, Start, StartInfo, StoreEvent,
 };
 pub use duration::HumanDuration;
 pub use error::ValidationError;

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use ulid::Ulid;
 
-use crate::RetryPolicy;
+use crate::{ExecStatus, RetryPolicy, Timestamp};
 
 impl RetryPolicy {
     /// Whether an attempt numbered `next_attempt` (2 for the first retry) may run.
@@ -31,6 +32,27 @@ impl RetryPolicy {
         };
         Duration::from_secs_f64(secs.max(0.0))
     }
+}
+
+/// When attempt `attempt` of execution `id`, ended with `status` at `now`, runs
+/// again under `policy`: `None` when it does not (no policy, attempts used up, a
+/// status that is not retried, or a cancel was asked for). The engine, the store
+/// (for attempts it finds lost) and a node finishing runs all use this one rule.
+pub fn retry_at(
+    policy: Option<&RetryPolicy>,
+    id: Ulid,
+    attempt: u32,
+    status: ExecStatus,
+    cancelled: bool,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    if cancelled || !status.is_retryable() {
+        return None;
+    }
+    let next = attempt.checked_add(1)?;
+    let policy = policy.filter(|p| p.allows(next))?;
+    let delay = policy.delay_before(next, jitter_seed(id, next));
+    now.checked_add_signed(TimeDelta::from_std(delay).ok()?)
 }
 
 /// The jitter seed of an attempt of an execution.

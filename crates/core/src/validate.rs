@@ -273,7 +273,11 @@ fn validate_retry(retry: &RetryPolicy) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn validate_tags(tags: &std::collections::BTreeMap<String, String>) -> Result<(), ValidationError> {
+/// Checks tag names and values (of a job, or of a node): non-empty and at most
+/// `MAX_TAG_CHARS` characters each.
+pub fn validate_tags(
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ValidationError> {
     for (name, value) in tags {
         if name.is_empty() {
             return Err(error("tags", "a tag name must not be empty"));

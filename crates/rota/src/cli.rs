@@ -135,6 +135,22 @@ pub struct ServerFlags {
     #[arg(long, value_name = "DURATION", value_parser = parse_node_timeout)]
     pub node_timeout: Option<std::time::Duration>,
 
+    /// How often the Raft leader sends heartbeats, 1ms-5s; every member should use
+    /// the same [default: 50ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_heartbeat_interval)]
+    pub heartbeat_interval: Option<std::time::Duration>,
+
+    /// Shortest Raft election timeout (the longest is twice it), 10ms-1m and at
+    /// least three heartbeat intervals; every member should use the same
+    /// [default: 200ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_election_timeout)]
+    pub election_timeout: Option<std::time::Duration>,
+
+    /// A tag of this node as KEY=VALUE (repeatable): jobs whose `tags` are all
+    /// among this node's may run here [default: none].
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+
     /// Voters of a new cluster as ID=URL pairs, this node among them, e.g.
     /// 1=http://10.0.0.1:7700,2=http://10.0.0.2:7700,3=http://10.0.0.3:7700; the
     /// lowest id initializes the cluster [default: a one-node cluster].
@@ -181,8 +197,20 @@ fn parse_node_timeout(s: &str) -> Result<std::time::Duration, String> {
     config::check_node_timeout(s)
 }
 
+fn parse_heartbeat_interval(s: &str) -> Result<std::time::Duration, String> {
+    config::check_heartbeat_interval(s)
+}
+
+fn parse_election_timeout(s: &str) -> Result<std::time::Duration, String> {
+    config::check_election_timeout(s)
+}
+
 fn parse_snapshot_every(s: &str) -> Result<u64, String> {
     config::check_snapshot_every(parse_u64(s)?)
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    config::check_tag(s)
 }
 
 fn parse_peer(s: &str) -> Result<(u64, Url), String> {

@@ -31,6 +31,9 @@ pub const DEFAULT_DATA_DIR: &str = "rota-data";
 pub const DEFAULT_MAX_RUNNING: usize = 64;
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 pub const DEFAULT_NODE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const DEFAULT_HEARTBEAT_INTERVAL: std::time::Duration =
+    rota_cluster::DEFAULT_HEARTBEAT_INTERVAL;
+pub const DEFAULT_ELECTION_TIMEOUT: std::time::Duration = rota_cluster::DEFAULT_ELECTION_TIMEOUT;
 /// `info`, except openraft's own `info` lines, which narrate every election and
 /// startup step in detail; `RUST_LOG=info` (or `log = "info"`) brings them back.
 pub const DEFAULT_LOG: &str = "info,openraft=warn";
@@ -63,6 +66,14 @@ pub struct FileConfig {
     /// How long a node running attempts may stay silent before the leader presumes
     /// it dead and retries its runs, a duration from `1s` to `1h`. Default `10s`.
     pub node_timeout: Option<String>,
+    /// How often the Raft leader sends heartbeats to the other members, a
+    /// duration from `1ms` to `5s`; every member should use the same. Default `50ms`.
+    pub heartbeat_interval: Option<String>,
+    /// Shortest Raft election timeout (the longest is twice it), a duration from
+    /// `10ms` to `1m` and at least three heartbeat intervals; every member should
+    /// use the same. A dead leader is replaced 3 to 4 times this after its last
+    /// heartbeat; a node stalled for that long loses its leadership. Default `200ms`.
+    pub election_timeout: Option<String>,
     /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,rota_scheduler=debug`;
     /// the `RUST_LOG` environment variable overrides it. Default `info,openraft=warn`.
     pub log: Option<String>,
@@ -73,6 +84,10 @@ pub struct FileConfig {
     /// Shared secret of the peer traffic and of membership changes (also
     /// `ROTA_CLUSTER_SECRET`). Default: none, the peer routes are open.
     pub cluster_secret: Option<String>,
+    /// Tags of this node, e.g. `{ region = "eu", gpu = "yes" }`: a job whose `tags`
+    /// are all among them may run here (a job without tags runs on any node).
+    /// Default: none.
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 impl FileConfig {
@@ -141,10 +156,14 @@ pub struct ServerConfig {
     pub max_running: usize,
     pub snapshot_every: u64,
     pub node_timeout: std::time::Duration,
+    pub heartbeat_interval: std::time::Duration,
+    pub election_timeout: std::time::Duration,
     pub log: String,
     /// Initial voters (id -> URL without a trailing slash); empty: a one-node cluster.
     pub peers: BTreeMap<u64, String>,
     pub cluster_secret: Option<String>,
+    /// This node's tags (matched against jobs' `tags`).
+    pub tags: BTreeMap<String, String>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// Where each key's value came from.
@@ -280,6 +299,34 @@ impl ServerConfig {
                 .map_err(|m| bad("node_timeout", m))?,
             DEFAULT_NODE_TIMEOUT,
         );
+        let heartbeat_interval = pick(
+            &mut sources,
+            "heartbeat_interval",
+            flags.heartbeat_interval,
+            file.heartbeat_interval
+                .as_deref()
+                .map(check_heartbeat_interval)
+                .transpose()
+                .map_err(|m| bad("heartbeat_interval", m))?,
+            DEFAULT_HEARTBEAT_INTERVAL,
+        );
+        let election_timeout = pick(
+            &mut sources,
+            "election_timeout",
+            flags.election_timeout,
+            file.election_timeout
+                .as_deref()
+                .map(check_election_timeout)
+                .transpose()
+                .map_err(|m| bad("election_timeout", m))?,
+            DEFAULT_ELECTION_TIMEOUT,
+        );
+        check_raft_timing(heartbeat_interval, election_timeout).map_err(|message| {
+            ConfigError::Conflict {
+                key: "election_timeout",
+                message,
+            }
+        })?;
         let file_peers = match &file.peers {
             Some(list) => Some(
                 list.iter()
@@ -289,6 +336,14 @@ impl ServerConfig {
             ),
             None => None,
         };
+        let file_tags = file
+            .tags
+            .clone()
+            .map(|tags| check_tags(&tags).map(|()| tags))
+            .transpose()
+            .map_err(|m| bad("tags", m))?;
+        let flag_tags = (!flags.tags.is_empty()).then(|| flags.tags.iter().cloned().collect());
+        let tags = pick(&mut sources, "tags", flag_tags, file_tags, BTreeMap::new());
         let flag_peers = (!flags.peers.is_empty()).then(|| flags.peers.clone());
         let peer_list = pick(&mut sources, "peers", flag_peers, file_peers, Vec::new());
         let mut peers = BTreeMap::new();
@@ -353,9 +408,12 @@ impl ServerConfig {
             max_running,
             snapshot_every,
             node_timeout,
+            heartbeat_interval,
+            election_timeout,
             log,
             peers,
             cluster_secret,
+            tags,
             config_file: path,
             sources,
         })
@@ -401,6 +459,25 @@ impl ServerConfig {
                 "node_timeout",
                 rota_core::HumanDuration(self.node_timeout).to_string(),
                 source("node_timeout"),
+            ),
+            (
+                "heartbeat_interval",
+                rota_core::HumanDuration(self.heartbeat_interval).to_string(),
+                source("heartbeat_interval"),
+            ),
+            (
+                "election_timeout",
+                rota_core::HumanDuration(self.election_timeout).to_string(),
+                source("election_timeout"),
+            ),
+            (
+                "tags",
+                self.tags
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                source("tags"),
             ),
             ("log", self.log.clone(), source("log")),
             (
@@ -512,11 +589,70 @@ pub fn check_node_timeout(text: &str) -> Result<std::time::Duration, String> {
     Ok(d.0)
 }
 
+/// A duration such as `50ms`, from 1 ms to 5 s.
+pub fn check_heartbeat_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d: rota_core::HumanDuration = text.parse()?;
+    if d.0 < std::time::Duration::from_millis(1) || d.0 > std::time::Duration::from_secs(5) {
+        return Err(format!("{text} is out of range; accepted: 1ms to 5s"));
+    }
+    Ok(d.0)
+}
+
+/// A duration such as `200ms`, from 10 ms to 1 m.
+pub fn check_election_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d: rota_core::HumanDuration = text.parse()?;
+    if d.0 < std::time::Duration::from_millis(10) || d.0 > std::time::Duration::from_secs(60) {
+        return Err(format!("{text} is out of range; accepted: 10ms to 1m"));
+    }
+    Ok(d.0)
+}
+
+/// The election timeout must leave room for a few heartbeats, or one late
+/// heartbeat would depose a healthy leader.
+pub fn check_raft_timing(
+    heartbeat_interval: std::time::Duration,
+    election_timeout: std::time::Duration,
+) -> Result<(), String> {
+    let timing = rota_cluster::RaftTiming {
+        heartbeat_interval,
+        election_timeout,
+    };
+    timing.validate().map_err(|_| {
+        format!(
+            "{} is shorter than {} heartbeat intervals of {}; raise election_timeout or lower heartbeat_interval",
+            rota_core::HumanDuration(election_timeout),
+            rota_cluster::RaftTiming::MIN_HEARTBEATS_PER_ELECTION,
+            rota_core::HumanDuration(heartbeat_interval),
+        )
+    })
+}
+
 pub fn check_snapshot_every(n: u64) -> Result<u64, String> {
     if n == 0 {
         return Err("must be at least 1".to_string());
     }
     Ok(n)
+}
+
+/// Node tags: names and values non-empty, at most 64 characters each.
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), String> {
+    rota_core::validate::validate_tags(tags).map_err(|e| {
+        if e.field.is_empty() || e.field == "tags" {
+            e.message
+        } else {
+            format!("{}: {}", e.field, e.message)
+        }
+    })
+}
+
+/// One `--tag KEY=VALUE`.
+pub fn check_tag(tag: &str) -> Result<(String, String), String> {
+    let (key, value) = tag
+        .split_once('=')
+        .ok_or_else(|| format!("{tag:?} is not KEY=VALUE, e.g. region=eu"))?;
+    let pair = (key.trim().to_string(), value.trim().to_string());
+    check_tags(&BTreeMap::from([pair.clone()]))?;
+    Ok(pair)
 }
 
 /// `ID=URL`, e.g. `2=http://10.0.0.2:7700`.
@@ -688,6 +824,68 @@ mod tests {
         let err =
             ServerConfig::resolve(&ServerFlags::default(), None, Some("[".into())).unwrap_err();
         assert!(err.to_string().contains("RUST_LOG"), "{err}");
+    }
+
+    #[test]
+    fn raft_timing_from_the_file_and_the_flags_is_checked_together() {
+        use std::time::Duration;
+        let cfg = with_file(&ServerFlags::default(), "").unwrap();
+        assert_eq!(cfg.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL);
+        assert_eq!(cfg.election_timeout, DEFAULT_ELECTION_TIMEOUT);
+        assert_eq!(cfg.sources["election_timeout"], Source::Default);
+
+        let text = "heartbeat_interval = \"100ms\"\nelection_timeout = \"1s\"";
+        let cfg = with_file(&ServerFlags::default(), text).unwrap();
+        assert_eq!(cfg.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(cfg.election_timeout, Duration::from_secs(1));
+        assert_eq!(cfg.sources["heartbeat_interval"], Source::File);
+        let shown: Vec<_> = cfg.entries().into_iter().map(|(k, v, _)| (k, v)).collect();
+        assert!(
+            shown.contains(&("election_timeout", "1s".to_string())),
+            "{shown:?}"
+        );
+
+        let flags = ServerFlags {
+            election_timeout: Some(Duration::from_millis(400)),
+            ..ServerFlags::default()
+        };
+        let cfg = with_file(&flags, text).unwrap();
+        assert_eq!(cfg.election_timeout, Duration::from_millis(400));
+        assert_eq!(cfg.sources["election_timeout"], Source::Flag);
+
+        // Each valid alone, together too tight: the error names the key to change.
+        let flags = ServerFlags {
+            election_timeout: Some(Duration::from_millis(250)),
+            ..ServerFlags::default()
+        };
+        let err = with_file(&flags, text).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Conflict {
+                    key: "election_timeout",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("election_timeout: 250ms"),
+            "{err}"
+        );
+
+        for (text, key) in [
+            ("heartbeat_interval = \"0s\"", "heartbeat_interval"),
+            ("heartbeat_interval = \"fast\"", "heartbeat_interval"),
+            ("election_timeout = \"5ms\"", "election_timeout"),
+            ("election_timeout = \"2m\"", "election_timeout"),
+        ] {
+            let err = with_file(&ServerFlags::default(), text).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("key {key}")),
+                "{text}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -21,7 +21,9 @@ use axum::serve::ListenerExt;
 use chrono::Utc;
 use reqwest::Url;
 use rota_api::ApiState;
-use rota_cluster::{Bootstrap, ClusterOptions, Node, NodeConfig, CLUSTER_SECRET_HEADER};
+use rota_cluster::{
+    Bootstrap, ClusterOptions, Node, NodeConfig, RaftTiming, CLUSTER_SECRET_HEADER,
+};
 use rota_core::{ClientRequest, Command, Response};
 use rota_scheduler::{LivenessConfig, SchedulerConfig, SchedulerHandle};
 use tokio::net::TcpListener;
@@ -84,6 +86,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ClusterOptions {
             bootstrap,
             secret: cfg.cluster_secret.clone(),
+            timing: RaftTiming {
+                heartbeat_interval: cfg.heartbeat_interval,
+                election_timeout: cfg.election_timeout,
+            },
         },
     )
     .await
@@ -94,6 +100,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         SchedulerConfig {
             node_name: cfg.node_name.clone(),
             max_running: cfg.max_running,
+            tags: cfg.tags.clone(),
         },
         LivenessConfig {
             node_timeout: cfg.node_timeout,

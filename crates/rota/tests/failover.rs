@@ -113,8 +113,8 @@ async fn runs_go_on(sink: &Path, after: usize, more: usize) -> usize {
 }
 
 /// Waits until the leader runs a `slow` attempt that started moments ago, so that a
-/// kill now lands in the middle of it; answers its execution id.
-async fn slow_run_starting_on(server: &Server, node: &str) -> String {
+/// kill now lands in the middle of it; answers its execution id and attempt.
+async fn slow_run_starting_on(server: &Server, node: &str) -> (String, u64) {
     let what = "a slow run starting on the leader";
     eventually(DEADLINE, what, || async move {
         let (status, body) = server.get("/v1/jobs/slow/executions?limit=5").await;
@@ -123,27 +123,34 @@ async fn slow_run_starting_on(server: &Server, node: &str) -> String {
             other => other["items"].as_array().cloned().unwrap_or_default(),
         };
         let fresh = items.iter().find(|e| {
+            // A first attempt: a retry caught here would not be retried again.
             e["status"] == "running"
+                && e["attempt"] == 1
                 && e["node"] == node
                 && e["started_at"]
                     .as_str()
                     .map(instant)
                     .is_some_and(|at| Utc::now() - at < TimeDelta::milliseconds(300))
         })?;
-        (status == 200).then(|| fresh["id"].as_str().map(str::to_string))?
+        let id = fresh["id"].as_str()?.to_string();
+        (status == 200).then_some((id, fresh["attempt"].as_u64()?))
     })
     .await
 }
 
-/// Waits until the first attempt of execution `id` is recorded as lost; answers
-/// its error.
-async fn lost_attempt(server: &Server, id: &str) -> String {
+/// Waits until attempt `attempt` of execution `id` is recorded as lost (an earlier
+/// attempt may have been lost in an earlier round); answers its error.
+async fn lost_attempt(server: &Server, (id, attempt): &(String, u64)) -> String {
     let what = "the killed node's attempt to be lost";
     eventually(DEADLINE, what, || async move {
         let (status, e) = server.get(&format!("/v1/executions/{id}")).await;
-        let first = e["attempts"].as_array()?.first()?.clone();
-        (status == 200 && first["status"] == "lost")
-            .then(|| first["error"].as_str().map(str::to_string))?
+        let record = e["attempts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["attempt"].as_u64() == Some(*attempt))?
+            .clone();
+        (status == 200 && record["status"] == "lost")
+            .then(|| record["error"].as_str().map(str::to_string))?
     })
     .await
 }

@@ -21,6 +21,9 @@ pub struct SchedulerConfig {
     pub node_name: String,
     /// Most attempts running at once on this node; more wait in priority order.
     pub max_running: usize,
+    /// This node's tags: runs of jobs whose `tags` are all among them may be placed
+    /// here.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// How nodes vouch for the runs recorded on them, and how long the leader trusts

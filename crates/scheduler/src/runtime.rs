@@ -45,10 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use ulid::Ulid;
 
-use crate::engine::{
-    finish_for, lost_finish, Action, Completion, Engine, EngineConfig, Input, LocalAttempt,
-    LOST_ERROR,
-};
+use crate::engine::{finish_for, Action, Completion, Engine, EngineConfig, Input, LocalAttempt};
 use crate::{LivenessConfig, SchedulerConfig, SchedulerError, SchedulerStats};
 
 /// Most store events taken in one turn (they share one batch of commits).
@@ -123,8 +120,8 @@ pub(crate) fn spawn(
         fence: 0,
         fired_before: 0,
         expected: HashMap::new(),
-        reported_lost: HashSet::new(),
         heartbeats: JoinSet::new(),
+        registered: 0,
     };
     tokio::spawn(runtime.run());
     shared
@@ -169,15 +166,19 @@ struct Runtime {
     /// Attempts the last engine started on this node but did not dispatch before
     /// leadership was lost: dispatched when the store shows them running here.
     expected: HashMap<Ulid, u32>,
-    /// Attempts of this node's earlier life already reported lost while following.
-    reported_lost: HashSet<(Ulid, u32)>,
     /// The heartbeat in flight, if any.
     heartbeats: JoinSet<()>,
+    /// The log index of this process's worker registration.
+    registered: u64,
 }
 
 impl Runtime {
     async fn run(mut self) {
-        info!(node = %self.cfg.node_name, max_running = self.cfg.max_running, "scheduler runtime started");
+        info!(node = %self.cfg.node_name, max_running = self.cfg.max_running, tags = ?self.cfg.tags, "scheduler runtime started");
+        if !self.register().await {
+            self.stop().await;
+            return;
+        }
         let mut leadership = self.node.leadership();
         let mut leadership_open = true;
         loop {
@@ -197,6 +198,44 @@ impl Runtime {
         self.stop().await;
     }
 
+    /// Registers this process as the node's worker (its tags, its capacity, a new
+    /// incarnation), retrying until it is committed; false on shutdown. Applying it
+    /// finishes the attempts of the node's earlier life as lost, so every attempt
+    /// recorded on this node once it is applied here was given to this process.
+    async fn register(&mut self) -> bool {
+        let command = Command::RegisterNode {
+            node: self.cfg.node_name.clone(),
+            incarnation: Ulid::generate(),
+            tags: self.cfg.tags.clone(),
+            max_running: u32::try_from(self.cfg.max_running).unwrap_or(u32::MAX),
+        };
+        let mut backoff = REBUILD_BACKOFF.0;
+        loop {
+            let request = ClientRequest {
+                session: None,
+                at: Utc::now(),
+                command: command.clone(),
+            };
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                result = self.node.write(request) => match result {
+                    Ok((index, Response::NodeRegistered { lost, .. })) => {
+                        info!(index, lost = lost.len(), "registered as a worker");
+                        self.registered = index;
+                        return true;
+                    }
+                    Ok((_, other)) => warn!(answer = ?other, "unexpected answer to a node registration"),
+                    Err(err) => debug!(error = %err, retry_in = ?backoff, "node registration not committed yet"),
+                },
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(REBUILD_BACKOFF.1);
+        }
+    }
+
     // ----- leading -----
 
     /// Schedules while the node leads; answers false on shutdown.
@@ -213,7 +252,6 @@ impl Runtime {
                 dispatched: false,
             })
             .collect();
-        self.reported_lost.clear();
         loop {
             if !self.settle_commits().await {
                 return false;
@@ -346,6 +384,7 @@ impl Runtime {
         let store = self.node.store().clone();
         let mut engine_cfg = EngineConfig::new(self.cfg.node_name.clone(), self.cfg.max_running);
         engine_cfg.node_timeout = self.liveness.node_timeout;
+        engine_cfg.tags = self.cfg.tags.clone();
         let (local, completed): (Vec<LocalAttempt>, Vec<Completion>) = {
             let live = lock(&self.shared.live);
             let local = live
@@ -369,6 +408,9 @@ impl Runtime {
             // Events up to here are already in what is read next.
             let floor = store.last_applied_index();
             let mut out = Vec::new();
+            for node in store.nodes()? {
+                engine.handle(Input::NodeRegistered(Arc::new(node)), now, &mut out);
+            }
             store.for_each_job(&mut |job| {
                 engine.handle(Input::JobUpserted(Arc::new(job)), now, &mut out);
             })?;
@@ -472,6 +514,9 @@ impl Runtime {
                     EventKind::Execution(e) => Some(Input::Execution(e.clone())),
                     EventKind::Heartbeat { node, .. } => {
                         Some(Input::NodeAlive { node: node.clone() })
+                    }
+                    EventKind::NodeRegistered(record) => {
+                        Some(Input::NodeRegistered(record.clone()))
                     }
                     EventKind::KvPut(_) | EventKind::KvDeleted { .. } => None,
                     EventKind::Reset => {
@@ -861,8 +906,48 @@ impl Runtime {
             }
             return;
         }
-        if on_me && !self.reported_lost.contains(&(e.id, e.attempt)) {
-            self.report_lost(e);
+        if on_me {
+            self.run_assigned(e);
+        }
+    }
+
+    /// An attempt recorded as running here that this process does not run. Once this
+    /// process's registration is applied, such a record was made for it (the
+    /// registration lost everything of the node's earlier life): a leader placed the
+    /// attempt here, and it runs. An event from before the registration may still
+    /// show an attempt of the earlier life; the record as it is now decides.
+    fn run_assigned(&mut self, e: &Execution) {
+        let store = self.node.store();
+        if store.last_applied_index() < self.registered {
+            return; // the registration will lose it
+        }
+        let current = match store.get_execution(e.id) {
+            Ok(Some(current)) => current,
+            Ok(None) => return,
+            Err(err) => {
+                warn!(execution = %e.id, error = %err, "reading an execution failed");
+                return;
+            }
+        };
+        let me = self.cfg.node_name.as_str();
+        if current.status != ExecStatus::Running
+            || current.node.as_deref() != Some(me)
+            || current.attempt != e.attempt
+        {
+            return;
+        }
+        info!(job = %current.job, execution = %current.id, attempt = current.attempt, "running an attempt placed on this node");
+        self.dispatch(
+            current.id,
+            current.attempt,
+            current.job.clone(),
+            current.scheduled_at,
+            current.trigger,
+        );
+        if current.cancel_requested {
+            if let Some(r) = lock(&self.shared.live).get(&current.id) {
+                r.cancel.cancel();
+            }
         }
     }
 
@@ -898,46 +983,11 @@ impl Runtime {
         }
     }
 
-    /// An attempt recorded as running here that this process does not run: its
-    /// earlier life crashed with it. Finished as `lost` (retried per policy) at once
-    /// instead of waiting for the leader's node timeout.
-    fn report_lost(&mut self, e: &Execution) {
-        let store = self.node.store();
-        // The event may be older than the record: judge the record as it is now.
-        let current = match store.get_execution(e.id) {
-            Ok(Some(current)) => current,
-            _ => return,
-        };
-        let me = self.cfg.node_name.as_str();
-        if current.status != ExecStatus::Running
-            || current.node.as_deref() != Some(me)
-            || current.attempt != e.attempt
-        {
-            return;
-        }
-        let job = store.get_job(&current.job).ok().flatten();
-        let finish = lost_finish(
-            current.id,
-            current.attempt,
-            job.as_ref().and_then(|j| j.spec.retry.as_ref()),
-            current.cancel_requested,
-            LOST_ERROR,
-            Utc::now(),
-        );
-        info!(job = %current.job, execution = %current.id, attempt = current.attempt, retry_at = ?finish.retry_at, "attempt of this node's earlier life lost");
-        self.reported_lost.insert((current.id, current.attempt));
-        self.commit_unfenced(Command::Finish {
-            finishes: vec![finish],
-        });
-    }
-
-    /// Tells the leader this node is alive while it runs attempts (at most one
-    /// heartbeat in flight).
+    /// Tells the leader this node is alive (at most one heartbeat in flight): it
+    /// vouches for the runs recorded here, and keeps the node among those runs are
+    /// placed on.
     fn heartbeat(&mut self) {
-        let running = lock(&self.shared.live)
-            .values()
-            .any(|r| r.completion.is_none());
-        if !running || !self.heartbeats.is_empty() {
+        if !self.heartbeats.is_empty() {
             return;
         }
         let node = self.node.clone();

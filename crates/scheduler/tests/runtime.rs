@@ -39,6 +39,7 @@ fn start_scheduler(node: &Arc<Node>) -> (Arc<SchedulerHandle>, CancellationToken
         SchedulerConfig {
             node_name: "n1".into(),
             max_running: 4,
+            tags: Default::default(),
         },
         shutdown.clone(),
     );

@@ -20,9 +20,12 @@ use crate::codec::{
 };
 use crate::tables::{Tables, OUTPUT, SESSION};
 use crate::StoreError;
+use rota_core::execution::NODE_RESTARTED;
+use rota_core::retry::retry_at;
 use rota_core::{
     AttemptRecord, ClientRequest, Command, EventKind, ExecStatus, Execution, Finish, Fire,
-    FireOutcome, JobRecord, JobSpec, KvEntry, Response, Start, StoreEvent, Timestamp, Trigger,
+    FireOutcome, JobRecord, JobSpec, KvEntry, NodeRecord, Response, Start, StoreEvent, Timestamp,
+    Trigger,
 };
 
 /// Sessions idle for longer than this (by the requests' own clock) are forgotten.
@@ -205,7 +208,87 @@ impl Apply<'_, '_> {
                 });
                 Ok(Response::Ok)
             }
+            Command::RegisterNode {
+                node,
+                incarnation,
+                tags,
+                max_running,
+            } => self.register_node(node, *incarnation, tags, *max_running),
         }
+    }
+
+    /// Records a worker; a new incarnation loses the attempts of the earlier one.
+    fn register_node(
+        &mut self,
+        node: &str,
+        incarnation: Ulid,
+        tags: &BTreeMap<String, String>,
+        max_running: u32,
+    ) -> Result<Response, StoreError> {
+        let restarted = self
+            .t
+            .get_node(node)?
+            .is_none_or(|previous| previous.incarnation != incarnation);
+        let mut lost = Vec::new();
+        if restarted {
+            let active: Vec<u128> = self
+                .t
+                .active
+                .iter()?
+                .map(|row| row.map(|(id, _)| id.value()))
+                .collect::<Result<_, _>>()?;
+            let mut finishes = Vec::new();
+            for id in active {
+                let Some(exec) = self.t.get_execution(Ulid(id))? else {
+                    continue;
+                };
+                if exec.status != ExecStatus::Running || exec.node.as_deref() != Some(node) {
+                    continue;
+                }
+                let policy = self.t.get_job(&exec.job)?.and_then(|j| j.spec.retry);
+                finishes.push(Finish {
+                    id: exec.id,
+                    attempt: exec.attempt,
+                    status: ExecStatus::Lost,
+                    at: self.at,
+                    exit_code: None,
+                    error: Some(NODE_RESTARTED.to_string()),
+                    output: None,
+                    output_truncated: false,
+                    retry_at: retry_at(
+                        policy.as_ref(),
+                        exec.id,
+                        exec.attempt,
+                        ExecStatus::Lost,
+                        exec.cancel_requested,
+                        self.at,
+                    ),
+                });
+                lost.push(exec.id);
+            }
+            if !finishes.is_empty() {
+                warn!(
+                    node,
+                    lost = finishes.len(),
+                    "node restarted: attempts of its earlier life lost"
+                );
+            }
+            self.finish(&finishes)?;
+        }
+        let record = NodeRecord {
+            node: node.to_string(),
+            incarnation,
+            tags: tags.clone(),
+            max_running,
+            registered_at: self.at,
+            revision: self.index,
+        };
+        self.t.put_node(&record)?;
+        self.emit(EventKind::NodeRegistered(Arc::new(record.clone())));
+        Ok(Response::NodeRegistered {
+            record: Box::new(record),
+            lost,
+        })
     }
 
     fn batch(&mut self, commands: &[Command]) -> Result<Response, StoreError> {

@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
-use rota_core::{ClientRequest, EventKind, Execution, JobRecord, KvEntry, Response, StoreEvent};
+use rota_core::{
+    ClientRequest, EventKind, Execution, JobRecord, KvEntry, NodeRecord, Response, StoreEvent,
+};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 use ulid::Ulid;
@@ -348,6 +350,18 @@ impl Store {
                     warn!(execution = %Ulid(id.value()), "active index names a missing execution")
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Every registered worker node, by name.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let nodes = txn.open_table(tables::NODES)?;
+        let mut out = Vec::new();
+        for row in nodes.iter()? {
+            let (_, v) = row?;
+            out.push(decode(tables::NODE, v.value())?);
         }
         Ok(out)
     }

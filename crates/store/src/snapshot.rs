@@ -20,7 +20,7 @@ use crate::apply::SessionRecord;
 use crate::codec::{check_fired_key, decode, parse_ulid, split_job_exec_key};
 use crate::tables::{self, Tables};
 use crate::StoreError;
-use rota_core::{Execution, JobRecord, KvEntry};
+use rota_core::{Execution, JobRecord, KvEntry, NodeRecord};
 
 const MAGIC: &[u8; 8] = b"ROTASNAP";
 const SNAPSHOT_VERSION: u8 = 1;
@@ -40,6 +40,7 @@ const TAG_KV: u8 = 8;
 const TAG_SESSIONS: u8 = 9;
 /// The scheduler epoch (key `scheduler_epoch`, value u64); only written when set.
 const TAG_SCHEDULER_EPOCH: u8 = 10;
+const TAG_NODES: u8 = 11;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -147,6 +148,7 @@ pub(crate) fn export(
     id_bytes(&mut out, txn, TAG_OUTPUTS, tables::OUTPUTS)?;
     str_bytes(&mut out, txn, TAG_KV, tables::KV)?;
     str_bytes(&mut out, txn, TAG_SESSIONS, tables::SESSIONS)?;
+    str_bytes(&mut out, txn, TAG_NODES, tables::NODES)?;
     if let Some(epoch) = txn
         .open_table(tables::META)?
         .get(tables::META_SCHEDULER_EPOCH)?
@@ -246,6 +248,7 @@ pub(crate) fn import(
     txn.delete_table(tables::OUTPUTS)?;
     txn.delete_table(tables::KV)?;
     txn.delete_table(tables::SESSIONS)?;
+    txn.delete_table(tables::NODES)?;
     let mut t = Tables::open(txn)?;
 
     let mut key = Vec::new();
@@ -320,6 +323,17 @@ pub(crate) fn import(
                 let client = utf8("sessions", &key)?;
                 decode::<SessionRecord>(tables::SESSION, &value)?;
                 t.sessions.insert(client, value.as_slice())?;
+            }
+            TAG_NODES => {
+                let name = utf8("nodes", &key)?;
+                let node: NodeRecord = decode(tables::NODE, &value)?;
+                if node.node != name {
+                    return Err(malformed(format!(
+                        "node row {name:?} holds node {:?}",
+                        node.node
+                    )));
+                }
+                t.nodes.insert(name, value.as_slice())?;
             }
             TAG_SCHEDULER_EPOCH => {
                 if key != tables::META_SCHEDULER_EPOCH.as_bytes() {

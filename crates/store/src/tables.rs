@@ -8,7 +8,7 @@ use ulid::Ulid;
 
 use crate::codec::{decode, encode};
 use crate::StoreError;
-use rota_core::{Execution, JobRecord};
+use rota_core::{Execution, JobRecord, NodeRecord};
 
 /// `format` (u32, big-endian), `applied` (last applied log index, u64 big-endian),
 /// `raft` (opaque bytes of the cluster layer: last applied log id, membership),
@@ -32,6 +32,8 @@ pub(crate) const OUTPUTS: TableDefinition<u128, &[u8]> = TableDefinition::new("o
 pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 /// Client id → [`crate::session::SessionRecord`].
 pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// Node name → [`rota_core::NodeRecord`] (registered workers).
+pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
@@ -48,6 +50,7 @@ pub(crate) const EXECUTION: &str = "execution";
 pub(crate) const KV_ENTRY: &str = "kv entry";
 pub(crate) const SESSION: &str = "session";
 pub(crate) const OUTPUT: &str = "output";
+pub(crate) const NODE: &str = "node";
 
 /// Every table of the state file, opened in one write transaction.
 pub(crate) struct Tables<'t> {
@@ -61,6 +64,7 @@ pub(crate) struct Tables<'t> {
     pub outputs: Table<'t, u128, &'static [u8]>,
     pub kv: Table<'t, &'static str, &'static [u8]>,
     pub sessions: Table<'t, &'static str, &'static [u8]>,
+    pub nodes: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -76,6 +80,7 @@ impl<'t> Tables<'t> {
             outputs: txn.open_table(OUTPUTS)?,
             kv: txn.open_table(KV)?,
             sessions: txn.open_table(SESSIONS)?,
+            nodes: txn.open_table(NODES)?,
         })
     }
 
@@ -108,6 +113,19 @@ impl<'t> Tables<'t> {
         } else {
             self.active.remove(exec.id.0)?;
         }
+        Ok(())
+    }
+
+    pub fn get_node(&self, name: &str) -> Result<Option<NodeRecord>, StoreError> {
+        self.nodes
+            .get(name)?
+            .map(|v| decode(NODE, v.value()))
+            .transpose()
+    }
+
+    pub fn put_node(&mut self, node: &NodeRecord) -> Result<(), StoreError> {
+        self.nodes
+            .insert(node.node.as_str(), encode(NODE, node)?.as_slice())?;
         Ok(())
     }
 

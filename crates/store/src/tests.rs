@@ -318,6 +318,13 @@ fn arb_command() -> impl Strategy<Value = Command> {
             .prop_map(|(n, term)| Command::ClaimScheduler { node: n.into(), term }),
         1 => prop::sample::select(vec!["n1", "n2"])
             .prop_map(|n| Command::Heartbeat { node: n.into() }),
+        1 => (prop::sample::select(vec!["n1", "n2"]), 0u128..3)
+            .prop_map(|(n, i)| Command::RegisterNode {
+                node: n.into(),
+                incarnation: ulid::Ulid(i),
+                tags: Default::default(),
+                max_running: 2,
+            }),
     ];
     leaf.prop_recursive(1, 8, 4, |inner| {
         prop_oneof![

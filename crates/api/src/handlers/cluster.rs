@@ -53,12 +53,32 @@ impl AppState {
 
     async fn cluster_view(&self) -> Result<Json<Value>, ApiError> {
         let status = self.node.cluster_status().await?;
-        Ok(Json(json!(status)))
+        let mut view = json!(status);
+        // Registered workers, from this node's copy of the state (as stale as
+        // `last_applied`): where runs may be placed.
+        let workers: Vec<Value> = self
+            .node
+            .store()
+            .nodes()?
+            .into_iter()
+            .map(|n| {
+                json!({
+                    "node": n.node,
+                    "tags": n.tags,
+                    "max_running": n.max_running,
+                    "incarnation": n.incarnation.to_string(),
+                    "registered_at": n.registered_at,
+                })
+            })
+            .collect();
+        view["workers"] = Value::Array(workers);
+        Ok(Json(view))
     }
 }
 
 /// `GET /v1/cluster`: `{node_id, leader, leader_url, term, members: [{id, url,
-/// role, matched_index}], commit_index, last_applied}`.
+/// role, matched_index}], commit_index, last_applied, workers: [{node, tags,
+/// max_running, incarnation, registered_at}]}`.
 pub(crate) async fn status(
     State(s): State<AppState>,
     params: Params,

@@ -8,7 +8,7 @@
 //! store when it dispatches, and the engine stays small (about 150 bytes per job,
 //! see the `job_entry_is_compact` test).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,9 @@ pub(super) struct JobEntry {
     /// Boxed: most jobs have none, and the policy is four times the pointer.
     pub(super) retry: Option<Box<RetryPolicy>>,
     pub(super) priority: i32,
+    /// Placement: the job runs on nodes with all of these tags (shared: most jobs
+    /// have none).
+    pub(super) tags: Option<Arc<BTreeMap<String, String>>>,
     pub(super) overlap: Overlap,
     pub(super) misfire: Misfire,
     pub(super) paused: bool,

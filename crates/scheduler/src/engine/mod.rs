@@ -38,10 +38,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use rota_core::retry::jitter_seed;
+use rota_core::command::tags_match;
+use rota_core::retry::retry_at;
 use rota_core::{
-    ExecStatus, Execution, Finish, Fire, JobRecord, Misfire, Overlap, RetryPolicy, Start,
-    StartInfo, Timestamp, Trigger,
+    ExecStatus, Execution, Finish, Fire, JobRecord, Misfire, NodeRecord, Overlap, RetryPolicy,
+    Start, StartInfo, Timestamp, Trigger,
 };
 use rota_exec::RunOutcome;
 use tracing::{debug, info, warn};
@@ -55,7 +56,7 @@ pub const DEFAULT_MISFIRE_THRESHOLD: Duration = Duration::from_secs(5);
 /// Most missed instants `run_all` fires for one job at once (the newest ones).
 pub const MAX_CATCHUP_FIRES: usize = 10_000;
 /// Error of an attempt that was running on this node when it restarted.
-pub const LOST_ERROR: &str = "node restarted while the attempt ran";
+pub const LOST_ERROR: &str = rota_core::execution::NODE_RESTARTED;
 /// Error of an attempt whose node stopped reporting (crashed, or cut off).
 pub const NODE_DOWN_ERROR: &str = "the node running the attempt stopped reporting";
 /// How long another node may stay silent while runs are recorded on it.
@@ -74,6 +75,8 @@ pub struct EngineConfig {
     pub node: String,
     /// Most attempts running at once on this node.
     pub max_running: usize,
+    /// This node's tags: jobs whose `tags` are all among them may run here.
+    pub tags: BTreeMap<String, String>,
     /// How late an instant may fire and still count as on time.
     pub misfire_threshold: Duration,
     /// How long another node with runs on record may go without reporting
@@ -87,6 +90,7 @@ impl EngineConfig {
         Self {
             node: node.into(),
             max_running,
+            tags: BTreeMap::new(),
             misfire_threshold: DEFAULT_MISFIRE_THRESHOLD,
             node_timeout: DEFAULT_NODE_TIMEOUT,
         }
@@ -125,6 +129,9 @@ pub enum Input {
     /// Another node's scheduler reported that it is alive (a committed heartbeat):
     /// the runs recorded on it are going on.
     NodeAlive { node: String },
+    /// A node registered as a worker (store event or initial load): runs may be
+    /// placed on it while it reports.
+    NodeRegistered(Arc<NodeRecord>),
 }
 
 /// What the engine asks for. `Fire`, `Start` and `Finish` are committed in the order
@@ -200,8 +207,9 @@ enum Phase {
     Blocked(ReadyKey),
     /// Queued as a retry that is due later.
     RetryWait(Timestamp),
-    /// This engine started it (holds a slot) and waits for the store to show it running.
-    Starting,
+    /// This engine started it (holds a slot of the node it chose; `here` when that
+    /// is this node) and waits for the store to show it running.
+    Starting { here: bool },
     /// Running; `here` when dispatched on this node (holds a slot).
     Running { here: bool },
     /// Running on this node at load, not started by this engine: lost at `start`.
@@ -234,10 +242,10 @@ impl Phase {
                 queued: true,
                 ..Class::default()
             },
-            Phase::Starting => Class {
+            Phase::Starting { here } => Class {
                 active: true,
                 running: true,
-                slot: true,
+                slot: here,
                 ..Class::default()
             },
             Phase::Running { here } => Class {
@@ -284,6 +292,13 @@ struct RemoteNode {
     last_seen: Timestamp,
     /// Executions running on it (phase `Running { here: false }`).
     running: HashSet<Ulid>,
+}
+
+/// Another node that registered as a worker.
+#[derive(Debug)]
+struct Worker {
+    tags: BTreeMap<String, String>,
+    max_running: usize,
 }
 
 /// Per job with active executions: counts by [`Class`] and the parked runs.
@@ -340,6 +355,8 @@ pub struct Engine {
     turn_index: HashMap<Ulid, usize>,
     /// Other nodes with runs on record, or that reported.
     remote: HashMap<Arc<str>, RemoteNode>,
+    /// Other nodes registered as workers: where runs may be placed.
+    workers: BTreeMap<Arc<str>, Worker>,
     /// The time of the latest call (the engine has no clock of its own).
     now: Timestamp,
 }
@@ -378,6 +395,7 @@ impl Engine {
             turn_fires: Vec::new(),
             turn_index: HashMap::new(),
             remote: HashMap::new(),
+            workers: BTreeMap::new(),
             now: Timestamp::MIN_UTC,
         }
     }
@@ -403,7 +421,7 @@ impl Engine {
             .iter()
             .filter_map(|(id, t)| {
                 let dispatched = match t.phase {
-                    Phase::Starting => false,
+                    Phase::Starting { here: true } => false,
                     Phase::Running { here: true } => true,
                     _ => return None,
                 };
@@ -502,20 +520,35 @@ impl Engine {
                     debug!(execution = %id, "fire created nothing");
                 }
             }
-            Input::NodeAlive { node } => {
-                if node != self.cfg.node {
-                    let now = self.now;
-                    self.remote
-                        .entry(Arc::from(node.as_str()))
-                        .and_modify(|r| r.last_seen = r.last_seen.max(now))
-                        .or_insert_with(|| RemoteNode {
-                            last_seen: now,
-                            running: HashSet::new(),
-                        });
+            Input::NodeAlive { node } => self.node_alive(&node),
+            Input::NodeRegistered(record) => {
+                if record.node != self.cfg.node {
+                    let name: Arc<str> = Arc::from(record.node.as_str());
+                    self.workers.insert(
+                        name,
+                        Worker {
+                            tags: record.tags.clone(),
+                            max_running: usize::try_from(record.max_running).unwrap_or(usize::MAX),
+                        },
+                    );
+                    self.node_alive(&record.node);
                 }
             }
         }
         self.end_turn(now, out);
+    }
+
+    fn node_alive(&mut self, node: &str) {
+        if node != self.cfg.node {
+            let now = self.now;
+            self.remote
+                .entry(Arc::from(node))
+                .and_modify(|r| r.last_seen = r.last_seen.max(now))
+                .or_insert_with(|| RemoteNode {
+                    last_seen: now,
+                    running: HashSet::new(),
+                });
+        }
     }
 
     /// Fires every timer due at `now`.
@@ -568,6 +601,7 @@ impl Engine {
                 job.catchup_window = spec.catchup_window.0;
                 job.retry = spec.retry.clone().map(Box::new);
                 job.priority = spec.priority;
+                job.tags = (!spec.tags.is_empty()).then(|| Arc::new(spec.tags.clone()));
                 job.overlap = spec.overlap;
                 job.misfire = spec.misfire;
                 job.paused = spec.paused;
@@ -591,6 +625,7 @@ impl Engine {
                     catchup_window: spec.catchup_window.0,
                     retry: spec.retry.clone().map(Box::new),
                     priority: spec.priority,
+                    tags: (!spec.tags.is_empty()).then(|| Arc::new(spec.tags.clone())),
                     overlap: spec.overlap,
                     misfire: spec.misfire,
                     paused: spec.paused,
@@ -845,7 +880,7 @@ impl Engine {
                 let settled = e.attempt == attempt
                     && match phase {
                         // Our Start or Finish is not applied yet.
-                        Phase::Starting | Phase::Finishing { .. } => true,
+                        Phase::Starting { .. } | Phase::Finishing { .. } => true,
                         Phase::Ready(_) | Phase::Blocked(_) => {
                             e.next_attempt_at.is_none_or(|due| due <= now)
                         }
@@ -863,7 +898,7 @@ impl Engine {
             ExecStatus::Running => {
                 if e.attempt == attempt {
                     match phase {
-                        Phase::Starting if here => {
+                        Phase::Starting { here: true } if here => {
                             if cancel || e.cancel_requested {
                                 self.finish_unstarted(e.id, attempt, now, out);
                             } else {
@@ -926,7 +961,7 @@ impl Engine {
                         tracked.phase = if a.dispatched {
                             Phase::Running { here: true }
                         } else {
-                            Phase::Starting
+                            Phase::Starting { here: true }
                         };
                         self.track(e.id, tracked);
                         if !a.dispatched {
@@ -1226,7 +1261,10 @@ impl Engine {
         if class.queued {
             self.queued -= 1;
         }
-        if phase == (Phase::Running { here: false }) {
+        if matches!(
+            phase,
+            Phase::Running { here: false } | Phase::Starting { here: false }
+        ) {
             for r in self.remote.values_mut() {
                 r.running.remove(&id);
             }
@@ -1256,7 +1294,10 @@ impl Engine {
         if class.queued {
             self.queued += 1;
         }
-        if phase == (Phase::Running { here: false }) {
+        if matches!(
+            phase,
+            Phase::Running { here: false } | Phase::Starting { here: false }
+        ) {
             let node = self
                 .execs
                 .get(&id)
@@ -1302,16 +1343,30 @@ impl Engine {
         overlap != Overlap::Allow && self.activity.get(&t.job).is_some_and(|a| a.running > 0)
     }
 
-    /// Starts queued executions while slots are free, best priority first.
+    /// Starts queued executions while slots are free, best priority first, each on
+    /// the least-loaded live node whose tags match its job's (this node on a tie).
+    /// An execution no such node has room for stays in the queue without holding
+    /// back the ones behind it that can run elsewhere.
     fn fill_slots(&mut self, now: Timestamp, out: &mut Vec<Action>) {
-        while self.running_here < self.cfg.max_running {
-            let Some((key, id)) = self.ready.pop_first() else {
+        let mut after: Option<ReadyKey> = None;
+        while self.any_free_slot(now) {
+            let next = match after {
+                None => self.ready.iter().next(),
+                Some(k) => self
+                    .ready
+                    .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                    .next(),
+            };
+            let Some((key, id)) = next.map(|(k, id)| (*k, *id)) else {
                 break;
             };
+            after = Some(key);
             let Some(t) = self.execs.get(&id) else {
+                self.ready.remove(&key);
                 continue;
             };
             if t.phase != Phase::Ready(key) {
+                self.ready.remove(&key);
                 continue;
             }
             let attempt = t.attempt;
@@ -1319,9 +1374,18 @@ impl Engine {
                 self.set_phase(id, Phase::Blocked(key));
                 continue;
             }
-            self.set_phase(id, Phase::Starting);
+            let tags = self.jobs.get(&t.job).and_then(|j| j.tags.as_deref());
+            let Some(node) = self.place(tags, now) else {
+                continue;
+            };
+            let here = node.is_none();
+            let node = node.unwrap_or_else(|| Arc::from(self.cfg.node.as_str()));
+            if let Some(t) = self.execs.get_mut(&id) {
+                t.node = Some(node.clone());
+            }
+            self.set_phase(id, Phase::Starting { here });
             let start = StartInfo {
-                node: self.cfg.node.clone(),
+                node: node.to_string(),
                 at: now,
             };
             match self
@@ -1338,6 +1402,58 @@ impl Engine {
                 })),
             }
         }
+    }
+
+    /// Whether another node reported within the node timeout.
+    fn is_up(&self, node: &str, now: Timestamp) -> bool {
+        let timeout = TimeDelta::from_std(self.cfg.node_timeout).unwrap_or(TimeDelta::MAX);
+        self.remote.get(node).is_some_and(|r| {
+            r.last_seen
+                .checked_add_signed(timeout)
+                .is_none_or(|deadline| deadline > now)
+        })
+    }
+
+    fn remote_load(&self, node: &str) -> usize {
+        self.remote.get(node).map_or(0, |r| r.running.len())
+    }
+
+    /// Whether any live node (whatever its tags) has a free slot.
+    fn any_free_slot(&self, now: Timestamp) -> bool {
+        self.running_here < self.cfg.max_running
+            || self
+                .workers
+                .iter()
+                .any(|(name, w)| self.remote_load(name) < w.max_running && self.is_up(name, now))
+    }
+
+    /// Where a run of a job with `tags` goes: `Some(None)` here, `Some(Some(node))`
+    /// on another node, `None` when no matching live node has a free slot. Least
+    /// loaded (running over capacity) first; this node wins a tie (its runs need no
+    /// replication to start), then names in order.
+    #[allow(clippy::option_option)]
+    fn place(
+        &self,
+        tags: Option<&BTreeMap<String, String>>,
+        now: Timestamp,
+    ) -> Option<Option<Arc<str>>> {
+        let fits = |have: &BTreeMap<String, String>| tags.is_none_or(|t| tags_match(have, t));
+        let mut best: Option<(Option<&Arc<str>>, usize, usize)> = None;
+        if self.running_here < self.cfg.max_running && fits(&self.cfg.tags) {
+            best = Some((None, self.running_here, self.cfg.max_running));
+        }
+        for (name, w) in &self.workers {
+            let load = self.remote_load(name);
+            if load >= w.max_running || !fits(&w.tags) || !self.is_up(name, now) {
+                continue;
+            }
+            // load / max < best_load / best_max, without division.
+            let better = best.is_none_or(|(_, bl, bm)| load * bm < bl * w.max_running);
+            if better {
+                best = Some((Some(name), load, w.max_running));
+            }
+        }
+        best.map(|(node, _, _)| node.cloned())
     }
 
     fn end_turn(&mut self, now: Timestamp, out: &mut Vec<Action>) {
@@ -1378,24 +1494,6 @@ impl Engine {
             self.timers = heap;
         }
     }
-}
-
-/// When a failed attempt runs again, if it does.
-fn retry_at(
-    policy: Option<&RetryPolicy>,
-    id: Ulid,
-    attempt: u32,
-    status: ExecStatus,
-    cancelled: bool,
-    now: Timestamp,
-) -> Option<Timestamp> {
-    if cancelled || !status.is_retryable() {
-        return None;
-    }
-    let next = attempt.checked_add(1)?;
-    let policy = policy.filter(|p| p.allows(next))?;
-    let delay = policy.delay_before(next, jitter_seed(id, next));
-    now.checked_add_signed(TimeDelta::from_std(delay).ok()?)
 }
 
 /// The `Finish` of an attempt that nobody runs any more (`status: lost`), retried

@@ -993,3 +993,74 @@ fn a_heartbeat_changes_nothing_and_is_announced() {
         matches!(&events[0].kind, EventKind::Heartbeat { node, at } if node == "n2" && *at == t(42))
     );
 }
+
+fn register(h: &mut Harness, node: &str, incarnation: u128) -> Response {
+    h.run(Command::RegisterNode {
+        node: node.into(),
+        incarnation: Ulid(incarnation),
+        tags: [("zone".to_string(), "a".to_string())].into(),
+        max_running: 4,
+    })
+}
+
+#[test]
+fn a_new_incarnation_loses_the_attempts_of_the_earlier_one() {
+    let mut h = Harness::new();
+    let mut job = spec("a");
+    job.retry = Some(rota_core::RetryPolicy {
+        max_attempts: 2,
+        initial_delay: rota_core::HumanDuration::from_secs(1),
+        max_delay: rota_core::HumanDuration::from_secs(1),
+        multiplier: 1.0,
+        jitter: false,
+    });
+    h.run(Command::PutJob { spec: job });
+    put(&mut h, "b");
+    // One attempt running on n2 (retried), one on n3 (untouched), one of b on n2.
+    for (id, job, node) in [(1, "a", "n2"), (2, "a", "n3"), (3, "b", "n2")] {
+        let mut f = fire(id, job, id as i64, Trigger::Schedule);
+        f.start = Some(StartInfo {
+            node: node.into(),
+            at: t(5),
+        });
+        h.run(Command::Fire { fires: vec![f] });
+    }
+    let Response::NodeRegistered { record, lost } = register(&mut h, "n2", 7) else {
+        panic!("expected NodeRegistered");
+    };
+    assert_eq!(record.max_running, 4);
+    assert_eq!(h.store.nodes().unwrap(), vec![*record.clone()]);
+    assert_eq!(lost, vec![Ulid(1), Ulid(3)]);
+    let retried = h.store.get_execution(Ulid(1)).unwrap().unwrap();
+    assert_eq!((retried.status, retried.attempt), (ExecStatus::Queued, 2));
+    assert_eq!(retried.attempts[0].status, ExecStatus::Lost);
+    let ended = h.store.get_execution(Ulid(3)).unwrap().unwrap();
+    assert_eq!(ended.status, ExecStatus::Lost);
+    assert_eq!(
+        ended.error.as_deref(),
+        Some(rota_core::execution::NODE_RESTARTED)
+    );
+    let other = h.store.get_execution(Ulid(2)).unwrap().unwrap();
+    assert_eq!(other.status, ExecStatus::Running);
+    let events = h.events();
+    assert!(matches!(
+        &events.last().unwrap().kind,
+        EventKind::NodeRegistered(r) if r.node == "n2" && r.incarnation == Ulid(7)
+    ));
+
+    // The same incarnation again (a retried registration) loses nothing.
+    let mut f = fire(4, "b", 40, Trigger::Schedule);
+    f.start = Some(StartInfo {
+        node: "n2".into(),
+        at: t(6),
+    });
+    h.run(Command::Fire { fires: vec![f] });
+    let Response::NodeRegistered { lost, .. } = register(&mut h, "n2", 7) else {
+        panic!("expected NodeRegistered");
+    };
+    assert!(lost.is_empty());
+    assert_eq!(
+        h.store.get_execution(Ulid(4)).unwrap().unwrap().status,
+        ExecStatus::Running
+    );
+}
