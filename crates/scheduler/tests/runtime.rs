@@ -33,12 +33,19 @@ async fn start_node(dir: &Path) -> Arc<Node> {
 }
 
 fn start_scheduler(node: &Arc<Node>) -> (Arc<SchedulerHandle>, CancellationToken) {
+    start_scheduler_with(node, 4)
+}
+
+fn start_scheduler_with(
+    node: &Arc<Node>,
+    max_running: usize,
+) -> (Arc<SchedulerHandle>, CancellationToken) {
     let shutdown = CancellationToken::new();
     let handle = SchedulerHandle::spawn(
         node.clone(),
         SchedulerConfig {
             node_name: "n1".into(),
-            max_running: 4,
+            max_running,
             tags: Default::default(),
         },
         shutdown.clone(),
@@ -271,6 +278,72 @@ async fn a_burst_due_together_is_fired_in_one_entry_and_drains_through_the_slots
     let stats = scheduler.stats();
     assert_eq!(stats.dispatch_lag.count, JOBS as u64);
     assert_eq!((stats.running, stats.queued), (0, 0));
+
+    shutdown.cancel();
+    scheduler.stopped().await;
+    node.shutdown().await.expect("node stops");
+}
+
+/// Regression: the runtime takes at most 4,096 store events per turn, and once
+/// dropped the event it had pulled past that bound, so one of 4,097 runs due
+/// together (4,097 execution events from one log entry) was never dispatched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_runs_due_together_than_one_turn_takes_all_run_once() {
+    const JOBS: usize = 4_097;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(&dir.path().join("data")).await;
+    let (scheduler, shutdown) = start_scheduler_with(&node, 2 * JOBS);
+    let mut events = node.store().subscribe();
+    let record = dir.path().join("record.txt");
+    let due = (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
+    let commands = (0..JOBS)
+        .map(|i| {
+            let spec: JobSpec = serde_json::from_value(json!({
+                "name": format!("burst-{i}"),
+                "schedule": {"at": due},
+                "executor": {"type": "record", "path": record.to_string_lossy()},
+            }))
+            .expect("job spec");
+            Command::PutJob { spec }
+        })
+        .collect();
+    node.write(ClientRequest {
+        session: None,
+        at: Utc::now(),
+        command: Command::Batch { commands },
+    })
+    .await
+    .expect("jobs written");
+
+    let ran = || {
+        std::fs::read_to_string(&record)
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    };
+    tokio::time::timeout(GIVE_UP, async {
+        loop {
+            match events.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+            // Count only once the backlog is drained: the record file is the truth.
+            if events.is_empty() && ran() >= JOBS {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {JOBS} runs happened", ran()));
+
+    let text = std::fs::read_to_string(&record).expect("record file");
+    let mut jobs: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or_default())
+        .collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    assert_eq!(jobs.len(), JOBS, "every job ran, none twice");
+    assert_eq!(text.lines().count(), JOBS);
 
     shutdown.cancel();
     scheduler.stopped().await;
