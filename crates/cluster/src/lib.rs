@@ -366,6 +366,12 @@ impl Node {
         }))
     }
 
+    /// An HTTP client for calls to other nodes' APIs (pooled with the peer
+    /// traffic's); `None` when it could not be built.
+    pub fn peer_http(&self) -> Option<reqwest::Client> {
+        self.transport.client()
+    }
+
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
     }

@@ -76,6 +76,12 @@ impl Transport {
         }
     }
 
+    /// The pooled HTTP client of the peer traffic (built on first use; `None` when
+    /// building it failed).
+    pub fn client(&self) -> Option<reqwest::Client> {
+        self.inner.client.get_or_init(build_client).clone()
+    }
+
     /// Whether `given` (a request's secret header) proves cluster membership.
     pub fn admits(&self, given: Option<&[u8]>) -> bool {
         match &self.inner.secret {

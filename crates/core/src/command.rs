@@ -99,6 +99,9 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         tags: BTreeMap<String, String>,
         max_running: u32,
+        /// Where the node's API answers (live output of its runs is read there).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
 }
 
@@ -110,6 +113,9 @@ pub struct NodeRecord {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
     pub max_running: u32,
+    /// Where the node's API answers, if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub registered_at: Timestamp,
     /// The log index of the registration.
     pub revision: u64,

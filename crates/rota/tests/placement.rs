@@ -156,6 +156,63 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
         }
     }
 
+    // Its live output streams through a node that does not run it: the run prints,
+    // then waits for a gate the test opens only after reading that first line.
+    let gate = tmp.path().join("gate");
+    send_anywhere(
+        &servers,
+        "PUT",
+        "/v1/jobs/gated",
+        json!({
+            "name": "gated",
+            "schedule": {"manual": true},
+            "tags": {"pin": "only"},
+            "executor": {"type": "shell", "command": format!(
+                "echo first; while [ ! -e '{}' ]; do sleep 0.05; done; echo second",
+                gate.display()
+            )},
+        }),
+    )
+    .await;
+    let run = send_anywhere(&servers, "POST", "/v1/jobs/gated/run", json!({})).await;
+    let id = run["id"].as_str().expect("execution id").to_string();
+    wait_execution(&servers, &id, "gated run running", |e| {
+        e["status"] == "running"
+    })
+    .await;
+    let mut follow = common::client()
+        .get(format!(
+            "{}/v1/executions/{id}/output?follow=true",
+            servers[0].url
+        ))
+        .send()
+        .await
+        .expect("follow through n1");
+    assert_eq!(follow.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("first") {
+        let chunk = tokio::time::timeout(DEADLINE, follow.chunk())
+            .await
+            .expect("output in time")
+            .expect("chunk")
+            .expect("the stream ended before the first line");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let still = execution(&servers, &id).await.expect("execution");
+    assert_eq!(
+        still["status"], "running",
+        "the gate holds the run: {still}"
+    );
+    std::fs::write(&gate, b"open").expect("open the gate");
+    while let Some(chunk) = tokio::time::timeout(DEADLINE, follow.chunk())
+        .await
+        .expect("output in time")
+        .expect("chunk")
+    {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(seen, "first\nsecond\n", "followed through n1");
+
     // A zoned run: the first attempt hangs on whichever zoned node got it; that node
     // is killed; the retry runs on the other zoned node.
     send_anywhere(

@@ -208,6 +208,7 @@ impl Runtime {
             incarnation: Ulid::generate(),
             tags: self.cfg.tags.clone(),
             max_running: u32::try_from(self.cfg.max_running).unwrap_or(u32::MAX),
+            url: Some(self.node.config().advertise_url.clone()),
         };
         let mut backoff = REBUILD_BACKOFF.0;
         loop {

@@ -213,7 +213,8 @@ impl Apply<'_, '_> {
                 incarnation,
                 tags,
                 max_running,
-            } => self.register_node(node, *incarnation, tags, *max_running),
+                url,
+            } => self.register_node(node, *incarnation, tags, *max_running, url.as_deref()),
         }
     }
 
@@ -224,6 +225,7 @@ impl Apply<'_, '_> {
         incarnation: Ulid,
         tags: &BTreeMap<String, String>,
         max_running: u32,
+        url: Option<&str>,
     ) -> Result<Response, StoreError> {
         let restarted = self
             .t
@@ -280,6 +282,7 @@ impl Apply<'_, '_> {
             incarnation,
             tags: tags.clone(),
             max_running,
+            url: url.map(str::to_string),
             registered_at: self.at,
             revision: self.index,
         };

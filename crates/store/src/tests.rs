@@ -324,6 +324,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 incarnation: ulid::Ulid(i),
                 tags: Default::default(),
                 max_running: 2,
+                url: None,
             }),
     ];
     leaf.prop_recursive(1, 8, 4, |inner| {

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response as HttpResponse;
 use axum::Json;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use rota_core::{Command, Execution, Response, StoreEvent};
+use rota_core::{Command, ExecStatus, Execution, Response, StoreEvent};
 use rota_exec::OutputBuffer;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -23,6 +23,9 @@ use crate::AppState;
 
 /// Header telling whether output was dropped beyond the job's `max_output_bytes`.
 pub(crate) const OUTPUT_TRUNCATED_HEADER: &str = "Rota-Output-Truncated";
+/// Marks an output request one node passed to the worker running the attempt, so
+/// that it is never passed on again.
+pub(crate) const PROXIED_HEADER: &str = "Rota-Proxied";
 
 fn execution_not_found(id: Ulid) -> ApiError {
     ApiError::not_found(format!("execution {id}"))
@@ -76,13 +79,15 @@ pub(crate) async fn cancel(
 ///
 /// An attempt running on this node is served from its live buffer; with `follow`
 /// the body streams what exists, then each new chunk, and ends when the attempt
-/// ends. Otherwise the stored output (empty while queued, or while it runs on
-/// another node). Following an execution that is still active but not (yet)
-/// running here waits for its live buffer or for its end, whichever comes first.
-/// `Rota-Output-Truncated` is the state when the answer started.
+/// ends. An attempt running on another node is read from that node's API (live,
+/// followed or not) when it answers. Otherwise the stored output (empty while
+/// queued). Following an execution that is still active but not (yet) running
+/// anywhere reachable waits for a live buffer here or for its end, whichever comes
+/// first. `Rota-Output-Truncated` is the state when the answer started.
 pub(crate) async fn output(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
     params: Params,
 ) -> Result<HttpResponse, ApiError> {
     params.only(&["follow"])?;
@@ -99,6 +104,11 @@ pub(crate) async fn output(
             Body::from(bytes)
         };
         return Ok(text_response(body, truncated));
+    }
+    if !headers.contains_key(PROXIED_HEADER) {
+        if let Some(answer) = from_worker(&s, &execution, follow).await {
+            return Ok(answer);
+        }
     }
     if let (Some(events), true) = (events, execution.is_active()) {
         let body = Body::from_stream(follow_pending(s, id, events));
@@ -159,6 +169,60 @@ fn follow_pending(
         }
     };
     futures_util::stream::once(wait).flatten()
+}
+
+/// How long a node waits for the worker of an attempt to accept an output request.
+const WORKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The output of an attempt running on another node, read from that node's API;
+/// `None` when it runs here or nowhere known, or the worker does not answer (the
+/// caller then answers from this node's state).
+async fn from_worker(s: &AppState, e: &Execution, follow: bool) -> Option<HttpResponse> {
+    if e.status != ExecStatus::Running {
+        return None;
+    }
+    let node = e.node.as_deref()?;
+    if node == s.node.config().node_name {
+        return None;
+    }
+    let url = s
+        .node
+        .store()
+        .nodes()
+        .ok()?
+        .into_iter()
+        .find(|n| n.node == node)?
+        .url?;
+    let target = format!(
+        "{}/v1/executions/{}/output{}",
+        url.trim_end_matches('/'),
+        e.id,
+        if follow { "?follow=true" } else { "" }
+    );
+    let request = s.node.peer_http()?.get(&target).header(PROXIED_HEADER, "1");
+    let response = match tokio::time::timeout(WORKER_CONNECT_TIMEOUT, request.send()).await {
+        Ok(Ok(response)) if response.status().is_success() => response,
+        Ok(Ok(response)) => {
+            tracing::debug!(execution = %e.id, node, status = %response.status(), "the worker refused an output request");
+            return None;
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(execution = %e.id, node, error = %err, "the worker of an attempt is unreachable");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(execution = %e.id, node, "the worker of an attempt did not answer in time");
+            return None;
+        }
+    };
+    let truncated = response
+        .headers()
+        .get(OUTPUT_TRUNCATED_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"true");
+    Some(text_response(
+        Body::from_stream(response.bytes_stream()),
+        truncated,
+    ))
 }
 
 fn text_response(body: Body, truncated: bool) -> HttpResponse {

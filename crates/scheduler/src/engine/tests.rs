@@ -1722,6 +1722,7 @@ fn register(sim: &mut Sim, node: &str, tags: &[(&str, &str)], max_running: u32) 
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         max_running,
+        url: None,
         registered_at: sim.now,
         revision: 1,
     })));

@@ -1000,6 +1000,7 @@ fn register(h: &mut Harness, node: &str, incarnation: u128) -> Response {
         incarnation: Ulid(incarnation),
         tags: [("zone".to_string(), "a".to_string())].into(),
         max_running: 4,
+        url: Some("http://127.0.0.1:7702".into()),
     })
 }
 
