@@ -988,7 +988,9 @@ impl Runtime {
     /// vouches for the runs recorded here, and keeps the node among those runs are
     /// placed on.
     fn heartbeat(&mut self) {
-        if !self.heartbeats.is_empty() {
+        // A node removed from the cluster no longer sees the log: keeping silent
+        // lets the leader stop placing runs on it (and lose what it had).
+        if !self.heartbeats.is_empty() || !self.node.is_member() {
             return;
         }
         let node = self.node.clone();
