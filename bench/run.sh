@@ -33,22 +33,15 @@ ETCD_PEER_PORT=$((ETCD_PORT + 1))
 ROTA_URL=http://127.0.0.1:$ROTA_PORT
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
 
-log() { printf '\n=== %s\n' "$*" >&2; }
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 # --- build and tools ---------------------------------------------------------
 log "building release binaries"
 cargo build --release -p rota -p loadgen -p cron-peer
 LG=$BIN/loadgen
 PEER=$BIN/cron-peer
-
-if ! command -v etcd >/dev/null 2>&1; then
-    log "installing etcd (Debian's etcd-server)"
-    if [ "$(id -u)" -eq 0 ]; then
-        apt-get install -y etcd-server
-    else
-        sudo apt-get install -y etcd-server
-    fi
-fi
+ensure_etcd
 
 # --- processes ---------------------------------------------------------------
 WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/rota-bench.XXXXXX")
@@ -135,22 +128,8 @@ for target in etcd rota; do
 done
 
 # --- machine -----------------------------------------------------------------
-cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
-mem_total=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || true)
-work_dev=$(df --output=source "$WORK" 2>/dev/null | tail -1 || true)
-# The kernel's rotational flag; virtio disks report 1 whatever backs them.
-disk_info=$(lsblk -dno NAME,ROTA,MODEL "$work_dev" 2>/dev/null |
-    awk '{name = $1; rota = $2; $1 = ""; $2 = ""; model = $0; gsub(/^ +| +$/, "", model);
-          if (model != "") name = name " " model;
-          virt = (name ~ /^x?vd/) ? ", virtual disk" : "";
-          printf "%s (kernel rotational flag %s%s)", name, rota, virt}' || true)
+machine_facts "$WORK"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-# No `head` in these pipelines: with pipefail, a writer cut off by SIGPIPE fails.
-if [ -n "$(git status --porcelain 2>/dev/null | sed -n 1p || true)" ]; then
-    commit="$commit (with uncommitted changes)"
-fi
-etcd_version=$(etcd --version 2>/dev/null | sed -n 1p || true)
 tcs_version=$(awk '/name = "tokio-cron-scheduler"/ {getline; print $3}' Cargo.lock | tr -d '"' || true)
 
 # --- benchmarks --------------------------------------------------------------
@@ -216,11 +195,8 @@ OUT=$ROOT/bench/results/$STAMP.md
     echo
     echo "## Machine"
     echo
-    echo "- CPU: $(nproc) cores, ${cpu_model:-unknown model}; memory ${mem_total:-unknown}"
-    echo "- kernel: $(uname -sr)"
-    echo "- disk of the data directories: ${disk_info:-$work_dev}"
-    echo "- load average (1, 5, 15 min) at start: $LOAD_START; at end: $LOAD_END"
-    echo "- rota $commit (release build); $etcd_version; tokio-cron-scheduler $tcs_version"
+    machine_lines "$LOAD_START" "$LOAD_END"
+    echo "- rota $ROTA_COMMIT (release build); $ETCD_VERSION; tokio-cron-scheduler $tcs_version"
     echo "- rota: \`rota server --max-running 20000\`, default settings otherwise; etcd: single member, default settings"
     echo "- load generator and servers share the same machine (loopback)"
     echo

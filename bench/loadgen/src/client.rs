@@ -121,6 +121,14 @@ impl RotaClient {
             .await
     }
 
+    /// `GET /v1/kv/{key}`: linearizable by default (the leader confirms its
+    /// leadership with a quorum before it answers). A missing key is an error: the
+    /// read benchmark only reads keys it wrote.
+    pub async fn get_kv(&self, key: &str) -> Result<(), BenchError> {
+        let url = format!("{}/v1/kv/{key}", self.base);
+        get_text(&self.http, &url).await.map(drop)
+    }
+
     /// `PUT /v1/jobs/{name}` (create or replace).
     pub async fn put_job(&mut self, name: &str, spec: &Value) -> Result<(), BenchError> {
         let url = format!("{}/v1/jobs/{name}", self.base);
@@ -204,7 +212,7 @@ impl RotaClient {
     }
 }
 
-async fn get_text(http: &reqwest::Client, url: &str) -> Result<String, BenchError> {
+pub(crate) async fn get_text(http: &reqwest::Client, url: &str) -> Result<String, BenchError> {
     let resp = http
         .get(url)
         .send()
@@ -231,7 +239,7 @@ async fn get_text(http: &reqwest::Client, url: &str) -> Result<String, BenchErro
     Ok(text)
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, BenchError> {
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, BenchError> {
     let text = get_text(http, url).await?;
     serde_json::from_str(&text).map_err(|source| BenchError::Decode {
         url: url.to_string(),
@@ -306,6 +314,27 @@ impl EtcdClient {
         Ok(())
     }
 
+    /// `POST /v3/kv/range` of one key, linearizable (etcd's default: a read index
+    /// confirmed by the leader). A key that is not there is an error.
+    pub async fn get(&self, key: &str) -> Result<(), BenchError> {
+        let url = format!("{}/v3/kv/range", self.base);
+        let body = json!({ "key": BASE64_STANDARD.encode(key) });
+        let text = post_json_text(&self.http, &url, &body).await?;
+        // A found key is listed under `kvs`; the gateway leaves out empty lists.
+        if !text.contains("\"kvs\"") {
+            return Err(BenchError::Status {
+                method: "POST",
+                url,
+                status: 200,
+                body: format!(
+                    "key {key} not found: {}",
+                    text.chars().take(300).collect::<String>()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether `GET /health` answers `{"health": "true"}`.
     pub async fn healthy(&self) -> Result<bool, BenchError> {
         let url = format!("{}/health", self.base);
@@ -328,6 +357,47 @@ impl KvClient {
             KvClient::Etcd(c) => c.put(key, value).await,
         }
     }
+
+    pub async fn get(&self, key: &str) -> Result<(), BenchError> {
+        match self {
+            KvClient::Rota(c) => c.get_kv(key).await,
+            KvClient::Etcd(c) => c.get(key).await,
+        }
+    }
+}
+
+/// POSTs `body` and answers the response's text; a non-2xx status, or a 2xx whose
+/// body is the gateway's error object, is an error.
+pub(crate) async fn post_json_text(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<String, BenchError> {
+    let resp = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|source| BenchError::Request {
+            method: "POST",
+            url: url.to_string(),
+            source,
+        })?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|source| BenchError::Request {
+        method: "POST",
+        url: url.to_string(),
+        source,
+    })?;
+    if !status.is_success() || text.starts_with("{\"error\"") {
+        return Err(BenchError::Status {
+            method: "POST",
+            url: url.to_string(),
+            status: status.as_u16(),
+            body: text.chars().take(300).collect(),
+        });
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -80,6 +80,19 @@ pub enum BenchError {
     #[error("no request of the run succeeded; first error: {first}")]
     NothingSucceeded { first: String },
 
+    #[error("{path} records no kill: nothing to measure")]
+    NoKills { path: PathBuf },
+
+    #[error("no endpoint given (--url)")]
+    NoEndpoint,
+
+    #[error("the cluster at {urls} did not settle within {waited_secs}s: {last}")]
+    ClusterNotReady {
+        urls: String,
+        waited_secs: u64,
+        last: String,
+    },
+
     #[error("{errors} requests of the set-up failed; first error: {first}")]
     SetupFailed { errors: u64, first: String },
 }

@@ -1,7 +1,8 @@
 //! Key/value write throughput and latency: `clients` simulated clients, each on its
 //! own keep-alive connection, PUT distinct keys with small values, one request
 //! outstanding per client (closed loop), until a total count or a duration is
-//! reached.
+//! reached. Against a cluster, clients are spread over the given endpoints in
+//! turn.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tracing::info;
 
 use crate::client::{unique_client_id, EtcdClient, KvClient, RotaClient};
 use crate::error::BenchError;
-use crate::result::{Measurement, Outcome, Probe, ETCD, ROTA};
+use crate::result::{KvOp, Measurement, Outcome, Probe, ETCD, ROTA};
 use crate::stats::Summary;
 
 /// Which server a KV run drives.
@@ -51,7 +52,10 @@ pub enum Stop {
 #[derive(Debug, Clone)]
 pub struct KvRun {
     pub target: Target,
-    pub url: String,
+    /// Endpoints; client `i` talks to `urls[i % urls.len()]`.
+    pub urls: Vec<String>,
+    /// Voters of the set-up (for the report).
+    pub nodes: usize,
     pub clients: usize,
     pub stop: Stop,
     pub value_bytes: usize,
@@ -72,9 +76,7 @@ pub struct ClosedLoop {
 pub async fn run_kv(run: KvRun) -> Result<Outcome, BenchError> {
     let probe = Probe::start();
     let value = "v".repeat(run.value_bytes);
-    let clients = (0..run.clients.max(1))
-        .map(|i| run.target.client(&run.url, i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let clients = make_clients(run.target, &run.urls, run.clients)?;
     info!(system = run.target.system(), clients = clients.len(), stop = ?run.stop, "kv run");
     let prefix = run.key_prefix.clone();
     let result = closed_loop(clients, run.stop, move |mut client, index, i| {
@@ -86,6 +88,41 @@ pub async fn run_kv(run: KvRun) -> Result<Outcome, BenchError> {
         }
     })
     .await?;
+    kv_outcome(
+        run.target,
+        &probe,
+        KvOp::Put,
+        run.clients,
+        run.value_bytes,
+        result,
+    )
+    .map(|o| o.on_nodes(run.nodes))
+}
+
+/// One client per simulated client, spread over `urls` in turn.
+pub fn make_clients(
+    target: Target,
+    urls: &[String],
+    clients: usize,
+) -> Result<Vec<KvClient>, BenchError> {
+    if urls.is_empty() {
+        return Err(BenchError::NoEndpoint);
+    }
+    (0..clients.max(1))
+        .map(|i| target.client(&urls[i % urls.len()], i))
+        .collect()
+}
+
+/// The outcome of a closed-loop key/value run; a run in which nothing succeeded
+/// is an error, not a row of zeros.
+pub fn kv_outcome(
+    target: Target,
+    probe: &Probe,
+    op: KvOp,
+    clients: usize,
+    value_bytes: usize,
+    result: ClosedLoop,
+) -> Result<Outcome, BenchError> {
     if result.latencies_ms.is_empty() {
         return Err(BenchError::NothingSucceeded {
             first: result.first_error.unwrap_or_default(),
@@ -96,11 +133,12 @@ pub async fn run_kv(run: KvRun) -> Result<Outcome, BenchError> {
     }
     let ops = result.latencies_ms.len() as u64;
     Ok(Outcome::new(
-        run.target.system(),
-        &probe,
+        target.system(),
+        probe,
         Measurement::Kv {
-            clients: run.clients.max(1),
-            value_bytes: run.value_bytes,
+            op,
+            clients: clients.max(1),
+            value_bytes,
             ops,
             errors: result.errors,
             secs: result.secs,

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use loadgen::cluster::{wait_settled, Settled};
+use loadgen::failover::{run_failover, FailoverRun};
+use loadgen::get::{run_get, GetRun};
 use loadgen::jobs::{job_spec, run_jobs, JobExecutor};
 use loadgen::kv::{error_chain, run_kv, KvRun, Stop, Target};
 use loadgen::lag::{run_lag, LagRun};
@@ -61,8 +64,12 @@ enum Command {
     Kv {
         #[arg(long, value_enum)]
         target: TargetArg,
-        #[arg(long)]
-        url: String,
+        /// Endpoints, comma-separated; clients are spread over them in turn.
+        #[arg(long, value_delimiter = ',', required = true)]
+        url: Vec<String>,
+        /// Voters of the cluster behind the endpoints (for the report).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
         #[arg(long, default_value_t = 1)]
         clients: usize,
         /// Total requests (across clients).
@@ -76,6 +83,73 @@ enum Command {
         /// Keys are `<prefix>/<client>/<i>`.
         #[arg(long, default_value = "bench")]
         key_prefix: String,
+    },
+    /// Linearizable GETs of keys written first: throughput and latency.
+    Get {
+        #[arg(long, value_enum)]
+        target: TargetArg,
+        /// Endpoints, comma-separated; clients are spread over them in turn.
+        #[arg(long, value_delimiter = ',', required = true)]
+        url: Vec<String>,
+        /// Voters of the cluster behind the endpoints (for the report).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Total reads (across clients).
+        #[arg(long, conflicts_with = "secs", required_unless_present = "secs")]
+        ops: Option<u64>,
+        /// Read for this many seconds.
+        #[arg(long)]
+        secs: Option<f64>,
+        /// Distinct keys written before the reads, then read in turn.
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+        #[arg(long, default_value_t = 16)]
+        value_bytes: usize,
+        /// Keys are `<prefix>/<i>`.
+        #[arg(long, default_value = "bench-get")]
+        key_prefix: String,
+    },
+    /// Wait until a cluster agrees on a leader; print its 1-based position in --urls.
+    ClusterWait {
+        #[arg(long, value_enum)]
+        target: TargetArg,
+        /// Every node of the cluster, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        urls: Vec<String>,
+        /// Wait until every node answers and caught up with the leader, not only a
+        /// majority.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Keep writing while the script kills leaders; then one result per kill.
+    Failover {
+        #[arg(long, value_enum)]
+        target: TargetArg,
+        /// Every node of the cluster, comma-separated; the writer starts with the first.
+        #[arg(long, value_delimiter = ',', required = true)]
+        urls: Vec<String>,
+        /// Where acknowledged writes are logged as they arrive (`<unix ns> <node>`).
+        #[arg(long)]
+        acks: PathBuf,
+        /// The script's kills: `<rep> <killed node> <kill unix ns> <end unix ns>`.
+        #[arg(long)]
+        kills: PathBuf,
+        /// The writer stops once this file exists.
+        #[arg(long)]
+        stop_file: PathBuf,
+        /// Longest wait for one answer before the write goes to the next node. Short,
+        /// because a member without a leader may hold a write for seconds (etcd 3.4
+        /// does): the timeout bounds how late the writer notices that another node
+        /// would answer.
+        #[arg(long, default_value_t = 250)]
+        request_timeout_ms: u64,
+        /// Stop after this long even without the stop file.
+        #[arg(long, default_value_t = 3600)]
+        max_secs: u64,
     },
     /// Create N jobs concurrently (then delete them with --delete).
     Jobs {
@@ -123,6 +197,9 @@ enum Command {
         /// Seconds to wait for the runs after the fire time.
         #[arg(long, default_value_t = 120)]
         wait_secs: u64,
+        /// Voters of the cluster behind --url (for the report).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
     },
     /// Sustained fires per second of K every-second jobs.
     Fires {
@@ -204,6 +281,17 @@ fn absolute(dir: PathBuf) -> PathBuf {
     std::path::absolute(&dir).unwrap_or(dir)
 }
 
+/// A request count wins over a duration; neither means ten seconds.
+fn stop_of(ops: Option<u64>, secs: Option<f64>) -> Stop {
+    match (ops, secs) {
+        (Some(n), _) => Stop::Ops(n),
+        // Bounded, so that the deadline stays a representable instant.
+        (None, Some(s)) if s.is_nan() => Stop::Duration(Duration::ZERO),
+        (None, Some(s)) => Stop::Duration(Duration::from_secs_f64(s.clamp(0.0, 1e9))),
+        (None, None) => Stop::Duration(Duration::from_secs(10)),
+    }
+}
+
 fn schedule_json(text: &str) -> Result<Value, String> {
     if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
@@ -217,28 +305,83 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
         Command::Kv {
             target,
             url,
+            nodes,
             clients,
             ops,
             secs,
             value_bytes,
             key_prefix,
+        } => vec![
+            run_kv(KvRun {
+                target: target.into(),
+                urls: url,
+                nodes,
+                clients,
+                stop: stop_of(ops, secs),
+                value_bytes,
+                key_prefix,
+            })
+            .await?,
+        ],
+        Command::Get {
+            target,
+            url,
+            nodes,
+            clients,
+            ops,
+            secs,
+            keys,
+            value_bytes,
+            key_prefix,
+        } => vec![
+            run_get(GetRun {
+                target: target.into(),
+                urls: url,
+                nodes,
+                clients,
+                stop: stop_of(ops, secs),
+                keys,
+                value_bytes,
+                key_prefix,
+            })
+            .await?,
+        ],
+        Command::ClusterWait {
+            target,
+            urls,
+            all,
+            timeout_secs,
         } => {
-            let stop = match (ops, secs) {
-                (Some(n), _) => Stop::Ops(n),
-                (None, Some(s)) => Stop::Duration(Duration::from_secs_f64(s.max(0.0))),
-                (None, None) => Stop::Duration(Duration::from_secs(10)),
-            };
-            vec![
-                run_kv(KvRun {
-                    target: target.into(),
-                    url,
-                    clients,
-                    stop,
-                    value_bytes,
-                    key_prefix,
-                })
-                .await?,
-            ]
+            let settled = if all { Settled::All } else { Settled::Leader };
+            let leader = wait_settled(
+                target.into(),
+                &urls,
+                settled,
+                Duration::from_secs(timeout_secs),
+            )
+            .await?;
+            println!("{}", leader + 1);
+            Vec::new()
+        }
+        Command::Failover {
+            target,
+            urls,
+            acks,
+            kills,
+            stop_file,
+            request_timeout_ms,
+            max_secs,
+        } => {
+            run_failover(FailoverRun {
+                target: target.into(),
+                urls,
+                acks,
+                kills,
+                stop_file,
+                request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
+                max_duration: Duration::from_secs(max_secs),
+            })
+            .await?
         }
         Command::Jobs {
             url,
@@ -266,6 +409,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
             dir,
             lead_secs,
             wait_secs,
+            nodes,
         } => {
             // Each step is printed as soon as it ends, so that a long series keeps
             // what it measured even if a later step fails.
@@ -279,7 +423,8 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
                     lead_secs,
                     wait_secs,
                 })
-                .await?;
+                .await?
+                .on_nodes(nodes);
                 outcome.emit();
             }
             Vec::new()

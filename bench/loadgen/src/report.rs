@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::error::BenchError;
-use crate::result::{Measurement, Outcome, ETCD, MIB, ROTA, TOKIO_CRON};
+use crate::result::{KvOp, Measurement, Outcome, ETCD, MIB, ROTA, TOKIO_CRON};
 use crate::stats::Summary;
 
 /// Reads a JSON-lines file of outcomes; blank lines and lines starting with `#`
@@ -143,8 +143,9 @@ type Section = fn(&[&Outcome], usize) -> String;
 /// marked as disturbed.
 pub fn render(outcomes: &[Outcome], cores: usize) -> String {
     let mut out = String::new();
-    let sections: [(&str, Section); 6] = [
+    let sections: [(&str, Section); 7] = [
         ("kv", kv_section),
+        ("failover", failover_section),
         ("jobs", jobs_section),
         ("lag", lag_section),
         ("fires", fires_section),
@@ -172,9 +173,65 @@ pub fn render(outcomes: &[Outcome], cores: usize) -> String {
     out
 }
 
+/// One section per (cluster size, operation), single-node writes first.
 fn kv_section(of: &[&Outcome], cores: usize) -> String {
-    let mut cases: BTreeMap<(usize, usize), Vec<&Outcome>> = BTreeMap::new();
+    let mut groups: BTreeMap<(usize, KvOp), Vec<&Outcome>> = BTreeMap::new();
     for o in of {
+        if let Measurement::Kv { op, .. } = o.measurement {
+            groups.entry((o.node_count(), op)).or_default().push(o);
+        }
+    }
+    groups
+        .iter()
+        .map(|((nodes, op), runs)| kv_table(runs, cores, *nodes, *op))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The method paragraph of a key/value section.
+fn kv_method(nodes: usize, op: KvOp) -> String {
+    match (nodes, op) {
+        (1, KvOp::Put) => "## Key/value writes: rota vs etcd\n\n\
+             Closed loop: each client has one HTTP/1.1 keep-alive connection and one request \
+             in flight, and PUTs distinct keys. rota: `PUT /v1/kv/{key}` with session headers; \
+             etcd 3.4: `POST /v3/kv/put` on its JSON gateway. Both acknowledge after fsync on a \
+             single node. Latency is per successful request. `rota / etcd` above 1 means rota \
+             is faster."
+            .to_string(),
+        (n, KvOp::Put) => format!(
+            "## Key/value writes on {n} nodes: rota vs etcd\n\n\
+             {n} voters on loopback, each with its own data directory; the clients talk to the \
+             leader (`bench/cluster.sh` finds it before each step). Closed loop: each client \
+             has one HTTP/1.1 keep-alive connection and one request in flight, and PUTs \
+             distinct keys. rota: `PUT /v1/kv/{{key}}` with session headers; etcd 3.4: \
+             `POST /v3/kv/put` on its JSON gateway. Both acknowledge once a majority has the \
+             entry on disk (fsync) and the leader applied it. Latency is per successful \
+             request. `rota / etcd` above 1 means rota is faster."
+        ),
+        (n, KvOp::Get) => {
+            let place = if n == 1 {
+                "## Linearizable reads: rota vs etcd\n\nOne node.".to_string()
+            } else {
+                format!(
+                    "## Linearizable reads on {n} nodes: rota vs etcd\n\n\
+                     {n} voters on loopback; the clients talk to the leader."
+                )
+            };
+            format!(
+                "{place} The keys (`loadgen get --keys`, 1,000 by default) are written first, then read in turn in \
+                 a closed loop: each client has one HTTP/1.1 keep-alive connection and one \
+                 request in flight. rota: `GET /v1/kv/{{key}}` (linearizable by default: the \
+                 leader confirms its leadership with a quorum, read index); etcd 3.4: \
+                 `POST /v3/kv/range` (linearizable by default, read index). Neither is a stale \
+                 read. `rota / etcd` above 1 means rota is faster."
+            )
+        }
+    }
+}
+
+fn kv_table(runs: &[&Outcome], cores: usize, nodes: usize, op: KvOp) -> String {
+    let mut cases: BTreeMap<(usize, usize), Vec<&Outcome>> = BTreeMap::new();
+    for o in runs {
         if let Measurement::Kv {
             clients,
             value_bytes,
@@ -221,15 +278,160 @@ fn kv_section(of: &[&Outcome], cores: usize) -> String {
             load_cell(runs, cores),
         ]);
     }
-    format!(
-        "## Key/value writes: rota vs etcd\n\n\
-         Closed loop: each client has one HTTP/1.1 keep-alive connection and one request \
-         in flight, and PUTs distinct keys. rota: `PUT /v1/kv/{{key}}` with session headers; \
-         etcd 3.4: `POST /v3/kv/put` on its JSON gateway. Both acknowledge after fsync on a \
-         single node. Latency is per successful request. `rota / etcd` above 1 means rota \
-         is faster.\n\n{}",
-        t.render()
+    format!("{}\n\n{}", kv_method(nodes, op), t.render())
+}
+
+/// The kills of one system on one cluster size, by rep; a re-run of a rep replaces
+/// the earlier one.
+fn kills_by_rep<'a>(
+    of: &[&'a Outcome],
+    system: &str,
+    nodes: usize,
+) -> BTreeMap<usize, &'a Outcome> {
+    let mut reps = BTreeMap::new();
+    for o in of {
+        if let Measurement::Failover { rep, .. } = o.measurement {
+            if o.system == system && o.node_count() == nodes {
+                reps.insert(rep, *o);
+            }
+        }
+    }
+    reps
+}
+
+/// Gap and first-write-after-kill summaries over a series of kills, and how many
+/// of them saw writes resume.
+fn failover_summary(reps: &BTreeMap<usize, &Outcome>) -> (Option<Summary>, Option<Summary>, usize) {
+    let mut gaps = Vec::new();
+    let mut resumes = Vec::new();
+    for o in reps.values() {
+        if let Measurement::Failover {
+            gap_ms, resume_ms, ..
+        } = &o.measurement
+        {
+            gaps.extend(*gap_ms);
+            resumes.extend(*resume_ms);
+        }
+    }
+    let resumed = gaps.len();
+    (
+        Summary::from_samples(gaps),
+        Summary::from_samples(resumes),
+        resumed,
     )
+}
+
+fn failover_section(of: &[&Outcome], cores: usize) -> String {
+    let sizes: std::collections::BTreeSet<usize> = of.iter().map(|o| o.node_count()).collect();
+    let mut out = String::new();
+    for nodes in sizes {
+        let rota = kills_by_rep(of, ROTA, nodes);
+        let etcd = kills_by_rep(of, ETCD, nodes);
+        let (r_gap, r_resume, r_resumed) = failover_summary(&rota);
+        let (e_gap, e_resume, e_resumed) = failover_summary(&etcd);
+        let resumed = |n: usize, of: usize| {
+            if of == 0 {
+                "–".to_string()
+            } else {
+                format!("{n}/{of}")
+            }
+        };
+        let p50_max = |s: &Option<Summary>| match s {
+            Some(s) => format!("{} / {}", ms(s.p50), ms(s.max)),
+            None => "–".to_string(),
+        };
+        // One disturbance figure per system: the series' last kill.
+        let loads: Vec<&Outcome> = [rota.values().next_back(), etcd.values().next_back()]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        let mut t = Table::new(&[
+            "kills with writes resumed (rota, etcd)",
+            "rota gap p50 / max ms",
+            "etcd gap p50 / max ms",
+            "gap p50 rota / etcd",
+            "gap max rota / etcd",
+            "rota first write p50 / max ms",
+            "etcd first write p50 / max ms",
+            "others' CPU",
+        ]);
+        t.row(vec![
+            format!(
+                "{}, {}",
+                resumed(r_resumed, rota.len()),
+                resumed(e_resumed, etcd.len())
+            ),
+            p50_max(&r_gap),
+            p50_max(&e_gap),
+            ratio(r_gap.map(|s| s.p50), e_gap.map(|s| s.p50)),
+            ratio(r_gap.map(|s| s.max), e_gap.map(|s| s.max)),
+            p50_max(&r_resume),
+            p50_max(&e_resume),
+            load_cell(&loads, cores),
+        ]);
+        let mut each = Table::new(&[
+            "kill",
+            "rota node killed",
+            "rota gap ms",
+            "rota failed attempts",
+            "etcd node killed",
+            "etcd gap ms",
+            "etcd failed attempts",
+        ]);
+        let cells = |o: Option<&&Outcome>| match o.map(|o| &o.measurement) {
+            Some(Measurement::Failover {
+                killed,
+                gap_ms,
+                failed,
+                ..
+            }) => [
+                killed.to_string(),
+                gap_ms.map_or("no write after the kill".to_string(), ms),
+                failed.to_string(),
+            ],
+            _ => ["–".to_string(), "–".to_string(), "–".to_string()],
+        };
+        let reps: std::collections::BTreeSet<usize> =
+            rota.keys().chain(etcd.keys()).copied().collect();
+        for rep in reps {
+            let mut row = vec![rep.to_string()];
+            row.extend(cells(rota.get(&rep)));
+            row.extend(cells(etcd.get(&rep)));
+            each.row(row);
+        }
+        let timeouts: std::collections::BTreeSet<u64> = rota
+            .values()
+            .chain(etcd.values())
+            .filter_map(|o| match o.measurement {
+                Measurement::Failover {
+                    request_timeout_ms, ..
+                } => Some(request_timeout_ms),
+                _ => None,
+            })
+            .collect();
+        let timeouts: Vec<String> = timeouts.iter().map(|t| format!("{t} ms")).collect();
+        let _ = write!(
+            out,
+            "## Failover gap on {nodes} nodes: rota vs etcd\n\n\
+             One writer PUTs new keys back to back, one request at a time, to one node; on a \
+             connection error, no answer within {} or an error answer it sends the same write \
+             to the next node (rota's followers forward writes to the leader; rota writes carry \
+             a session, so a retried write applies at most once). The timeout is short because \
+             a member without a leader may hold a write for seconds (etcd 3.4 does); it bounds \
+             how late the writer notices that another node would answer. Meanwhile the leader is \
+             killed with `kill -9`; once writes resume it is restarted on its data, and the \
+             next kill waits until it caught up. Gap = the longest time between two \
+             consecutive acknowledged writes from just before the kill until the restarted \
+             node caught up; first write = from the kill to the first acknowledged write. \
+             etcd runs with its default timing (heartbeat 100 ms, election timeout 1000 ms). \
+             Ratios below 1 mean rota recovers faster.\n\n{}\n{}",
+            timeouts.join(" / "),
+            t.render(),
+            each.render()
+        );
+    }
+    out
 }
 
 fn jobs_section(of: &[&Outcome], cores: usize) -> String {
@@ -273,7 +475,76 @@ fn jobs_section(of: &[&Outcome], cores: usize) -> String {
     )
 }
 
+/// Single-node lag beside tokio-cron-scheduler; lag measured on a cluster gets a
+/// section per cluster size.
 fn lag_section(of: &[&Outcome], cores: usize) -> String {
+    let mut groups: BTreeMap<usize, Vec<&Outcome>> = BTreeMap::new();
+    for o in of {
+        // tokio-cron-scheduler runs in one process: its rows go beside single-node rota.
+        let nodes = if o.system == TOKIO_CRON {
+            1
+        } else {
+            o.node_count()
+        };
+        groups.entry(nodes).or_default().push(o);
+    }
+    groups
+        .iter()
+        .map(|(nodes, runs)| {
+            if *nodes == 1 {
+                lag_peer_section(runs, cores)
+            } else {
+                lag_cluster_section(runs, cores, *nodes)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn lag_cluster_section(of: &[&Outcome], cores: usize, nodes: usize) -> String {
+    let mut cases: BTreeMap<(String, usize), Vec<&Outcome>> = BTreeMap::new();
+    for o in of {
+        if let Measurement::Lag { executor, jobs, .. } = &o.measurement {
+            cases.entry((executor.clone(), *jobs)).or_default().push(o);
+        }
+    }
+    let mut t = Table::new(&[
+        "executor",
+        "jobs due at once",
+        "runs seen",
+        "p50 / p99 / max ms",
+        "others' CPU",
+    ]);
+    for ((executor, jobs), runs) in &cases {
+        let Some(o) = latest_of(runs, ROTA) else {
+            continue;
+        };
+        if let Measurement::Lag {
+            observed, lag_ms, ..
+        } = &o.measurement
+        {
+            t.row(vec![
+                executor.clone(),
+                jobs.to_string(),
+                format!("{observed}/{jobs}"),
+                dist(lag_ms),
+                load_cell(&[o], cores),
+            ]);
+        }
+    }
+    format!(
+        "## Dispatch lag on {nodes} nodes (rota)\n\n\
+         The single-node lag step against the leader of a {nodes}-node cluster: N one-shot \
+         jobs all due at the same whole second; lag = the instant the run was handed to its \
+         executor (`record`; `shell`: the clock of the child process) minus the scheduled \
+         instant. Each firing is committed through Raft (a \
+         majority's fsync) before dispatch, and a run may execute on any node. Compare with \
+         the single-node rows.\n\n{}",
+        t.render()
+    )
+}
+
+fn lag_peer_section(of: &[&Outcome], cores: usize) -> String {
     let mut cases: BTreeMap<(String, usize), Vec<&Outcome>> = BTreeMap::new();
     for o in of {
         if let Measurement::Lag { executor, jobs, .. } = &o.measurement {
@@ -540,12 +811,14 @@ mod tests {
             load_after: Some(1.0),
             other_cpu_cores: Some(other),
             finished_at: "2025-01-01T00:00:00Z".to_string(),
+            nodes: None,
             measurement: m,
         }
     }
 
     fn kv(ops_per_sec: f64) -> Measurement {
         Measurement::Kv {
+            op: KvOp::Put,
             clients: 16,
             value_bytes: 16,
             ops: 100,
@@ -661,6 +934,148 @@ mod tests {
         );
         let row = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
         assert!(row.contains("| 20.0 |"), "{row}");
+    }
+
+    fn on(nodes: usize, o: Outcome) -> Outcome {
+        o.on_nodes(nodes)
+    }
+
+    fn get(ops_per_sec: f64) -> Measurement {
+        match kv(ops_per_sec) {
+            Measurement::Kv {
+                clients,
+                value_bytes,
+                ops,
+                errors,
+                secs,
+                latency_ms,
+                ..
+            } => Measurement::Kv {
+                op: KvOp::Get,
+                clients,
+                value_bytes,
+                ops,
+                errors,
+                secs,
+                ops_per_sec,
+                latency_ms,
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn cluster_puts_and_gets_get_their_own_sections_with_ratios() {
+        let md = render(
+            &[
+                outcome(ROTA, 0.05, kv(900.0)),
+                outcome(ETCD, 0.05, kv(1800.0)),
+                on(3, outcome(ROTA, 0.05, kv(600.0))),
+                on(3, outcome(ETCD, 0.05, kv(300.0))),
+                on(3, outcome(ROTA, 0.05, get(5000.0))),
+                on(3, outcome(ETCD, 0.05, get(4000.0))),
+            ],
+            2,
+        );
+        let section = |title: &str| {
+            let start = md.find(title).unwrap_or_else(|| panic!("no {title}: {md}"));
+            let rest = &md[start..];
+            let end = rest[1..].find("\n## ").map_or(rest.len(), |e| e + 1);
+            rest[..end].to_string()
+        };
+        let single = section("## Key/value writes: rota vs etcd");
+        assert!(single.contains("| 900 | 1800 | 0.50× |"), "{single}");
+        let puts = section("## Key/value writes on 3 nodes: rota vs etcd");
+        assert!(puts.contains("| 600 | 300 | 2.00× |"), "{puts}");
+        assert!(!puts.contains("1800"), "{puts}");
+        let gets = section("## Linearizable reads on 3 nodes: rota vs etcd");
+        assert!(gets.contains("| 5000 | 4000 | 1.25× |"), "{gets}");
+        assert!(gets.contains("`POST /v3/kv/range`"), "{gets}");
+    }
+
+    fn kill(rep: usize, gap_ms: Option<f64>) -> Measurement {
+        Measurement::Failover {
+            rep,
+            killed: 1 + rep % 3,
+            gap_ms,
+            resume_ms: gap_ms.map(|g| g / 2.0),
+            window_ms: 5000.0,
+            acked: 100,
+            failed: 3,
+            request_timeout_ms: 250,
+        }
+    }
+
+    #[test]
+    fn failover_summarises_each_system_and_lists_every_kill() {
+        let mut results = Vec::new();
+        for (rep, (r, e)) in [(400.0, 1200.0), (600.0, 1000.0), (500.0, 3000.0)]
+            .into_iter()
+            .enumerate()
+        {
+            results.push(on(3, outcome(ROTA, 0.0, kill(rep + 1, Some(r)))));
+            results.push(on(3, outcome(ETCD, 0.0, kill(rep + 1, Some(e)))));
+        }
+        // A re-run of rota's third kill replaces the first record of it, and one
+        // etcd kill never saw writes resume.
+        results.push(on(3, outcome(ROTA, 0.0, kill(3, Some(800.0)))));
+        results.push(on(3, outcome(ETCD, 0.0, kill(4, None))));
+        let md = render(&results, 2);
+        assert!(
+            md.contains("## Failover gap on 3 nodes: rota vs etcd"),
+            "{md}"
+        );
+        assert!(md.contains("no answer within 250 ms"), "{md}");
+        // rota gaps 400, 600, 800; etcd 1200, 1000, 3000 (and one without a gap).
+        let summary = md
+            .lines()
+            .find(|l| l.starts_with("| 3/3, 3/4 |"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(
+            summary.contains("| 600 / 800 | 1200 / 3000 | 0.50× | 0.27× |"),
+            "{summary}"
+        );
+        assert!(summary.contains("| 300 / 400 | 600 / 1500 |"), "{summary}");
+        let third = md.lines().find(|l| l.starts_with("| 3 |")).unwrap();
+        assert_eq!(third, "| 3 | 1 | 800 | 3 | 1 | 3000 | 3 |");
+        let fourth = md.lines().find(|l| l.starts_with("| 4 |")).unwrap();
+        assert_eq!(
+            fourth,
+            "| 4 | – | – | – | 2 | no write after the kill | 3 |"
+        );
+    }
+
+    #[test]
+    fn cluster_lag_has_its_own_section() {
+        let lag = |p: f64| Measurement::Lag {
+            executor: "record".into(),
+            jobs: 1000,
+            observed: 999,
+            lag_ms: Summary::from_samples(vec![p]),
+        };
+        let md = render(
+            &[
+                outcome(ROTA, 0.1, lag(5.0)),
+                outcome(TOKIO_CRON, 0.1, lag(250.0)),
+                on(3, outcome(ROTA, 0.1, lag(40.0))),
+            ],
+            2,
+        );
+        assert!(
+            md.contains("## Dispatch lag: rota vs tokio-cron-scheduler"),
+            "{md}"
+        );
+        assert!(md.contains("## Dispatch lag on 3 nodes (rota)"), "{md}");
+        let rows: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("| record | 1000 |"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{md}");
+        assert!(rows[0].contains("| 0.02× |"), "{}", rows[0]);
+        assert_eq!(
+            rows[1],
+            "| record | 1000 | 999/1000 | 40.0 / 40.0 / 40.0 | 0.10 |"
+        );
     }
 
     #[test]

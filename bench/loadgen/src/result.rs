@@ -20,8 +20,11 @@ pub const TOKIO_CRON: &str = "tokio-cron-scheduler";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "bench", rename_all = "snake_case")]
 pub enum Measurement {
-    /// Durable puts of distinct keys.
+    /// Durable puts of distinct keys (`op` put), or linearizable reads of keys
+    /// written before the run (`op` get).
     Kv {
+        #[serde(default)]
+        op: KvOp,
         clients: usize,
         value_bytes: usize,
         ops: u64,
@@ -83,6 +86,45 @@ pub enum Measurement {
         jobs_confirmed: bool,
         rss_bytes: Option<u64>,
     },
+    /// One `kill -9` of a cluster's leader while a writer kept writing: the
+    /// longest time between two consecutive acknowledged writes from just before
+    /// the kill until the cluster was whole again (the killed node restarted and
+    /// caught up).
+    Failover {
+        /// Which kill of the series (from 1).
+        rep: usize,
+        /// The killed node, as its 1-based position in the endpoint list.
+        killed: usize,
+        /// `None` when no write was acknowledged after the kill.
+        gap_ms: Option<f64>,
+        /// From the kill to the first acknowledged write after it.
+        resume_ms: Option<f64>,
+        /// From the kill until the cluster was whole again.
+        window_ms: f64,
+        acked: usize,
+        failed: usize,
+        /// The writer's wait for one answer before it tried the next node.
+        request_timeout_ms: u64,
+    },
+}
+
+/// The operation of a key/value run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvOp {
+    /// Results written before reads existed are puts.
+    #[default]
+    Put,
+    Get,
+}
+
+impl KvOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            KvOp::Put => "put",
+            KvOp::Get => "get",
+        }
+    }
 }
 
 impl Measurement {
@@ -94,6 +136,7 @@ impl Measurement {
             Measurement::Fires { .. } => "fires",
             Measurement::Memory { .. } => "memory",
             Measurement::Restart { .. } => "restart",
+            Measurement::Failover { .. } => "failover",
         }
     }
 }
@@ -111,6 +154,9 @@ pub struct Outcome {
     #[serde(default)]
     pub other_cpu_cores: Option<f64>,
     pub finished_at: String,
+    /// Voters of the cluster the step ran against; absent for a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
     #[serde(flatten)]
     pub measurement: Measurement,
 }
@@ -124,8 +170,21 @@ impl Outcome {
             load_after: load_average(),
             other_cpu_cores: probe.other_cpu_cores(),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            nodes: None,
             measurement,
         }
+    }
+
+    /// The same outcome, marked as measured on a cluster of `nodes` voters (one
+    /// voter is the single-node set-up and stays unmarked).
+    pub fn on_nodes(mut self, nodes: usize) -> Outcome {
+        self.nodes = (nodes > 1).then_some(nodes);
+        self
+    }
+
+    /// Voters of the set-up the step ran against.
+    pub fn node_count(&self) -> usize {
+        self.nodes.unwrap_or(1)
     }
 
     /// Prints the JSON line on stdout and a summary for people on stderr.
@@ -149,6 +208,7 @@ impl Outcome {
         };
         let body = match &self.measurement {
             Measurement::Kv {
+                op,
                 clients,
                 ops,
                 errors,
@@ -156,7 +216,8 @@ impl Outcome {
                 latency_ms,
                 ..
             } => format!(
-                "kv clients={clients}: {ops} ops ({errors} errors), {ops_per_sec:.0} ops/s, {}",
+                "kv {} clients={clients}: {ops} ops ({errors} errors), {ops_per_sec:.0} ops/s, {}",
+                op.name(),
                 lat(latency_ms)
             ),
             Measurement::Jobs {
@@ -213,8 +274,26 @@ impl Outcome {
                 "restart jobs={jobs} after {signal}: ready in {ready_ms:.0} ms \
                  (all jobs confirmed: {jobs_confirmed})"
             ),
+            Measurement::Failover {
+                rep,
+                killed,
+                gap_ms,
+                resume_ms,
+                acked,
+                failed,
+                ..
+            } => {
+                let ms = |v: &Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.0} ms"));
+                format!(
+                    "failover #{rep} (killed node {killed}): gap {}, first write after {}, \
+                     {acked} writes acknowledged, {failed} failed",
+                    ms(gap_ms),
+                    ms(resume_ms)
+                )
+            }
         };
-        format!("[{}] {body}", self.system)
+        let nodes = self.nodes.map_or(String::new(), |n| format!(", {n} nodes"));
+        format!("[{}{nodes}] {body}", self.system)
     }
 }
 
@@ -323,6 +402,7 @@ mod tests {
             load_after: Some(1.5),
             other_cpu_cores: Some(0.1),
             finished_at: "2025-01-01T00:00:00Z".to_string(),
+            nodes: None,
             measurement: Measurement::Lag {
                 executor: "record".to_string(),
                 jobs: 1000,
@@ -367,6 +447,31 @@ mod tests {
             "lag_ms":null}"#;
         let o: Outcome = serde_json::from_str(line).unwrap();
         assert_eq!(o.other_cpu_cores, None);
+    }
+
+    #[test]
+    fn cluster_size_is_kept_and_single_nodes_stay_unmarked() {
+        assert_eq!(sample().on_nodes(1).nodes, None);
+        let o = sample().on_nodes(3);
+        let line = serde_json::to_string(&o).unwrap();
+        assert!(line.contains("\"nodes\":3"), "{line}");
+        let back: Outcome = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.node_count(), 3);
+        assert!(o.human().starts_with("[rota, 3 nodes]"), "{}", o.human());
+        assert!(!serde_json::to_string(&sample()).unwrap().contains("nodes"));
+    }
+
+    #[test]
+    fn kv_results_without_an_op_are_puts() {
+        let line = r#"{"system":"etcd","load_before":null,"load_after":null,
+            "finished_at":"x","bench":"kv","clients":1,"value_bytes":16,"ops":5,
+            "errors":0,"secs":1.0,"ops_per_sec":5.0,"latency_ms":null}"#;
+        let o: Outcome = serde_json::from_str(line).unwrap();
+        assert!(matches!(
+            o.measurement,
+            Measurement::Kv { op: KvOp::Put, .. }
+        ));
+        assert_eq!(o.node_count(), 1);
     }
 
     #[test]
