@@ -46,6 +46,7 @@ async fn member(
         ClusterOptions {
             bootstrap,
             secret: Some(SECRET.into()),
+            ..ClusterOptions::default()
         },
     )
     .await
@@ -210,6 +211,7 @@ async fn a_peers_list_without_this_node_is_refused() {
             ClusterOptions {
                 bootstrap: Bootstrap::Peers(peers),
                 secret: None,
+                ..ClusterOptions::default()
             },
         )
         .await

@@ -52,6 +52,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Log entries kept behind a snapshot at most (for followers a little behind).
 const MAX_LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1000;
+/// Longest a leader at shutdown waits for a successor to hold its whole log.
+const HANDOFF_CATCH_UP: Duration = Duration::from_secs(2);
+/// Longest the successor may take to answer the handoff call.
+const HANDOFF_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest a request waits for a leader to be known (or reachable) before it is
 /// answered `NotLeader`: a few election timeouts, so one failover fits in it.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
@@ -83,6 +87,78 @@ pub struct ClusterOptions {
     pub bootstrap: Bootstrap,
     /// Shared secret of the peer routes; `None` leaves them open.
     pub secret: Option<String>,
+    /// Heartbeat and election timing; every member should use the same.
+    pub timing: RaftTiming,
+}
+
+/// Default [`RaftTiming::heartbeat_interval`].
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+/// Default [`RaftTiming::election_timeout`].
+pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(150);
+
+/// How fast Raft notices a dead leader.
+///
+/// openraft 0.9 draws each node's election timeout once, between
+/// `election_timeout` and twice that, and also uses twice `election_timeout` as
+/// the leader lease: a follower refuses to vote for that long after it last heard
+/// from the leader, and stands for election only after lease + its timeout. A
+/// crashed leader is therefore replaced 3 to 4 `election_timeout`s after its last
+/// heartbeat; a follower that misses heartbeats for that long (a stalled process,
+/// an overloaded machine) deposes a healthy leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// How often the leader sends heartbeats (and retries replication).
+    pub heartbeat_interval: Duration,
+    /// Shortest election timeout; the longest, and the leader lease, are twice it.
+    /// At least three heartbeat intervals, so that one late heartbeat does not
+    /// start an election.
+    pub election_timeout: Duration,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            election_timeout: DEFAULT_ELECTION_TIMEOUT,
+        }
+    }
+}
+
+impl RaftTiming {
+    /// Heartbeats this many times per shortest election timeout, at least.
+    pub const MIN_HEARTBEATS_PER_ELECTION: u32 = 3;
+
+    /// Checks the intervals against each other; errors name the field.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        if self.heartbeat_interval < Duration::from_millis(1) {
+            return Err(ClusterError::InvalidConfig {
+                field: "heartbeat_interval",
+                message: format!("{:?} is below the accepted 1ms", self.heartbeat_interval),
+            });
+        }
+        let least = self.heartbeat_interval * Self::MIN_HEARTBEATS_PER_ELECTION;
+        if self.election_timeout < least {
+            return Err(ClusterError::InvalidConfig {
+                field: "election_timeout",
+                message: format!(
+                    "{:?} is shorter than {} heartbeat intervals ({least:?})",
+                    self.election_timeout,
+                    Self::MIN_HEARTBEATS_PER_ELECTION
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The leader lease of openraft 0.9: how long a follower refuses votes after
+    /// the last heartbeat it got (the longest election timeout).
+    pub fn leader_lease(&self) -> Duration {
+        self.election_timeout * 2
+    }
+}
+
+fn millis_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// How a node starts.
@@ -119,13 +195,13 @@ impl NodeConfig {
         Ok(())
     }
 
-    fn raft_config(&self) -> Result<openraft::Config, ClusterError> {
+    fn raft_config(&self, timing: &RaftTiming) -> Result<openraft::Config, ClusterError> {
+        timing.validate()?;
         let config = openraft::Config {
             cluster_name: "rota".into(),
-            heartbeat_interval: 100,
-            // Short, so a restarted single node elects itself quickly.
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            heartbeat_interval: millis_u64(timing.heartbeat_interval),
+            election_timeout_min: millis_u64(timing.election_timeout),
+            election_timeout_max: millis_u64(timing.leader_lease()),
             install_snapshot_timeout: 2000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             // Keep about one snapshot interval of log behind a snapshot, so the log
@@ -168,6 +244,9 @@ pub struct Node {
     /// Ends (`recv` answers `None`) once the log store, the state machine and
     /// every snapshot builder are dropped, i.e. Raft let go of the files.
     released: Mutex<mpsc::Receiver<()>>,
+    /// The Raft timing this node runs with (the handoff at shutdown waits out
+    /// its leader lease).
+    timing: RaftTiming,
 }
 
 impl std::fmt::Debug for Node {
@@ -211,7 +290,7 @@ impl Node {
         if let Bootstrap::Peers(peers) = &options.bootstrap {
             check_peers(&cfg, peers)?;
         }
-        let raft_config = Arc::new(cfg.raft_config()?);
+        let raft_config = Arc::new(cfg.raft_config(&options.timing)?);
         tokio::fs::create_dir_all(&cfg.data_dir)
             .await
             .map_err(|source| ClusterError::Io {
@@ -363,6 +442,7 @@ impl Node {
             leadership,
             leadership_task: Mutex::new(Some(leadership_task)),
             released: Mutex::new(released),
+            timing: options.timing,
         }))
     }
 
@@ -834,8 +914,20 @@ impl Node {
 
     /// Stops Raft and flushes storage. Once it returns and the last handle to the
     /// node and its store is dropped, the data directory can be opened again.
+    ///
+    /// A leader hands its leadership over first (openraft 0.9 has no leader
+    /// transfer): it picks the voter whose log matches the most of its own
+    /// (waiting briefly for one to hold all of it), stops Raft, and once the
+    /// other followers' leader lease has run out asks that voter to stand for
+    /// election at once. It then wins the first round, instead of the cluster
+    /// waiting for an election timeout on top of the lease. When the handoff
+    /// cannot be made, the followers elect a leader on their own as after a crash.
     pub async fn shutdown(&self) -> Result<(), ClusterError> {
+        let successor = self.pick_successor().await;
         self.raft.shutdown().await?;
+        if let Some(successor) = successor {
+            self.hand_off(successor).await;
+        }
         if let Some(task) = self.leadership_task.lock().await.take() {
             task.await?;
         }
@@ -852,6 +944,136 @@ impl Node {
         tokio::task::spawn_blocking(move || store.flush()).await??;
         info!(node_id = self.cfg.node_id, "node stopped");
         Ok(())
+    }
+}
+
+/// The voter a leader hands its leadership to at shutdown.
+#[derive(Debug)]
+struct Successor {
+    id: u64,
+    url: String,
+    /// The leader's term: the successor stands only if no election happened since.
+    term: u64,
+    /// How far its log matched the leader's when picked (for the log).
+    matched: Option<u64>,
+}
+
+impl Node {
+    /// The voter to hand leadership to, when this node leads and the others can
+    /// form a quorum without it.
+    async fn pick_successor(&self) -> Option<Successor> {
+        let (term, last, voters) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader {
+                return None;
+            }
+            let voters: Vec<u64> = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|v| *v != self.cfg.node_id)
+                .collect();
+            (m.current_term, m.last_log_index, voters)
+        };
+        // Without this node, n others are a majority of n + 1 voters only from 2 on.
+        if voters.len() < 2 {
+            return None;
+        }
+        let matched_of = |m: &openraft::RaftMetrics<u64, BasicNode>, id: u64| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id))
+                .and_then(|l| l.map(|l| l.index))
+        };
+        // A successor with less log than another follower would be refused its
+        // votes; one with all of this leader's log is refused by nobody.
+        let waited = {
+            let voters = voters.clone();
+            self.raft
+                .wait(Some(HANDOFF_CATCH_UP))
+                .metrics(
+                    move |m| {
+                        m.state != ServerState::Leader
+                            || voters.iter().any(|v| matched_of(m, *v) >= last)
+                    },
+                    "a voter holds the whole log",
+                )
+                .await
+        };
+        let m = match waited {
+            Ok(m) => m,
+            Err(openraft::metrics::WaitError::Timeout(..)) => self.raft.metrics().borrow().clone(),
+            Err(openraft::metrics::WaitError::ShuttingDown) => return None,
+        };
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let (id, matched) = voters
+            .iter()
+            .map(|v| (*v, matched_of(&m, *v)))
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
+        let url = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some(Successor {
+            id,
+            url,
+            term,
+            matched,
+        })
+    }
+
+    /// Asks `successor` to stand for election once the followers' leader lease
+    /// (counted from the last heartbeat, which went out before Raft stopped) has
+    /// run out: before that they would refuse to vote.
+    async fn hand_off(&self, successor: Successor) {
+        let wait = self.timing.leader_lease() + self.timing.heartbeat_interval;
+        info!(
+            successor = successor.id,
+            matched = ?successor.matched,
+            term = successor.term,
+            after = ?wait,
+            "handing leadership over"
+        );
+        tokio::time::sleep(wait).await;
+        let request = network::ElectRequest {
+            from: self.cfg.node_id,
+            term: successor.term,
+        };
+        match self
+            .transport
+            .call::<_, Result<bool, WireError>>(
+                &successor.url,
+                "elect",
+                &request,
+                HANDOFF_CALL_TIMEOUT,
+            )
+            .await
+        {
+            Ok(Ok(true)) => info!(successor = successor.id, "successor stands for election"),
+            Ok(Ok(false)) => info!(
+                successor = successor.id,
+                "successor saw a newer term; no handoff needed"
+            ),
+            Ok(Err(e)) => warn!(successor = successor.id, error = ?e, "handoff refused"),
+            Err(e) => warn!(successor = successor.id, error = %e, "handoff call failed"),
+        }
+    }
+
+    /// The successor's side of [`Node::hand_off`]: stands for election at once,
+    /// unless a newer term began since the leader's (someone else already stands
+    /// or leads). Answers whether it stood.
+    pub(crate) async fn elect_on_handoff(&self, from: u64, term: u64) -> Result<bool, WriteError> {
+        let (current, leading) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_term, m.state == ServerState::Leader)
+        };
+        if current != term || leading {
+            return Ok(false);
+        }
+        info!(from, term, "standing for election: the leader handed over");
+        self.raft.trigger().elect().await.map_err(fatal)?;
+        Ok(true)
     }
 }
 

@@ -8,6 +8,8 @@
 //!   write, a ReadIndex request or a membership change to the leader; they answer
 //!   with [`WireError`] when the leader refuses, so the follower can tell "not
 //!   applied, try the new leader" from "may have applied".
+//! - `/raft/elect` is a leader's last call at graceful shutdown: it asks the voter
+//!   it picked as successor to stand for election at once (see `Node::shutdown`).
 //!
 //! Every call has a time limit (openraft's per-RPC TTL, or what is left of the
 //! client's deadline), reuses pooled connections (one `reqwest::Client` per node)
@@ -382,6 +384,15 @@ pub(crate) struct ForwardedWrite {
     pub response: Response,
 }
 
+/// A shutting-down leader's request that its successor stand for election.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ElectRequest {
+    /// The leader handing over.
+    pub from: u64,
+    /// Its term; a successor that saw a newer one leaves the election alone.
+    pub term: u64,
+}
+
 /// A membership change sent to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
@@ -474,6 +485,17 @@ async fn members(
     Json(done.map_err(WireError::from))
 }
 
+async fn elect(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<ElectRequest>,
+) -> Json<Result<bool, WireError>> {
+    Json(
+        node.elect_on_handoff(req.from, req.term)
+            .await
+            .map_err(WireError::from),
+    )
+}
+
 async fn check_secret(
     State(transport): State<Transport>,
     headers: HeaderMap,
@@ -508,6 +530,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/raft/forward", post(forward))
         .route("/raft/read_index", post(read_index))
         .route("/raft/members", post(members))
+        .route("/raft/elect", post(elect))
         .layer(middleware::from_fn_with_state(transport, check_secret))
         .layer(DefaultBodyLimit::max(MAX_RPC_BYTES))
         .with_state(node)

@@ -142,7 +142,7 @@ pub struct ServerFlags {
 
     /// Shortest Raft election timeout (the longest is twice it), 10ms-1m and at
     /// least three heartbeat intervals; every member should use the same
-    /// [default: 200ms].
+    /// [default: 150ms].
     #[arg(long, value_name = "DURATION", value_parser = parse_election_timeout)]
     pub election_timeout: Option<std::time::Duration>,
 

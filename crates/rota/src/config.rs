@@ -72,7 +72,7 @@ pub struct FileConfig {
     /// Shortest Raft election timeout (the longest is twice it), a duration from
     /// `10ms` to `1m` and at least three heartbeat intervals; every member should
     /// use the same. A dead leader is replaced 3 to 4 times this after its last
-    /// heartbeat; a node stalled for that long loses its leadership. Default `200ms`.
+    /// heartbeat; a node stalled for that long loses its leadership. Default `150ms`.
     pub election_timeout: Option<String>,
     /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,rota_scheduler=debug`;
     /// the `RUST_LOG` environment variable overrides it. Default `info,openraft=warn`.

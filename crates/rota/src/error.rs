@@ -34,6 +34,10 @@ pub enum ConfigError {
     /// this node in it.
     #[error("peers: {0}")]
     Peers(String),
+    /// Two settings that are valid alone contradict each other; `key` is the one
+    /// to change.
+    #[error("{key}: {message}")]
+    Conflict { key: &'static str, message: String },
 }
 
 /// A failed exchange with a rota server.

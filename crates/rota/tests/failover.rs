@@ -1,6 +1,9 @@
 //! The schedule checker: three `rota server` processes run jobs that fire every
 //! second and append `(job, scheduled_at, attempt, node)` to a sink file, while the
-//! leader is `kill -9`ed and restarted twice. Afterwards, every instant between the
+//! leader is `kill -9`ed and restarted twice, then frozen with SIGSTOP until
+//! another leader is elected and several instants have passed, then continued: it
+//! wakes believing it leads, and fencing must keep it from firing or starting
+//! anything. Afterwards, every instant between the
 //! first and the last one fired was fired exactly once (one execution per instant,
 //! none missing: the jobs catch up with `misfire: run_all`), no attempt ran twice,
 //! and every instant either ran or is recorded as `lost` (its node died under it).
@@ -9,6 +12,10 @@
 //! attempt 2. In the first round the killed node comes back at once and reports its
 //! own lost attempt; in the second it stays down until the new leader, hearing no
 //! heartbeat for the node timeout, finishes the attempt as lost itself.
+//!
+//! `ROTA_FAILOVER_ROUNDS=N` (at least 3) runs a soak: after those three rounds,
+//! rounds alternate between a `kill -9` of the leader (at any moment, restarted at
+//! once) and a freeze. One summary line goes to stderr.
 //!
 //! Every wait is on a condition with a deadline; nothing asserts on timing.
 
@@ -19,49 +26,57 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{eventually, free_port, Server};
+use common::{agreed_leader, eventually, launch_member, peers_arg, ports, Server};
 use serde_json::{json, Value};
 
 /// Generous bound for elections, restarts and catch-up on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(30);
 const JOBS: [&str; 3] = ["tick-a", "tick-b", "slow"];
 
-fn ports(n: usize) -> Vec<u16> {
-    let mut seen = BTreeSet::new();
-    while seen.len() < n {
-        seen.insert(free_port());
-    }
-    seen.into_iter().collect()
+/// The default rounds: two kills, one freeze.
+const FIXED_ROUNDS: u32 = 3;
+
+/// What a round does to the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `kill -9` while it runs a slow attempt; restart at once.
+    KillMidRun,
+    /// `kill -9` while it runs a slow attempt; stay down until the new leader
+    /// presumes the attempt lost.
+    KillStayDown,
+    /// `kill -9` at whatever moment; restart at once (soak rounds).
+    Kill,
+    /// SIGSTOP until another leader is elected and instants have passed; SIGCONT.
+    Freeze,
 }
 
-fn launch(dir: &Path, id: u64, port: u16, peers: &str) -> Server {
-    let id = id.to_string();
-    Server::launch(
-        &dir.join(format!("n{id}")),
-        port,
-        &["--node-id", &id, "--peers", peers],
-    )
-}
-
-/// The leader every running node agrees on (and that calls itself leader).
-async fn agreed_leader(servers: &[Server]) -> Option<usize> {
-    let mut leaders = BTreeSet::new();
-    let mut leading = Vec::new();
-    for s in servers.iter().filter(|s| s.is_launched()) {
-        let health = s.health().await?;
-        leaders.insert(health["leader"].as_u64()?);
-        if health["role"] == "leader" {
-            leading.push(health["node_id"].as_u64()?);
-        }
-    }
-    match (leaders.len(), leading.as_slice()) {
-        (1, [one]) if leaders.contains(one) => usize::try_from(one - 1).ok(),
-        _ => None,
+fn fault_of(round: u32) -> Fault {
+    match round {
+        1 => Fault::KillMidRun,
+        2 => Fault::KillStayDown,
+        3 => Fault::Freeze,
+        r if r % 2 == 0 => Fault::Kill,
+        _ => Fault::Freeze,
     }
 }
 
 async fn wait_for_leader(servers: &[Server], what: &str) -> usize {
     eventually(DEADLINE, what, || agreed_leader(servers)).await
+}
+
+/// Waits until `servers[node]` answers and has applied what the leader had.
+async fn caught_up(servers: &[Server], node: usize, leader: usize) {
+    let target = servers[leader]
+        .health()
+        .await
+        .and_then(|h| h["last_applied"].as_u64())
+        .unwrap_or(0);
+    let restarted = &servers[node];
+    eventually(DEADLINE, "the restarted node to catch up", || async move {
+        let applied = restarted.health().await?["last_applied"].as_u64()?;
+        (applied >= target).then_some(())
+    })
+    .await;
 }
 
 /// Sends through whichever launched node answers 2xx (a follower forwards).
@@ -80,6 +95,25 @@ async fn send_anywhere(servers: &[Server], method: &str, path: &str, body: Value
         }
     })
     .await
+}
+
+/// Every execution of `job` still on record, newest first, page by page.
+async fn full_history(server: &Server, job: &str) -> Option<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (status, page) = server
+            .get(&format!("/v1/jobs/{job}/executions?limit=1000{before}"))
+            .await;
+        if status != 200 {
+            return None;
+        }
+        all.extend(page["items"].as_array()?.iter().cloned());
+        match page["next_before"].as_str() {
+            Some(next) => before = format!("&before={next}"),
+            None => return Some(all),
+        }
+    }
 }
 
 /// Lines of the sink: `(job, scheduled_at, attempt, node)`.
@@ -156,18 +190,20 @@ async fn lost_attempt(server: &Server, (id, attempt): &(String, u64)) -> String 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_instant_fires_once_while_the_leader_is_killed_twice() {
+async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = tmp.path().join("sink.txt");
+    let rounds = std::env::var("ROTA_FAILOVER_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FIXED_ROUNDS)
+        .max(FIXED_ROUNDS);
     let p = ports(3);
-    let peers = (0..3)
-        .map(|i| format!("{}=http://127.0.0.1:{}", i + 1, p[i]))
-        .collect::<Vec<_>>()
-        .join(",");
+    let peers = peers_arg(&p);
     let mut servers: Vec<Server> = (0..3)
-        .map(|i| launch(tmp.path(), i as u64 + 1, p[i], &peers))
+        .map(|i| launch_member(tmp.path(), i as u64 + 1, p[i], &peers, &[]))
         .collect();
-    let mut leader = wait_for_leader(&servers, "a first leader").await;
+    wait_for_leader(&servers, "a first leader").await;
 
     eprintln!("--- three jobs fire every second, catching up whatever they miss");
     let command = format!(
@@ -180,7 +216,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_twice() {
             "executor": {"type": "shell", "command": command},
             "misfire": "run_all",
             "catchup_window": "1h",
-            "history_limit": 1000,
+            "history_limit": 10_000,
         });
         if job == "slow" {
             spec["executor"]["command"] = json!(format!("sleep 0.7; {command}"));
@@ -190,38 +226,58 @@ async fn every_instant_fires_once_while_the_leader_is_killed_twice() {
     }
     let mut seen = runs_go_on(&sink, 0, 6).await;
 
-    for round in 1..=2 {
-        eprintln!(
-            "--- round {round}: kill -9 the leader (node {}) while it runs a slow attempt",
-            leader + 1
-        );
-        let caught = slow_run_starting_on(&servers[leader], &format!("n{}", leader + 1)).await;
+    let (mut kills, mut freezes) = (0u32, 0u32);
+    for round in 1..=rounds {
+        let fault = fault_of(round);
+        // Leadership may have moved since the last round: aim at today's leader.
+        let mut leader = wait_for_leader(&servers, "a leader all agree on").await;
+        if fault == Fault::Freeze {
+            eprintln!(
+                "--- round {round}: SIGSTOP the leader (node {}) until another leads and instants pass",
+                leader + 1
+            );
+            freezes += 1;
+            servers[leader].pause();
+            let frozen = leader;
+            leader = wait_for_leader(&servers, "a leader while the old one is frozen").await;
+            assert_ne!(leader, frozen, "a frozen node cannot lead");
+            seen = runs_go_on(&sink, seen, 6).await;
+
+            eprintln!("--- round {round}: SIGCONT: the old leader wakes believing it leads");
+            servers[frozen].resume();
+            leader = wait_for_leader(&servers, "every node to agree on one leader").await;
+            caught_up(&servers, frozen, leader).await;
+            seen = runs_go_on(&sink, seen, 4).await;
+            continue;
+        }
+        kills += 1;
+        let caught = if fault == Fault::Kill {
+            eprintln!(
+                "--- round {round}: kill -9 the leader (node {})",
+                leader + 1
+            );
+            None
+        } else {
+            eprintln!(
+                "--- round {round}: kill -9 the leader (node {}) while it runs a slow attempt",
+                leader + 1
+            );
+            Some(slow_run_starting_on(&servers[leader], &format!("n{}", leader + 1)).await)
+        };
         servers[leader].kill9();
         let killed = leader;
         leader = wait_for_leader(&servers, "a new leader among the survivors").await;
         assert_ne!(leader, killed, "a killed node cannot lead");
         seen = runs_go_on(&sink, seen, 6).await;
-        if round == 2 {
+        if let (Fault::KillStayDown, Some(caught)) = (fault, &caught) {
             eprintln!("--- round 2: the silent node's attempt is lost by the leader's timeout");
-            let error = lost_attempt(&servers[leader], &caught).await;
+            let error = lost_attempt(&servers[leader], caught).await;
             assert_eq!(error, "the node running the attempt stopped reporting");
         }
 
         eprintln!("--- round {round}: the killed node restarts and catches up");
         servers[killed].relaunch();
-        {
-            let restarted = &servers[killed];
-            let target = servers[leader]
-                .health()
-                .await
-                .and_then(|h| h["last_applied"].as_u64())
-                .unwrap_or(0);
-            eventually(DEADLINE, "the restarted node to catch up", || async move {
-                let applied = restarted.health().await?["last_applied"].as_u64()?;
-                (applied >= target).then_some(())
-            })
-            .await;
-        }
+        caught_up(&servers, killed, leader).await;
         seen = runs_go_on(&sink, seen, 4).await;
     }
 
@@ -241,7 +297,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_twice() {
             let leader = agreed_leader(servers).await?;
             let mut all = BTreeMap::new();
             for job in JOBS {
-                let history = servers[leader].history(job, 1000).await;
+                let history = full_history(&servers[leader], job).await?;
                 let active = history
                     .iter()
                     .any(|e| e["status"] == "queued" || e["status"] == "running");
@@ -267,10 +323,13 @@ async fn every_instant_fires_once_while_the_leader_is_killed_twice() {
             .push(node.clone());
     }
     let twice: Vec<_> = runs.iter().filter(|(_, nodes)| nodes.len() > 1).collect();
-    assert!(twice.is_empty(), "attempts that ran twice: {twice:?}");
     let nodes: BTreeSet<&str> = lines.iter().map(|l| l.3.as_str()).collect();
-    assert!(nodes.len() >= 2, "runs moved with the leader: {nodes:?}");
 
+    // Counted first and asserted after the summary line, so a failing soak still
+    // reports its figures.
+    let mut problems = Vec::new();
+    let (mut instants, mut repeated_total, mut missing_total) = (0, 0, 0);
+    let (mut lost_total, mut retried_total) = (0, 0);
     for (job, history) in &histories {
         let mut by_instant: BTreeMap<DateTime<Utc>, Vec<&Value>> = BTreeMap::new();
         for e in history {
@@ -278,10 +337,9 @@ async fn every_instant_fires_once_while_the_leader_is_killed_twice() {
             by_instant.entry(at).or_default().push(e);
         }
         let repeated: Vec<_> = by_instant.iter().filter(|(_, es)| es.len() > 1).collect();
-        assert!(
-            repeated.is_empty(),
-            "{job}: instants fired twice: {repeated:?}"
-        );
+        if !repeated.is_empty() {
+            problems.push(format!("{job}: instants fired twice: {repeated:?}"));
+        }
         let (first, last) = match (by_instant.keys().next(), by_instant.keys().last()) {
             (Some(first), Some(last)) => (*first, *last),
             _ => panic!("{job} never fired"),
@@ -294,41 +352,63 @@ async fn every_instant_fires_once_while_the_leader_is_killed_twice() {
             }
             at += TimeDelta::seconds(1);
         }
-        assert!(
-            missing.is_empty(),
-            "{job}: instants never fired: {missing:?}"
-        );
+        if !missing.is_empty() {
+            problems.push(format!("{job}: instants never fired: {missing:?}"));
+        }
         for (at, es) in &by_instant {
             let e = es[0];
             let status = e["status"].as_str().unwrap_or_default();
             let ran = runs
                 .keys()
                 .any(|(j, when, _)| j == job && instant(when) == *at);
-            assert!(
-                status == "succeeded" || status == "lost",
-                "{job} at {at}: {e}"
-            );
-            assert!(
-                ran || status == "lost",
-                "{job} at {at} neither ran nor was recorded lost: {e}"
-            );
+            if !(status == "succeeded" || status == "lost") {
+                problems.push(format!("{job} at {at}: {e}"));
+            }
+            if !(ran || status == "lost") {
+                problems.push(format!(
+                    "{job} at {at} neither ran nor was recorded lost: {e}"
+                ));
+            }
         }
+        let lost_attempts = history
+            .iter()
+            .filter_map(|e| e["attempts"].as_array())
+            .flatten()
+            .filter(|a| a["status"] == "lost")
+            .count();
         let retried_after_loss = history
             .iter()
             .filter(|e| {
-                e["attempt"] == 2
+                e["attempt"].as_u64().is_some_and(|a| a >= 2)
                     && e["attempts"]
                         .as_array()
                         .is_some_and(|a| a.iter().any(|a| a["status"] == "lost"))
             })
             .count();
         eprintln!(
-            "{job}: {} instants from {first} to {last}, each fired once; {retried_after_loss} retried after a loss",
+            "{job}: {} instants from {first} to {last}; {lost_attempts} attempts lost, {retried_after_loss} runs retried after a loss",
             by_instant.len()
         );
-        if *job == "slow" {
-            // Each kill caught a slow attempt: lost, then run again.
-            assert!(retried_after_loss >= 2, "{job}: {history:?}");
+        if *job == "slow" && retried_after_loss < 2 {
+            // Each of the first two kills caught a slow attempt: lost, then run again.
+            problems.push(format!(
+                "{job}: fewer than 2 runs retried after a loss: {history:?}"
+            ));
         }
+        instants += by_instant.len();
+        repeated_total += repeated.len();
+        missing_total += missing.len();
+        lost_total += lost_attempts;
+        retried_total += retried_after_loss;
     }
+    eprintln!(
+        "schedule checker: rounds={rounds} kills={kills} freezes={freezes} instants={instants} \
+         duplicates={repeated_total} missing={missing_total} attempts_twice={} lost={lost_total} \
+         retried_after_loss={retried_total} nodes={}",
+        twice.len(),
+        nodes.len()
+    );
+    assert!(twice.is_empty(), "attempts that ran twice: {twice:?}");
+    assert!(nodes.len() >= 2, "runs moved with the leader: {nodes:?}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -39,6 +39,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     extra: Vec<String>,
     starts: u32,
+    /// Stopped with SIGSTOP and not continued yet.
+    paused: bool,
     http: reqwest::Client,
 }
 
@@ -54,6 +56,7 @@ impl Server {
             data_dir: dir.join("data"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             starts: 0,
+            paused: false,
             http: client(),
         };
         server.spawn();
@@ -73,6 +76,7 @@ impl Server {
             data_dir: dir.join("data"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             starts: 0,
+            paused: false,
             http: client(),
         };
         server.spawn();
@@ -167,10 +171,37 @@ impl Server {
 
     /// `kill -9` the server.
     pub fn kill9(&mut self) {
+        self.paused = false;
         if let Some(mut child) = self.child.take() {
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the process with SIGSTOP: it keeps its sockets, so peers and
+    /// clients see a node that accepts connections and never answers.
+    pub fn pause(&mut self) {
+        if let Some(child) = &self.child {
+            self.paused = true;
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGSTOP);
+            }
+        }
+    }
+
+    /// Lets a process frozen by [`Server::pause`] go on (SIGCONT).
+    pub fn resume(&mut self) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGCONT);
+            }
+        }
+        self.paused = false;
+    }
+
+    /// Whether the process is frozen by [`Server::pause`].
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// SIGTERM and wait for a graceful exit.
@@ -271,6 +302,51 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// `n` distinct free loopback ports.
+pub fn ports(n: usize) -> Vec<u16> {
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < n {
+        seen.insert(free_port());
+    }
+    seen.into_iter().collect()
+}
+
+/// The `--peers` value of a cluster whose node `i + 1` listens on `ports[i]`.
+pub fn peers_arg(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}=http://127.0.0.1:{port}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Launches node `id` of a `--peers` cluster, its files under `dir/n{id}`.
+pub fn launch_member(dir: &Path, id: u64, port: u16, peers: &str, extra: &[&str]) -> Server {
+    let id = id.to_string();
+    let mut args = vec!["--node-id", &id, "--peers", peers];
+    args.extend_from_slice(extra);
+    Server::launch(&dir.join(format!("n{id}")), port, &args)
+}
+
+/// The index of the leader every running, unfrozen node agrees on (and that
+/// calls itself leader); node ids are indexes + 1.
+pub async fn agreed_leader(servers: &[Server]) -> Option<usize> {
+    let mut leaders = std::collections::BTreeSet::new();
+    let mut leading = Vec::new();
+    for s in servers.iter().filter(|s| s.is_launched() && !s.is_paused()) {
+        let health = s.health().await?;
+        leaders.insert(health["leader"].as_u64()?);
+        if health["role"] == "leader" {
+            leading.push(health["node_id"].as_u64()?);
+        }
+    }
+    match (leaders.len(), leading.as_slice()) {
+        (1, [one]) if leaders.contains(one) => usize::try_from(one - 1).ok(),
+        _ => None,
     }
 }
 
