@@ -924,8 +924,14 @@ impl Node {
     /// cannot be made, the followers elect a leader on their own as after a crash.
     pub async fn shutdown(&self) -> Result<(), ClusterError> {
         let successor = self.pick_successor().await;
+        // First while Raft still runs: this node's vote lets the successor win at
+        // once. When that does not happen in time, after stopping, by the lease.
+        let handed = match &successor {
+            Some(successor) => self.hand_over_live(successor).await,
+            None => false,
+        };
         self.raft.shutdown().await?;
-        if let Some(successor) = successor {
+        if let (Some(successor), false) = (successor, handed) {
             self.hand_off(successor).await;
         }
         if let Some(task) = self.leadership_task.lock().await.take() {
@@ -1022,19 +1028,43 @@ impl Node {
         })
     }
 
-    /// Asks `successor` to stand for election once the followers' leader lease
-    /// (counted from the last heartbeat, which went out before Raft stopped) has
-    /// run out: before that they would refuse to vote.
-    async fn hand_off(&self, successor: Successor) {
-        let wait = self.timing.leader_lease() + self.timing.heartbeat_interval;
+    /// Asks `successor` to stand for election while this node still leads, and waits
+    /// (a few election timeouts at most) until this node no longer leads: the
+    /// successor needs one more vote than its own, and this node gives it (openraft
+    /// does not renew a leader's own lease, so a leader of longer than the lease
+    /// votes for a newer term at once), while the other followers would still refuse
+    /// it until their lease ran out. Answers whether leadership moved.
+    async fn hand_over_live(&self, successor: &Successor) -> bool {
         info!(
             successor = successor.id,
             matched = ?successor.matched,
             term = successor.term,
-            after = ?wait,
             "handing leadership over"
         );
-        tokio::time::sleep(wait).await;
+        if !self.ask_to_stand(successor).await {
+            return false;
+        }
+        let mut metrics = self.raft.metrics();
+        let moved = tokio::time::timeout(
+            self.timing.leader_lease() * 2,
+            metrics
+                .wait_for(|m| m.state != ServerState::Leader || m.current_term != successor.term),
+        )
+        .await;
+        let moved = matches!(moved, Ok(Ok(_)));
+        if moved {
+            info!(successor = successor.id, "leadership handed over");
+        } else {
+            info!(
+                successor = successor.id,
+                "the successor did not take over in time; handing over after the lease"
+            );
+        }
+        moved
+    }
+
+    /// Calls the successor's `/raft/elect`; answers whether it stood.
+    async fn ask_to_stand(&self, successor: &Successor) -> bool {
         let request = network::ElectRequest {
             from: self.cfg.node_id,
             term: successor.term,
@@ -1049,14 +1079,42 @@ impl Node {
             )
             .await
         {
-            Ok(Ok(true)) => info!(successor = successor.id, "successor stands for election"),
-            Ok(Ok(false)) => info!(
-                successor = successor.id,
-                "successor saw a newer term; no handoff needed"
-            ),
-            Ok(Err(e)) => warn!(successor = successor.id, error = ?e, "handoff refused"),
-            Err(e) => warn!(successor = successor.id, error = %e, "handoff call failed"),
+            Ok(Ok(true)) => {
+                info!(successor = successor.id, "successor stands for election");
+                true
+            }
+            Ok(Ok(false)) => {
+                info!(
+                    successor = successor.id,
+                    "successor saw a newer term; no handoff needed"
+                );
+                false
+            }
+            Ok(Err(e)) => {
+                warn!(successor = successor.id, error = ?e, "handoff refused");
+                false
+            }
+            Err(e) => {
+                warn!(successor = successor.id, error = %e, "handoff call failed");
+                false
+            }
         }
+    }
+
+    /// Asks `successor` to stand for election once the followers' leader lease
+    /// (counted from the last heartbeat, which went out before Raft stopped) has
+    /// run out: before that they would refuse to vote.
+    async fn hand_off(&self, successor: Successor) {
+        let wait = self.timing.leader_lease() + self.timing.heartbeat_interval;
+        info!(
+            successor = successor.id,
+            matched = ?successor.matched,
+            term = successor.term,
+            after = ?wait,
+            "handing leadership over"
+        );
+        tokio::time::sleep(wait).await;
+        self.ask_to_stand(&successor).await;
     }
 
     /// The successor's side of [`Node::hand_off`]: stands for election at once,

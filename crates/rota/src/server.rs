@@ -126,14 +126,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await;
 
-    // Whatever ended serving (a signal, a failure), stop in dependency order.
+    // Whatever ended serving (a signal, a failure), stop in dependency order: the
+    // scheduler, then the node (a leader hands over to a successor, which needs
+    // this node's peer routes to answer its vote request), then the HTTP server.
     let (http, outcome) = match served {
         Ok(Served { http, outcome }) => (Some(http), outcome),
         Err(err) => (None, Err(err)),
     };
-    if let Some(http) = &http {
-        http.stop.cancel();
-    }
     tokio::spawn(async move {
         let signal = signals.next().await;
         warn!(signal, "second signal: exiting without a clean shutdown");
@@ -141,13 +140,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     stop_scheduler.cancel();
     scheduler.stopped().await;
-    if let Some(http) = http {
-        http.drain().await;
-    }
     let stopped = node
         .shutdown()
         .await
         .context("cannot stop the node cleanly");
+    if let Some(http) = http {
+        http.drain().await;
+    }
     outcome?;
     stopped?;
     info!("rota stopped");
