@@ -103,7 +103,7 @@ redb_error!(
 );
 
 /// Why a write (or read barrier) did not go through.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// This node is not the leader and could not forward; `leader_url` is a hint.
     #[error("this node is not the leader")]

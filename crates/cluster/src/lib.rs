@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+mod batcher;
 mod error;
 mod log_store;
 mod network;
@@ -247,6 +248,8 @@ pub struct Node {
     /// The Raft timing this node runs with (the handoff at shutdown waits out
     /// its leader lease).
     timing: RaftTiming,
+    /// Every write this node proposes goes through it (batched under load).
+    proposals: batcher::Proposals,
 }
 
 impl std::fmt::Debug for Node {
@@ -433,6 +436,7 @@ impl Node {
             last_applied = status.1,
             "node started"
         );
+        let raft_for_proposals = raft.clone();
         Ok(Arc::new(Node {
             cfg,
             raft,
@@ -443,6 +447,7 @@ impl Node {
             leadership_task: Mutex::new(Some(leadership_task)),
             released: Mutex::new(released),
             timing: options.timing,
+            proposals: batcher::Proposals::spawn(raft_for_proposals, WRITE_TIMEOUT),
         }))
     }
 
@@ -514,18 +519,9 @@ impl Node {
         req: ClientRequest,
         deadline: Instant,
     ) -> Result<(u64, Response), WriteError> {
-        match tokio::time::timeout_at(deadline, self.raft.client_write(req)).await {
+        match tokio::time::timeout_at(deadline, self.proposals.propose(req)).await {
             Err(_) => Err(WriteError::Timeout(WRITE_TIMEOUT)),
-            Ok(Ok(written)) => Ok((written.log_id.index, written.data)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(WriteError::NotLeader {
-                    leader_url: leader_url(&self.raft, f.leader_id, f.leader_node),
-                })
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(WriteError::Fatal(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+            Ok(result) => result,
         }
     }
 

@@ -15,10 +15,11 @@
 //! purged behind each snapshot), so the full repair redb runs after an unclean
 //! shutdown is cheap here.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
@@ -44,10 +45,19 @@ const LOG_ID: &str = "log id";
 /// are hot: a small cache is enough.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
+/// How many of the latest appended entries stay in memory: openraft reads an
+/// entry back right after appending it (to apply it, and to replicate it), and a
+/// read from memory saves a blocking-pool hop and a decode on every write.
+const RECENT_ENTRIES: usize = 64;
+
+/// The latest appended entries, by index (contiguous).
+type Recent = Arc<Mutex<BTreeMap<u64, Entry>>>;
+
 /// The redb-backed Raft log. Cheap to clone: clones share the database.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    recent: Recent,
     /// Held by Raft's copies and dropped with the last of them;
     /// [`crate::Node::shutdown`] waits for that to know Raft let go of the file.
     _alive: Option<mpsc::Sender<()>>,
@@ -65,6 +75,7 @@ impl LogStore {
         txn.commit()?;
         Ok(LogStore {
             db: Arc::new(db),
+            recent: Recent::default(),
             _alive: Some(alive),
         })
     }
@@ -73,8 +84,36 @@ impl LogStore {
     pub(crate) fn detached(&self) -> LogStore {
         LogStore {
             db: self.db.clone(),
+            recent: self.recent.clone(),
             _alive: None,
         }
+    }
+
+    fn recent(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `[start, end)` from memory when every entry of it is there.
+    fn recent_range(&self, start: Bound<u64>, end: Bound<u64>) -> Option<Vec<Entry>> {
+        let start = match start {
+            Bound::Included(s) => s,
+            Bound::Excluded(s) => s.checked_add(1)?,
+            Bound::Unbounded => return None,
+        };
+        let end = match end {
+            Bound::Included(e) => e.checked_add(1)?,
+            Bound::Excluded(e) => e,
+            Bound::Unbounded => return None,
+        };
+        if start >= end {
+            return Some(Vec::new());
+        }
+        let recent = self.recent();
+        let first = *recent.keys().next()?;
+        let last = *recent.keys().next_back()?;
+        (first <= start && end <= last + 1)
+            .then(|| recent.range(start..end).map(|(_, e)| e.clone()).collect())
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, ClusterError>
@@ -167,6 +206,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         let start = owned_bound(range.start_bound());
         let end = owned_bound(range.end_bound());
+        if let Some(entries) = self.recent_range(start, end) {
+            return Ok(entries);
+        }
         self.blocking(move |db| {
             let txn = db.begin_read()?;
             let log = txn.open_table(LOG)?;
@@ -260,9 +302,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded = entries
-            .into_iter()
-            .map(|e| Ok((e.log_id.index, encode_entry(&e)?)))
+            .iter()
+            .map(|e| Ok((e.log_id.index, encode_entry(e)?)))
             .collect::<Result<Vec<_>, ClusterError>>();
         let result = match encoded {
             Ok(encoded) => {
@@ -287,6 +330,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         match result {
             Ok(()) => {
+                {
+                    let mut recent = self.recent();
+                    for e in entries {
+                        // Keep the map contiguous: an append that does not follow
+                        // on (after a truncate elsewhere) starts it afresh.
+                        let follows = recent
+                            .keys()
+                            .next_back()
+                            .is_none_or(|last| last.checked_add(1) == Some(e.log_id.index));
+                        if !follows {
+                            recent.clear();
+                        }
+                        recent.insert(e.log_id.index, e);
+                    }
+                    while recent.len() > RECENT_ENTRIES {
+                        recent.pop_first();
+                    }
+                }
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -299,6 +360,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let from = log_id.index;
+        self.recent().retain(|index, _| *index < from);
         self.blocking(move |db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
@@ -313,6 +375,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let upto = log_id.index;
+        self.recent().retain(|index, _| *index > upto);
         let bytes = encode(LOG_ID, &LogIdV1::from(&log_id)).map_err(write_err)?;
         self.blocking(move |db| {
             let mut txn = db.begin_write()?;

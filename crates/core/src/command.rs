@@ -69,6 +69,12 @@ pub enum Command {
     /// Several commands applied in order in one log entry (one fsync); answered by
     /// `Response::Batch` in the same order.
     Batch { commands: Vec<Command> },
+    /// Requests of several clients that the leader proposed together in one log
+    /// entry (one fsync for all of them), applied in order as if each were its own
+    /// entry, each with its own session and clock; answered by `Response::Batch` in
+    /// the same order. All of them share the entry's log index as revision, so the
+    /// leader never puts two writes of one key into one entry.
+    Requests { requests: Vec<ClientRequest> },
     /// A newly leading scheduler takes over: raises the store's scheduler epoch to
     /// `term` (the Raft term in which `node` leads) unless it is higher already, and
     /// answers the epoch now in force (`Response::SchedulerClaimed`). Scheduler

@@ -57,44 +57,61 @@ pub(crate) fn apply_request(
         events,
         fenced_out: false,
     };
-    let response = match &req.session {
-        None => apply.command(&req.command)?,
-        Some(session) => {
-            let previous: Option<SessionRecord> = apply
-                .t
-                .sessions
-                .get(session.client_id.as_str())?
-                .map(|v| decode(SESSION, v.value()))
-                .transpose()?;
-            match previous {
-                Some(prev) if session.seq == prev.last_seq => {
-                    debug!(client = %session.client_id, seq = session.seq, "session retry answered from the session table");
-                    prev.response
-                }
-                Some(prev) if session.seq < prev.last_seq => Response::StaleSession {
-                    client_id: session.client_id.clone(),
-                    last_seq: prev.last_seq,
-                },
-                _ => {
-                    let response = apply.command(&req.command)?;
-                    let record = SessionRecord {
-                        last_seq: session.seq,
-                        last_at: req.at,
-                        response: response.clone(),
-                    };
-                    apply.t.sessions.insert(
-                        session.client_id.as_str(),
-                        encode(SESSION, &record)?.as_slice(),
-                    )?;
-                    response
-                }
-            }
-        }
-    };
+    let response = apply.request(req)?;
     if index.is_multiple_of(SESSION_SWEEP_EVERY) {
         expire_sessions(apply.t, req.at)?;
     }
     Ok(response)
+}
+
+impl Apply<'_, '_> {
+    /// One client request: its command, answered from the session table when it
+    /// is a retry of the client's last one.
+    fn request(&mut self, req: &ClientRequest) -> Result<Response, StoreError> {
+        let outer_at = std::mem::replace(&mut self.at, req.at);
+        let response = self.session_request(req);
+        self.at = outer_at;
+        response
+    }
+
+    fn session_request(&mut self, req: &ClientRequest) -> Result<Response, StoreError> {
+        let apply = self;
+        let response = match &req.session {
+            None => apply.command(&req.command)?,
+            Some(session) => {
+                let previous: Option<SessionRecord> = apply
+                    .t
+                    .sessions
+                    .get(session.client_id.as_str())?
+                    .map(|v| decode(SESSION, v.value()))
+                    .transpose()?;
+                match previous {
+                    Some(prev) if session.seq == prev.last_seq => {
+                        debug!(client = %session.client_id, seq = session.seq, "session retry answered from the session table");
+                        prev.response
+                    }
+                    Some(prev) if session.seq < prev.last_seq => Response::StaleSession {
+                        client_id: session.client_id.clone(),
+                        last_seq: prev.last_seq,
+                    },
+                    _ => {
+                        let response = apply.command(&req.command)?;
+                        let record = SessionRecord {
+                            last_seq: session.seq,
+                            last_at: req.at,
+                            response: response.clone(),
+                        };
+                        apply.t.sessions.insert(
+                            session.client_id.as_str(),
+                            encode(SESSION, &record)?.as_slice(),
+                        )?;
+                        response
+                    }
+                }
+            }
+        };
+        Ok(response)
+    }
 }
 
 fn expire_sessions(t: &mut Tables<'_>, now: Timestamp) -> Result<(), StoreError> {
@@ -182,6 +199,13 @@ impl Apply<'_, '_> {
             } => self.kv_put(key, value, *if_revision),
             Command::KvDelete { key, if_revision } => self.kv_delete(key, *if_revision),
             Command::Batch { commands } => self.batch(commands),
+            Command::Requests { requests } => {
+                let responses = requests
+                    .iter()
+                    .map(|r| self.request(r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Response::Batch { responses })
+            }
             Command::ClaimScheduler { node, term } => {
                 let current = self.t.scheduler_epoch()?;
                 if *term > current {

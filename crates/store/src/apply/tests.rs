@@ -1065,3 +1065,63 @@ fn a_new_incarnation_loses_the_attempts_of_the_earlier_one() {
         ExecStatus::Running
     );
 }
+
+#[test]
+fn requests_of_several_clients_in_one_entry_apply_each_with_its_session() {
+    let mut h = Harness::new();
+    let req = |client: &str, seq: u64, key: &str, value: &str| rota_core::ClientRequest {
+        session: Some(rota_core::SessionKey {
+            client_id: client.into(),
+            seq,
+        }),
+        at: t(7),
+        command: Command::KvPut {
+            key: key.into(),
+            value: value.into(),
+            if_revision: None,
+        },
+    };
+    let first = h.run(Command::Requests {
+        requests: vec![req("a", 1, "x", "1"), req("b", 1, "y", "2")],
+    });
+    let Response::Batch { responses } = first else {
+        panic!("expected Batch, got {first:?}");
+    };
+    assert_eq!(
+        responses,
+        vec![
+            Response::KvPut {
+                key: "x".into(),
+                revision: 1
+            },
+            Response::KvPut {
+                key: "y".into(),
+                revision: 1
+            },
+        ]
+    );
+    // A retry of a's request in another batch is answered from its session; b's
+    // next request applies.
+    let second = h.run(Command::Requests {
+        requests: vec![req("a", 1, "x", "changed"), req("b", 2, "x", "3")],
+    });
+    let Response::Batch { responses } = second else {
+        panic!("expected Batch, got {second:?}");
+    };
+    assert_eq!(
+        responses[0],
+        Response::KvPut {
+            key: "x".into(),
+            revision: 1
+        }
+    );
+    assert_eq!(
+        responses[1],
+        Response::KvPut {
+            key: "x".into(),
+            revision: 2
+        }
+    );
+    let x = h.store.kv_get("x").unwrap().unwrap();
+    assert_eq!((x.value.as_str(), x.mod_revision, x.version), ("3", 2, 2));
+}

@@ -1,0 +1,181 @@
+//! Proposal batching on the leader.
+//!
+//! openraft 0.9 appends one proposal at a time and waits for each append's fsync
+//! before taking the next, so concurrent writes proposed one by one never share an
+//! fsync. Here every write the leader proposes goes through one queue: a write that
+//! arrives while [`IN_FLIGHT`] proposals are already on their way waits, and the
+//! writes that waited go out together as one `Command::Requests` entry (one append,
+//! one fsync, one replication round), each applied with its own session and clock
+//! and answered with its own response. A write that finds the queue idle goes out
+//! alone, unwrapped, so a single client sees no added step.
+//!
+//! All writes of one entry share its log index as their revision; a key's
+//! revisions must still grow with every write, so two writes of the same key never
+//! share an entry (the second waits for the next one).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use openraft::error::{ClientWriteError, RaftError};
+use rota_core::{ClientRequest, Command, Response};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::{debug, warn};
+
+use crate::types::Raft;
+use crate::{fatal, leader_url, WriteError};
+
+/// Proposals on their way through Raft at once; more wait and are batched.
+const IN_FLIGHT: usize = 2;
+/// Most client requests in one entry.
+const MAX_BATCH: usize = 256;
+
+/// A client request waiting to be proposed, and where its answer goes.
+struct Proposal {
+    req: ClientRequest,
+    reply: oneshot::Sender<Result<(u64, Response), WriteError>>,
+}
+
+/// The leader's proposal queue (also present on followers, where nothing is
+/// proposed: Raft answers "forward to the leader" for every write).
+pub(crate) struct Proposals {
+    tx: mpsc::UnboundedSender<Proposal>,
+}
+
+impl Proposals {
+    /// Starts the queue's task; it ends when the queue is dropped.
+    pub(crate) fn spawn(raft: Raft, timeout: Duration) -> Proposals {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx, timeout));
+        Proposals { tx }
+    }
+
+    /// Proposes `req` (alone or with others) and answers its log index and
+    /// response once applied.
+    pub(crate) async fn propose(&self, req: ClientRequest) -> Result<(u64, Response), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Proposal { req, reply })
+            .map_err(|_| WriteError::ShuttingDown)?;
+        answer.await.map_err(|_| WriteError::ShuttingDown)?
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, timeout: Duration) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut carried: Option<Proposal> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        // Whatever queued up while the earlier proposals were in flight.
+        let mut keys = HashSet::new();
+        kv_keys(&first.req.command, &mut keys);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            let Ok(next) = rx.try_recv() else {
+                break;
+            };
+            let mut next_keys = HashSet::new();
+            kv_keys(&next.req.command, &mut next_keys);
+            if !keys.is_disjoint(&next_keys) {
+                carried = Some(next);
+                break;
+            }
+            keys.extend(next_keys);
+            batch.push(next);
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            commit(&raft, batch, timeout).await;
+            drop(permit);
+        });
+    }
+}
+
+/// The KV keys a command writes.
+fn kv_keys(command: &Command, out: &mut HashSet<String>) {
+    match command {
+        Command::KvPut { key, .. } | Command::KvDelete { key, .. } => {
+            out.insert(key.clone());
+        }
+        Command::Batch { commands } | Command::Fenced { commands, .. } => {
+            for c in commands {
+                kv_keys(c, out);
+            }
+        }
+        Command::Requests { requests } => {
+            for r in requests {
+                kv_keys(&r.command, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn commit(raft: &Raft, mut batch: Vec<Proposal>, timeout: Duration) {
+    if batch.len() == 1 {
+        if let Some(p) = batch.pop() {
+            let _ = p.reply.send(client_write(raft, p.req, timeout).await);
+        }
+        return;
+    }
+    let (requests, replies): (Vec<ClientRequest>, Vec<_>) =
+        batch.into_iter().map(|p| (p.req, p.reply)).unzip();
+    let count = requests.len();
+    let req = ClientRequest {
+        session: None,
+        at: Utc::now(),
+        command: Command::Requests { requests },
+    };
+    match client_write(raft, req, timeout).await {
+        Ok((index, Response::Batch { responses })) if responses.len() == count => {
+            debug!(index, requests = count, "batched proposal applied");
+            for (reply, response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok((index, response)));
+            }
+        }
+        Ok((index, other)) => {
+            warn!(index, answer = ?other, "a batched proposal got an answer of another shape");
+            let err = WriteError::Fatal(format!(
+                "the batched proposal at index {index} was answered with {other:?}"
+            ));
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+        Err(err) => {
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+async fn client_write(
+    raft: &Raft,
+    req: ClientRequest,
+    timeout: Duration,
+) -> Result<(u64, Response), WriteError> {
+    match tokio::time::timeout(timeout, raft.client_write(req)).await {
+        Err(_) => Err(WriteError::Timeout(timeout)),
+        Ok(Ok(written)) => Ok((written.log_id.index, written.data)),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Err(WriteError::NotLeader {
+                leader_url: leader_url(raft, f.leader_id, f.leader_node),
+            })
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+            Err(WriteError::Fatal(e.to_string()))
+        }
+        Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+    }
+}
