@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{agreed_leader, eventually, launch_member, peers_arg, ports, Server};
+use common::{agreed_leader, caught_up, eventually, launch_member, peers_arg, ports, Server};
 use rota_lincheck::{check, Budget, CheckResult, Input, Output, Recorder};
 use serde_json::{json, Value};
 
@@ -311,21 +311,6 @@ async fn progress_since(shared: &Shared, t: Instant, what: &str) {
     .await
 }
 
-/// Waits until `servers[node]` answers and has applied what the leader had.
-async fn caught_up(servers: &[Server], node: usize, leader: usize) {
-    let target = servers[leader]
-        .health()
-        .await
-        .and_then(|h| h["last_applied"].as_u64())
-        .unwrap_or(0);
-    let restarted = &servers[node];
-    eventually(DEADLINE, "the restarted node to catch up", || async move {
-        let applied = restarted.health().await?["last_applied"].as_u64()?;
-        (applied >= target).then_some(())
-    })
-    .await;
-}
-
 fn millis(d: Option<Duration>) -> String {
     d.map_or_else(|| "?".into(), |d| d.as_millis().to_string())
 }
@@ -470,7 +455,7 @@ async fn kv_stays_linearizable_while_the_leader_is_killed_and_frozen() {
 
         eprintln!("--- round {round}: the killed node restarts and catches up");
         servers[killed].relaunch();
-        caught_up(servers, killed, leader).await;
+        caught_up(servers, DEADLINE, killed, leader).await;
         shared.set_available(killed, true);
         leader = wait_for_leader(servers, "a leader all agree on").await;
 
@@ -491,7 +476,7 @@ async fn kv_stays_linearizable_while_the_leader_is_killed_and_frozen() {
         let t = Instant::now();
         servers[frozen].resume();
         leader = wait_for_leader(servers, "every node to agree on one leader").await;
-        caught_up(servers, frozen, leader).await;
+        caught_up(servers, DEADLINE, frozen, leader).await;
         shared.set_available(frozen, true);
         progress_since(&shared, t, "writes after the old leader woke").await;
     }
@@ -535,7 +520,7 @@ async fn a_gracefully_stopped_leader_hands_over_and_writes_go_on() {
 
         eprintln!("--- round {round}: the stopped node starts again and catches up");
         servers[stopped].relaunch();
-        caught_up(servers, stopped, leader).await;
+        caught_up(servers, DEADLINE, stopped, leader).await;
         shared.set_available(stopped, true);
     }
     let summary = format!(

@@ -26,7 +26,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{agreed_leader, eventually, launch_member, peers_arg, ports, Server};
+use common::{
+    agreed_leader, caught_up, eventually, launch_member, peers_arg, ports, send_anywhere, Server,
+};
 use serde_json::{json, Value};
 
 /// Generous bound for elections, restarts and catch-up on a loaded 2-core machine.
@@ -62,39 +64,6 @@ fn fault_of(round: u32) -> Fault {
 
 async fn wait_for_leader(servers: &[Server], what: &str) -> usize {
     eventually(DEADLINE, what, || agreed_leader(servers)).await
-}
-
-/// Waits until `servers[node]` answers and has applied what the leader had.
-async fn caught_up(servers: &[Server], node: usize, leader: usize) {
-    let target = servers[leader]
-        .health()
-        .await
-        .and_then(|h| h["last_applied"].as_u64())
-        .unwrap_or(0);
-    let restarted = &servers[node];
-    eventually(DEADLINE, "the restarted node to catch up", || async move {
-        let applied = restarted.health().await?["last_applied"].as_u64()?;
-        (applied >= target).then_some(())
-    })
-    .await;
-}
-
-/// Sends through whichever launched node answers 2xx (a follower forwards).
-async fn send_anywhere(servers: &[Server], method: &str, path: &str, body: Value) -> Value {
-    let mut turn = 0usize;
-    eventually(DEADLINE, &format!("{method} {path}"), || {
-        turn += 1;
-        let server = &servers[turn % servers.len()];
-        let body = body.clone();
-        async move {
-            if !server.is_launched() {
-                return None;
-            }
-            let (status, answer) = server.send(method, path, Some(body)).await;
-            (200..300).contains(&status).then_some(answer)
-        }
-    })
-    .await
 }
 
 /// Every execution of `job` still on record, newest first, page by page.
@@ -222,7 +191,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
             spec["executor"]["command"] = json!(format!("sleep 0.7; {command}"));
             spec["retry"] = json!({"max_attempts": 2, "initial_delay": "1s", "jitter": false});
         }
-        send_anywhere(&servers, "PUT", &format!("/v1/jobs/{job}"), spec).await;
+        send_anywhere(&servers, DEADLINE, "PUT", &format!("/v1/jobs/{job}"), spec).await;
     }
     let mut seen = runs_go_on(&sink, 0, 6).await;
 
@@ -246,7 +215,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
             eprintln!("--- round {round}: SIGCONT: the old leader wakes believing it leads");
             servers[frozen].resume();
             leader = wait_for_leader(&servers, "every node to agree on one leader").await;
-            caught_up(&servers, frozen, leader).await;
+            caught_up(&servers, DEADLINE, frozen, leader).await;
             seen = runs_go_on(&sink, seen, 4).await;
             continue;
         }
@@ -277,7 +246,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
 
         eprintln!("--- round {round}: the killed node restarts and catches up");
         servers[killed].relaunch();
-        caught_up(&servers, killed, leader).await;
+        caught_up(&servers, DEADLINE, killed, leader).await;
         seen = runs_go_on(&sink, seen, 4).await;
     }
 
@@ -285,6 +254,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
     for job in JOBS {
         send_anywhere(
             &servers,
+            DEADLINE,
             "POST",
             &format!("/v1/jobs/{job}/pause"),
             json!({}),

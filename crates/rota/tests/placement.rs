@@ -10,47 +10,21 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, free_port, Server};
+use common::{eventually, launch_member, peers_arg, ports, send_anywhere, Server};
 use serde_json::{json, Value};
 
 /// Generous bound for elections, restarts and node timeouts on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn ports(n: usize) -> Vec<u16> {
-    let mut seen = BTreeSet::new();
-    while seen.len() < n {
-        seen.insert(free_port());
-    }
-    seen.into_iter().collect()
-}
-
 fn launch(dir: &Path, id: u64, port: u16, peers: &str, tags: &[&str]) -> Server {
-    let id = id.to_string();
-    let mut args = vec!["--node-id", &id, "--peers", peers, "--node-timeout", "2s"];
+    let mut args = vec!["--node-timeout", "2s"];
     for tag in tags {
         args.extend_from_slice(&["--tag", tag]);
     }
-    Server::launch(&dir.join(format!("n{id}")), port, &args)
-}
-
-/// Sends through whichever launched node answers 2xx (a follower forwards).
-async fn send_anywhere(servers: &[Server], method: &str, path: &str, body: Value) -> Value {
-    let mut turn = 0usize;
-    eventually(DEADLINE, &format!("{method} {path}"), || {
-        turn += 1;
-        let server = &servers[turn % servers.len()];
-        let body = body.clone();
-        async move {
-            server.health().await?;
-            let (status, answer) = server.send(method, path, Some(body)).await;
-            (200..300).contains(&status).then_some(answer)
-        }
-    })
-    .await
+    launch_member(dir, id, port, peers, &args)
 }
 
 /// The execution as any answering node reports it (stale reads are fine here:
@@ -116,10 +90,7 @@ fn node_index(name: &str) -> usize {
 async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let p = ports(3);
-    let peers = format!(
-        "1=http://127.0.0.1:{},2=http://127.0.0.1:{},3=http://127.0.0.1:{}",
-        p[0], p[1], p[2]
-    );
+    let peers = peers_arg(&p);
     let mut servers = vec![
         launch(tmp.path(), 1, p[0], &peers, &[]),
         launch(tmp.path(), 2, p[1], &peers, &["zone=x", "pin=only"]),
@@ -129,6 +100,7 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
     // A pinned job runs on n2, whoever leads, as often as it is asked to.
     send_anywhere(
         &servers,
+        DEADLINE,
         "PUT",
         "/v1/jobs/pinned",
         json!({
@@ -140,7 +112,7 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
     )
     .await;
     for round in 0..3 {
-        let run = send_anywhere(&servers, "POST", "/v1/jobs/pinned/run", json!({})).await;
+        let run = send_anywhere(&servers, DEADLINE, "POST", "/v1/jobs/pinned/run", json!({})).await;
         let id = run["id"].as_str().expect("execution id").to_string();
         let done = wait_execution(&servers, &id, "pinned run succeeded", |e| {
             e["status"] == "succeeded"
@@ -161,6 +133,7 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
     let gate = tmp.path().join("gate");
     send_anywhere(
         &servers,
+        DEADLINE,
         "PUT",
         "/v1/jobs/gated",
         json!({
@@ -174,7 +147,7 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
         }),
     )
     .await;
-    let run = send_anywhere(&servers, "POST", "/v1/jobs/gated/run", json!({})).await;
+    let run = send_anywhere(&servers, DEADLINE, "POST", "/v1/jobs/gated/run", json!({})).await;
     let id = run["id"].as_str().expect("execution id").to_string();
     wait_execution(&servers, &id, "gated run running", |e| {
         e["status"] == "running"
@@ -217,6 +190,7 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
     // is killed; the retry runs on the other zoned node.
     send_anywhere(
         &servers,
+        DEADLINE,
         "PUT",
         "/v1/jobs/zoned",
         json!({
@@ -231,7 +205,7 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
         }),
     )
     .await;
-    let run = send_anywhere(&servers, "POST", "/v1/jobs/zoned/run", json!({})).await;
+    let run = send_anywhere(&servers, DEADLINE, "POST", "/v1/jobs/zoned/run", json!({})).await;
     let id = run["id"].as_str().expect("execution id").to_string();
     let first = wait_execution(&servers, &id, "first zoned attempt running", |e| {
         e["status"] == "running" && e["attempt"] == 1
@@ -269,7 +243,7 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
     })
     .await;
     if first_node == "n2" {
-        let run = send_anywhere(&servers, "POST", "/v1/jobs/pinned/run", json!({})).await;
+        let run = send_anywhere(&servers, DEADLINE, "POST", "/v1/jobs/pinned/run", json!({})).await;
         let id = run["id"].as_str().expect("execution id").to_string();
         let done = wait_execution(&servers, &id, "pinned run after the restart", |e| {
             e["status"] == "succeeded"
@@ -279,14 +253,14 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
     } else {
         // n3 only shares `zone=x` with n2: fill n2 with a long zoned run so the next
         // one has to go to n3 (least loaded).
-        let busy = send_anywhere(&servers, "POST", "/v1/jobs/zoned/run", json!({})).await;
+        let busy = send_anywhere(&servers, DEADLINE, "POST", "/v1/jobs/zoned/run", json!({})).await;
         let busy_id = busy["id"].as_str().expect("execution id").to_string();
         let busy_run = wait_execution(&servers, &busy_id, "a zoned run started", |e| {
             e["status"] == "running"
         })
         .await;
         let other = if busy_run["node"] == "n2" { "n3" } else { "n2" };
-        let next = send_anywhere(&servers, "POST", "/v1/jobs/zoned/run", json!({})).await;
+        let next = send_anywhere(&servers, DEADLINE, "POST", "/v1/jobs/zoned/run", json!({})).await;
         let next_id = next["id"].as_str().expect("execution id").to_string();
         let next_run = wait_execution(&servers, &next_id, "a second zoned run started", |e| {
             e["status"] == "running"
@@ -296,6 +270,7 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
         for id in [busy_id, next_id] {
             send_anywhere(
                 &servers,
+                DEADLINE,
                 "POST",
                 &format!("/v1/executions/{id}/cancel"),
                 json!({}),

@@ -67,6 +67,30 @@ async fn put_job(node: &Node, doc: serde_json::Value) {
     assert!(matches!(response, Response::JobPut { .. }), "{response:?}");
 }
 
+/// `jobs` one-shot `record` jobs all due at the same instant two seconds from now,
+/// created in one log entry.
+async fn put_burst(node: &Node, jobs: usize, record: &Path) {
+    let due = (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
+    let commands = (0..jobs)
+        .map(|i| {
+            let spec: JobSpec = serde_json::from_value(json!({
+                "name": format!("burst-{i}"),
+                "schedule": {"at": due},
+                "executor": {"type": "record", "path": record.to_string_lossy()},
+            }))
+            .expect("job spec");
+            Command::PutJob { spec }
+        })
+        .collect();
+    node.write(ClientRequest {
+        session: None,
+        at: Utc::now(),
+        command: Command::Batch { commands },
+    })
+    .await
+    .expect("jobs written");
+}
+
 /// Execution events until `done` says enough.
 async fn until(
     events: &mut broadcast::Receiver<Arc<rota_core::StoreEvent>>,
@@ -227,25 +251,7 @@ async fn a_burst_due_together_is_fired_in_one_entry_and_drains_through_the_slots
     let (scheduler, shutdown) = start_scheduler(&node);
     let mut events = node.store().subscribe();
     let record = dir.path().join("record.txt");
-    let due = (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
-    let commands = (0..JOBS)
-        .map(|i| {
-            let spec: JobSpec = serde_json::from_value(json!({
-                "name": format!("burst-{i}"),
-                "schedule": {"at": due},
-                "executor": {"type": "record", "path": record.to_string_lossy()},
-            }))
-            .expect("job spec");
-            Command::PutJob { spec }
-        })
-        .collect();
-    node.write(ClientRequest {
-        session: None,
-        at: Utc::now(),
-        command: Command::Batch { commands },
-    })
-    .await
-    .expect("jobs written");
+    put_burst(&node, JOBS, &record).await;
 
     // Revision of the first event of each execution: the one that created it.
     let mut created = std::collections::HashMap::new();
@@ -295,25 +301,7 @@ async fn more_runs_due_together_than_one_turn_takes_all_run_once() {
     let (scheduler, shutdown) = start_scheduler_with(&node, 2 * JOBS);
     let mut events = node.store().subscribe();
     let record = dir.path().join("record.txt");
-    let due = (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
-    let commands = (0..JOBS)
-        .map(|i| {
-            let spec: JobSpec = serde_json::from_value(json!({
-                "name": format!("burst-{i}"),
-                "schedule": {"at": due},
-                "executor": {"type": "record", "path": record.to_string_lossy()},
-            }))
-            .expect("job spec");
-            Command::PutJob { spec }
-        })
-        .collect();
-    node.write(ClientRequest {
-        session: None,
-        at: Utc::now(),
-        command: Command::Batch { commands },
-    })
-    .await
-    .expect("jobs written");
+    put_burst(&node, JOBS, &record).await;
 
     let ran = || {
         std::fs::read_to_string(&record)

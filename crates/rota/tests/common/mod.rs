@@ -350,6 +350,48 @@ pub async fn agreed_leader(servers: &[Server]) -> Option<usize> {
     }
 }
 
+/// Sends through whichever launched node answers 2xx (a follower forwards),
+/// trying them in turn for up to `timeout`.
+pub async fn send_anywhere(
+    servers: &[Server],
+    timeout: Duration,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> Value {
+    let mut turn = 0usize;
+    eventually(timeout, &format!("{method} {path}"), || {
+        turn += 1;
+        let server = &servers[turn % servers.len()];
+        let body = body.clone();
+        async move {
+            if !server.is_launched() || server.is_paused() {
+                return None;
+            }
+            server.health().await?;
+            let (status, answer) = server.send(method, path, Some(body)).await;
+            (200..300).contains(&status).then_some(answer)
+        }
+    })
+    .await
+}
+
+/// Waits up to `timeout` until `servers[node]` answers and has applied what
+/// `servers[leader]` had applied when called.
+pub async fn caught_up(servers: &[Server], timeout: Duration, node: usize, leader: usize) {
+    let target = servers[leader]
+        .health()
+        .await
+        .and_then(|h| h["last_applied"].as_u64())
+        .unwrap_or(0);
+    let restarted = &servers[node];
+    eventually(timeout, "the restarted node to catch up", || async move {
+        let applied = restarted.health().await?["last_applied"].as_u64()?;
+        (applied >= target).then_some(())
+    })
+    .await;
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
