@@ -76,6 +76,13 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, timeout: Dur
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
+        // A caller that gave up (its deadline passed while this write queued) was
+        // told it may not have applied: never proposing it keeps that true and
+        // keeps a late duplicate out of the log.
+        if first.reply.is_closed() {
+            drop(permit);
+            continue;
+        }
         // Whatever queued up while the earlier proposals were in flight.
         let mut keys = HashSet::new();
         kv_keys(&first.req.command, &mut keys);
@@ -84,6 +91,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, timeout: Dur
             let Ok(next) = rx.try_recv() else {
                 break;
             };
+            if next.reply.is_closed() {
+                continue;
+            }
             let mut next_keys = HashSet::new();
             kv_keys(&next.req.command, &mut next_keys);
             if !keys.is_disjoint(&next_keys) {
