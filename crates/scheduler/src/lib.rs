@@ -29,11 +29,11 @@ pub struct SchedulerConfig {
 /// How nodes vouch for the runs recorded on them, and how long the leader trusts
 /// their silence.
 ///
-/// A node that runs attempts while another node leads commits a
-/// `Command::Heartbeat` every `heartbeat_interval`; the leader's engine finishes the
-/// runs of a node silent for `node_timeout` as `lost` (retried per policy). The
-/// leader itself never heartbeats, and neither does an idle node, so a single node
-/// and an idle cluster write nothing for liveness.
+/// Every node that does not lead commits a `Command::Heartbeat` every
+/// `heartbeat_interval`; the leader's engine places runs only on nodes heard from
+/// within `node_timeout`, and finishes the runs of a node silent that long as `lost`
+/// (retried per policy). The leader itself never heartbeats, so a single node writes
+/// nothing for liveness.
 #[derive(Debug, Clone)]
 pub struct LivenessConfig {
     /// A node silent this long while runs are recorded on it is presumed dead.

@@ -1,18 +1,20 @@
 //! The scheduler runtime: the one task that feeds the [`Engine`] the store's events
 //! and the time, commits what it decides, and runs what it dispatches.
 //!
-//! Its shape is a worker with two phases. While the node leads, it subscribes to the
-//! store's events first, claims the scheduler (`ClaimScheduler` raises the store's
-//! scheduler epoch to the Raft term it leads in), then loads every job and every
-//! active execution into a fresh engine and lets it recover, then follows: store
-//! events, the engine's next timer, local completions, commit results, leadership
-//! changes and shutdown, in one `select!`. While it does not lead, no engine exists;
-//! it only finishes the runs it still has, committing their outcome through the node
-//! (which forwards to the leader), heartbeats while it has any (so the leader does not presume it dead),
+//! Before anything else it registers the process as the node's worker
+//! (`RegisterNode`: tags, capacity, a new incarnation; applying it loses whatever the
+//! node's earlier life left running). Then it is a worker with two phases. While the
+//! node leads, it subscribes to the store's events first, claims the scheduler
+//! (`ClaimScheduler` raises the store's scheduler epoch to the Raft term it leads
+//! in), then loads every worker, job and active execution into a fresh engine and
+//! lets it recover, then follows: store events, the engine's next timer, local
+//! completions, commit results, leadership changes and shutdown, in one `select!`.
+//! While it does not lead, no engine exists; it runs the attempts the leader placed
+//! on this node (the applied record shows them running here), finishes them by
+//! committing their outcome through the node (which forwards to the leader),
+//! heartbeats (so the leader keeps placing runs here and does not presume it dead),
 //! stops a run whose record moved on (the leader judged it lost, or it was
-//! cancelled), dispatches what its last engine started but could not hand over, and
-//! reports as `lost` the attempts recorded on it that it does not run (its earlier
-//! life, before a crash).
+//! cancelled), and dispatches what its last engine started but could not hand over.
 //!
 //! Fencing: every batch an engine commits is a `Command::Fenced` with the epoch its
 //! claim got (its term). Once a successor claimed the scheduler, a batch still in

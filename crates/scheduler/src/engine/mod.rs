@@ -11,9 +11,11 @@
 //!   with lazy invalidation, so a fire is O(log n) with a million jobs;
 //! - every active execution it knows of, with where it stands from this engine's
 //!   point of view ([`Phase`]);
-//! - a ready queue of queued executions (priority, then FIFO) feeding `max_running`
-//!   slots; a queued run whose job's overlap rule says "wait" is parked per job until
-//!   the job has nothing running;
+//! - a ready queue of queued executions (priority, then FIFO) feeding the slots of
+//!   this node (`max_running`) and of the other registered workers
+//!   ([`Input::NodeRegistered`]): each run goes to the least-loaded live node whose
+//!   tags include its job's; a queued run whose job's overlap rule says "wait" is
+//!   parked per job until the job has nothing running;
 //! - per other node that has runs on record, when it last reported
 //!   ([`Input::NodeAlive`]): a node silent for [`EngineConfig::node_timeout`] is
 //!   presumed dead and its runs are finished as `lost` (and retried per policy). A
