@@ -17,10 +17,15 @@
 //! Tokio's scheduling is not deterministic, so a replay follows the same fault
 //! plan but not necessarily the same interleaving.
 //!
-//! Safety is watched continuously: a task per node follows its metrics and notes
-//! every (term, leader) it sees, so a second leader in one term is caught even if
-//! it lasted a moment ([`Router::assert_one_leader_per_term`]). Waiting is done on
-//! events: every metrics change and every fault change wakes [`Router::wait_for`].
+//! A task per node follows its metrics and notes every term it leads
+//! ([`Router::report_leaders_per_term`]). openraft runs without its
+//! `single-term-leader` feature: a leader's id is (term, node id), and a candidate
+//! with a higher node id may still win a term another node won (the voters it needs
+//! have moved on to its greater vote), so two leaders in one term are allowed and
+//! safe; what Raft's safety comes down to here is checked on the data: replicas
+//! agree on every committed entry and the KV history is linearizable. Waiting is
+//! done on events: every metrics change and every fault change wakes
+//! [`Router::wait_for`].
 
 mod linearizability;
 mod network;
@@ -39,7 +44,7 @@ use rota_store::Store;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::log_store::LogStore;
 use crate::state_machine::{SnapshotDir, StateMachine};
@@ -631,15 +636,18 @@ impl Router {
         lock(&self.shared.leaders).clone()
     }
 
-    /// Raft's election safety, over everything the monitors saw since the start.
-    pub fn assert_one_leader_per_term(&self) {
+    /// Logs the terms in which more than one node led (allowed without openraft's
+    /// `single-term-leader` feature: leader ids are (term, node id)), for the record
+    /// of a run.
+    pub fn report_leaders_per_term(&self) {
         let leaders = self.leaders_by_term();
-        let doubled: Vec<_> = leaders.iter().filter(|(_, ids)| ids.len() > 1).collect();
-        assert!(
-            doubled.is_empty(),
-            "[{}] two leaders in one term: {doubled:?} (seed {})",
-            self.shared.name,
-            self.shared.seed
+        let shared: Vec<_> = leaders.iter().filter(|(_, ids)| ids.len() > 1).collect();
+        info!(
+            terms = leaders.len(),
+            shared = ?shared,
+            seed = self.shared.seed,
+            "[{}] leaders per term",
+            self.shared.name
         );
     }
 
@@ -831,7 +839,7 @@ async fn monitor(id: u64, mut metrics: watch::Receiver<Metrics>, shared: Weak<Sh
             let mut leaders = lock(&shared.leaders);
             let ids = leaders.entry(term).or_default();
             if ids.insert(id) && ids.len() > 1 {
-                warn!(term, leaders = ?ids, "two leaders in one term");
+                debug!(term, leaders = ?ids, "another node leads in this term");
             }
         }
         shared.bump();
