@@ -62,6 +62,16 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// Makes the read that follows linearizable (this node first catches up with
+    /// the leader's commit index, confirmed by a quorum), unless `?stale=true` asks
+    /// for this node's state as it is.
+    pub(crate) async fn read_barrier(&self, params: &extract::Params) -> Result<(), ApiError> {
+        if !params.flag("stale")? {
+            self.node.read_barrier().await?;
+        }
+        Ok(())
+    }
+
     /// Commits one command with the request's session and the current time.
     pub(crate) async fn commit(
         &self,

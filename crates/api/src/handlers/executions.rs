@@ -32,7 +32,9 @@ fn execution_not_found(id: Ulid) -> ApiError {
 }
 
 impl AppState {
-    fn execution(&self, id: Ulid) -> Result<Execution, ApiError> {
+    /// The execution as of a read barrier (unless `?stale=true`).
+    async fn execution(&self, id: Ulid, params: &Params) -> Result<Execution, ApiError> {
+        self.read_barrier(params).await?;
         self.node
             .store()
             .get_execution(id)?
@@ -46,9 +48,9 @@ pub(crate) async fn get(
     ApiPath(id): ApiPath<String>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    params.only(&[])?;
+    params.only(&["stale"])?;
     let id = parse_ulid("id", &id)?;
-    Ok(Json(json!(s.execution(id)?)))
+    Ok(Json(json!(s.execution(id, &params).await?)))
 }
 
 /// `POST /v1/executions/{id}/cancel`: 202 with the execution (a queued one is
@@ -90,12 +92,12 @@ pub(crate) async fn output(
     headers: HeaderMap,
     params: Params,
 ) -> Result<HttpResponse, ApiError> {
-    params.only(&["follow"])?;
+    params.only(&["follow", "stale"])?;
     let id = parse_ulid("id", &id)?;
     let follow = params.flag("follow")?;
     // Subscribed before the first look, so no change after it goes unseen.
     let events = follow.then(|| s.node.store().subscribe());
-    let execution = s.execution(id)?;
+    let execution = s.execution(id, &params).await?;
     if let Some(buffer) = s.scheduler.live_output(id) {
         let (bytes, truncated) = buffer.snapshot();
         let body = if follow {

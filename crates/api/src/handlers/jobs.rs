@@ -42,8 +42,9 @@ pub(crate) async fn list(
     State(s): State<AppState>,
     params: Params,
 ) -> Result<HttpResponse, ApiError> {
-    params.only(&["prefix"])?;
+    params.only(&["prefix", "stale"])?;
     let prefix = params.get("prefix").unwrap_or_default().to_string();
+    s.read_barrier(&params).await?;
     let node = s.node.clone();
     let body = blocking(move || {
         let now = chrono::Utc::now();
@@ -79,7 +80,8 @@ pub(crate) async fn get(
     ApiPath(name): ApiPath<String>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    params.only(&[])?;
+    params.only(&["stale"])?;
+    s.read_barrier(&params).await?;
     let record = s
         .node
         .store()
@@ -259,7 +261,8 @@ pub(crate) async fn executions(
     ApiPath(name): ApiPath<String>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    params.only(&["limit", "before"])?;
+    params.only(&["limit", "before", "stale"])?;
+    s.read_barrier(&params).await?;
     let limit = params.bounded("limit", 1, 1000, 20)?;
     let before = params.ulid("before")?;
     let node = s.node.clone();

@@ -26,15 +26,6 @@ fn key_not_found(key: &str) -> ApiError {
     ApiError::not_found(format!("key {key:?}"))
 }
 
-impl AppState {
-    async fn read_barrier(&self, params: &Params) -> Result<(), ApiError> {
-        if !params.flag("stale")? {
-            self.node.read_barrier().await?;
-        }
-        Ok(())
-    }
-}
-
 /// `GET /v1/kv/{key}[?stale=true]`: `{"key", "value", "mod_revision",
 /// "create_revision", "version"}`, or 404.
 pub(crate) async fn get(
