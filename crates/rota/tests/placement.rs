@@ -128,6 +128,25 @@ async fn runs_follow_job_tags_and_a_dead_workers_run_is_retried_elsewhere() {
         }
     }
 
+    // The CLI lists the workers with their tags.
+    let listed = eventually(DEADLINE, "n2 listed as a worker with its tags", || async {
+        let out = servers[0].cli(&["cluster", "status"]);
+        let text = common::stdout(&out);
+        (out.status.success()
+            && text.contains("WORKER")
+            && text
+                .lines()
+                .any(|l| l.starts_with("n2") && l.contains("pin=only,zone=x")))
+        .then_some(text)
+    })
+    .await;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("n3") || l.starts_with("n1")),
+        "{listed}"
+    );
+
     // Its live output streams through a node that does not run it: the run prints,
     // then waits for a gate the test opens only after reading that first line.
     let gate = tmp.path().join("gate");

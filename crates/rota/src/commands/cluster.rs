@@ -144,5 +144,34 @@ fn show(ctx: &Ctx, status: &Value) -> anyhow::Result<()> {
             ),
         ),
     ]))?;
+    let workers: Vec<Vec<String>> = status["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            let tags = w["tags"]
+                .as_object()
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                output::text(&w["node"]),
+                tags,
+                output::text(&w["max_running"]),
+                output::text(&w["registered_at"]),
+            ]
+        })
+        .collect();
+    if !workers.is_empty() {
+        output::line("")?;
+        output::line(&output::table(
+            &["WORKER", "TAGS", "MAX RUNNING", "REGISTERED"],
+            workers,
+        ))?;
+    }
     Ok(())
 }
