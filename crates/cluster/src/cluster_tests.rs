@@ -5,11 +5,10 @@
 
 use std::path::Path;
 
-use chrono::Utc;
-use rota_core::Command;
 use tokio::net::TcpListener;
 use tracing::info;
 
+use super::tests::kv_put;
 use super::*;
 
 const SECRET: &str = "in-process-secret";
@@ -56,18 +55,6 @@ async fn member(
         let _ = axum::serve(listener, app).await;
     });
     Member { node, url, server }
-}
-
-fn kv_put(key: &str, value: &str) -> ClientRequest {
-    ClientRequest {
-        session: None,
-        at: Utc::now(),
-        command: Command::KvPut {
-            key: key.into(),
-            value: value.into(),
-            if_revision: None,
-        },
-    }
 }
 
 async fn stop(members: Vec<Member>) {

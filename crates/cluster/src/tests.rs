@@ -19,7 +19,8 @@ fn config(dir: &Path, snapshot_every: u64) -> NodeConfig {
     }
 }
 
-fn kv_put(key: &str, value: &str) -> ClientRequest {
+/// A session-less KV put (also used by the cluster tests).
+pub(crate) fn kv_put(key: &str, value: &str) -> ClientRequest {
     ClientRequest {
         session: None,
         at: Utc::now(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::{ExecStatus, Execution, JobSpec, Timestamp, Trigger};
+use crate::{ExecStatus, Execution, JobSpec, RetryPolicy, Timestamp, Trigger};
 
 /// The session part of a write: a retried write with the same pair is answered with
 /// the first answer and applied once.
@@ -197,6 +197,40 @@ pub struct Finish {
     /// When present, the execution is queued again as attempt + 1, due at this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<Timestamp>,
+}
+
+impl Finish {
+    /// The finish of an attempt that nobody runs any more (`status: lost`, with
+    /// `error`), retried per `retry` unless a cancel was asked for. The engine uses it
+    /// for attempts of silent or restarted nodes, the store for those a node's new
+    /// registration leaves behind.
+    pub fn lost(
+        id: Ulid,
+        attempt: u32,
+        retry: Option<&RetryPolicy>,
+        cancel_requested: bool,
+        error: &str,
+        now: Timestamp,
+    ) -> Finish {
+        Finish {
+            id,
+            attempt,
+            status: ExecStatus::Lost,
+            at: now,
+            exit_code: None,
+            error: Some(error.to_string()),
+            output: None,
+            output_truncated: false,
+            retry_at: crate::retry::retry_at(
+                retry,
+                id,
+                attempt,
+                ExecStatus::Lost,
+                cancel_requested,
+                now,
+            ),
+        }
+    }
 }
 
 /// A job as stored: the spec plus what the store knows about it.

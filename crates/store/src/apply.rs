@@ -21,7 +21,6 @@ use crate::codec::{
 use crate::tables::{Tables, OUTPUT, SESSION};
 use crate::StoreError;
 use rota_core::execution::NODE_RESTARTED;
-use rota_core::retry::retry_at;
 use rota_core::{
     AttemptRecord, ClientRequest, Command, EventKind, ExecStatus, Execution, Finish, Fire,
     FireOutcome, JobRecord, JobSpec, KvEntry, NodeRecord, Response, Start, StoreEvent, Timestamp,
@@ -272,24 +271,14 @@ impl Apply<'_, '_> {
                     continue;
                 }
                 let policy = self.t.get_job(&exec.job)?.and_then(|j| j.spec.retry);
-                finishes.push(Finish {
-                    id: exec.id,
-                    attempt: exec.attempt,
-                    status: ExecStatus::Lost,
-                    at: self.at,
-                    exit_code: None,
-                    error: Some(NODE_RESTARTED.to_string()),
-                    output: None,
-                    output_truncated: false,
-                    retry_at: retry_at(
-                        policy.as_ref(),
-                        exec.id,
-                        exec.attempt,
-                        ExecStatus::Lost,
-                        exec.cancel_requested,
-                        self.at,
-                    ),
-                });
+                finishes.push(Finish::lost(
+                    exec.id,
+                    exec.attempt,
+                    policy.as_ref(),
+                    exec.cancel_requested,
+                    NODE_RESTARTED,
+                    self.at,
+                ));
                 lost.push(exec.id);
             }
             if !finishes.is_empty() {

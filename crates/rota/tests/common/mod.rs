@@ -47,19 +47,7 @@ pub struct Server {
 impl Server {
     /// Starts a server with its data under `dir` and waits until it leads.
     pub async fn start(dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let mut server = Server {
-            child: None,
-            url: format!("http://127.0.0.1:{port}"),
-            port,
-            dir: dir.to_path_buf(),
-            data_dir: dir.join("data"),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            starts: 0,
-            paused: false,
-            http: client(),
-        };
-        server.spawn();
+        let mut server = Server::launch(dir, free_port(), extra);
         server.wait_ready().await;
         server
     }

@@ -1115,7 +1115,7 @@ impl Engine {
             return;
         };
         let policy = self.jobs.get(&t.job).and_then(|j| j.retry.as_deref());
-        let finish = lost_finish(id, t.attempt, policy, t.cancel, error, now);
+        let finish = Finish::lost(id, t.attempt, policy, t.cancel, error, now);
         info!(job = %t.job, execution = %id, attempt = t.attempt, node = ?t.node, retry_at = ?finish.retry_at, error, "attempt lost");
         let retry = finish.retry_at.is_some();
         out.push(Action::Finish(finish));
@@ -1449,8 +1449,11 @@ impl Engine {
             if load >= w.max_running || !fits(&w.tags) || !self.is_up(name, now) {
                 continue;
             }
-            // load / max < best_load / best_max, without division.
-            let better = best.is_none_or(|(_, bl, bm)| load * bm < bl * w.max_running);
+            // load / max < best_load / best_max, without division (u128: capacities
+            // come from configuration and may be huge).
+            let better = best.is_none_or(|(_, bl, bm)| {
+                (load as u128) * (bm as u128) < (bl as u128) * (w.max_running as u128)
+            });
             if better {
                 best = Some((Some(name), load, w.max_running));
             }
@@ -1495,30 +1498,6 @@ impl Engine {
             heap.retain(|at, key| self.timer_is_live(at, key));
             self.timers = heap;
         }
-    }
-}
-
-/// The `Finish` of an attempt that nobody runs any more (`status: lost`), retried
-/// per `retry` unless a cancel was asked for. Also used by the runtime for runs of
-/// this node's earlier life that it finds on record while not leading.
-pub fn lost_finish(
-    id: Ulid,
-    attempt: u32,
-    retry: Option<&RetryPolicy>,
-    cancel_requested: bool,
-    error: &str,
-    now: Timestamp,
-) -> Finish {
-    Finish {
-        id,
-        attempt,
-        status: ExecStatus::Lost,
-        at: now,
-        exit_code: None,
-        error: Some(error.to_string()),
-        output: None,
-        output_truncated: false,
-        retry_at: retry_at(retry, id, attempt, ExecStatus::Lost, cancel_requested, now),
     }
 }
 
