@@ -29,3 +29,18 @@ impl ValidationError {
         self
     }
 }
+
+/// An error and its causes on one line, `outer: inner: innermost`.
+///
+/// Every error type of rota either shows its cause in its own message or marks it
+/// `#[source]`, never both, so walking the chain repeats nothing.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::Timestamp;
+use crate::{HumanDuration, Timestamp};
 
 /// Error of an attempt that was running on a node when that node restarted.
 pub const NODE_RESTARTED: &str = "node restarted while the attempt ran";
@@ -120,5 +120,72 @@ impl Trigger {
             Trigger::Catchup => "catchup",
             Trigger::Workflow => "workflow",
         }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// `succeeded`, `failed`, `timed_out` or `cancelled`.
+    pub status: ExecStatus,
+    /// The process's exit code, when a process exited by itself.
+    pub exit_code: Option<i32>,
+    /// Why the attempt did not succeed, for people.
+    pub error: Option<String>,
+}
+
+impl RunOutcome {
+    /// The attempt did its work.
+    pub fn succeeded() -> Self {
+        Self {
+            status: ExecStatus::Succeeded,
+            exit_code: None,
+            error: None,
+        }
+    }
+
+    /// The attempt ran but failed, for the reason given.
+    pub fn failed(exit_code: Option<i32>, error: impl Into<String>) -> Self {
+        Self {
+            status: ExecStatus::Failed,
+            exit_code,
+            error: Some(error.into()),
+        }
+    }
+
+    /// The attempt was stopped when its timeout ran out.
+    pub fn timed_out(after: std::time::Duration) -> Self {
+        Self {
+            status: ExecStatus::TimedOut,
+            exit_code: None,
+            error: Some(format!("timed out after {}", HumanDuration(after))),
+        }
+    }
+
+    /// The attempt was stopped by its cancellation token.
+    pub fn cancelled() -> Self {
+        Self {
+            status: ExecStatus::Cancelled,
+            exit_code: None,
+            error: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_texts() {
+        assert_eq!(
+            RunOutcome::timed_out(std::time::Duration::from_secs(5))
+                .error
+                .as_deref(),
+            Some("timed out after 5s")
+        );
+        assert_eq!(RunOutcome::succeeded().status, ExecStatus::Succeeded);
+        assert_eq!(RunOutcome::succeeded().exit_code, None);
+        assert_eq!(RunOutcome::cancelled().status, ExecStatus::Cancelled);
     }
 }

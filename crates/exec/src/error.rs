@@ -1,7 +1,6 @@
 //! Why an attempt could not do its work. Executors turn these into the `error` text
 //! of a failed [`crate::RunOutcome`], with the whole chain of causes.
 
-use std::error::Error as StdError;
 use std::io;
 use std::sync::Arc;
 
@@ -98,20 +97,14 @@ pub enum ExecError {
 }
 
 impl ExecError {
-    /// The message with every cause after it, `outer: inner: innermost`, skipping a
-    /// cause whose text the previous one already ends with.
+    /// The message with every cause after it, `outer: inner: innermost`.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source: Option<&(dyn StdError + 'static)> = self.source();
-        while let Some(cause) = source {
-            let part = cause.to_string();
-            if !part.is_empty() && !text.ends_with(&part) {
-                text.push_str(": ");
-                text.push_str(&part);
-            }
-            source = cause.source();
-        }
-        text
+        rota_core::error::chain(self)
+    }
+
+    /// The `failed` outcome of an attempt that ended with this error.
+    pub fn outcome(&self) -> rota_core::RunOutcome {
+        rota_core::RunOutcome::failed(None, self.chain())
     }
 }
 

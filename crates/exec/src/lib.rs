@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use rota_core::{ExecStatus, ExecutorSpec, HumanDuration, Timestamp};
+use rota_core::{ExecutorSpec, Timestamp};
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
@@ -30,6 +30,7 @@ pub use error::ExecError;
 pub use http::HttpExecutor;
 pub use output::OutputBuffer;
 pub use record::RecordExecutor;
+pub use rota_core::RunOutcome;
 pub use shell::ShellExecutor;
 
 /// Everything an executor needs to know about one attempt.
@@ -49,60 +50,6 @@ pub struct RunRequest {
     pub spec: ExecutorSpec,
     /// Kill the attempt after this long and answer `timed_out`.
     pub timeout: Option<Duration>,
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunOutcome {
-    /// `succeeded`, `failed`, `timed_out` or `cancelled`.
-    pub status: ExecStatus,
-    /// The process's exit code, when a process exited by itself.
-    pub exit_code: Option<i32>,
-    /// Why the attempt did not succeed, for people.
-    pub error: Option<String>,
-}
-
-impl RunOutcome {
-    /// The attempt did its work.
-    pub fn succeeded() -> Self {
-        Self {
-            status: ExecStatus::Succeeded,
-            exit_code: None,
-            error: None,
-        }
-    }
-
-    /// The attempt ran but failed, for the reason given.
-    pub fn failed(exit_code: Option<i32>, error: impl Into<String>) -> Self {
-        Self {
-            status: ExecStatus::Failed,
-            exit_code,
-            error: Some(error.into()),
-        }
-    }
-
-    /// The attempt failed because of `err`; the error text carries its causes.
-    pub fn from_error(err: &ExecError) -> Self {
-        Self::failed(None, err.chain())
-    }
-
-    /// The attempt was stopped when its timeout ran out.
-    pub fn timed_out(after: Duration) -> Self {
-        Self {
-            status: ExecStatus::TimedOut,
-            exit_code: None,
-            error: Some(format!("timed out after {}", HumanDuration(after))),
-        }
-    }
-
-    /// The attempt was stopped by its cancellation token.
-    pub fn cancelled() -> Self {
-        Self {
-            status: ExecStatus::Cancelled,
-            exit_code: None,
-            error: None,
-        }
-    }
 }
 
 /// One kind of run.
@@ -191,19 +138,6 @@ mod tests {
     use rota_core::{HttpSpec, RecordSpec, ShellSpec};
 
     use super::*;
-
-    #[test]
-    fn outcome_texts() {
-        assert_eq!(
-            RunOutcome::timed_out(Duration::from_secs(5))
-                .error
-                .as_deref(),
-            Some("timed out after 5s")
-        );
-        assert_eq!(RunOutcome::succeeded().status, ExecStatus::Succeeded);
-        assert_eq!(RunOutcome::succeeded().exit_code, None);
-        assert_eq!(RunOutcome::cancelled().status, ExecStatus::Cancelled);
-    }
 
     #[tokio::test]
     async fn executor_for_picks_by_kind() {

@@ -1,6 +1,6 @@
-//! The scheduler: a pure [`engine`] (events and the time in, actions out; no I/O,
-//! no clock, no tokio) and a [`runtime`] that feeds it the store's events and the
-//! time, commits what it decides through Raft, and hands runs to executors.
+//! The scheduler runtime: it feeds the pure engine ([`rota_engine`]: events and the
+//! time in, actions out; no I/O, no clock, no tokio) the store's events and the time,
+//! commits what the engine decides through Raft, and hands runs to executors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,6 @@ use std::time::Duration;
 use rota_exec::OutputBuffer;
 use ulid::Ulid;
 
-pub mod engine;
 mod error;
 mod runtime;
 
@@ -46,8 +45,8 @@ pub struct LivenessConfig {
 impl Default for LivenessConfig {
     fn default() -> Self {
         Self {
-            node_timeout: engine::DEFAULT_NODE_TIMEOUT,
-            heartbeat_interval: engine::DEFAULT_NODE_TIMEOUT / 3,
+            node_timeout: rota_engine::DEFAULT_NODE_TIMEOUT,
+            heartbeat_interval: rota_engine::DEFAULT_NODE_TIMEOUT / 3,
         }
     }
 }

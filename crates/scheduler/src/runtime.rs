@@ -47,8 +47,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use ulid::Ulid;
 
-use crate::engine::{finish_for, Action, Completion, Engine, EngineConfig, Input, LocalAttempt};
 use crate::{LivenessConfig, SchedulerConfig, SchedulerError, SchedulerStats};
+use rota_engine::{finish_for, Action, Completion, Engine, EngineConfig, Input, LocalAttempt};
 
 /// Most store events taken in one turn (they share one batch of commits).
 const EVENTS_PER_TURN: usize = 4096;

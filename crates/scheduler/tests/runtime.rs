@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rota_cluster::{Node, NodeConfig};
 use rota_core::{ClientRequest, Command, EventKind, ExecStatus, Execution, JobSpec, Response};
-use rota_scheduler::engine::LOST_ERROR;
+use rota_engine::LOST_ERROR;
 use rota_scheduler::{SchedulerConfig, SchedulerHandle};
 use serde_json::json;
 use tokio::sync::broadcast;

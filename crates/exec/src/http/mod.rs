@@ -34,7 +34,7 @@ impl Executor for HttpExecutor {
     ) -> BoxFuture<'static, RunOutcome> {
         Box::pin(async move {
             let ExecutorSpec::Http(spec) = &req.spec else {
-                return RunOutcome::from_error(&ExecError::SpecMismatch {
+                return ExecError::outcome(&ExecError::SpecMismatch {
                     executor: "http",
                     spec: req.spec.type_name(),
                 });
@@ -42,7 +42,7 @@ impl Executor for HttpExecutor {
             let exchange = exchange(spec, &output);
             let outcome = match interruptible(exchange, req.timeout, &cancel).await {
                 Ok(Ok(())) => RunOutcome::succeeded(),
-                Ok(Err(err)) => RunOutcome::from_error(&err),
+                Ok(Err(err)) => ExecError::outcome(&err),
                 Err(interrupted) => interrupted.outcome(),
             };
             info!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,

@@ -38,7 +38,7 @@ impl Executor for RecordExecutor {
         let handed_at = Utc::now();
         Box::pin(async move {
             let ExecutorSpec::Record(spec) = &req.spec else {
-                return RunOutcome::from_error(&ExecError::SpecMismatch {
+                return ExecError::outcome(&ExecError::SpecMismatch {
                     executor: "record",
                     spec: req.spec.type_name(),
                 });
@@ -56,8 +56,8 @@ impl Executor for RecordExecutor {
                     output.push(line.as_bytes());
                     RunOutcome::succeeded()
                 }
-                Ok(Ok(Err(err))) => RunOutcome::from_error(&err),
-                Ok(Err(join)) => RunOutcome::from_error(&ExecError::RecordTask(join)),
+                Ok(Ok(Err(err))) => ExecError::outcome(&err),
+                Ok(Err(join)) => ExecError::outcome(&ExecError::RecordTask(join)),
                 Err(interrupted) => interrupted.outcome(),
             };
             match &outcome.error {

@@ -52,7 +52,7 @@ impl Executor for ShellExecutor {
     ) -> BoxFuture<'static, RunOutcome> {
         Box::pin(async move {
             let ExecutorSpec::Shell(spec) = &req.spec else {
-                return RunOutcome::from_error(&ExecError::SpecMismatch {
+                return ExecError::outcome(&ExecError::SpecMismatch {
                     executor: "shell",
                     spec: req.spec.type_name(),
                 });
@@ -84,7 +84,7 @@ async fn run_process(
             let err = spawn_error(spec, source);
             warn!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
                 error = %err.chain(), "process did not start");
-            return RunOutcome::from_error(&err);
+            return ExecError::outcome(&err);
         }
     };
     // Declared after `child` so that it drops first: on an early drop the group gets
@@ -161,7 +161,7 @@ async fn run_process(
 
     let outcome = match ending {
         Ending::Exited(Ok(status)) => outcome_of_exit(status),
-        Ending::Exited(Err(source)) => RunOutcome::from_error(&ExecError::Wait(source)),
+        Ending::Exited(Err(source)) => ExecError::outcome(&ExecError::Wait(source)),
         Ending::TimedOut(after) => RunOutcome::timed_out(after),
         Ending::Cancelled => RunOutcome::cancelled(),
     };

@@ -42,11 +42,11 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use rota_core::command::tags_match;
 use rota_core::retry::retry_at;
+use rota_core::RunOutcome;
 use rota_core::{
     ExecStatus, Execution, Finish, Fire, JobRecord, Misfire, NodeRecord, Overlap, RetryPolicy,
     Start, StartInfo, Timestamp, Trigger,
 };
-use rota_exec::RunOutcome;
 use tracing::{debug, info, warn};
 use ulid::Ulid;
 

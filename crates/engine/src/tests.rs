@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use rota_core::RunOutcome;
 use rota_core::{AttemptRecord, ExecStatus, Execution, JobRecord, JobSpec, Trigger};
-use rota_exec::RunOutcome;
 use serde_json::json;
 use ulid::Ulid;
 
