@@ -167,7 +167,7 @@ fn validate_http(http: &HttpSpec) -> Result<(), ValidationError> {
             ),
         ));
     }
-    check_url(&http.url).map_err(|message| error("url", message))?;
+    check_http_url(&http.url).map_err(|message| error("url", message))?;
     for (name, value) in &http.headers {
         let is_token = !name.is_empty()
             && name
@@ -201,7 +201,7 @@ fn validate_http(http: &HttpSpec) -> Result<(), ValidationError> {
 
 /// An `http://` or `https://` URL with a host; what lies after the host is left to
 /// the HTTP client.
-fn check_url(url: &str) -> Result<(), String> {
+pub fn check_http_url(url: &str) -> Result<(), String> {
     let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
     let scheme = url[..scheme_end].to_ascii_lowercase();
     if scheme != "http://" && scheme != "https://" {
