@@ -1,0 +1,122 @@
+//! Slots and placement: the ready queue, best priority first, goes to the
+//! least-loaded live node whose tags match, this node winning a tie.
+
+use super::*;
+
+impl Engine {
+    /// Starts queued executions while slots are free, best priority first, each on
+    /// the least-loaded live node whose tags match its job's (this node on a tie).
+    /// An execution no such node has room for stays in the queue without holding
+    /// back the ones behind it that can run elsewhere.
+    pub(crate) fn fill_slots(&mut self, now: Timestamp, out: &mut Vec<Action>) {
+        let mut after: Option<ReadyKey> = None;
+        while self.any_free_slot(now) {
+            let next = match after {
+                None => self.ready.iter().next(),
+                Some(k) => self
+                    .ready
+                    .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                    .next(),
+            };
+            let Some((key, id)) = next.map(|(k, id)| (*k, *id)) else {
+                break;
+            };
+            after = Some(key);
+            let Some(t) = self.execs.get(&id) else {
+                self.ready.remove(&key);
+                continue;
+            };
+            if t.phase != Phase::Ready(key) {
+                self.ready.remove(&key);
+                continue;
+            }
+            let attempt = t.attempt;
+            if self.must_wait(t) {
+                self.set_phase(id, Phase::Blocked(key));
+                continue;
+            }
+            let tags = self.jobs.get(&t.job).and_then(|j| j.tags.as_deref());
+            let Some(node) = self.place(tags, now) else {
+                continue;
+            };
+            let here = node.is_none();
+            let node = node.unwrap_or_else(|| Arc::from(self.cfg.node.as_str()));
+            if let Some(t) = self.execs.get_mut(&id) {
+                t.node = Some(node.clone());
+            }
+            self.set_phase(id, Phase::Starting { here });
+            let start = StartInfo {
+                node: node.to_string(),
+                at: now,
+            };
+            match self
+                .turn_index
+                .get(&id)
+                .and_then(|i| self.turn_fires.get_mut(*i))
+            {
+                Some(fire) => fire.start = Some(start),
+                None => out.push(Action::Start(Start {
+                    id,
+                    attempt,
+                    node: start.node,
+                    at: start.at,
+                })),
+            }
+        }
+    }
+
+    /// Whether another node reported within the node timeout.
+    pub(crate) fn is_up(&self, node: &str, now: Timestamp) -> bool {
+        let timeout = TimeDelta::from_std(self.cfg.node_timeout).unwrap_or(TimeDelta::MAX);
+        self.remote.get(node).is_some_and(|r| {
+            r.last_seen
+                .checked_add_signed(timeout)
+                .is_none_or(|deadline| deadline > now)
+        })
+    }
+
+    pub(crate) fn remote_load(&self, node: &str) -> usize {
+        self.remote.get(node).map_or(0, |r| r.running.len())
+    }
+
+    /// Whether any live node (whatever its tags) has a free slot.
+    pub(crate) fn any_free_slot(&self, now: Timestamp) -> bool {
+        self.running_here < self.cfg.max_running
+            || self
+                .workers
+                .iter()
+                .any(|(name, w)| self.remote_load(name) < w.max_running && self.is_up(name, now))
+    }
+
+    /// Where a run of a job with `tags` goes: `Some(None)` here, `Some(Some(node))`
+    /// on another node, `None` when no matching live node has a free slot. Least
+    /// loaded (running over capacity) first; this node wins a tie (its runs need no
+    /// replication to start), then names in order.
+    #[allow(clippy::option_option)]
+    pub(crate) fn place(
+        &self,
+        tags: Option<&BTreeMap<String, String>>,
+        now: Timestamp,
+    ) -> Option<Option<Arc<str>>> {
+        let fits = |have: &BTreeMap<String, String>| tags.is_none_or(|t| tags_match(have, t));
+        let mut best: Option<(Option<&Arc<str>>, usize, usize)> = None;
+        if self.running_here < self.cfg.max_running && fits(&self.cfg.tags) {
+            best = Some((None, self.running_here, self.cfg.max_running));
+        }
+        for (name, w) in &self.workers {
+            let load = self.remote_load(name);
+            if load >= w.max_running || !fits(&w.tags) || !self.is_up(name, now) {
+                continue;
+            }
+            // load / max < best_load / best_max, without division (u128: capacities
+            // come from configuration and may be huge).
+            let better = best.is_none_or(|(_, bl, bm)| {
+                (load as u128) * (bm as u128) < (bl as u128) * (w.max_running as u128)
+            });
+            if better {
+                best = Some((Some(name), load, w.max_running));
+            }
+        }
+        best.map(|(node, _, _)| node.cloned())
+    }
+}
