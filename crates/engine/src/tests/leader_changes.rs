@@ -114,10 +114,11 @@ fn a_leader_change_fires_each_instant_once_and_loses_the_dead_leaders_runs() {
         ExecStatus::Failed,
         "max_attempts 2: no third attempt"
     );
-    assert_eq!(e.attempts.len(), 2);
+    // `attempts` keeps the earlier attempt; the last one is the execution itself.
+    assert_eq!(e.attempts.len(), 1);
     assert_eq!(e.attempts[0].status, ExecStatus::Lost);
     assert_eq!(e.attempts[0].node.as_deref(), Some(NODE));
-    assert_eq!(e.attempts[1].node.as_deref(), Some("n2"));
+    assert_eq!(e.node.as_deref(), Some("n2"));
 
     // Across both leaders, no instant fired twice and none was left out.
     assert_eq!(sim.repeated_fires, 0);
@@ -143,13 +144,12 @@ fn a_leader_change_fires_each_instant_once_and_loses_the_dead_leaders_runs() {
 fn a_silent_node_loses_its_runs_and_a_reporting_one_keeps_them() {
     let mut sim = Sim::new(10, t0(0));
     let retry = json!({"retry": {"max_attempts": 3, "initial_delay": "1s", "jitter": false}});
-    sim.jobs
-        .insert("work".into(), job_record(spec("work", retry)));
+    sim.seed_job(job_record(spec("work", retry)));
     for e in [
         running_on(1, "work", "n2", t0(50)),
         running_on(2, "work", "n3", t0(50)),
     ] {
-        sim.execs.insert(e.id, e);
+        sim.seed_execution(&e);
     }
     // n3 reported long before this engine started: that does not count against it.
     sim.input(Input::NodeAlive { node: "n3".into() });
@@ -191,8 +191,9 @@ fn a_silent_node_loses_its_runs_and_a_reporting_one_keeps_them() {
     // A node that reported long ago and then gets a run is judged from then on.
     sim.advance(t0(300));
     let e = running_on(3, "work", "n3", t0(300));
-    sim.execs.insert(e.id, e.clone());
-    sim.input(Input::Execution(Arc::new(e)));
+    sim.seed_execution(&e);
+    let stored = Arc::new(sim.execs[&e.id].clone());
+    sim.input(Input::Execution(stored));
     assert_eq!(sim.engine.next_wakeup(), Some(t0(310)));
 }
 
@@ -239,9 +240,9 @@ fn overlap_holds_against_runs_of_the_previous_leader() {
         output_truncated: false,
         retry_at: None,
     };
-    if let Some(input) = sim.apply_finish(done) {
-        sim.input(input);
-    }
+    sim.apply_and_feed(Command::Finish {
+        finishes: vec![done],
+    });
     sim.input(Input::NodeAlive { node: NODE.into() });
     sim.advance(t0(30));
     let fired = Sim::fired_summary(&sim.take());

@@ -14,8 +14,7 @@ fn restart_after_outage(extra: serde_json::Value, now: Timestamp) -> (Sim, Vec<F
         last_scheduled_at: Some(t0(60)),
     };
     record.spec.name = "j".into();
-    sim.fired.insert(("j".into(), t0(60)));
-    sim.jobs.insert("j".into(), record);
+    sim.seed_job(record);
     sim.restart(now, &[]);
     let fires = Sim::fired_summary(&sim.take());
     assert_eq!(sim.repeated_fires, 0);
@@ -81,22 +80,19 @@ fn an_instant_within_the_threshold_still_fires_on_schedule_after_restart() {
 #[test]
 fn run_all_is_bounded_to_the_newest_instants() {
     let mut sim = Sim::new(1, t0(0));
-    sim.jobs.insert(
-        "fast".into(),
-        JobRecord {
-            spec: spec(
-                "fast",
-                with(
-                    every(1),
-                    json!({"misfire": "run_all", "catchup_window": "1d"}),
-                ),
+    sim.seed_job(JobRecord {
+        spec: spec(
+            "fast",
+            with(
+                every(1),
+                json!({"misfire": "run_all", "catchup_window": "1d"}),
             ),
-            created_at: t0(0),
-            updated_at: t0(0),
-            revision: 1,
-            last_scheduled_at: None,
-        },
-    );
+        ),
+        created_at: t0(0),
+        updated_at: t0(0),
+        revision: 1,
+        last_scheduled_at: None,
+    });
     // Twelve hours of one-second instants missed: 43,200 of them.
     sim.restart(t0(43_200), &[]);
     let fires = Sim::fires(&sim.log);
@@ -153,16 +149,13 @@ fn attempts_running_here_at_restart_are_lost_and_retried() {
         "work",
         json!({"retry": {"max_attempts": 2, "initial_delay": "30s", "jitter": false}}),
     );
-    sim.jobs.insert(
-        "work".into(),
-        JobRecord {
-            spec: job,
-            created_at: t0(0),
-            updated_at: t0(0),
-            revision: 1,
-            last_scheduled_at: None,
-        },
-    );
+    sim.seed_job(JobRecord {
+        spec: job,
+        created_at: t0(0),
+        updated_at: t0(0),
+        revision: 1,
+        last_scheduled_at: None,
+    });
     let mut here = execution(
         Ulid(1),
         "work",
@@ -181,7 +174,7 @@ fn attempts_running_here_at_restart_are_lost_and_retried() {
     last_try.id = Ulid(4);
     last_try.attempt = 2;
     for e in [here, elsewhere, adopted, last_try] {
-        sim.execs.insert(e.id, e);
+        sim.seed_execution(&e);
     }
     sim.restart(
         t0(100),
@@ -224,16 +217,13 @@ fn attempts_running_here_at_restart_are_lost_and_retried() {
 #[test]
 fn a_started_attempt_handed_over_is_dispatched_by_the_successor() {
     let mut sim = Sim::new(10, t0(0));
-    sim.jobs.insert(
-        "work".into(),
-        JobRecord {
-            spec: spec("work", json!({})),
-            created_at: t0(0),
-            updated_at: t0(0),
-            revision: 1,
-            last_scheduled_at: None,
-        },
-    );
+    sim.seed_job(JobRecord {
+        spec: spec("work", json!({})),
+        created_at: t0(0),
+        updated_at: t0(0),
+        revision: 1,
+        last_scheduled_at: None,
+    });
     let mut e = execution(
         Ulid(7),
         "work",
@@ -243,7 +233,7 @@ fn a_started_attempt_handed_over_is_dispatched_by_the_successor() {
         0,
     );
     e.node = Some(NODE.into());
-    sim.execs.insert(e.id, e);
+    sim.seed_execution(&e);
     sim.restart(
         t0(10),
         &[LocalAttempt {
@@ -266,16 +256,13 @@ fn a_started_attempt_handed_over_is_dispatched_by_the_successor() {
 fn queued_executions_start_after_restart_by_priority() {
     let mut sim = Sim::new(1, t0(0));
     for (name, priority) in [("low", 0), ("high", 9)] {
-        sim.jobs.insert(
-            name.into(),
-            JobRecord {
-                spec: spec(name, json!({"priority": priority})),
-                created_at: t0(0),
-                updated_at: t0(0),
-                revision: 1,
-                last_scheduled_at: None,
-            },
-        );
+        sim.seed_job(JobRecord {
+            spec: spec(name, json!({"priority": priority})),
+            created_at: t0(0),
+            updated_at: t0(0),
+            revision: 1,
+            last_scheduled_at: None,
+        });
     }
     let low = execution(
         Ulid(1),
@@ -304,7 +291,7 @@ fn queued_executions_start_after_restart_by_priority() {
     later.attempt = 2;
     later.next_attempt_at = Some(t0(50));
     for e in [low, high, later] {
-        sim.execs.insert(e.id, e);
+        sim.seed_execution(&e);
     }
     sim.restart(t0(10), &[]);
     assert_eq!(

@@ -1,14 +1,19 @@
-//! Engine tests: a fake clock, a small in-memory stand-in for the store that applies
-//! `Fire`/`Start`/`Finish` the way the state machine does and feeds the resulting
-//! execution events back, and assertions on the actions. No sleeps anywhere.
+//! Engine tests: a fake clock, the real store (its apply logic, on a temporary
+//! redb file) that commits what the engine asks for and feeds the resulting events
+//! back as the runtime does, and assertions on the actions. No sleeps anywhere.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rota_core::RunOutcome;
-use rota_core::{AttemptRecord, ExecStatus, Execution, JobRecord, JobSpec, Trigger};
+use rota_core::{
+    ClientRequest, Command, EventKind, ExecStatus, Execution, JobRecord, JobSpec, Response,
+    StoreEvent, Trigger,
+};
+use rota_store::{LogEntry, Store};
 use serde_json::json;
+use tokio::sync::broadcast;
 use ulid::Ulid;
 
 use super::*;
@@ -44,16 +49,23 @@ fn spec(name: &str, extra: serde_json::Value) -> JobSpec {
     serde_json::from_value(doc).expect("job spec")
 }
 
-/// The engine plus a stand-in store, a record of everything the engine asked for,
-/// and the attempts "running" on this node.
+/// The engine over a real store (the state machine's own apply logic, in a
+/// temporary directory), a record of everything the engine asked for, and the
+/// attempts "running" on this node.
 struct Sim {
     engine: Engine,
     now: Timestamp,
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    events: broadcast::Receiver<Arc<StoreEvent>>,
+    /// The log index of the last command applied.
+    index: u64,
+    /// The store's jobs and executions as its events announced them (read-only for
+    /// tests; seeding goes through the `seed_*` methods).
     jobs: BTreeMap<String, JobRecord>,
     execs: BTreeMap<Ulid, Execution>,
-    /// `(job, scheduled_at)` of schedule and catch-up fires, as the store's index.
-    fired: HashSet<(String, Timestamp)>,
-    /// Fires the store had to refuse as repeats: must stay 0.
+    /// Schedule or catch-up fires of a known job the store refused as repeats: must
+    /// stay 0.
     repeated_fires: usize,
     log: Vec<Action>,
     seen: usize,
@@ -63,6 +75,8 @@ struct Sim {
     max_running: usize,
     /// Engines built after the first (each draws ids from its own range).
     restarts: u128,
+    /// Ids of the executions seeding creates (far from the engines' ranges).
+    next_seed: u128,
 }
 
 fn counter_ids(start: u128) -> IdSource {
@@ -76,12 +90,18 @@ fn counter_ids(start: u128) -> IdSource {
 impl Sim {
     fn new(max_running: usize, now: Timestamp) -> Self {
         let engine = Engine::new(EngineConfig::new(NODE, max_running), counter_ids(0));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("state.redb")).expect("open store");
+        let events = store.subscribe();
         Self {
             engine,
             now,
+            _dir: dir,
+            store,
+            events,
+            index: 0,
             jobs: BTreeMap::new(),
             execs: BTreeMap::new(),
-            fired: HashSet::new(),
             repeated_fires: 0,
             log: Vec::new(),
             seen: 0,
@@ -89,7 +109,171 @@ impl Sim {
             dispatched: HashSet::new(),
             max_running,
             restarts: 0,
+            next_seed: u128::from(u64::MAX),
         }
+    }
+
+    /// Applies `command` at the next log index with the clock at `now`, and answers
+    /// the store's response and the engine inputs its events make.
+    fn apply(&mut self, command: Command) -> (Response, Vec<Input>) {
+        self.index += 1;
+        let req = ClientRequest {
+            session: None,
+            at: self.now,
+            command,
+        };
+        let mut responses = self
+            .store
+            .apply(
+                &[LogEntry {
+                    index: self.index,
+                    request: Some(&req),
+                }],
+                b"meta",
+            )
+            .expect("apply");
+        assert_eq!(responses.len(), 1);
+        let mut inputs = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            match &event.kind {
+                EventKind::JobPut(job) => {
+                    self.jobs.insert(job.spec.name.clone(), (**job).clone());
+                    inputs.push(Input::JobUpserted(job.clone()));
+                }
+                EventKind::JobDeleted { name } => {
+                    self.jobs.remove(name);
+                    inputs.push(Input::JobRemoved(name.clone()));
+                }
+                EventKind::Execution(e) => {
+                    self.execs.insert(e.id, (**e).clone());
+                    inputs.push(Input::Execution(e.clone()));
+                }
+                _ => {}
+            }
+        }
+        (responses.remove(0), inputs)
+    }
+
+    /// Applies `command` and hands the engine what it caused.
+    fn apply_and_feed(&mut self, command: Command) -> Response {
+        let (response, inputs) = self.apply(command);
+        for input in inputs {
+            self.input(input);
+        }
+        response
+    }
+
+    /// Applies `command` at `at` without telling the engine: state an earlier
+    /// leader left behind.
+    fn seed(&mut self, at: Timestamp, command: Command) -> Response {
+        let now = std::mem::replace(&mut self.now, at);
+        let (response, _) = self.apply(command);
+        self.now = now;
+        response
+    }
+
+    /// Puts a job as it was left: created at `created_at`, its high-water mark at
+    /// `last_scheduled_at` (a fire of that instant, skipped).
+    fn seed_job(&mut self, record: JobRecord) {
+        let name = record.spec.name.clone();
+        self.seed(record.created_at, Command::PutJob { spec: record.spec });
+        if let Some(at) = record.last_scheduled_at {
+            let id = self.seed_id();
+            self.seed(
+                at,
+                Command::Fire {
+                    fires: vec![Fire {
+                        id,
+                        job: name,
+                        scheduled_at: at,
+                        trigger: Trigger::Schedule,
+                        start: None,
+                        skip_reason: Some("seeded high-water mark".into()),
+                    }],
+                },
+            );
+        }
+    }
+
+    /// Records an active execution as an earlier leader left it (queued or running,
+    /// at its attempt), through the commands that would have made it.
+    fn seed_execution(&mut self, e: &Execution) {
+        let at = e.scheduled_at;
+        let fired = self.seed(
+            at,
+            Command::Fire {
+                fires: vec![Fire {
+                    id: e.id,
+                    job: e.job.clone(),
+                    scheduled_at: at,
+                    trigger: e.trigger,
+                    start: None,
+                    skip_reason: None,
+                }],
+            },
+        );
+        assert!(
+            matches!(&fired, Response::Fired { outcomes } if outcomes.iter().all(|o| o.created)),
+            "seeding {} failed: {fired:?}",
+            e.id
+        );
+        for attempt in 1..e.attempt {
+            let start = Start {
+                id: e.id,
+                attempt,
+                node: "seed".into(),
+                at,
+            };
+            self.seed(
+                at,
+                Command::Start {
+                    starts: vec![start],
+                },
+            );
+            let finish = Finish {
+                id: e.id,
+                attempt,
+                status: ExecStatus::Failed,
+                at,
+                exit_code: Some(1),
+                error: Some("seeded earlier attempt".into()),
+                retry_at: Some(e.next_attempt_at.unwrap_or(at)),
+                output: None,
+                output_truncated: false,
+            };
+            self.seed(
+                at,
+                Command::Finish {
+                    finishes: vec![finish],
+                },
+            );
+        }
+        if e.status == ExecStatus::Running {
+            let start = Start {
+                id: e.id,
+                attempt: e.attempt,
+                node: e.node.clone().expect("a running execution has a node"),
+                at: e.started_at.unwrap_or(at),
+            };
+            self.seed(
+                at,
+                Command::Start {
+                    starts: vec![start],
+                },
+            );
+        }
+        let stored = &self.execs[&e.id];
+        assert_eq!(
+            (stored.status, stored.attempt, stored.node.as_deref()),
+            (e.status, e.attempt, e.node.as_deref()),
+            "seeded execution {} differs from the one asked for",
+            e.id
+        );
+    }
+
+    fn seed_id(&mut self) -> Ulid {
+        self.next_seed += 1;
+        Ulid(self.next_seed)
     }
 
     /// A fresh engine (a restart) over the same store, loaded and started at `now`;
@@ -99,7 +283,7 @@ impl Sim {
     }
 
     /// A fresh engine on `node` (a restart, or another node taking the lead) over
-    /// the same store.
+    /// the same store, loaded from it as the runtime loads it.
     fn restart_as(&mut self, node: &str, now: Timestamp, adopt: &[LocalAttempt]) {
         self.now = now;
         let mut engine = Engine::new(
@@ -111,11 +295,11 @@ impl Sim {
             engine.adopt(*a);
         }
         let mut out = Vec::new();
-        for job in self.jobs.values() {
-            engine.handle(Input::JobUpserted(Arc::new(job.clone())), now, &mut out);
+        for job in self.store.list_jobs().expect("jobs") {
+            engine.handle(Input::JobUpserted(Arc::new(job)), now, &mut out);
         }
-        for e in self.execs.values().filter(|e| e.is_active()) {
-            engine.handle(Input::Execution(Arc::new(e.clone())), now, &mut out);
+        for e in self.store.active_executions().expect("active executions") {
+            engine.handle(Input::Execution(Arc::new(e)), now, &mut out);
         }
         engine.start(now, &mut out);
         self.engine = engine;
@@ -134,23 +318,15 @@ impl Sim {
         self.process(out);
     }
 
-    /// Creates or replaces a job as the store would (keeping its high-water mark).
+    /// Creates or replaces a job (the store keeps its high-water mark).
     fn put(&mut self, spec: JobSpec) {
-        let old = self.jobs.get(&spec.name);
-        let record = JobRecord {
-            created_at: old.map_or(self.now, |j| j.created_at),
-            updated_at: self.now,
-            revision: 1,
-            last_scheduled_at: old.and_then(|j| j.last_scheduled_at),
-            spec,
-        };
-        self.jobs.insert(record.spec.name.clone(), record.clone());
-        self.input(Input::JobUpserted(Arc::new(record)));
+        self.apply_and_feed(Command::PutJob { spec });
     }
 
     fn remove(&mut self, name: &str) {
-        self.jobs.remove(name);
-        self.input(Input::JobRemoved(name.to_string()));
+        self.apply_and_feed(Command::DeleteJob {
+            name: name.to_string(),
+        });
     }
 
     fn input(&mut self, input: Input) {
@@ -204,46 +380,63 @@ impl Sim {
 
     /// Someone asks to cancel `id` (the API's `Command::Cancel`).
     fn request_cancel(&mut self, id: Ulid) {
-        let e = self.execs.get_mut(&id).expect("execution");
-        match e.status {
-            ExecStatus::Queued => {
-                e.status = ExecStatus::Cancelled;
-                e.finished_at = Some(self.now);
-            }
-            ExecStatus::Running => e.cancel_requested = true,
-            _ => return,
-        }
-        let e = Arc::new(e.clone());
-        self.input(Input::Execution(e));
+        self.apply_and_feed(Command::Cancel { id });
+    }
+
+    /// A worker's run ends: its `Finish`, committed by that worker, is applied.
+    fn finish_remote(&mut self, status: ExecStatus, id: Ulid) {
+        let attempt = self.execs[&id].attempt;
+        let finish = Finish {
+            id,
+            attempt,
+            status,
+            at: self.now,
+            exit_code: None,
+            error: None,
+            retry_at: None,
+            output: None,
+            output_truncated: false,
+        };
+        self.apply_and_feed(Command::Finish {
+            finishes: vec![finish],
+        });
     }
 
     /// A manual run, as the API creates it.
     fn run_now(&mut self, job: &str) -> Ulid {
         let id = Ulid(u128::from(u32::MAX) + self.execs.len() as u128);
-        let priority = self.jobs.get(job).map_or(0, |j| j.spec.priority);
-        let e = execution(
+        let fire = Fire {
             id,
-            job,
-            self.now,
-            Trigger::Manual,
-            ExecStatus::Queued,
-            priority,
-        );
-        self.execs.insert(id, e.clone());
-        self.input(Input::Execution(Arc::new(e)));
+            job: job.to_string(),
+            scheduled_at: self.now,
+            trigger: Trigger::Manual,
+            start: None,
+            skip_reason: None,
+        };
+        self.apply_and_feed(Command::Fire { fires: vec![fire] });
         id
     }
 
-    /// Carries out actions (commits in order, then the events they caused), until
-    /// nothing more comes.
+    /// Carries out actions as the runtime does: the commits of one turn in one
+    /// `Command::Batch`, in order, then the events they caused, until nothing more
+    /// comes.
     fn process(&mut self, actions: Vec<Action>) {
-        let mut inputs = Vec::new();
+        let mut commands = Vec::new();
         for action in actions {
             self.log.push(action.clone());
             match action {
-                Action::Fire(f) => inputs.extend(self.apply_fire(f)),
-                Action::Start(s) => inputs.extend(self.apply_start(s)),
-                Action::Finish(f) => inputs.extend(self.apply_finish(f)),
+                Action::Fire(f) => match commands.last_mut() {
+                    Some(Command::Fire { fires }) => fires.push(f),
+                    _ => commands.push(Command::Fire { fires: vec![f] }),
+                },
+                Action::Start(s) => match commands.last_mut() {
+                    Some(Command::Start { starts }) => starts.push(s),
+                    _ => commands.push(Command::Start { starts: vec![s] }),
+                },
+                Action::Finish(f) => match commands.last_mut() {
+                    Some(Command::Finish { finishes }) => finishes.push(f),
+                    _ => commands.push(Command::Finish { finishes: vec![f] }),
+                },
                 Action::Dispatch { id, attempt, .. } => {
                     assert!(
                         self.dispatched.insert((id, attempt)),
@@ -251,7 +444,13 @@ impl Sim {
                     );
                     self.running.insert(id, attempt);
                 }
-                Action::Cancel { .. } => {}
+                // A local run is stopped by its token (the test completes it); a run
+                // elsewhere gets a committed cancel request.
+                Action::Cancel { id, attempt } => {
+                    if self.running.get(&id) != Some(&attempt) {
+                        commands.push(Command::Cancel { id });
+                    }
+                }
             }
             assert!(
                 self.running.len() <= self.max_running,
@@ -262,83 +461,44 @@ impl Sim {
                 "too many slots in use"
             );
         }
+        if commands.is_empty() {
+            return;
+        }
+        // What each fire was for, before applying changes the job table.
+        let known: Vec<Vec<bool>> = commands
+            .iter()
+            .map(|c| match c {
+                Command::Fire { fires } => fires
+                    .iter()
+                    .map(|f| self.jobs.contains_key(&f.job))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let (response, mut inputs) = self.apply(Command::Batch {
+            commands: commands.clone(),
+        });
+        let Response::Batch { responses } = response else {
+            panic!("a batch answers a batch, not {response:?}");
+        };
+        for ((command, response), known) in commands.iter().zip(&responses).zip(&known) {
+            let (Command::Fire { fires }, Response::Fired { outcomes }) = (command, response)
+            else {
+                continue;
+            };
+            for ((f, outcome), known) in fires.iter().zip(outcomes).zip(known) {
+                if outcome.created {
+                    continue;
+                }
+                if *known && matches!(f.trigger, Trigger::Schedule | Trigger::Catchup) {
+                    self.repeated_fires += 1;
+                }
+                inputs.push(Input::FireDropped { id: f.id });
+            }
+        }
         for input in inputs {
             self.input(input);
         }
-    }
-
-    fn apply_fire(&mut self, f: Fire) -> Option<Input> {
-        let Some(job) = self.jobs.get_mut(&f.job) else {
-            return Some(Input::FireDropped { id: f.id });
-        };
-        if matches!(f.trigger, Trigger::Schedule | Trigger::Catchup) {
-            let below = job.last_scheduled_at.is_some_and(|h| f.scheduled_at <= h);
-            if below || !self.fired.insert((f.job.clone(), f.scheduled_at)) {
-                self.repeated_fires += 1;
-                return Some(Input::FireDropped { id: f.id });
-            }
-            job.last_scheduled_at = Some(f.scheduled_at);
-        }
-        let mut e = execution(
-            f.id,
-            &f.job,
-            f.scheduled_at,
-            f.trigger,
-            ExecStatus::Queued,
-            job.spec.priority,
-        );
-        if let Some(reason) = f.skip_reason {
-            e.status = ExecStatus::Skipped;
-            e.error = Some(reason);
-            e.finished_at = Some(self.now);
-        } else if let Some(start) = f.start {
-            e.status = ExecStatus::Running;
-            e.node = Some(start.node);
-            e.started_at = Some(start.at);
-        }
-        self.execs.insert(f.id, e.clone());
-        Some(Input::Execution(Arc::new(e)))
-    }
-
-    fn apply_start(&mut self, s: Start) -> Option<Input> {
-        let e = self.execs.get_mut(&s.id)?;
-        if e.status != ExecStatus::Queued || e.attempt != s.attempt {
-            return None;
-        }
-        e.status = ExecStatus::Running;
-        e.node = Some(s.node);
-        e.started_at = Some(s.at);
-        e.next_attempt_at = None;
-        Some(Input::Execution(Arc::new(e.clone())))
-    }
-
-    fn apply_finish(&mut self, f: Finish) -> Option<Input> {
-        let e = self.execs.get_mut(&f.id)?;
-        if e.status != ExecStatus::Running || e.attempt != f.attempt {
-            return None;
-        }
-        e.attempts.push(AttemptRecord {
-            attempt: e.attempt,
-            node: e.node.clone(),
-            started_at: e.started_at,
-            finished_at: Some(f.at),
-            status: f.status,
-            exit_code: f.exit_code,
-            error: f.error.clone(),
-        });
-        if let Some(retry_at) = f.retry_at {
-            e.status = ExecStatus::Queued;
-            e.attempt += 1;
-            e.node = None;
-            e.started_at = None;
-            e.next_attempt_at = Some(retry_at);
-        } else {
-            e.status = f.status;
-            e.finished_at = Some(f.at);
-            e.exit_code = f.exit_code;
-            e.error = f.error;
-        }
-        Some(Input::Execution(Arc::new(e.clone())))
     }
 
     /// Actions since the last call.

@@ -26,15 +26,6 @@ fn placed(sim: &Sim, job: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-/// A worker's run ends (the worker's `Finish` applied), as the store announces it.
-fn finish_remote(sim: &mut Sim, id: Ulid) {
-    let e = sim.execs.get_mut(&id).expect("execution");
-    e.status = ExecStatus::Succeeded;
-    e.finished_at = Some(sim.now);
-    let e = Arc::new(e.clone());
-    sim.input(Input::Execution(e));
-}
-
 #[test]
 fn runs_go_to_the_least_loaded_node_whose_tags_match() {
     let mut sim = started_sim(2, t0(0));
@@ -76,7 +67,7 @@ fn runs_go_to_the_least_loaded_node_whose_tags_match() {
     );
 
     // A run on n2 ends: the waiting one takes its slot there.
-    finish_remote(&mut sim, zoned[0]);
+    sim.finish_remote(ExecStatus::Succeeded, zoned[0]);
     assert_eq!(sim.execs[&zoned[2]].node.as_deref(), Some("n2"));
     assert_eq!(sim.execs[&zoned[2]].status, ExecStatus::Running);
 }

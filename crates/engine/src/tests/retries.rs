@@ -45,9 +45,10 @@ fn retries_back_off_then_fail_for_good() {
     );
     assert_eq!(starts, vec![(2, t0(20)), (3, t0(40))]);
     let e = &sim.execs[&id];
+    // `attempts` keeps the earlier attempts; the last one is the execution itself.
     assert_eq!(
         (e.status, e.attempt, e.attempts.len()),
-        (ExecStatus::Failed, 3, 3)
+        (ExecStatus::Failed, 3, 2)
     );
     assert_eq!(sim.engine.stats().queued, 0);
 }
