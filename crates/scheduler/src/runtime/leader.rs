@@ -59,7 +59,7 @@ impl Runtime {
             let (mut engine, floor, out) = match built {
                 Ok(b) => b,
                 Err(err) => {
-                    warn!(error = %err, retry_in = ?backoff, "loading the scheduler state failed");
+                    warn!(error = %rota_core::error::chain(&err), retry_in = ?backoff, "loading the scheduler state failed");
                     match self.pause(backoff, leadership).await {
                         Some(true) => {
                             backoff = (backoff * 2).min(REBUILD_BACKOFF.1);
@@ -163,7 +163,7 @@ impl Runtime {
             (_, Response::SchedulerClaimed { epoch }) => {
                 Err(SchedulerError::Superseded { term, epoch })
             }
-            (_, other) => Err(SchedulerError::ClaimAnswer(format!("{other:?}"))),
+            (_, other) => Err(SchedulerError::ClaimAnswer(other)),
         }
     }
 
