@@ -12,6 +12,8 @@ mod error;
 mod runtime;
 
 pub use error::SchedulerError;
+// Re-exported so the binary's default and the runtime's are one constant.
+pub use rota_engine::DEFAULT_NODE_TIMEOUT;
 
 /// Settings of the scheduler runtime.
 #[derive(Debug, Clone)]
@@ -45,8 +47,8 @@ pub struct LivenessConfig {
 impl Default for LivenessConfig {
     fn default() -> Self {
         Self {
-            node_timeout: rota_engine::DEFAULT_NODE_TIMEOUT,
-            heartbeat_interval: rota_engine::DEFAULT_NODE_TIMEOUT / 3,
+            node_timeout: DEFAULT_NODE_TIMEOUT,
+            heartbeat_interval: DEFAULT_NODE_TIMEOUT / 3,
         }
     }
 }
