@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rota_background::Runner;
 use rota_exec::OutputBuffer;
 use ulid::Ulid;
 
@@ -112,14 +113,16 @@ pub struct SchedulerHandle {
 }
 
 impl SchedulerHandle {
-    /// Starts the runtime on this node: it schedules while the node leads. Must be
-    /// called within a tokio runtime.
+    /// Starts the runtime on this node as the worker `scheduler` of `workers` (the
+    /// caller's scope): it schedules while the node leads. Stopping that scope stops
+    /// it; once [`Runner::stop`] returns, the loop has ended and the local runs were
+    /// cancelled and awaited. Must be called within a tokio runtime.
     pub fn spawn(
         node: Arc<rota_cluster::Node>,
         cfg: SchedulerConfig,
-        shutdown: tokio_util::sync::CancellationToken,
+        workers: &Runner,
     ) -> Arc<SchedulerHandle> {
-        Self::spawn_with(node, cfg, LivenessConfig::default(), shutdown)
+        Self::spawn_with(node, cfg, LivenessConfig::default(), workers)
     }
 
     /// [`SchedulerHandle::spawn`] with liveness settings other than the defaults.
@@ -127,10 +130,10 @@ impl SchedulerHandle {
         node: Arc<rota_cluster::Node>,
         cfg: SchedulerConfig,
         liveness: LivenessConfig,
-        shutdown: tokio_util::sync::CancellationToken,
+        workers: &Runner,
     ) -> Arc<SchedulerHandle> {
         Arc::new(SchedulerHandle {
-            shared: runtime::spawn(node, cfg, liveness, shutdown),
+            shared: runtime::spawn(node, cfg, liveness, workers),
         })
     }
 
@@ -142,12 +145,6 @@ impl SchedulerHandle {
 
     pub fn stats(&self) -> SchedulerStats {
         self.shared.stats()
-    }
-
-    /// Waits until the runtime has stopped (after the shutdown token fired): the
-    /// loop ended and local runs were cancelled and awaited.
-    pub async fn stopped(&self) {
-        self.shared.stopped().await
     }
 }
 

@@ -79,7 +79,7 @@ impl Runtime {
     pub(super) async fn settle_commits(&mut self) -> bool {
         while !self.commits.is_empty() {
             tokio::select! {
-                () = self.shutdown.cancelled() => return false,
+                () = self.ctx.stopping() => return false,
                 Some(done) = self.commits.join_next() => {
                     if let Ok(done) = done {
                         self.committed(done, None, &mut Vec::new());

@@ -23,6 +23,7 @@ impl Runtime {
         leadership: &mut watch::Receiver<bool>,
         open: &mut bool,
     ) -> bool {
+        self.ctx.set_detail("following");
         let mut events = self.node.store().subscribe();
         let mut events_open = true;
         // Runs that ended while leading but whose outcome did not commit.
@@ -39,7 +40,7 @@ impl Runtime {
         loop {
             self.publish_stats(None);
             tokio::select! {
-                () = self.shutdown.cancelled() => return false,
+                () = self.ctx.stopping() => return false,
                 event = events.recv(), if events_open => match event {
                     Ok(event) => match &event.kind {
                         EventKind::Execution(e) => self.reconcile(e),

@@ -21,12 +21,16 @@ const EVENTS_PER_TURN: usize = 4096;
 /// Longest single sleep towards a far timer (re-checked after it).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
+/// Reasons to rebuild that two places find.
+const FELL_BEHIND: &str = "falling behind the store's events";
+const STREAM_CLOSED: &str = "the store's event stream closed";
+
 /// Why the leading phase's loop ended.
 enum Exit {
     Shutdown,
     NotLeading,
-    /// Reload from the store (lagging events, a reset, a failed commit).
-    Rebuild,
+    /// Reload from the store (lagging events, a reset, a failed commit); says why.
+    Rebuild(&'static str),
 }
 
 impl Runtime {
@@ -48,6 +52,7 @@ impl Runtime {
             if !self.settle_commits().await {
                 return false;
             }
+            self.ctx.set_detail("claiming the scheduler");
             let mut events = self.node.store().subscribe();
             let built = match self.claim().await {
                 Ok(fence) => {
@@ -59,7 +64,10 @@ impl Runtime {
             let (mut engine, floor, out) = match built {
                 Ok(b) => b,
                 Err(err) => {
-                    warn!(error = %rota_core::error::chain(&err), retry_in = ?backoff, "loading the scheduler state failed");
+                    let why = rota_core::error::chain(&err);
+                    warn!(error = %why, retry_in = ?backoff, "loading the scheduler state failed");
+                    self.ctx
+                        .set_detail(format!("retrying in {backoff:?} after: {why}"));
                     match self.pause(backoff, leadership).await {
                         Some(true) => {
                             backoff = (backoff * 2).min(REBUILD_BACKOFF.1);
@@ -74,6 +82,8 @@ impl Runtime {
                 }
             };
             self.epoch += 1;
+            self.ctx
+                .set_detail(format!("leading (term {})", self.fence));
             self.carry_out(&mut engine, out);
             let built_at = tokio::time::Instant::now();
             let exit = self
@@ -102,7 +112,8 @@ impl Runtime {
                     self.publish_stats(None);
                     return true;
                 }
-                Exit::Rebuild => {
+                Exit::Rebuild(why) => {
+                    self.ctx.set_detail(format!("rebuilding after {why}"));
                     // What the old engine started but did not dispatch yet: the new
                     // one dispatches it once the store shows it running here.
                     if !self.flush().await {
@@ -234,7 +245,7 @@ impl Runtime {
             let mut out = Vec::new();
             let mut exit = None;
             tokio::select! {
-                () = self.shutdown.cancelled() => return Exit::Shutdown,
+                () = self.ctx.stopping() => return Exit::Shutdown,
                 changed = leadership.changed() => {
                     if changed.is_err() || !*leadership.borrow_and_update() {
                         return Exit::NotLeading;
@@ -245,11 +256,11 @@ impl Runtime {
                         Ok(event) => self.take_events(engine, events, event, floor, &mut out),
                         Err(RecvError::Lagged(missed)) => {
                             warn!(missed, "scheduler fell behind the store's events");
-                            Some(Exit::Rebuild)
+                            Some(Exit::Rebuild(FELL_BEHIND))
                         }
                         Err(RecvError::Closed) => {
                             warn!("the store's event stream closed");
-                            Some(Exit::Rebuild)
+                            Some(Exit::Rebuild(STREAM_CLOSED))
                         }
                     };
                 }
@@ -261,12 +272,12 @@ impl Runtime {
                     match done {
                         Ok(done) => {
                             if !self.committed(done, Some(&mut *engine), &mut out) {
-                                exit = Some(Exit::Rebuild);
+                                exit = Some(Exit::Rebuild("a failed commit"));
                             }
                         }
                         Err(err) => {
                             warn!(error = %err, "commit task failed");
-                            exit = Some(Exit::Rebuild);
+                            exit = Some(Exit::Rebuild("a failed commit task"));
                         }
                     }
                 }
@@ -313,7 +324,7 @@ impl Runtime {
                     EventKind::KvPut(_) | EventKind::KvDeleted { .. } => None,
                     EventKind::Reset => {
                         info!(revision = event.revision, "store state replaced: reloading");
-                        return Some(Exit::Rebuild);
+                        return Some(Exit::Rebuild("a snapshot install"));
                     }
                 };
                 if let Some(input) = input {
@@ -328,9 +339,9 @@ impl Runtime {
                 Err(TryRecvError::Empty) => None,
                 Err(TryRecvError::Lagged(missed)) => {
                     warn!(missed, "scheduler fell behind the store's events");
-                    return Some(Exit::Rebuild);
+                    return Some(Exit::Rebuild(FELL_BEHIND));
                 }
-                Err(TryRecvError::Closed) => return Some(Exit::Rebuild),
+                Err(TryRecvError::Closed) => return Some(Exit::Rebuild(STREAM_CLOSED)),
             };
         }
         None
@@ -395,7 +406,7 @@ impl Runtime {
     /// to go on leading, `Some(false)` when no longer leading, `None` on shutdown.
     async fn pause(&mut self, d: Duration, leadership: &mut watch::Receiver<bool>) -> Option<bool> {
         tokio::select! {
-            () = self.shutdown.cancelled() => None,
+            () = self.ctx.stopping() => None,
             changed = leadership.changed() => {
                 Some(changed.is_ok() && *leadership.borrow_and_update())
             }

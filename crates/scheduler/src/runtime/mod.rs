@@ -1,5 +1,7 @@
-//! The scheduler runtime: the one task that feeds the [`Engine`] the store's events
-//! and the time, commits what it decides, and runs what it dispatches.
+//! The scheduler runtime: the one worker (`scheduler`, under the caller's
+//! [`Runner`]) that feeds the [`Engine`] the store's events and the time, commits
+//! what it decides, and runs what it dispatches. The tasks it starts (executor runs,
+//! commits, heartbeats) are its own: it awaits all of them before it ends.
 //!
 //! Before anything else it registers the process as the node's worker
 //! (`RegisterNode`: tags, capacity, a new incarnation; applying it loses whatever the
@@ -43,6 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
+use rota_background::{Runner, WorkerContext};
 use rota_cluster::Node;
 use rota_core::{ClientRequest, Command, Response};
 use rota_engine::{Completion, Engine};
@@ -67,8 +70,6 @@ pub(crate) struct Shared {
     /// Runs of this node, by execution id, until their `Finish` is committed.
     live: Mutex<HashMap<Ulid, LiveRun>>,
     stats: Mutex<SchedulerStats>,
-    /// Fired once the runtime has stopped.
-    done: CancellationToken,
 }
 
 #[derive(Debug, Clone)]
@@ -93,41 +94,44 @@ impl Shared {
     pub(crate) fn stats(&self) -> SchedulerStats {
         lock(&self.stats).clone()
     }
-
-    pub(crate) async fn stopped(&self) {
-        self.done.cancelled().await;
-    }
 }
 
-/// Starts the runtime task.
+/// Starts the runtime as the worker `scheduler` of `workers`; it stops when that
+/// scope does.
 pub(crate) fn spawn(
     node: Arc<Node>,
     cfg: SchedulerConfig,
     liveness: LivenessConfig,
-    shutdown: CancellationToken,
+    workers: &Runner,
 ) -> Arc<Shared> {
     let shared = Arc::new(Shared::default());
     let (completions_tx, completions) = mpsc::unbounded_channel();
-    let runtime = Runtime {
-        node,
-        cfg,
-        liveness,
-        shutdown,
-        shared: shared.clone(),
-        completions_tx,
-        completions,
-        runs: JoinSet::new(),
-        run_ids: HashMap::new(),
-        commits: JoinSet::new(),
-        pending: Vec::new(),
-        epoch: 0,
-        fence: 0,
-        fired_before: 0,
-        expected: HashMap::new(),
-        heartbeats: JoinSet::new(),
-        registered: 0,
-    };
-    tokio::spawn(runtime.run());
+    let for_runtime = shared.clone();
+    workers.spawn("scheduler", move |ctx| {
+        let runtime = Runtime {
+            node,
+            cfg,
+            liveness,
+            ctx,
+            shared: for_runtime,
+            completions_tx,
+            completions,
+            runs: JoinSet::new(),
+            run_ids: HashMap::new(),
+            commits: JoinSet::new(),
+            pending: Vec::new(),
+            epoch: 0,
+            fence: 0,
+            fired_before: 0,
+            expected: HashMap::new(),
+            heartbeats: JoinSet::new(),
+            registered: 0,
+        };
+        async move {
+            runtime.run().await;
+            Ok(())
+        }
+    });
     shared
 }
 
@@ -135,7 +139,8 @@ struct Runtime {
     node: Arc<Node>,
     cfg: SchedulerConfig,
     liveness: LivenessConfig,
-    shutdown: CancellationToken,
+    /// The shutdown signal, and where the runtime says what it is doing.
+    ctx: WorkerContext,
     shared: Arc<Shared>,
     completions_tx: mpsc::UnboundedSender<Completion>,
     completions: mpsc::UnboundedReceiver<Completion>,
@@ -154,7 +159,7 @@ struct Runtime {
     /// Attempts the last engine started on this node but did not dispatch before
     /// leadership was lost: dispatched when the store shows them running here.
     expected: HashMap<Ulid, u32>,
-    /// The heartbeat in flight, if any.
+    /// The heartbeat in flight, if any (aborted on stop: the node is going away).
     heartbeats: JoinSet<()>,
     /// The log index of this process's worker registration.
     registered: u64,
@@ -163,6 +168,7 @@ struct Runtime {
 impl Runtime {
     async fn run(mut self) {
         info!(node = %self.cfg.node_name, max_running = self.cfg.max_running, tags = ?self.cfg.tags, "scheduler runtime started");
+        self.ctx.set_detail("registering");
         if !self.register().await {
             self.stop().await;
             return;
@@ -170,7 +176,7 @@ impl Runtime {
         let mut leadership = self.node.leadership();
         let mut leadership_open = true;
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.ctx.is_stopping() {
                 break;
             }
             let leading = leadership_open && *leadership.borrow_and_update();
@@ -206,7 +212,7 @@ impl Runtime {
                 command: command.clone(),
             };
             tokio::select! {
-                () = self.shutdown.cancelled() => return false,
+                () = self.ctx.stopping() => return false,
                 result = self.node.write(request) => match result {
                     Ok((index, Response::NodeRegistered { lost, .. })) => {
                         info!(index, lost = lost.len(), "registered as a worker");
@@ -218,7 +224,7 @@ impl Runtime {
                 },
             }
             tokio::select! {
-                () = self.shutdown.cancelled() => return false,
+                () = self.ctx.stopping() => return false,
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(REBUILD_BACKOFF.1);
@@ -234,6 +240,7 @@ impl Runtime {
             .map(|r| r.cancel.clone())
             .collect();
         info!(runs = runs.len(), "scheduler runtime stopping");
+        self.ctx.set_detail("stopping");
         for token in runs {
             token.cancel();
         }
@@ -246,7 +253,6 @@ impl Runtime {
         }
         self.publish_stats(None);
         info!("scheduler runtime stopped");
-        self.shared.done.cancel();
     }
 
     fn publish_stats(&self, engine: Option<&Engine>) {
