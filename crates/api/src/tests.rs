@@ -8,12 +8,12 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use futures_util::StreamExt;
+use rota_background::Runner;
 use rota_cluster::{Node, NodeConfig};
 use rota_core::{EventKind, ExecStatus, Execution};
 use rota_scheduler::{SchedulerConfig, SchedulerHandle};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::info;
 
@@ -25,8 +25,7 @@ const EVENT_DEADLINE: Duration = Duration::from_secs(30);
 struct Harness {
     app: Router,
     node: Arc<Node>,
-    scheduler: Arc<SchedulerHandle>,
-    shutdown: CancellationToken,
+    workers: Runner,
     _dir: tempfile::TempDir,
 }
 
@@ -49,7 +48,7 @@ impl Harness {
         })
         .await
         .expect("node starts");
-        let shutdown = CancellationToken::new();
+        let workers = Runner::new();
         let scheduler = SchedulerHandle::spawn(
             node.clone(),
             SchedulerConfig {
@@ -57,25 +56,23 @@ impl Harness {
                 max_running: 4,
                 tags: Default::default(),
             },
-            shutdown.clone(),
+            &workers,
         );
         let app = router(ApiState {
             node: node.clone(),
-            scheduler: scheduler.clone(),
+            scheduler,
             started_at: chrono::Utc::now(),
         });
         Harness {
             app,
             node,
-            scheduler,
-            shutdown,
+            workers,
             _dir: dir,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.scheduler.stopped().await;
+        self.workers.stop().await;
         self.node.shutdown().await.expect("node shuts down");
     }
 

@@ -94,7 +94,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;
-    let stop_scheduler = CancellationToken::new();
+    // The scheduler runs as a worker of its own scope: stopped, and awaited, before
+    // the node.
+    let workers = rota_background::Runner::new();
     let scheduler = SchedulerHandle::spawn_with(
         node.clone(),
         SchedulerConfig {
@@ -107,7 +109,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             // A third of the timeout leaves room for two lost heartbeats.
             heartbeat_interval: cfg.node_timeout / 3,
         },
-        stop_scheduler.clone(),
+        &workers,
     );
 
     let startup = Startup {
@@ -138,8 +140,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         warn!(signal, "second signal: exiting without a clean shutdown");
         std::process::exit(130);
     });
-    stop_scheduler.cancel();
-    scheduler.stopped().await;
+    workers.stop().await;
     let stopped = node
         .shutdown()
         .await

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rota_background::Runner;
 use rota_exec::OutputBuffer;
 use ulid::Ulid;
 
@@ -12,6 +13,8 @@ mod error;
 mod runtime;
 
 pub use error::SchedulerError;
+// Re-exported so the binary's default and the runtime's are one constant.
+pub use rota_engine::DEFAULT_NODE_TIMEOUT;
 
 /// Settings of the scheduler runtime.
 #[derive(Debug, Clone)]
@@ -45,8 +48,8 @@ pub struct LivenessConfig {
 impl Default for LivenessConfig {
     fn default() -> Self {
         Self {
-            node_timeout: rota_engine::DEFAULT_NODE_TIMEOUT,
-            heartbeat_interval: rota_engine::DEFAULT_NODE_TIMEOUT / 3,
+            node_timeout: DEFAULT_NODE_TIMEOUT,
+            heartbeat_interval: DEFAULT_NODE_TIMEOUT / 3,
         }
     }
 }
@@ -110,14 +113,16 @@ pub struct SchedulerHandle {
 }
 
 impl SchedulerHandle {
-    /// Starts the runtime on this node: it schedules while the node leads. Must be
-    /// called within a tokio runtime.
+    /// Starts the runtime on this node as the worker `scheduler` of `workers` (the
+    /// caller's scope): it schedules while the node leads. Stopping that scope stops
+    /// it; once [`Runner::stop`] returns, the loop has ended and the local runs were
+    /// cancelled and awaited. Must be called within a tokio runtime.
     pub fn spawn(
         node: Arc<rota_cluster::Node>,
         cfg: SchedulerConfig,
-        shutdown: tokio_util::sync::CancellationToken,
+        workers: &Runner,
     ) -> Arc<SchedulerHandle> {
-        Self::spawn_with(node, cfg, LivenessConfig::default(), shutdown)
+        Self::spawn_with(node, cfg, LivenessConfig::default(), workers)
     }
 
     /// [`SchedulerHandle::spawn`] with liveness settings other than the defaults.
@@ -125,10 +130,10 @@ impl SchedulerHandle {
         node: Arc<rota_cluster::Node>,
         cfg: SchedulerConfig,
         liveness: LivenessConfig,
-        shutdown: tokio_util::sync::CancellationToken,
+        workers: &Runner,
     ) -> Arc<SchedulerHandle> {
         Arc::new(SchedulerHandle {
-            shared: runtime::spawn(node, cfg, liveness, shutdown),
+            shared: runtime::spawn(node, cfg, liveness, workers),
         })
     }
 
@@ -140,12 +145,6 @@ impl SchedulerHandle {
 
     pub fn stats(&self) -> SchedulerStats {
         self.shared.stats()
-    }
-
-    /// Waits until the runtime has stopped (after the shutdown token fired): the
-    /// loop ended and local runs were cancelled and awaited.
-    pub async fn stopped(&self) {
-        self.shared.stopped().await
     }
 }
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use rota_background::{Runner, WorkerState};
 use rota_cluster::{Node, NodeConfig};
 use rota_core::{ClientRequest, Command, EventKind, ExecStatus, Execution, JobSpec, Response};
 use rota_engine::LOST_ERROR;
 use rota_scheduler::{SchedulerConfig, SchedulerHandle};
 use serde_json::json;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
 const GIVE_UP: Duration = Duration::from_secs(60);
 
@@ -32,15 +32,12 @@ async fn start_node(dir: &Path) -> Arc<Node> {
     .expect("node starts")
 }
 
-fn start_scheduler(node: &Arc<Node>) -> (Arc<SchedulerHandle>, CancellationToken) {
+fn start_scheduler(node: &Arc<Node>) -> (Arc<SchedulerHandle>, Runner) {
     start_scheduler_with(node, 4)
 }
 
-fn start_scheduler_with(
-    node: &Arc<Node>,
-    max_running: usize,
-) -> (Arc<SchedulerHandle>, CancellationToken) {
-    let shutdown = CancellationToken::new();
+fn start_scheduler_with(node: &Arc<Node>, max_running: usize) -> (Arc<SchedulerHandle>, Runner) {
+    let workers = Runner::new();
     let handle = SchedulerHandle::spawn(
         node.clone(),
         SchedulerConfig {
@@ -48,9 +45,9 @@ fn start_scheduler_with(
             max_running,
             tags: Default::default(),
         },
-        shutdown.clone(),
+        &workers,
     );
-    (handle, shutdown)
+    (handle, workers)
 }
 
 async fn put_job(node: &Node, doc: serde_json::Value) {
@@ -119,7 +116,7 @@ async fn until(
 async fn an_every_second_job_runs_and_is_recorded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_node(&dir.path().join("data")).await;
-    let (scheduler, shutdown) = start_scheduler(&node);
+    let (scheduler, workers) = start_scheduler(&node);
     let mut events = node.store().subscribe();
     let record = dir.path().join("record.txt");
     put_job(
@@ -172,11 +169,20 @@ async fn an_every_second_job_runs_and_is_recorded() {
     assert_eq!(stats.jobs, 1);
     assert!(stats.fired_total >= 3, "{stats:?}");
     assert!(stats.dispatch_lag.count >= 3, "{stats:?}");
+    let status = workers
+        .statuses()
+        .into_iter()
+        .find(|s| s.name == "scheduler");
+    let status = status.expect("the runtime runs as the worker `scheduler`");
+    assert_eq!(status.state, WorkerState::Running);
+    let detail = status.detail.unwrap_or_default();
+    assert!(detail.starts_with("leading (term "), "{detail:?}");
 
-    shutdown.cancel();
-    tokio::time::timeout(GIVE_UP, scheduler.stopped())
+    tokio::time::timeout(GIVE_UP, workers.stop())
         .await
         .expect("scheduler stops");
+    let states: Vec<_> = workers.statuses().into_iter().map(|s| s.state).collect();
+    assert_eq!(states, vec![WorkerState::Stopped]);
     node.shutdown().await.expect("node stops");
 }
 
@@ -186,7 +192,7 @@ async fn a_run_cut_by_shutdown_is_lost_at_the_next_start() {
     let data = dir.path().join("data");
     let id = {
         let node = start_node(&data).await;
-        let (scheduler, shutdown) = start_scheduler(&node);
+        let (scheduler, workers) = start_scheduler(&node);
         let mut events = node.store().subscribe();
         put_job(
             &node,
@@ -208,8 +214,7 @@ async fn a_run_cut_by_shutdown_is_lost_at_the_next_start() {
         let id = running.expect("a running execution");
         // Whether or not the executor got it yet, the shutdown leaves it `running`
         // on record.
-        shutdown.cancel();
-        tokio::time::timeout(GIVE_UP, scheduler.stopped())
+        tokio::time::timeout(GIVE_UP, workers.stop())
             .await
             .expect("scheduler stops without waiting for the run");
         let buffer = scheduler.live_output(id);
@@ -230,7 +235,7 @@ async fn a_run_cut_by_shutdown_is_lost_at_the_next_start() {
         ExecStatus::Running,
         "not finished by the shutdown"
     );
-    let (scheduler, shutdown) = start_scheduler(&node);
+    let (_, workers) = start_scheduler(&node);
     until(&mut events, |e| e.id == id && e.status == ExecStatus::Lost).await;
     let lost = node
         .store()
@@ -238,8 +243,7 @@ async fn a_run_cut_by_shutdown_is_lost_at_the_next_start() {
         .expect("read")
         .expect("stored");
     assert_eq!(lost.error.as_deref(), Some(LOST_ERROR));
-    shutdown.cancel();
-    scheduler.stopped().await;
+    workers.stop().await;
     node.shutdown().await.expect("node stops");
 }
 
@@ -248,7 +252,7 @@ async fn a_burst_due_together_is_fired_in_one_entry_and_drains_through_the_slots
     const JOBS: usize = 200;
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_node(&dir.path().join("data")).await;
-    let (scheduler, shutdown) = start_scheduler(&node);
+    let (scheduler, workers) = start_scheduler(&node);
     let mut events = node.store().subscribe();
     let record = dir.path().join("record.txt");
     put_burst(&node, JOBS, &record).await;
@@ -285,8 +289,7 @@ async fn a_burst_due_together_is_fired_in_one_entry_and_drains_through_the_slots
     assert_eq!(stats.dispatch_lag.count, JOBS as u64);
     assert_eq!((stats.running, stats.queued), (0, 0));
 
-    shutdown.cancel();
-    scheduler.stopped().await;
+    workers.stop().await;
     node.shutdown().await.expect("node stops");
 }
 
@@ -298,7 +301,7 @@ async fn more_runs_due_together_than_one_turn_takes_all_run_once() {
     const JOBS: usize = 4_097;
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_node(&dir.path().join("data")).await;
-    let (scheduler, shutdown) = start_scheduler_with(&node, 2 * JOBS);
+    let (_, workers) = start_scheduler_with(&node, 2 * JOBS);
     let mut events = node.store().subscribe();
     let record = dir.path().join("record.txt");
     put_burst(&node, JOBS, &record).await;
@@ -333,7 +336,6 @@ async fn more_runs_due_together_than_one_turn_takes_all_run_once() {
     assert_eq!(jobs.len(), JOBS, "every job ran, none twice");
     assert_eq!(text.lines().count(), JOBS);
 
-    shutdown.cancel();
-    scheduler.stopped().await;
+    workers.stop().await;
     node.shutdown().await.expect("node stops");
 }

@@ -1,0 +1,263 @@
+//! The follower phase: while another node (or none) leads, run the attempts the
+//! leader placed here, commit their outcomes, heartbeat, and stop a run whose record
+//! moved on.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use rota_core::{ClientRequest, Command, EventKind, ExecStatus, Execution};
+use rota_engine::{finish_for, Completion};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use ulid::Ulid;
+
+use super::{lock, Runtime};
+
+impl Runtime {
+    /// Finishes local runs while another node (or none) leads; answers true when
+    /// this node leads again, false on shutdown.
+    pub(super) async fn follow(
+        &mut self,
+        leadership: &mut watch::Receiver<bool>,
+        open: &mut bool,
+    ) -> bool {
+        self.ctx.set_detail("following");
+        let mut events = self.node.store().subscribe();
+        let mut events_open = true;
+        // Runs that ended while leading but whose outcome did not commit.
+        let ended: Vec<Completion> = lock(&self.shared.live)
+            .values()
+            .filter_map(|r| r.completion.clone())
+            .collect();
+        for c in ended {
+            self.finish_as_follower(c);
+        }
+        self.reconcile_all();
+        let mut beat = tokio::time::interval(self.liveness.heartbeat_interval);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.publish_stats(None);
+            tokio::select! {
+                () = self.ctx.stopping() => return false,
+                event = events.recv(), if events_open => match event {
+                    Ok(event) => match &event.kind {
+                        EventKind::Execution(e) => self.reconcile(e),
+                        EventKind::Reset => self.reconcile_all(),
+                        _ => {}
+                    },
+                    Err(RecvError::Lagged(missed)) => {
+                        debug!(missed, "fell behind the store's events: reconciling local runs");
+                        self.reconcile_all();
+                    }
+                    Err(RecvError::Closed) => events_open = false,
+                },
+                _ = beat.tick() => {
+                    self.heartbeat();
+                    self.retry_finishes();
+                }
+                Some(_) = self.heartbeats.join_next() => {}
+                changed = leadership.changed(), if *open => {
+                    if changed.is_err() {
+                        *open = false;
+                    } else if *leadership.borrow_and_update() {
+                        return true;
+                    }
+                }
+                Some(c) = self.completions.recv() => {
+                    self.completed(&c);
+                    self.finish_as_follower(c);
+                }
+                Some(done) = self.commits.join_next() => {
+                    if let Ok(done) = done {
+                        self.committed(done, None, &mut Vec::new());
+                    }
+                }
+                Some(joined) = self.runs.join_next_with_id() => self.reaped(joined),
+            }
+        }
+    }
+
+    /// Holds a local run, an expected start or an attempt of this node's earlier life
+    /// against its record (while not leading).
+    fn reconcile(&mut self, e: &Execution) {
+        let me = self.cfg.node_name.as_str();
+        let on_me = e.status == ExecStatus::Running && e.node.as_deref() == Some(me);
+        let live = lock(&self.shared.live)
+            .get(&e.id)
+            .map(|r| (r.attempt, r.cancel.clone(), r.completion.is_some()));
+        if let Some((attempt, token, ended)) = live {
+            if ended || token.is_cancelled() {
+                return;
+            }
+            if e.attempt < attempt {
+                return; // an event from before this run started
+            }
+            if !(on_me && e.attempt == attempt) {
+                // Judged lost by the leader (this node looked dead), or ended: another
+                // attempt may run elsewhere, so this one stops.
+                warn!(execution = %e.id, attempt, status = e.status.as_str(), "the record of a local run moved on: stopping it");
+                token.cancel();
+            } else if e.cancel_requested {
+                info!(execution = %e.id, attempt, "cancelling a local run");
+                token.cancel();
+            }
+            return;
+        }
+        if let Some(attempt) = self.expected.get(&e.id).copied() {
+            if on_me && e.attempt == attempt {
+                self.expected.remove(&e.id);
+                info!(execution = %e.id, attempt, "dispatching a run started before leadership was lost");
+                self.dispatch(e.id, attempt, e.job.clone(), e.scheduled_at, e.trigger);
+                if e.cancel_requested {
+                    if let Some(r) = lock(&self.shared.live).get(&e.id) {
+                        r.cancel.cancel();
+                    }
+                }
+                return;
+            }
+            if e.status.is_terminal() || e.attempt > attempt {
+                self.expected.remove(&e.id);
+            }
+            return;
+        }
+        if on_me {
+            self.run_assigned(e);
+        }
+    }
+
+    /// An attempt recorded as running here that this process does not run. Once this
+    /// process's registration is applied, such a record was made for it (the
+    /// registration lost everything of the node's earlier life): a leader placed the
+    /// attempt here, and it runs. An event from before the registration may still
+    /// show an attempt of the earlier life; the record as it is now decides.
+    fn run_assigned(&mut self, e: &Execution) {
+        let store = self.node.store();
+        if store.last_applied_index() < self.registered {
+            return; // the registration will lose it
+        }
+        let current = match store.get_execution(e.id) {
+            Ok(Some(current)) => current,
+            Ok(None) => return,
+            Err(err) => {
+                warn!(execution = %e.id, error = %err, "reading an execution failed");
+                return;
+            }
+        };
+        let me = self.cfg.node_name.as_str();
+        if current.status != ExecStatus::Running
+            || current.node.as_deref() != Some(me)
+            || current.attempt != e.attempt
+        {
+            return;
+        }
+        info!(job = %current.job, execution = %current.id, attempt = current.attempt, "running an attempt placed on this node");
+        self.dispatch(
+            current.id,
+            current.attempt,
+            current.job.clone(),
+            current.scheduled_at,
+            current.trigger,
+        );
+        if current.cancel_requested {
+            if let Some(r) = lock(&self.shared.live).get(&current.id) {
+                r.cancel.cancel();
+            }
+        }
+    }
+
+    /// Reconciles every active record and every local run (on entering the follower
+    /// phase, after a snapshot install or a lag).
+    fn reconcile_all(&mut self) {
+        let store = self.node.store().clone();
+        let active = match store.active_executions() {
+            Ok(active) => active,
+            Err(err) => {
+                warn!(error = %err, "reading active executions failed");
+                return;
+            }
+        };
+        let active_ids: HashSet<Ulid> = active.iter().map(|e| e.id).collect();
+        for e in &active {
+            self.reconcile(e);
+        }
+        let ended_on_record: Vec<(Ulid, CancellationToken)> = lock(&self.shared.live)
+            .iter()
+            .filter(|(id, r)| r.completion.is_none() && !active_ids.contains(id))
+            .map(|(id, r)| (*id, r.cancel.clone()))
+            .collect();
+        for (id, token) in ended_on_record {
+            match store.get_execution(id) {
+                Ok(Some(e)) => self.reconcile(&e),
+                Ok(None) => {
+                    warn!(execution = %id, "the record of a local run is gone: stopping it");
+                    token.cancel();
+                }
+                Err(err) => warn!(execution = %id, error = %err, "reading an execution failed"),
+            }
+        }
+    }
+
+    /// Tells the leader this node is alive (at most one heartbeat in flight): it
+    /// vouches for the runs recorded here, and keeps the node among those runs are
+    /// placed on.
+    fn heartbeat(&mut self) {
+        // A node removed from the cluster no longer sees the log: keeping silent
+        // lets the leader stop placing runs on it (and lose what it had).
+        if !self.heartbeats.is_empty() || !self.node.is_member() {
+            return;
+        }
+        let node = self.node.clone();
+        let name = self.cfg.node_name.clone();
+        self.heartbeats.spawn(async move {
+            let request = ClientRequest {
+                session: None,
+                at: Utc::now(),
+                command: Command::Heartbeat { node: name },
+            };
+            if let Err(err) = node.write(request).await {
+                debug!(error = %err, "heartbeat not committed");
+            }
+        });
+    }
+
+    /// Outcomes whose commit failed (no leader for a while) are sent again, one round
+    /// at a time; a repeat of an applied one is ignored by the store.
+    fn retry_finishes(&mut self) {
+        if !self.commits.is_empty() {
+            return;
+        }
+        let ended: Vec<Completion> = lock(&self.shared.live)
+            .values()
+            .filter_map(|r| r.completion.clone())
+            .collect();
+        if !ended.is_empty() {
+            debug!(runs = ended.len(), "committing run outcomes again");
+        }
+        for c in ended {
+            self.finish_as_follower(c);
+        }
+    }
+
+    /// Commits a run's outcome without an engine, reading its job's retry policy and
+    /// the execution's cancel flag from the store. A failure is tried again at the
+    /// next heartbeat tick (or by the next engine of this node).
+    fn finish_as_follower(&mut self, c: Completion) {
+        let store = self.node.store();
+        let exec = store.get_execution(c.id).ok().flatten();
+        let job = exec
+            .as_ref()
+            .and_then(|e| store.get_job(&e.job).ok().flatten());
+        let cancel_requested = exec.as_ref().is_some_and(|e| e.cancel_requested);
+        let finish = finish_for(
+            c,
+            job.as_ref().and_then(|j| j.spec.retry.as_ref()),
+            cancel_requested,
+            Utc::now(),
+        );
+        self.commit_unfenced(Command::Finish {
+            finishes: vec![finish],
+        });
+    }
+}

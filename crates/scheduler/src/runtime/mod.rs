@@ -1,0 +1,289 @@
+//! The scheduler runtime: the one worker (`scheduler`, under the caller's
+//! [`Runner`]) that feeds the [`Engine`] the store's events and the time, commits
+//! what it decides, and runs what it dispatches. The tasks it starts (executor runs,
+//! commits, heartbeats) are its own: it awaits all of them before it ends.
+//!
+//! Before anything else it registers the process as the node's worker
+//! (`RegisterNode`: tags, capacity, a new incarnation; applying it loses whatever the
+//! node's earlier life left running). Then it is a worker with two phases. While the
+//! node leads, it subscribes to the store's events first, claims the scheduler
+//! (`ClaimScheduler` raises the store's scheduler epoch to the Raft term it leads
+//! in), then loads every worker, job and active execution into a fresh engine and
+//! lets it recover, then follows: store events, the engine's next timer, local
+//! completions, commit results, leadership changes and shutdown, in one `select!`.
+//! While it does not lead, no engine exists; it runs the attempts the leader placed
+//! on this node (the applied record shows them running here), finishes them by
+//! committing their outcome through the node (which forwards to the leader),
+//! heartbeats (so the leader keeps placing runs here and does not presume it dead),
+//! stops a run whose record moved on (the leader judged it lost, or it was
+//! cancelled), and dispatches what its last engine started but could not hand over.
+//!
+//! Fencing: every batch an engine commits is a `Command::Fenced` with the epoch its
+//! claim got (its term). Once a successor claimed the scheduler, a batch still in
+//! flight from this node's engine (`Node::write` forwards it to the new leader) can
+//! neither fire nor start anything; its finishes still count. A claim forwarded from
+//! a node that lost the lead names an older term and changes nothing.
+//!
+//! Commits use group commit: the `Fire`/`Start`/`Finish` actions of one or more
+//! turns go into a single `Command::Fenced` batch (one log entry, one fsync) while
+//! at most one commit is in flight, so a burst of 10,000 due jobs costs a handful of
+//! log entries, not 20,000. A failed commit, a lagging event stream or a snapshot install
+//! (`Reset`) rebuilds the engine from the store once the commits in flight landed;
+//! runs going on here are handed to the new engine, never lost or run twice.
+//!
+//! The parts: `leader` (claim, load, the leading loop), `follower` (the phases
+//! without an engine), `commit` (group commit and its answers) and `dispatch`
+//! (handing attempts to executors and taking their outcomes).
+
+mod commit;
+mod dispatch;
+mod follower;
+mod leader;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use rota_background::{Runner, WorkerContext};
+use rota_cluster::Node;
+use rota_core::{ClientRequest, Command, Response};
+use rota_engine::{Completion, Engine};
+use rota_exec::OutputBuffer;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use ulid::Ulid;
+
+use crate::{LivenessConfig, SchedulerConfig, SchedulerStats};
+use commit::CommitDone;
+
+/// First and longest wait before rebuilding an engine that failed.
+const REBUILD_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// An engine that ran this long resets the rebuild backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// State shared between the runtime task and the handle.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Runs of this node, by execution id, until their `Finish` is committed.
+    live: Mutex<HashMap<Ulid, LiveRun>>,
+    stats: Mutex<SchedulerStats>,
+}
+
+#[derive(Debug, Clone)]
+struct LiveRun {
+    attempt: u32,
+    output: OutputBuffer,
+    cancel: CancellationToken,
+    /// Set when the run ended; kept until its `Finish` is committed.
+    completion: Option<Completion>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; a poisoned map is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn live_output(&self, id: Ulid) -> Option<OutputBuffer> {
+        lock(&self.live).get(&id).map(|r| r.output.clone())
+    }
+
+    pub(crate) fn stats(&self) -> SchedulerStats {
+        lock(&self.stats).clone()
+    }
+}
+
+/// Starts the runtime as the worker `scheduler` of `workers`; it stops when that
+/// scope does.
+pub(crate) fn spawn(
+    node: Arc<Node>,
+    cfg: SchedulerConfig,
+    liveness: LivenessConfig,
+    workers: &Runner,
+) -> Arc<Shared> {
+    let shared = Arc::new(Shared::default());
+    let (completions_tx, completions) = mpsc::unbounded_channel();
+    let for_runtime = shared.clone();
+    workers.spawn("scheduler", move |ctx| {
+        let runtime = Runtime {
+            node,
+            cfg,
+            liveness,
+            ctx,
+            shared: for_runtime,
+            completions_tx,
+            completions,
+            runs: JoinSet::new(),
+            run_ids: HashMap::new(),
+            commits: JoinSet::new(),
+            pending: Vec::new(),
+            epoch: 0,
+            fence: 0,
+            fired_before: 0,
+            expected: HashMap::new(),
+            heartbeats: JoinSet::new(),
+            registered: 0,
+        };
+        async move {
+            runtime.run().await;
+            Ok(())
+        }
+    });
+    shared
+}
+
+struct Runtime {
+    node: Arc<Node>,
+    cfg: SchedulerConfig,
+    liveness: LivenessConfig,
+    /// The shutdown signal, and where the runtime says what it is doing.
+    ctx: WorkerContext,
+    shared: Arc<Shared>,
+    completions_tx: mpsc::UnboundedSender<Completion>,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    /// Executor tasks of the local runs.
+    runs: JoinSet<()>,
+    run_ids: HashMap<tokio::task::Id, (Ulid, u32)>,
+    /// At most one commit in flight.
+    commits: JoinSet<CommitDone>,
+    /// Commands waiting for the next batch, consecutive ones of a kind merged.
+    pending: Vec<Command>,
+    epoch: u64,
+    /// The scheduler epoch the current engine claimed: its batches are fenced with it.
+    fence: u64,
+    /// Fires counted by engines that are gone.
+    fired_before: u64,
+    /// Attempts the last engine started on this node but did not dispatch before
+    /// leadership was lost: dispatched when the store shows them running here.
+    expected: HashMap<Ulid, u32>,
+    /// The heartbeat in flight, if any (aborted on stop: the node is going away).
+    heartbeats: JoinSet<()>,
+    /// The log index of this process's worker registration.
+    registered: u64,
+}
+
+impl Runtime {
+    async fn run(mut self) {
+        info!(node = %self.cfg.node_name, max_running = self.cfg.max_running, tags = ?self.cfg.tags, "scheduler runtime started");
+        self.ctx.set_detail("registering");
+        if !self.register().await {
+            self.stop().await;
+            return;
+        }
+        let mut leadership = self.node.leadership();
+        let mut leadership_open = true;
+        loop {
+            if self.ctx.is_stopping() {
+                break;
+            }
+            let leading = leadership_open && *leadership.borrow_and_update();
+            let go_on = if leading {
+                self.lead(&mut leadership).await
+            } else {
+                self.follow(&mut leadership, &mut leadership_open).await
+            };
+            if !go_on {
+                break;
+            }
+        }
+        self.stop().await;
+    }
+
+    /// Registers this process as the node's worker (its tags, its capacity, a new
+    /// incarnation), retrying until it is committed; false on shutdown. Applying it
+    /// finishes the attempts of the node's earlier life as lost, so every attempt
+    /// recorded on this node once it is applied here was given to this process.
+    async fn register(&mut self) -> bool {
+        let command = Command::RegisterNode {
+            node: self.cfg.node_name.clone(),
+            incarnation: Ulid::generate(),
+            tags: self.cfg.tags.clone(),
+            max_running: u32::try_from(self.cfg.max_running).unwrap_or(u32::MAX),
+            url: Some(self.node.config().advertise_url.clone()),
+        };
+        let mut backoff = REBUILD_BACKOFF.0;
+        loop {
+            let request = ClientRequest {
+                session: None,
+                at: Utc::now(),
+                command: command.clone(),
+            };
+            tokio::select! {
+                () = self.ctx.stopping() => return false,
+                result = self.node.write(request) => match result {
+                    Ok((index, Response::NodeRegistered { lost, .. })) => {
+                        info!(index, lost = lost.len(), "registered as a worker");
+                        self.registered = index;
+                        return true;
+                    }
+                    Ok((_, other)) => warn!(answer = ?other, "unexpected answer to a node registration"),
+                    Err(err) => debug!(error = %err, retry_in = ?backoff, "node registration not committed yet"),
+                },
+            }
+            tokio::select! {
+                () = self.ctx.stopping() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(REBUILD_BACKOFF.1);
+        }
+    }
+
+    /// Cancels local runs and waits for them and for commits in flight. Outcomes of
+    /// cancelled runs are not committed: the next leader marks them lost (and
+    /// retries them per policy).
+    async fn stop(&mut self) {
+        let runs: Vec<CancellationToken> = lock(&self.shared.live)
+            .values()
+            .map(|r| r.cancel.clone())
+            .collect();
+        info!(runs = runs.len(), "scheduler runtime stopping");
+        self.ctx.set_detail("stopping");
+        for token in runs {
+            token.cancel();
+        }
+        while self.runs.join_next().await.is_some() {}
+        while self.commits.join_next().await.is_some() {}
+        self.heartbeats.abort_all();
+        while self.heartbeats.join_next().await.is_some() {}
+        for run in lock(&self.shared.live).values() {
+            run.output.close();
+        }
+        self.publish_stats(None);
+        info!("scheduler runtime stopped");
+    }
+
+    fn publish_stats(&self, engine: Option<&Engine>) {
+        // Counting local runs walks the live map: only when no engine counts them
+        // (this is called every loop turn, and a burst can hold 10,000 runs).
+        let local_runs = if engine.is_none() {
+            lock(&self.shared.live)
+                .values()
+                .filter(|r| r.completion.is_none())
+                .count()
+        } else {
+            0
+        };
+        let mut stats = lock(&self.shared.stats);
+        stats.leading = engine.is_some();
+        match engine {
+            Some(engine) => {
+                let s = engine.stats();
+                stats.jobs = s.jobs;
+                stats.running = s.running;
+                stats.queued = s.queued;
+                stats.timers = s.timers;
+                stats.fired_total = self.fired_before + s.fired_total;
+            }
+            None => {
+                stats.jobs = 0;
+                stats.running = local_runs;
+                stats.queued = 0;
+                stats.timers = 0;
+                stats.fired_total = self.fired_before;
+            }
+        }
+    }
+}
