@@ -228,10 +228,12 @@ async fn serve(
     startup: Startup,
     signals: &mut Signals,
 ) -> anyhow::Result<Served> {
+    let runner = rota_background::Runner::new();
     let app = rota_api::router(ApiState {
         node: node.clone(),
         scheduler: scheduler.clone(),
         started_at: Utc::now(),
+        workers: runner,
     })
     .merge(node.peer_router());
 
