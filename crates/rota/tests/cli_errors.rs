@@ -55,7 +55,7 @@ fn config_file_errors_name_the_file_and_the_cause_once() {
     let out = rota(tmp.path(), url, &["config", "show", "--config", "bad.toml"]);
     failed_with(
         &out,
-        "config file bad.toml, key max_running: must be at least 1",
+        "config file bad.toml, line 2, key max_running: must be at least 1",
     );
 }
 
