@@ -45,9 +45,10 @@ pub enum ConfigError {
 /// A failed exchange with a rota server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// `--server` / `ROTA_SERVER` is not a usable base URL.
-    #[error("--server {url:?} is not an http:// or https:// URL")]
-    BadServerUrl { url: String },
+    /// `--server` / `ROTA_SERVER` is not a usable base URL; `reason` is the shared
+    /// URL check's message, which quotes the URL and says what is accepted.
+    #[error("--server {reason}")]
+    BadServerUrl { reason: String },
     /// Nothing answered at the server's address (after retries).
     #[error("cannot reach rota at {url} (is the server running?)")]
     Unreachable { url: String },

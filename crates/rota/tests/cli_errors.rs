@@ -88,3 +88,13 @@ async fn a_missing_job_is_one_line() {
     let out = server.cli(&["job", "run", "nope"]);
     failed_with(&out, "job \"nope\" not found");
 }
+
+#[test]
+fn a_bad_server_url_says_what_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = rota(tmp.path(), "ftp://x", &["job", "ls"]);
+    failed_with(
+        &out,
+        "--server \"ftp://x\" must start with http:// or https://",
+    );
+}
