@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
@@ -24,12 +25,15 @@ pub enum ApiError {
     /// A field, parameter or header was wrong; `field` names it.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    /// The body is not well-formed JSON (the parser's message says where).
+    /// The body is not well-formed JSON. The parser's message says where, and the
+    /// client needs it, so it is part of this message rather than a source.
     #[error("the body is not valid JSON: {0}")]
-    InvalidJson(String),
+    InvalidJson(serde_json::Error),
     /// The body could not be read (client went away, bad transfer encoding, ...).
+    /// axum's rejection already ends its own text with its cause, so it is shown
+    /// here and not chained as a source (that would say the cause twice).
     #[error("the request body could not be read: {0}")]
-    UnreadableBody(String),
+    UnreadableBody(BytesRejection),
     /// The body is larger than the server accepts.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -75,16 +79,16 @@ pub enum ApiError {
     #[error("node {id} is the last voter; a cluster cannot remove its last voter")]
     LastVoter { id: u64 },
     /// Raft failed in a way that is neither a timeout nor a leadership change.
-    #[error("consensus failed: {0}")]
+    #[error("consensus failed")]
     Consensus(#[source] WriteError),
     /// Reading the local state machine failed.
-    #[error("reading the store failed: {0}")]
+    #[error("reading the store failed")]
     Store(#[from] StoreError),
     /// An answer could not be serialized (a bug).
-    #[error("serializing the answer failed: {0}")]
+    #[error("serializing the answer failed")]
     Serialize(#[source] serde_json::Error),
     /// A blocking store scan panicked or was cancelled.
-    #[error("a store scan did not complete: {0}")]
+    #[error("a store scan did not complete")]
     TaskFailed(#[source] tokio::task::JoinError),
     /// The state machine answered something this route never expects (a bug).
     #[error("unexpected answer from the state machine to {route}: {response:?}")]
@@ -250,7 +254,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(code = self.code(), error = %self, "request failed");
+            // The causes go to the log only; the client gets `body()`.
+            let error = rota_core::error::chain(&self);
+            tracing::error!(code = self.code(), %error, "request failed");
         } else {
             tracing::debug!(code = self.code(), error = %self, "request refused");
         }
@@ -372,7 +378,11 @@ mod tests {
     #[tokio::test]
     async fn simple_codes_and_statuses() {
         let cases = [
-            (ApiError::InvalidJson("eof".into()), 400, "invalid_json"),
+            (
+                ApiError::InvalidJson(serde_json::from_str::<Value>("").unwrap_err()),
+                400,
+                "invalid_json",
+            ),
             (
                 ApiError::PayloadTooLarge { limit: 10 },
                 413,

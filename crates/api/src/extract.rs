@@ -259,7 +259,7 @@ pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit: BODY_LIMIT }
         } else {
-            ApiError::UnreadableBody(e.body_text())
+            ApiError::UnreadableBody(e)
         }
     })
 }
@@ -270,7 +270,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidJson(e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidJson(e),
+            // serde's text is the human message here ("missing field `value`"), meant
+            // for the client as it is; `Invalid` carries field and message, no source.
             Category::Data => ApiError::invalid(field_of(&e.to_string()), e.to_string()),
         }
     })

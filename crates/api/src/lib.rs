@@ -1,8 +1,8 @@
 //! rota's HTTP API (axum): the contract's `/v1` routes for jobs, executions and the
 //! linearizable KV space, plus `/v1/health`, `/metrics`, `/v1/openapi.json` and `/`.
 //!
-//! [`router`] builds the whole API from [`ApiState`] (the Raft [`Node`] and the
-//! [`SchedulerHandle`]). Writes become [`rota_core::Command`]s committed through
+//! [`router`] builds the whole API from [`ApiState`] (the Raft [`Node`], the
+//! [`SchedulerHandle`] and the node's worker [`rota_background::Runner`]). Writes become [`rota_core::Command`]s committed through
 //! [`Node::write`], tagged with the session headers (`Rota-Client-Id`,
 //! `Rota-Request-Seq`) so that a retried request is answered from the state
 //! machine's stored [`rota_core::Response`] and applied once; every HTTP answer of a
@@ -43,6 +43,8 @@ pub struct ApiState {
     pub scheduler: Arc<SchedulerHandle>,
     /// When the server started (for `uptime_s`).
     pub started_at: Timestamp,
+    /// The node's background workers, listed by health and metrics.
+    pub workers: rota_background::Runner,
 }
 
 /// The state handlers get: the caller's [`ApiState`] plus what the API keeps for

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use rota_background::{WorkerState, WorkerStatus};
 use rota_cluster::NodeStatus;
 use rota_scheduler::SchedulerStats;
 
@@ -54,7 +55,12 @@ pub async fn count_requests(State(state): State<AppState>, req: Request, next: N
 }
 
 /// Renders every series.
-pub fn render(node: &NodeStatus, sched: &SchedulerStats, http: &HttpCounters) -> String {
+pub fn render(
+    node: &NodeStatus,
+    sched: &SchedulerStats,
+    workers: &[WorkerStatus],
+    http: &HttpCounters,
+) -> String {
     let mut out = String::with_capacity(2048);
     let mut series = |name: &str, help: &str, kind: &str, value: u64| {
         // Writing to a String cannot fail.
@@ -114,6 +120,19 @@ pub fn render(node: &NodeStatus, sched: &SchedulerStats, http: &HttpCounters) ->
     );
     let _ = writeln!(
         out,
+        "# HELP rota_worker_up 1 while the background worker runs, 0 once it stopped, failed or panicked.\n\
+         # TYPE rota_worker_up gauge"
+    );
+    for worker in workers {
+        let _ = writeln!(
+            out,
+            "rota_worker_up{{worker=\"{}\"}} {}",
+            escape_label(&worker.name),
+            u8::from(worker.state == WorkerState::Running)
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP rota_http_requests_total HTTP requests answered, by route template and status.\n\
          # TYPE rota_http_requests_total counter"
     );
@@ -166,7 +185,19 @@ mod tests {
             fired_total: 9,
             ..Default::default()
         };
-        let text = render(&status(), &stats, &http);
+        let at = chrono::Utc::now();
+        let worker = |name: &str, state| WorkerStatus {
+            name: name.into(),
+            state,
+            detail: None,
+            started_at: at,
+            stopped_at: None,
+        };
+        let workers = [
+            worker("scheduler", WorkerState::Running),
+            worker("proposals", WorkerState::Failed),
+        ];
+        let text = render(&status(), &stats, &workers, &http);
         for line in [
             "rota_jobs 5",
             "rota_executions_running 2",
@@ -175,6 +206,8 @@ mod tests {
             "rota_raft_term 3",
             "rota_raft_last_applied 41",
             "rota_raft_is_leader 1",
+            "rota_worker_up{worker=\"scheduler\"} 1",
+            "rota_worker_up{worker=\"proposals\"} 0",
             "rota_http_requests_total{method=\"GET\",route=\"/v1/jobs/{name}\",status=\"200\"} 2",
             "rota_http_requests_total{method=\"GET\",route=\"a\\\"b\",status=\"404\"} 1",
         ] {
@@ -187,6 +220,6 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         assert_eq!(types, helps);
-        assert_eq!(types, 10);
+        assert_eq!(types, 11);
     }
 }

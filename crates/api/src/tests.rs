@@ -62,6 +62,7 @@ impl Harness {
             node: node.clone(),
             scheduler,
             started_at: chrono::Utc::now(),
+            workers: workers.clone(),
         });
         Harness {
             app,
@@ -625,6 +626,62 @@ async fn health_metrics_openapi_and_index() {
     let a = h.get("/").await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.text.contains("/v1/openapi.json"));
+
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_list_the_workers() {
+    let h = Harness::start().await;
+    h.workers.spawn("sweeper", |ctx| async move {
+        ctx.set_detail("sweeping");
+        ctx.stopping().await;
+        Ok(())
+    });
+    h.workers
+        .spawn("broken", |_| async { Err("disk on fire".into()) });
+
+    info!("--- a running worker and a failed one");
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    let workers = loop {
+        let a = h.get("/v1/health").await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        let workers = a.body["workers"].as_array().cloned().unwrap_or_default();
+        let settled = workers
+            .iter()
+            .any(|w| w["name"] == "sweeper" && w["detail"] == "sweeping")
+            && workers
+                .iter()
+                .any(|w| w["name"] == "broken" && w["state"] == "failed");
+        if settled {
+            break workers;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "workers never settled: {}",
+            a.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let sweeper = workers.iter().find(|w| w["name"] == "sweeper").unwrap();
+    assert_eq!(sweeper["state"], "running");
+    assert!(sweeper["started_at"].as_str().is_some(), "{sweeper}");
+    assert!(sweeper["stopped_at"].is_null(), "{sweeper}");
+    let broken = workers.iter().find(|w| w["name"] == "broken").unwrap();
+    assert_eq!(broken["detail"], "disk on fire");
+    assert!(broken["stopped_at"].as_str().is_some(), "{broken}");
+
+    let a = h.get("/metrics").await;
+    assert!(
+        a.text.contains("\nrota_worker_up{worker=\"sweeper\"} 1\n"),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.text.contains("\nrota_worker_up{worker=\"broken\"} 0\n"),
+        "{}",
+        a.text
+    );
 
     h.stop().await;
 }

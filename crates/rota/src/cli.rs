@@ -6,14 +6,13 @@
 //! [`crate::config`] can tell "given on the command line" from "not given" and
 //! apply flag > file > default.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 use ulid::Ulid;
 
-use crate::config;
+use crate::config::{check_advertise, check_node_id, flag, Settings};
 
 /// Where client commands look for the server when neither `--server` nor
 /// `ROTA_SERVER` says otherwise.
@@ -91,134 +90,20 @@ pub struct ServerArgs {
     /// Join an existing cluster through one of its members: a fresh node starts
     /// empty and asks that member to add it (a node that is already a member
     /// ignores this).
-    #[arg(long, value_name = "URL", value_parser = parse_advertise, conflicts_with = "peers")]
+    #[arg(long, value_name = "URL", value_parser = flag(check_advertise), conflicts_with = "peers")]
     pub join: Option<Url>,
 }
 
-/// Server settings given as flags; each overrides the same key of the config file.
+/// Server settings given as flags (each overrides the same key of the config
+/// file), and the config file to read.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServerFlags {
-    /// Raft node id, unique in the cluster [default: 1].
-    #[arg(long, value_name = "N", value_parser = parse_node_id)]
-    pub node_id: Option<u64>,
-
-    /// Name of the node in executions and health [default: n<node-id>].
-    #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
-    pub node_name: Option<String>,
-
-    /// Address the API, web UI and peer traffic listen on [default: 127.0.0.1:7700].
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
-    pub listen: Option<SocketAddr>,
-
-    /// URL peers and clients reach this node at [default: http://<listen>].
-    #[arg(long, value_name = "URL", value_parser = parse_advertise)]
-    pub advertise: Option<Url>,
-
-    /// Directory of the Raft log, the state and snapshots [default: ./rota-data].
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: Settings,
 
     /// Config file (TOML) [default: rota.toml when it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-
-    /// Most runs executing at once on this node [default: 64].
-    #[arg(long, value_name = "N", value_parser = parse_max_running)]
-    pub max_running: Option<usize>,
-
-    /// Snapshot the state (and trim the log) every this many log entries [default: 10000].
-    #[arg(long, value_name = "N", value_parser = parse_snapshot_every)]
-    pub snapshot_every: Option<u64>,
-
-    /// How long a node running attempts may stay silent before the leader presumes
-    /// it dead and retries its runs, 1s-1h [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_node_timeout)]
-    pub node_timeout: Option<std::time::Duration>,
-
-    /// How often the Raft leader sends heartbeats, 1ms-5s; every member should use
-    /// the same [default: 50ms].
-    #[arg(long, value_name = "DURATION", value_parser = parse_heartbeat_interval)]
-    pub heartbeat_interval: Option<std::time::Duration>,
-
-    /// Shortest Raft election timeout (the longest is twice it), 10ms-1m and at
-    /// least three heartbeat intervals; every member should use the same
-    /// [default: 150ms].
-    #[arg(long, value_name = "DURATION", value_parser = parse_election_timeout)]
-    pub election_timeout: Option<std::time::Duration>,
-
-    /// A tag of this node as KEY=VALUE (repeatable): jobs whose `tags` are all
-    /// among this node's may run here [default: none].
-    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
-    pub tags: Vec<(String, String)>,
-
-    /// Voters of a new cluster as ID=URL pairs, this node among them, e.g.
-    /// 1=http://10.0.0.1:7700,2=http://10.0.0.2:7700,3=http://10.0.0.3:7700; the
-    /// lowest id initializes the cluster [default: a one-node cluster].
-    #[arg(long, value_name = "ID=URL", num_args = 1.., value_delimiter = ',',
-          value_parser = parse_peer)]
-    pub peers: Vec<(u64, Url)>,
-
-    /// Shared secret of the peer traffic and of membership changes [default: none].
-    #[arg(long, value_name = "SECRET", env = "ROTA_CLUSTER_SECRET", hide_env_values = true,
-          value_parser = parse_cluster_secret)]
-    pub cluster_secret: Option<String>,
-}
-
-// clap value parsers: each parses the text, then applies the same check the config
-// file goes through, so a flag and a file key accept exactly the same values.
-
-fn parse_u64(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a whole number"))
-}
-
-fn parse_node_id(s: &str) -> Result<u64, String> {
-    config::check_node_id(parse_u64(s)?)
-}
-
-fn parse_node_name(s: &str) -> Result<String, String> {
-    config::check_node_name(s)
-}
-
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    config::check_listen(s)
-}
-
-fn parse_advertise(s: &str) -> Result<Url, String> {
-    config::check_advertise(s)
-}
-
-fn parse_max_running(s: &str) -> Result<usize, String> {
-    config::check_max_running(parse_u64(s)?)
-}
-
-fn parse_node_timeout(s: &str) -> Result<std::time::Duration, String> {
-    config::check_node_timeout(s)
-}
-
-fn parse_heartbeat_interval(s: &str) -> Result<std::time::Duration, String> {
-    config::check_heartbeat_interval(s)
-}
-
-fn parse_election_timeout(s: &str) -> Result<std::time::Duration, String> {
-    config::check_election_timeout(s)
-}
-
-fn parse_snapshot_every(s: &str) -> Result<u64, String> {
-    config::check_snapshot_every(parse_u64(s)?)
-}
-
-fn parse_tag(s: &str) -> Result<(String, String), String> {
-    config::check_tag(s)
-}
-
-fn parse_peer(s: &str) -> Result<(u64, Url), String> {
-    config::check_peer(s)
-}
-
-fn parse_cluster_secret(s: &str) -> Result<String, String> {
-    config::check_cluster_secret(s)
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,33 +204,34 @@ pub enum ClusterCommand {
     /// Add the node at URL (started with `rota server --join` or empty) as a voter.
     Join {
         /// URL of the new node (its advertise URL).
-        #[arg(value_parser = parse_advertise)]
+        #[arg(value_parser = flag(check_advertise))]
         url: Url,
         /// Its node id [default: asked from the node itself].
-        #[arg(long, value_name = "N", value_parser = parse_node_id)]
+        #[arg(long, value_name = "N", value_parser = flag(check_node_id))]
         id: Option<u64>,
-        /// The cluster secret, when the cluster has one.
-        #[arg(
-            long,
-            value_name = "SECRET",
-            env = "ROTA_CLUSTER_SECRET",
-            hide_env_values = true
-        )]
-        cluster_secret: Option<String>,
+        #[command(flatten)]
+        secret: ClusterSecret,
     },
     /// Remove a member by node id.
     Leave {
-        #[arg(value_parser = parse_node_id)]
+        #[arg(value_parser = flag(check_node_id))]
         id: u64,
-        /// The cluster secret, when the cluster has one.
-        #[arg(
-            long,
-            value_name = "SECRET",
-            env = "ROTA_CLUSTER_SECRET",
-            hide_env_values = true
-        )]
-        cluster_secret: Option<String>,
+        #[command(flatten)]
+        secret: ClusterSecret,
     },
+}
+
+/// `--cluster-secret` of the membership commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterSecret {
+    /// The cluster secret, when the cluster has one.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "ROTA_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
+    pub cluster_secret: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -412,7 +298,7 @@ mod tests {
         let Command::Server(args) = cli.command else {
             panic!("not server")
         };
-        let s = &args.settings;
+        let s = &args.settings.keys;
         assert_eq!(s.node_id, Some(3));
         assert_eq!(s.node_name.as_deref(), Some("east-1"));
         assert_eq!(s.listen, Some("0.0.0.0:8000".parse().unwrap()));
@@ -421,7 +307,7 @@ mod tests {
             Some("http://east-1:8000/")
         );
         assert_eq!(s.data_dir, Some(PathBuf::from("/tmp/d")));
-        assert_eq!(s.config, Some(PathBuf::from("x.toml")));
+        assert_eq!(args.settings.config, Some(PathBuf::from("x.toml")));
         assert_eq!(s.max_running, Some(8));
         assert_eq!(s.snapshot_every, Some(500));
         assert!(args.demo);
@@ -430,7 +316,7 @@ mod tests {
             panic!("not server")
         };
         assert_eq!(
-            args.settings.node_id, None,
+            args.settings.keys.node_id, None,
             "no clap default: the file may set it"
         );
         assert!(!args.demo);
@@ -442,8 +328,10 @@ mod tests {
         };
         let peers: Vec<(u64, &str)> = args
             .settings
+            .keys
             .peers
             .iter()
+            .flatten()
             .map(|(id, url)| (*id, url.as_str()))
             .collect();
         assert_eq!(peers, [(1, "http://a:1/"), (2, "http://b:2/")]);
@@ -610,7 +498,7 @@ mod tests {
         else {
             panic!("not config show")
         };
-        assert_eq!(flags.node_id, Some(2));
+        assert_eq!(flags.keys.node_id, Some(2));
         assert_eq!(flags.config, Some(PathBuf::from("c.toml")));
     }
 

@@ -50,13 +50,10 @@ pub struct Client {
 impl Client {
     /// A client for the server at `server` (e.g. `http://127.0.0.1:7700`).
     pub fn new(server: &str) -> Result<Client, ClientError> {
-        let bad = || ClientError::BadServerUrl {
-            url: server.to_string(),
-        };
-        let base = Url::parse(server.trim()).map_err(|_| bad())?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(bad());
-        }
+        let bad = |reason: String| ClientError::BadServerUrl { reason };
+        rota_core::validate::check_http_url(server.trim()).map_err(bad)?;
+        let base =
+            Url::parse(server.trim()).map_err(|e| bad(format!("{server:?} is not a URL ({e})")))?;
         // `main` installs the provider first; doing it here too keeps every other
         // caller (tests) from a panic in `build`. Installing twice is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -1,7 +1,9 @@
 //! What can go wrong in the binary, and how it is shown to the user.
 //!
-//! Commands return `anyhow::Error`s built on the typed errors here; [`render`] turns
-//! one into the single line after `error: ` that `main` prints. An error document
+//! Commands return `anyhow::Error`s built on the typed errors here; `main` prints
+//! one as its whole chain on a line after `error: ` (`outer: inner: innermost`),
+//! which repeats nothing because every error shows its cause in its message or
+//! chains it as its source, never both. An error document
 //! from the API (`{"error": {"code", "message", "field"?}}`) is shown as
 //! `<field>: <message>`; a server that cannot be reached says so and nothing more.
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 /// A rejected server configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -43,9 +45,10 @@ pub enum ConfigError {
 /// A failed exchange with a rota server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// `--server` / `ROTA_SERVER` is not a usable base URL.
-    #[error("--server {url:?} is not an http:// or https:// URL")]
-    BadServerUrl { url: String },
+    /// `--server` / `ROTA_SERVER` is not a usable base URL; `reason` is the shared
+    /// URL check's message, which quotes the URL and says what is accepted.
+    #[error("--server {reason}")]
+    BadServerUrl { reason: String },
     /// Nothing answered at the server's address (after retries).
     #[error("cannot reach rota at {url} (is the server running?)")]
     Unreachable { url: String },
@@ -53,7 +56,7 @@ pub enum ClientError {
     Timeout { url: String, timeout: Duration },
     /// The exchange broke off for another reason (e.g. the connection dropped
     /// while a response was streaming).
-    #[error("talking to rota at {url} failed: {source}")]
+    #[error("talking to rota at {url} failed")]
     Transport {
         url: String,
         #[source]
@@ -150,23 +153,6 @@ pub fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-/// The reason `main` prints after `error: `: the context chain down to the first
-/// error of ours, whose message is complete (its sources would only repeat it, or
-/// bury "is the server running?" under socket details).
-pub fn render(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        if cause.is::<ClientError>() || cause.is::<ConfigError>() {
-            break;
-        }
-    }
-    parts.join(": ")
-}
-
 /// Whether the error is stdout having been closed (`rota job ls | head`), which is
 /// not a failure worth reporting.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -204,7 +190,7 @@ mod tests {
         );
         assert_eq!(err.to_string(), "job \"x\" not found");
         let anyhow_err = anyhow::Error::new(err);
-        assert_eq!(render(&anyhow_err), "job \"x\" not found");
+        assert_eq!(format!("{anyhow_err:#}"), "job \"x\" not found");
     }
 
     #[test]
@@ -259,7 +245,7 @@ mod tests {
             url: "http://127.0.0.1:7700".into(),
         });
         assert_eq!(
-            render(&err),
+            format!("{err:#}"),
             "cannot reach rota at http://127.0.0.1:7700 (is the server running?)"
         );
         assert!(ClientError::Unreachable { url: String::new() }.is_retryable());
@@ -272,7 +258,7 @@ mod tests {
             r#"{"error":{"code":"invalid","message":"bad","field":"schedule.cron"}}"#,
         ))
         .context("job/bad-hour");
-        let shown = render(&err.unwrap_err());
+        let shown = format!("{:#}", err.unwrap_err());
         assert_eq!(shown, "job/bad-hour: schedule.cron: bad");
     }
 
@@ -280,7 +266,7 @@ mod tests {
     fn io_chains_are_shown_with_their_cause() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
         let err = anyhow::Error::new(io).context("cannot read jobs.toml");
-        assert_eq!(render(&err), "cannot read jobs.toml: No such file");
+        assert_eq!(format!("{err:#}"), "cannot read jobs.toml: No such file");
         assert!(!is_broken_pipe(&err));
         let pipe = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
             .context("writing output");

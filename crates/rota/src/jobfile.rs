@@ -81,7 +81,9 @@ fn at_line(line: &Option<usize>) -> String {
 /// Why a job file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum JobFileError {
-    /// The text is not valid TOML, YAML or JSON. `message` says where.
+    /// The text is not valid TOML, YAML or JSON. `message` says where: it is the
+    /// parser's own text (reworded to name line and column the same way for all
+    /// three formats), kept as text because the three parsers' errors share no type.
     #[error("not valid {format}: {message}")]
     Syntax {
         format: JobFileFormat,
@@ -95,13 +97,14 @@ pub enum JobFileError {
     /// The document holds no job.
     #[error("the file holds no jobs; write one job, a list of jobs, or `jobs` (`[[job]]` tables in TOML)")]
     NoJobs,
-    /// A job is malformed or invalid; `source.field` is the path inside the job.
-    #[error("{job}{}: {source}", at_line(line))]
+    /// A job is malformed or invalid; `error.field` is the path inside the job. The
+    /// validation error is what the user must fix, so it is part of this message
+    /// (not a chained source).
+    #[error("{job}{}: {error}", at_line(line))]
     Job {
         job: JobRef,
         line: Option<usize>,
-        #[source]
-        source: ValidationError,
+        error: ValidationError,
     },
     /// Two jobs of the file share a name.
     #[error("job #{second} has the same name {name:?} as job #{first}; names are unique")]
@@ -126,16 +129,16 @@ pub fn parse_job_file(text: &str, format: JobFileFormat) -> Result<Vec<JobSpec>,
         let number = i + 1;
         let spec = parse_job_value(value)
             .and_then(|spec| spec.validate().map(|_| spec))
-            .map_err(|source| JobFileError::Job {
+            .map_err(|error| JobFileError::Job {
                 job: JobRef {
                     number,
                     name: value.get("name").and_then(Value::as_str).map(str::to_owned),
                 },
                 line: match format {
-                    JobFileFormat::Toml => toml_line(text, location, &source.field),
+                    JobFileFormat::Toml => toml_line(text, location, &error.field),
                     JobFileFormat::Yaml | JobFileFormat::Json => None,
                 },
-                source,
+                error,
             })?;
         if let Some(first) = numbers.insert(spec.name.clone(), number) {
             return Err(JobFileError::DuplicateName {
@@ -387,7 +390,7 @@ mod tests {
 
     fn job_error(text: &str, format: JobFileFormat) -> (JobRef, Option<usize>, ValidationError) {
         match parse_job_file(text, format) {
-            Err(JobFileError::Job { job, line, source }) => (job, line, source),
+            Err(JobFileError::Job { job, line, error }) => (job, line, error),
             other => panic!("expected a job error, got {other:?}"),
         }
     }

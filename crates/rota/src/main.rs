@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         // Output cut short by a closed pipe (`rota job ls | head`) is not a failure.
         Err(err) if error::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", error::render(&err));
+            eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }

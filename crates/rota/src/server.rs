@@ -75,6 +75,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         (None, false) => Bootstrap::Peers(cfg.peers.clone()),
         (None, true) => Bootstrap::Single,
     };
+    // Every long-running task of this process is a worker of `workers`; health and
+    // metrics list them.
+    let workers = rota_background::Runner::new();
     let node = Node::start_with(
         NodeConfig {
             node_id: cfg.node_id,
@@ -96,7 +99,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;
     // The scheduler runs as a worker of its own scope: stopped, and awaited, before
     // the node.
-    let workers = rota_background::Runner::new();
+    let scheduling = workers.scope();
     let scheduler = SchedulerHandle::spawn_with(
         node.clone(),
         SchedulerConfig {
@@ -109,7 +112,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             // A third of the timeout leaves room for two lost heartbeats.
             heartbeat_interval: cfg.node_timeout / 3,
         },
-        &workers,
+        &scheduling,
     );
 
     let startup = Startup {
@@ -117,9 +120,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         secret: cfg.cluster_secret.clone(),
         demo: args.demo,
     };
+    let api = ApiState {
+        node: node.clone(),
+        scheduler,
+        started_at: Utc::now(),
+        workers: workers.clone(),
+    };
     let served = serve(
         &node,
-        &scheduler,
+        api,
         listener,
         bound,
         &advertise_url,
@@ -140,7 +149,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         warn!(signal, "second signal: exiting without a clean shutdown");
         std::process::exit(130);
     });
-    workers.stop().await;
+    scheduling.stop().await;
     let stopped = node
         .shutdown()
         .await
@@ -148,6 +157,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(http) = http {
         http.drain().await;
     }
+    workers.stop().await;
     outcome?;
     stopped?;
     info!("rota stopped");
@@ -222,19 +232,14 @@ impl Startup {
 
 async fn serve(
     node: &Arc<Node>,
-    scheduler: &Arc<SchedulerHandle>,
+    api: ApiState,
     listener: TcpListener,
     bound: SocketAddr,
     advertise_url: &str,
     startup: Startup,
     signals: &mut Signals,
 ) -> anyhow::Result<Served> {
-    let app = rota_api::router(ApiState {
-        node: node.clone(),
-        scheduler: scheduler.clone(),
-        started_at: Utc::now(),
-    })
-    .merge(node.peer_router());
+    let app = rota_api::router(api).merge(node.peer_router());
 
     let stop = CancellationToken::new();
     // axum does not set TCP_NODELAY; without it small answers can wait ~40 ms for

@@ -35,12 +35,18 @@ pub(crate) async fn health(
         "snapshot_index": node.snapshot_index,
         "uptime_s": uptime_s,
         "scheduler": s.scheduler.stats(),
+        "workers": s.workers.statuses(),
     })))
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let text = prom::render(&s.node.status(), &s.scheduler.stats(), &s.http);
+    let text = prom::render(
+        &s.node.status(),
+        &s.scheduler.stats(),
+        &s.workers.statuses(),
+        &s.http,
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -27,27 +27,24 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> anyhow::Result<()> {
             let answer = ctx.client.get(ctx.client.url(["v1", "cluster"])).await?;
             show(ctx, &answer.body)
         }
-        ClusterCommand::Join {
-            url,
-            id,
-            cluster_secret,
-        } => {
+        ClusterCommand::Join { url, id, secret } => {
             let id = match id {
                 Some(id) => id,
                 None => node_id_of(&url).await?,
             };
             let body = json!({ "id": id, "url": url.as_str().trim_end_matches('/') });
             let target = ctx.client.url(["v1", "cluster", "members"]);
-            let answer = change(ctx, Method::POST, target, Some(body), cluster_secret).await?;
+            let answer =
+                change(ctx, Method::POST, target, Some(body), secret.cluster_secret).await?;
             if !ctx.json() {
                 output::line(&format!("node {id} ({url}) joined as voter"))?;
             }
             show(ctx, &answer.body)
         }
-        ClusterCommand::Leave { id, cluster_secret } => {
+        ClusterCommand::Leave { id, secret } => {
             let id_text = id.to_string();
             let target = ctx.client.url(["v1", "cluster", "members", &id_text]);
-            let answer = change(ctx, Method::DELETE, target, None, cluster_secret).await?;
+            let answer = change(ctx, Method::DELETE, target, None, secret.cluster_secret).await?;
             if !ctx.json() {
                 output::line(&format!("node {id} removed"))?;
             }

@@ -1,0 +1,204 @@
+//! The checks a setting's value goes through, whether it came from a flag or from
+//! the config file. Each takes the value as the file writes it (text, a number, a
+//! list, a table) and answers the typed value or what is accepted, without the
+//! key's name: the caller knows whether it was a flag or a file key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+use rota_core::HumanDuration;
+
+/// A flag's text as the raw value its key's check takes.
+pub trait FromFlag: Sized {
+    fn from_flag(text: &str) -> Result<Self, String>;
+}
+
+impl FromFlag for u64 {
+    fn from_flag(text: &str) -> Result<u64, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a whole number"))
+    }
+}
+
+impl FromFlag for String {
+    fn from_flag(text: &str) -> Result<String, String> {
+        Ok(text.to_string())
+    }
+}
+
+impl FromFlag for PathBuf {
+    fn from_flag(text: &str) -> Result<PathBuf, String> {
+        Ok(PathBuf::from(text))
+    }
+}
+
+/// A clap value parser made of a key's check, so that a flag and a file key accept
+/// exactly the same values.
+pub fn flag<R: FromFlag + 'static, T: 'static>(
+    check: fn(R) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |text| check(R::from_flag(text)?)
+}
+
+pub fn check_node_id(id: u64) -> Result<u64, String> {
+    if id == 0 {
+        return Err("must be at least 1".to_string());
+    }
+    Ok(id)
+}
+
+pub fn check_node_name(name: String) -> Result<String, String> {
+    rota_core::validate_name("node_name", &name).map_err(|e| e.message)?;
+    Ok(name)
+}
+
+pub fn check_listen(addr: String) -> Result<SocketAddr, String> {
+    addr.trim().parse().map_err(|_| {
+        format!("{addr:?} is not an address to listen on; expected IP:PORT, e.g. 127.0.0.1:7700 or [::]:7700")
+    })
+}
+
+/// An `http://` or `https://` URL with a host, e.g. `http://10.0.0.5:7700`.
+pub fn check_advertise(url: String) -> Result<Url, String> {
+    let expected = "expected e.g. http://10.0.0.5:7700";
+    rota_core::validate::check_http_url(url.trim()).map_err(|m| format!("{m}; {expected}"))?;
+    Url::parse(url.trim()).map_err(|e| format!("{url:?} is not a URL ({e}); {expected}"))
+}
+
+pub fn check_data_dir(dir: PathBuf) -> Result<PathBuf, String> {
+    if dir.as_os_str().is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(dir)
+}
+
+pub fn check_max_running(n: u64) -> Result<usize, String> {
+    match usize::try_from(n) {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{n} is too large")),
+    }
+}
+
+pub fn check_snapshot_every(n: u64) -> Result<u64, String> {
+    if n == 0 {
+        return Err("must be at least 1".to_string());
+    }
+    Ok(n)
+}
+
+/// A duration such as `10s` or `1m`, from `min` to `max`.
+fn duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d: HumanDuration = text.parse()?;
+    if d.0 < min || d.0 > max {
+        return Err(format!(
+            "{text} is out of range; accepted: {} to {}",
+            HumanDuration(min),
+            HumanDuration(max)
+        ));
+    }
+    Ok(d.0)
+}
+
+/// From 1 s to 1 h.
+pub fn check_node_timeout(text: String) -> Result<Duration, String> {
+    duration_within(&text, Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// From 1 ms to 5 s.
+pub fn check_heartbeat_interval(text: String) -> Result<Duration, String> {
+    duration_within(&text, Duration::from_millis(1), Duration::from_secs(5))
+}
+
+/// From 10 ms to 1 m.
+pub fn check_election_timeout(text: String) -> Result<Duration, String> {
+    duration_within(&text, Duration::from_millis(10), Duration::from_secs(60))
+}
+
+/// The election timeout must leave room for a few heartbeats, or one late
+/// heartbeat would depose a healthy leader.
+pub fn check_raft_timing(
+    heartbeat_interval: Duration,
+    election_timeout: Duration,
+) -> Result<(), String> {
+    let timing = rota_cluster::RaftTiming {
+        heartbeat_interval,
+        election_timeout,
+    };
+    timing.validate().map_err(|_| {
+        format!(
+            "{} is shorter than {} heartbeat intervals of {}; raise election_timeout or lower heartbeat_interval",
+            HumanDuration(election_timeout),
+            rota_cluster::RaftTiming::MIN_HEARTBEATS_PER_ELECTION,
+            HumanDuration(heartbeat_interval),
+        )
+    })
+}
+
+/// Node tags: names and values non-empty, at most 64 characters each.
+pub fn check_tags(tags: BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
+    rota_core::validate::validate_tags(&tags).map_err(|e| {
+        if e.field.is_empty() || e.field == "tags" {
+            e.message
+        } else {
+            format!("{}: {}", e.field, e.message)
+        }
+    })?;
+    Ok(tags.into_iter().collect())
+}
+
+/// One `--tag KEY=VALUE`.
+pub fn check_tag(tag: String) -> Result<(String, String), String> {
+    let (key, value) = tag
+        .split_once('=')
+        .ok_or_else(|| format!("{tag:?} is not KEY=VALUE, e.g. region=eu"))?;
+    let pair = (key.trim().to_string(), value.trim().to_string());
+    check_tags(BTreeMap::from([pair.clone()]))?;
+    Ok(pair)
+}
+
+/// `ID=URL`, e.g. `2=http://10.0.0.2:7700`.
+pub fn check_peer(peer: String) -> Result<(u64, Url), String> {
+    let expected = "expected ID=URL, e.g. 2=http://10.0.0.2:7700";
+    let (id, url) = peer
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| format!("{peer:?} is not a peer; {expected}"))?;
+    let id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{peer:?}: {id:?} is not a node id; {expected}"))
+        .and_then(|id| check_node_id(id).map_err(|m| format!("{peer:?}: node id {m}")))?;
+    let url = check_advertise(url.to_string()).map_err(|m| format!("{peer:?}: {m}"))?;
+    Ok((id, url))
+}
+
+/// The file's list of peers.
+pub fn check_peers(peers: Vec<String>) -> Result<Vec<(u64, Url)>, String> {
+    peers.into_iter().map(check_peer).collect()
+}
+
+pub fn check_cluster_secret(secret: String) -> Result<String, String> {
+    if secret.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "must be printable ASCII without spaces (it travels in an HTTP header)".to_string(),
+        );
+    }
+    Ok(secret)
+}
+
+pub fn check_log(filter: String) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
+        format!(
+            "{filter:?} is not a log filter ({e}); expected e.g. info or info,rota_scheduler=debug"
+        )
+    })?;
+    Ok(filter)
+}

@@ -1,0 +1,363 @@
+//! Every server setting, declared once.
+//!
+//! One entry of the [`server_settings!`] table below is a whole key: its doc (the
+//! `--flag`'s help, first paragraph, and what the `rota.toml` key holds), its flag,
+//! the form it takes in the file and the check both go through, the type and
+//! default of its effective value, and, where the plain value would mislead, how
+//! `rota config show` prints it. From the table come the [`Settings`] layer (the
+//! flags, the file, the environment: each key set or not), the file's key list
+//! (`deny_unknown_fields`), the effective [`ServerConfig`], the flag > env > file >
+//! default resolution with the source of each value, and the shown entries.
+//!
+//! An entry reads
+//!
+//! ```text
+//! /// Help of the flag [default: ...].
+//! ///
+//! /// More about the key.
+//! #[arg(long, value_name = "N", value_parser = flag(check_x))]
+//! x: u64,                                   // the value of a layer
+//!     file u64 => check_x,                  // as written in rota.toml, and its check
+//!     value u64 = |v| v.unwrap_or(DEFAULT); // the effective value from the layers'
+//! ```
+//!
+//! where `v` is the first layer's value that is set (`None` when none is); the
+//! expression may use the keys declared before it and `?` on a [`ConfigError`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::checks::*;
+use super::{advertise_for, Source};
+use super::{
+    DEFAULT_DATA_DIR, DEFAULT_ELECTION_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LISTEN,
+    DEFAULT_LOG, DEFAULT_MAX_RUNNING, DEFAULT_NODE_ID, DEFAULT_NODE_TIMEOUT,
+    DEFAULT_SNAPSHOT_EVERY,
+};
+use crate::error::ConfigError;
+
+/// How `rota config show` prints an effective value.
+pub trait Shown {
+    fn shown(&self) -> String;
+}
+
+macro_rules! shown_by_display {
+    ($($t:ty),*) => {$(
+        impl Shown for $t {
+            fn shown(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+shown_by_display!(u64, usize, String, SocketAddr);
+
+impl Shown for PathBuf {
+    fn shown(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Shown for Duration {
+    fn shown(&self) -> String {
+        rota_core::HumanDuration(*self).to_string()
+    }
+}
+
+/// `K=V` pairs joined by commas: how the flags take them.
+impl<K: std::fmt::Display, V: std::fmt::Display> Shown for BTreeMap<K, V> {
+    fn shown(&self) -> String {
+        self.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The shown form of one key: the entry's own, else [`Shown`].
+macro_rules! shown {
+    ($cfg:ident, $key:ident, |$c:ident| $show:expr) => {{
+        let $c = $cfg;
+        $show
+    }};
+    ($cfg:ident, $key:ident) => {
+        Shown::shown(&$cfg.$key)
+    };
+}
+
+macro_rules! server_settings {
+    ($(
+        $(#[$attr:meta])*
+        $key:ident: $layer:ty,
+            file $raw:ty => $check:expr,
+            value $value:ty = |$v:ident| $resolve:expr
+            $(, show |$c:ident| $show:expr)?;
+    )*) => {
+        /// One layer of the server settings (the flags, the config file, the
+        /// environment): each key set or not.
+        #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+        pub struct Settings {
+            $(
+                $(#[$attr])*
+                pub $key: Option<$layer>,
+            )*
+        }
+
+        /// The keys of `rota.toml` as written, each with where it stands in the text.
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct FileKeys {
+            $(
+                #[serde(default)]
+                $key: Option<toml::Spanned<$raw>>,
+            )*
+        }
+
+        impl FileKeys {
+            /// Puts every key through its check; `bad` names the key and the span.
+            pub(super) fn check(
+                self,
+                bad: impl Fn(&'static str, String, std::ops::Range<usize>) -> ConfigError,
+            ) -> Result<Settings, ConfigError> {
+                Ok(Settings {
+                    $(
+                        $key: match self.$key {
+                            Some(raw) => {
+                                let span = raw.span();
+                                Some(($check)(raw.into_inner())
+                                    .map_err(|m| bad(stringify!($key), m, span))?)
+                            }
+                            None => None,
+                        },
+                    )*
+                })
+            }
+        }
+
+        /// The effective configuration of `rota server`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct ServerConfig {
+            $(
+                pub $key: $value,
+            )*
+            /// The config file that was read, if any.
+            pub config_file: Option<PathBuf>,
+            /// Where each key's value came from.
+            pub sources: BTreeMap<&'static str, Source>,
+        }
+
+        impl ServerConfig {
+            /// Each key from the first layer that sets it, else its default.
+            pub(super) fn from_layers(
+                layers: &[(Source, &Settings)],
+                config_file: Option<PathBuf>,
+            ) -> Result<ServerConfig, ConfigError> {
+                let mut sources = BTreeMap::new();
+                $(
+                    let (set, source) = layers
+                        .iter()
+                        .find_map(|(source, layer)| layer.$key.clone().map(|v| (Some(v), *source)))
+                        .unwrap_or((None, Source::Default));
+                    sources.insert(stringify!($key), source);
+                    let $key: $value = {
+                        let $v: Option<$layer> = set;
+                        $resolve
+                    };
+                )*
+                Ok(ServerConfig {
+                    $($key,)*
+                    config_file,
+                    sources,
+                })
+            }
+
+            /// Key, value and source of every setting, in table order (for
+            /// `config show`).
+            pub fn entries(&self) -> Vec<(&'static str, String, Source)> {
+                let cfg = self;
+                let source = |key: &str| cfg.sources.get(key).copied().unwrap_or(Source::Default);
+                vec![$(
+                    (
+                        stringify!($key),
+                        shown!(cfg, $key $(, |$c| $show)?),
+                        source(stringify!($key)),
+                    ),
+                )*]
+            }
+        }
+    };
+}
+
+server_settings! {
+    /// Raft node id, unique in the cluster [default: 1].
+    ///
+    /// At least 1.
+    #[arg(long, value_name = "N", value_parser = flag(check_node_id))]
+    node_id: u64,
+        file u64 => check_node_id,
+        value u64 = |v| v.unwrap_or(DEFAULT_NODE_ID);
+
+    /// Name of the node in executions and health [default: n<node-id>].
+    ///
+    /// Recorded on executions (`ROTA_NODE`); `[a-z0-9][a-z0-9_-]{0,62}`.
+    #[arg(long, value_name = "NAME", value_parser = flag(check_node_name))]
+    node_name: String,
+        file String => check_node_name,
+        value String = |v| v.unwrap_or_else(|| format!("n{node_id}"));
+
+    /// Address the API, web UI and peer traffic listen on [default: 127.0.0.1:7700].
+    ///
+    /// An IP address and a port, e.g. `127.0.0.1:7700` or `[::]:7700`.
+    #[arg(long, value_name = "ADDR", value_parser = flag(check_listen))]
+    listen: SocketAddr,
+        file String => check_listen,
+        value SocketAddr = |v| v.unwrap_or(DEFAULT_LISTEN);
+
+    /// URL peers and clients reach this node at [default: http://<listen>].
+    ///
+    /// An `http://` or `https://` URL; by default the listen address, with loopback
+    /// for an address that listens on all interfaces.
+    #[arg(long, value_name = "URL", value_parser = flag(check_advertise))]
+    advertise: Url,
+        file String => check_advertise,
+        // `None`: derived from the address actually bound (see `advertise_url`).
+        value Option<Url> = |v| v,
+        show |c| c.advertise_url(c.listen);
+
+    /// Directory of the Raft log, the state and snapshots [default: ./rota-data].
+    ///
+    /// A relative path is relative to the working directory of `rota server`.
+    #[arg(long, value_name = "DIR", value_parser = flag(check_data_dir))]
+    data_dir: PathBuf,
+        file PathBuf => check_data_dir,
+        value PathBuf = |v| v.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+
+    /// Most runs executing at once on this node [default: 64].
+    ///
+    /// At least 1; more runs wait, by priority.
+    #[arg(long, value_name = "N", value_parser = flag(check_max_running))]
+    max_running: usize,
+        file u64 => check_max_running,
+        value usize = |v| v.unwrap_or(DEFAULT_MAX_RUNNING);
+
+    /// Snapshot the state (and trim the log) every this many log entries [default: 10000].
+    ///
+    /// At least 1.
+    #[arg(long, value_name = "N", value_parser = flag(check_snapshot_every))]
+    snapshot_every: u64,
+        file u64 => check_snapshot_every,
+        value u64 = |v| v.unwrap_or(DEFAULT_SNAPSHOT_EVERY);
+
+    /// How long a node running attempts may stay silent before the leader presumes
+    /// it dead and retries its runs, 1s-1h [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = flag(check_node_timeout))]
+    node_timeout: Duration,
+        file String => check_node_timeout,
+        value Duration = |v| v.unwrap_or(DEFAULT_NODE_TIMEOUT);
+
+    /// How often the Raft leader sends heartbeats, 1ms-5s; every member should use
+    /// the same [default: 50ms].
+    #[arg(long, value_name = "DURATION", value_parser = flag(check_heartbeat_interval))]
+    heartbeat_interval: Duration,
+        file String => check_heartbeat_interval,
+        value Duration = |v| v.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+
+    /// Shortest Raft election timeout (the longest is twice it), 10ms-1m and at
+    /// least three heartbeat intervals; every member should use the same
+    /// [default: 150ms].
+    ///
+    /// A dead leader is replaced 3 to 4 times this after its last heartbeat; a node
+    /// stalled for that long loses its leadership.
+    #[arg(long, value_name = "DURATION", value_parser = flag(check_election_timeout))]
+    election_timeout: Duration,
+        file String => check_election_timeout,
+        value Duration = |v| {
+            let timeout = v.unwrap_or(DEFAULT_ELECTION_TIMEOUT);
+            check_raft_timing(heartbeat_interval, timeout).map_err(|message| {
+                ConfigError::Conflict { key: "election_timeout", message }
+            })?;
+            timeout
+        };
+
+    /// A tag of this node as KEY=VALUE (repeatable): jobs whose `tags` are all
+    /// among this node's may run here [default: none].
+    ///
+    /// In rota.toml a table, e.g. `tags = { region = "eu", gpu = "yes" }`. A job
+    /// without tags runs on any node.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = flag(check_tag))]
+    tags: Vec<(String, String)>,
+        file BTreeMap<String, String> => check_tags,
+        value BTreeMap<String, String> = |v| v.unwrap_or_default().into_iter().collect();
+
+    /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,rota_scheduler=debug`
+    /// [default: info,openraft=warn]. Only in rota.toml; the `RUST_LOG` environment
+    /// variable overrides it.
+    #[arg(skip)]
+    log: String,
+        file String => check_log,
+        value String = |v| v.unwrap_or_else(|| DEFAULT_LOG.to_string());
+
+    /// Voters of a new cluster as ID=URL pairs, this node among them, e.g.
+    /// 1=http://10.0.0.1:7700,2=http://10.0.0.2:7700,3=http://10.0.0.3:7700; the
+    /// lowest id initializes the cluster [default: a one-node cluster].
+    ///
+    /// In rota.toml a list of "ID=URL" strings.
+    #[arg(long, value_name = "ID=URL", num_args = 1.., value_delimiter = ',',
+          value_parser = flag(check_peer))]
+    peers: Vec<(u64, Url)>,
+        file Vec<String> => check_peers,
+        // Initial voters (id -> URL without a trailing slash); empty: a one-node cluster.
+        value BTreeMap<u64, String> = |v| peer_map(node_id, v.unwrap_or_default())?;
+
+    /// Shared secret of the peer traffic and of membership changes [default: none].
+    ///
+    /// Printable ASCII without spaces. Without it the peer routes are open.
+    #[arg(long, value_name = "SECRET", env = "ROTA_CLUSTER_SECRET", hide_env_values = true,
+          value_parser = flag(check_cluster_secret))]
+    cluster_secret: String,
+        file String => check_cluster_secret,
+        value Option<String> = |v| v,
+        // Never printed: `config show` output ends up in tickets and logs.
+        show |c| if c.cluster_secret.is_some() { "(set)".to_string() } else { String::new() };
+}
+
+/// The voters by id, URLs without a trailing slash; this node must be one of them.
+fn peer_map(node_id: u64, list: Vec<(u64, Url)>) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for (id, url) in list {
+        let url = url.as_str().trim_end_matches('/').to_string();
+        if let Some(other) = peers.insert(id, url.clone()) {
+            if other != url {
+                return Err(ConfigError::Peers(format!(
+                    "node {id} is given twice, as {other} and {url}"
+                )));
+            }
+        }
+    }
+    if !peers.is_empty() && !peers.contains_key(&node_id) {
+        return Err(ConfigError::Peers(format!(
+            "this node's id {node_id} is not among the peers ({}); set node_id",
+            peers
+                .keys()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(peers)
+}
+
+impl ServerConfig {
+    /// The URL this node announces: `advertise` if set, else derived from `bound`
+    /// (the address actually listened on, which differs from `listen` for port 0).
+    pub fn advertise_url(&self, bound: SocketAddr) -> String {
+        match &self.advertise {
+            Some(url) => url.as_str().trim_end_matches('/').to_string(),
+            None => advertise_for(bound),
+        }
+    }
+}

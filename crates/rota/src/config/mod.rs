@@ -1,0 +1,136 @@
+//! The server's configuration: the `rota.toml` file, the `rota server` flags, and
+//! how they combine.
+//!
+//! Every setting is declared once, in the table of [`keys`]: its flag, its file key,
+//! the check both go through, its default and its doc. It is resolved as flag >
+//! file > default, and the effective [`ServerConfig`] remembers where each value
+//! came from (`rota config show` prints it). A rejected file value names its key
+//! and line. Only the log filter has another source: `RUST_LOG`, which wins over
+//! the file like a flag would, because it is how a single run is made more verbose.
+//!
+//! This is the static, start-up configuration. The dynamic, replicated settings of
+//! `GET /v1/config` are a separate, later concern.
+
+mod checks;
+mod file;
+mod keys;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::cli::ServerFlags;
+use crate::error::ConfigError;
+
+pub use checks::*;
+pub use keys::{ServerConfig, Settings};
+use rota_engine::DEFAULT_NODE_TIMEOUT;
+
+/// The config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "rota.toml";
+pub const DEFAULT_NODE_ID: u64 = 1;
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 7700));
+pub const DEFAULT_DATA_DIR: &str = "rota-data";
+pub const DEFAULT_MAX_RUNNING: usize = 64;
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+pub const DEFAULT_HEARTBEAT_INTERVAL: std::time::Duration =
+    rota_cluster::DEFAULT_HEARTBEAT_INTERVAL;
+pub const DEFAULT_ELECTION_TIMEOUT: std::time::Duration = rota_cluster::DEFAULT_ELECTION_TIMEOUT;
+/// `info`, except openraft's own `info` lines, which narrate every election and
+/// startup step in detail; `RUST_LOG=info` (or `log = "info"`) brings them back.
+pub const DEFAULT_LOG: &str = "info,openraft=warn";
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Default,
+    File,
+    Flag,
+    Env,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Default => "default",
+            Source::File => "file",
+            Source::Flag => "flag",
+            Source::Env => "env",
+        })
+    }
+}
+
+impl ServerConfig {
+    /// Finds and reads the config file (`--config`, or `rota.toml` in the working
+    /// directory when it exists), then resolves flags over it. `rust_log` is the
+    /// value of `RUST_LOG`, passed in so that tests do not depend on the environment.
+    pub fn load(flags: &ServerFlags, rust_log: Option<String>) -> Result<Self, ConfigError> {
+        let path = match &flags.config {
+            Some(path) => Some(path.clone()),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                default.is_file().then_some(default)
+            }
+        };
+        let file = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let file = Settings::from_file(&text, &path)?;
+                Some((path, file))
+            }
+            None => None,
+        };
+        Self::resolve(&flags.keys, file, rust_log)
+    }
+
+    /// Applies flag > file > default (and `RUST_LOG` > file > default for `log`).
+    pub fn resolve(
+        flags: &Settings,
+        file: Option<(PathBuf, Settings)>,
+        rust_log: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let (path, file) = match file {
+            Some((path, file)) => (Some(path), file),
+            None => (None, Settings::default()),
+        };
+        let env = Settings {
+            log: match rust_log.filter(|s| !s.trim().is_empty()) {
+                Some(filter) => Some(check_log(filter).map_err(|message| ConfigError::Env {
+                    var: "RUST_LOG",
+                    message,
+                })?),
+                None => None,
+            },
+            ..Settings::default()
+        };
+        let layers = [
+            (Source::Flag, flags),
+            (Source::Env, &env),
+            (Source::File, &file),
+        ];
+        Self::from_layers(&layers, path)
+    }
+}
+
+/// `http://<addr>`, with an unspecified address (`0.0.0.0`, `::`) replaced by
+/// loopback: "all addresses" is not an address anyone can connect to.
+pub fn advertise_for(bound: SocketAddr) -> String {
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
