@@ -1,0 +1,176 @@
+//! Fires: idempotence per instant, the high-water mark, refusals, the executions a fire creates.
+
+use super::*;
+
+#[test]
+fn schedule_fire_is_idempotent_per_instant() {
+    let mut h = Harness::new();
+    put(&mut h, "a");
+    h.events();
+    let first = fired(h.run(Command::Fire {
+        fires: vec![fire(1, "a", 100, Trigger::Schedule)],
+    }));
+    assert_eq!(first[0].id, Ulid(1));
+    assert!(first[0].created);
+    assert_eq!(h.events().len(), 1);
+
+    // A new leader fires the same instant again with another id, as schedule or catchup.
+    for trigger in [Trigger::Schedule, Trigger::Catchup] {
+        let again = fired(h.run(Command::Fire {
+            fires: vec![fire(2, "a", 100, trigger)],
+        }));
+        assert_eq!(again[0].id, Ulid(1), "the existing execution is named");
+        assert!(!again[0].created);
+    }
+    assert!(h.events().is_empty(), "nothing changed, nothing announced");
+    assert!(h.store.get_execution(Ulid(2)).unwrap().is_none());
+    assert_eq!(h.store.list_executions("a", 10, None).unwrap().len(), 1);
+}
+
+#[test]
+fn schedule_fire_below_the_high_water_mark_is_refused() {
+    let mut h = Harness::new();
+    put(&mut h, "a");
+    fired(h.run(Command::Fire {
+        fires: vec![fire(1, "a", 100, Trigger::Schedule)],
+    }));
+    let outcomes = fired(h.run(Command::Fire {
+        fires: vec![
+            fire(2, "a", 50, Trigger::Catchup),
+            fire(3, "a", 150, Trigger::Schedule),
+            // Manual runs are not instants of the schedule: no mark applies.
+            fire(4, "a", 10, Trigger::Manual),
+        ],
+    }));
+    let created: Vec<_> = outcomes.iter().map(|o| (o.id, o.created)).collect();
+    assert_eq!(
+        created,
+        vec![(Ulid(2), false), (Ulid(3), true), (Ulid(4), true)]
+    );
+    assert_eq!(
+        h.store.get_job("a").unwrap().unwrap().last_scheduled_at,
+        Some(t(150))
+    );
+}
+
+#[test]
+fn the_high_water_mark_alone_refuses_an_instant_whose_row_was_pruned() {
+    let mut h = Harness::new();
+    h.run(Command::PutJob {
+        spec: spec_with_history("a", 1),
+    });
+    h.run(Command::Fire {
+        fires: vec![fire(1, "a", 100, Trigger::Schedule)],
+    });
+    h.run(Command::Finish {
+        finishes: vec![finish(1, 1, ExecStatus::Succeeded, 101)],
+    });
+    // A manual run pushes the finished scheduled one out of the history, and with
+    // it the instant's dedup row; the mark still sits exactly at that instant.
+    h.run(Command::Fire {
+        fires: vec![fire(2, "a", 102, Trigger::Manual)],
+    });
+    assert!(h.store.get_execution(Ulid(1)).unwrap().is_none());
+    let again = fired(h.run(Command::Fire {
+        fires: vec![fire(3, "a", 100, Trigger::Schedule)],
+    }));
+    assert_eq!((again[0].id, again[0].created), (Ulid(3), false));
+    assert!(h.store.get_execution(Ulid(3)).unwrap().is_none());
+}
+
+#[test]
+fn fire_for_an_unknown_job_is_refused_and_the_rest_applies() {
+    let mut h = Harness::new();
+    put(&mut h, "a");
+    let outcomes = fired(h.run(Command::Fire {
+        fires: vec![
+            fire(1, "ghost", 100, Trigger::Schedule),
+            fire(2, "a", 100, Trigger::Schedule),
+        ],
+    }));
+    assert_eq!(
+        outcomes.iter().map(|o| o.created).collect::<Vec<_>>(),
+        vec![false, true]
+    );
+    assert!(h.store.get_execution(Ulid(1)).unwrap().is_none());
+}
+
+#[test]
+fn fire_creates_queued_running_or_skipped_executions() {
+    let mut h = Harness::new();
+    let mut s = spec("a");
+    s.priority = 5;
+    h.run(Command::PutJob { spec: s });
+    let mut running = fire(2, "a", 200, Trigger::Schedule);
+    running.start = Some(StartInfo {
+        node: "n1".into(),
+        at: t(201),
+    });
+    let mut skipped = fire(3, "a", 300, Trigger::Schedule);
+    skipped.skip_reason = Some("overlap: previous run still running".into());
+    skipped.start = running.start.clone();
+    let at = t(400);
+    h.run_at(
+        at,
+        Command::Fire {
+            fires: vec![fire(1, "a", 100, Trigger::Schedule), running, skipped],
+        },
+    );
+
+    let queued = h.store.get_execution(Ulid(1)).unwrap().unwrap();
+    assert_eq!(queued.status, ExecStatus::Queued);
+    assert_eq!((queued.attempt, queued.priority), (1, 5));
+    assert_eq!(queued.node, None);
+
+    let running = h.store.get_execution(Ulid(2)).unwrap().unwrap();
+    assert_eq!(running.status, ExecStatus::Running);
+    assert_eq!(running.node.as_deref(), Some("n1"));
+    assert_eq!(running.started_at, Some(t(201)));
+
+    let skipped = h.store.get_execution(Ulid(3)).unwrap().unwrap();
+    assert_eq!(skipped.status, ExecStatus::Skipped);
+    assert_eq!(skipped.finished_at, Some(at));
+    assert_eq!(
+        skipped.error.as_deref(),
+        Some("overlap: previous run still running")
+    );
+    assert_eq!(skipped.started_at, None);
+
+    let active: Vec<_> = h
+        .store
+        .active_executions()
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(active, vec![Ulid(1), Ulid(2)]);
+    let history: Vec<_> = h
+        .store
+        .list_executions("a", 10, None)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(history, vec![Ulid(3), Ulid(2), Ulid(1)]);
+}
+
+#[test]
+fn a_taken_id_is_never_overwritten() {
+    let mut h = Harness::new();
+    put(&mut h, "a");
+    h.run(Command::Fire {
+        fires: vec![fire(1, "a", 100, Trigger::Manual)],
+    });
+    h.run(Command::Finish {
+        finishes: vec![finish(1, 1, ExecStatus::Succeeded, 101)],
+    });
+    let again = fired(h.run(Command::Fire {
+        fires: vec![fire(1, "a", 500, Trigger::Manual)],
+    }));
+    assert!(!again[0].created);
+    let exec = h.store.get_execution(Ulid(1)).unwrap().unwrap();
+    assert_eq!(
+        (exec.status, exec.scheduled_at),
+        (ExecStatus::Succeeded, t(100))
+    );
+}

@@ -1,0 +1,25 @@
+//! The semantics of each command, one behaviour per test.
+
+use rota_core::{Command, EventKind, ExecStatus, FireOutcome, Response, StartInfo, Trigger};
+use ulid::Ulid;
+
+use crate::test_support::{finish, fire, spec, spec_with_history, t, Harness};
+
+fn fired(response: Response) -> Vec<FireOutcome> {
+    match response {
+        Response::Fired { outcomes } => outcomes,
+        other => panic!("expected Fired, got {other:?}"),
+    }
+}
+
+fn put(h: &mut Harness, name: &str) {
+    h.run(Command::PutJob { spec: spec(name) });
+}
+
+mod executions;
+mod firing;
+mod history;
+mod jobs;
+mod kv;
+mod scheduler_and_nodes;
+mod sessions;
