@@ -39,6 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::Utc;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState, SnapshotPolicy};
+use rota_core::rng::Rng;
 use rota_core::{ClientRequest, Command, JobRecord, KvEntry, Response};
 use rota_store::Store;
 use tokio::sync::{mpsc, watch};
@@ -76,61 +77,6 @@ pub(crate) fn init_logging() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-}
-
-/// splitmix64: tiny, fast and good enough to draw faults from; fully determined by
-/// its seed, unlike the thread-local generators.
-#[derive(Debug, Clone)]
-pub(crate) struct SimRng(u64);
-
-impl SimRng {
-    pub fn new(seed: u64) -> SimRng {
-        SimRng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
-    }
-
-    /// True with probability `p` (0 never, 1 always).
-    pub fn chance(&mut self, p: f64) -> bool {
-        // 53 random bits make a uniform f64 in [0, 1).
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-
-    /// Uniform in `[0, max]`, at millisecond resolution.
-    pub fn up_to(&mut self, max: Duration) -> Duration {
-        let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(self.below(ms.saturating_add(1)))
-    }
-
-    /// One element of `items`, `None` when it is empty.
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        let len = u64::try_from(items.len()).ok()?;
-        let at = usize::try_from(self.below(len)).ok()?;
-        items.get(at).copied()
-    }
-
-    /// `items` in a random order (Fisher-Yates).
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = usize::try_from(self.below(i as u64 + 1)).unwrap_or(0);
-            items.swap(i, j);
-        }
-    }
 }
 
 /// What the network does to messages right now.
@@ -182,7 +128,7 @@ pub(crate) struct Shared {
     dir: tempfile::TempDir,
     nodes: Mutex<BTreeMap<u64, Running>>,
     faults: Mutex<Faults>,
-    rng: Mutex<SimRng>,
+    rng: Mutex<Rng>,
     /// Every term in which a node was seen leading, with the nodes seen leading it.
     leaders: Mutex<BTreeMap<u64, BTreeSet<u64>>>,
     /// Bumped on every metrics change of any node and on every fault change, so
@@ -278,7 +224,7 @@ fn seed() -> u64 {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     // Mixed, so that tests started in the same microsecond still differ.
-    SimRng::new(nanos as u64 ^ u64::from(std::process::id()).rotate_left(32)).next_u64()
+    Rng::new(nanos as u64 ^ u64::from(std::process::id()).rotate_left(32)).next_u64()
 }
 
 /// A request carrying `command`, as a node's API would propose it.
@@ -330,7 +276,7 @@ impl Router {
                 dir,
                 nodes: Mutex::new(BTreeMap::new()),
                 faults: Mutex::new(Faults::default()),
-                rng: Mutex::new(SimRng::new(seed)),
+                rng: Mutex::new(Rng::new(seed)),
                 leaders: Mutex::new(BTreeMap::new()),
                 changes: watch::channel(0).0,
             }),
@@ -370,7 +316,7 @@ impl Router {
     }
 
     /// Runs `f` with the run's random generator.
-    pub fn rng<T>(&self, f: impl FnOnce(&mut SimRng) -> T) -> T {
+    pub fn rng<T>(&self, f: impl FnOnce(&mut Rng) -> T) -> T {
         f(&mut lock(&self.shared.rng))
     }
 
@@ -849,28 +795,4 @@ async fn monitor(id: u64, mut metrics: watch::Receiver<Metrics>, shared: Weak<Sh
             return;
         }
     }
-}
-
-#[test]
-fn the_generator_is_determined_by_its_seed_and_stays_in_range() {
-    let draw = |seed| {
-        let mut rng = SimRng::new(seed);
-        (0..64).map(|_| rng.next_u64()).collect::<Vec<_>>()
-    };
-    assert_eq!(draw(7), draw(7));
-    assert_ne!(draw(7), draw(8));
-    let mut rng = SimRng::new(1);
-    for _ in 0..1000 {
-        assert!(rng.below(5) < 5);
-        assert!(rng.up_to(Duration::from_millis(20)) <= Duration::from_millis(20));
-    }
-    assert_eq!(rng.below(0), 0);
-    assert!(!rng.chance(0.0));
-    assert!(rng.chance(1.0));
-    let mut items: Vec<u32> = (0..20).collect();
-    rng.shuffle(&mut items);
-    items.sort_unstable();
-    assert_eq!(items, (0..20).collect::<Vec<_>>());
-    assert_eq!(rng.pick::<u8>(&[]), None);
-    assert_eq!(rng.pick(&[9]), Some(9));
 }
