@@ -24,8 +24,9 @@ use rota_core::{ClientRequest, Command, Response};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, warn};
 
+use crate::node::leader_url;
 use crate::types::Raft;
-use crate::{fatal, leader_url, WriteError};
+use crate::{fatal, WriteError};
 
 /// Proposals on their way through Raft at once; more wait and are batched.
 const IN_FLIGHT: usize = 2;

@@ -3,9 +3,14 @@
 //! follower, join (learner, catch-up through a snapshot, promotion) and leave,
 //! and the cluster secret on the peer routes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
+use rota_core::Response;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::tests::kv_put;

@@ -2,12 +2,17 @@
 //! recover from a crash image; and openraft's storage conformance suite.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
-use rota_core::{Command, SessionKey};
+use rota_core::{ClientRequest, Command, Response, SessionKey};
+use rota_store::Store;
+use tokio::sync::mpsc;
 use tracing::info;
 
 use super::*;
+use crate::log_store::LogStore;
 
 fn config(dir: &Path, snapshot_every: u64) -> NodeConfig {
     NodeConfig {
