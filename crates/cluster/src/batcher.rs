@@ -26,7 +26,7 @@ use tracing::{debug, warn};
 
 use crate::node::leader_url;
 use crate::types::Raft;
-use crate::{fatal, WriteError};
+use crate::WriteError;
 
 /// Proposals on their way through Raft at once; more wait and are batched.
 const IN_FLIGHT: usize = 2;
@@ -160,9 +160,10 @@ async fn commit(raft: &Raft, mut batch: Vec<Proposal>, timeout: Duration) {
         }
         Ok((index, other)) => {
             warn!(index, answer = ?other, "a batched proposal got an answer of another shape");
-            let err = WriteError::Fatal(format!(
-                "the batched proposal at index {index} was answered with {other:?}"
-            ));
+            let err = WriteError::BatchAnswer {
+                index,
+                answer: format!("{other:?}"),
+            };
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));
             }
@@ -189,8 +190,8 @@ async fn client_write(
             })
         }
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-            Err(WriteError::Fatal(e.to_string()))
+            Err(WriteError::Refused(e))
         }
-        Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+        Ok(Err(RaftError::Fatal(e))) => Err(e.into()),
     }
 }

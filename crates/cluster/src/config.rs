@@ -8,10 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use openraft::SnapshotPolicy;
+use rota_core::validate::check_http_url;
 use tracing::warn;
 
 use crate::ClusterError;
 
+/// Size of the chunks a snapshot is sent to a follower in.
+const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// Log entries kept behind a snapshot at most (for followers a little behind).
 const MAX_LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1000;
 
@@ -132,68 +135,82 @@ impl NodeConfig {
                 message: "must be at least 1".into(),
             });
         }
-        if !(self.advertise_url.starts_with("http://")
-            || self.advertise_url.starts_with("https://"))
-        {
-            return Err(ClusterError::InvalidConfig {
-                field: "advertise_url",
-                message: format!("{:?} is not an http:// or https:// URL", self.advertise_url),
-            });
-        }
-        Ok(())
+        check_http_url(&self.advertise_url).map_err(|message| ClusterError::InvalidConfig {
+            field: "advertise_url",
+            message,
+        })
     }
 
     pub(crate) fn raft_config(
         &self,
         timing: &RaftTiming,
     ) -> Result<openraft::Config, ClusterError> {
-        timing.validate()?;
-        let config = openraft::Config {
-            cluster_name: "rota".into(),
-            heartbeat_interval: millis_u64(timing.heartbeat_interval),
-            election_timeout_min: millis_u64(timing.election_timeout),
-            election_timeout_max: millis_u64(timing.leader_lease()),
-            install_snapshot_timeout: 2000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
-            // Keep about one snapshot interval of log behind a snapshot, so the log
-            // is purged at every snapshot and does not grow forever.
-            max_in_snapshot_log_to_keep: self.snapshot_every.min(MAX_LOG_KEPT_BEHIND_SNAPSHOT),
-            purge_batch_size: 1,
-            snapshot_max_chunk_size: 4 * 1024 * 1024,
-            ..openraft::Config::default()
-        };
-        config
-            .validate()
-            .map_err(|e| ClusterError::RaftConfig(Box::new(e)))
+        raft_config("rota", timing, self.snapshot_every, SNAPSHOT_CHUNK_BYTES)
     }
 }
 
-/// Checks a `--peers` map against this node.
-pub(crate) fn check_peers(
-    cfg: &NodeConfig,
+/// The openraft configuration of a rota node (the simulator's too, with its own
+/// name, timing and chunk size): elections timed by `timing`, a snapshot every
+/// `snapshot_every` entries, sent in chunks of `snapshot_chunk_bytes`.
+pub(crate) fn raft_config(
+    cluster_name: &str,
+    timing: &RaftTiming,
+    snapshot_every: u64,
+    snapshot_chunk_bytes: u64,
+) -> Result<openraft::Config, ClusterError> {
+    timing.validate()?;
+    let config = openraft::Config {
+        cluster_name: cluster_name.into(),
+        heartbeat_interval: millis_u64(timing.heartbeat_interval),
+        election_timeout_min: millis_u64(timing.election_timeout),
+        election_timeout_max: millis_u64(timing.leader_lease()),
+        install_snapshot_timeout: 2000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
+        // Keep about one snapshot interval of log behind a snapshot, so the log
+        // is purged at every snapshot and does not grow forever.
+        max_in_snapshot_log_to_keep: snapshot_every.min(MAX_LOG_KEPT_BEHIND_SNAPSHOT),
+        purge_batch_size: 1,
+        snapshot_max_chunk_size: snapshot_chunk_bytes,
+        ..openraft::Config::default()
+    };
+    config
+        .validate()
+        .map_err(|e| ClusterError::RaftConfig(Box::new(e)))
+}
+
+/// Checks a node id: ids start at 1 (openraft reserves nothing, but 0 is what a
+/// missing id parses to).
+pub fn check_node_id(id: u64) -> Result<(), String> {
+    if id == 0 {
+        return Err("node ids start at 1".into());
+    }
+    Ok(())
+}
+
+/// Checks a peers map (id -> URL, as `--peers` gives it) against the node
+/// `node_id` that advertises `advertise_url`: ids start at 1, every URL is an
+/// http(s) URL with a host, and this node is among the peers. A peers URL for this
+/// node other than the advertised one is only warned about: peers use the list's.
+pub fn check_peers(
+    node_id: u64,
+    advertise_url: &str,
     peers: &BTreeMap<u64, String>,
 ) -> Result<(), ClusterError> {
-    if peers.contains_key(&0) {
-        return Err(ClusterError::InvalidPeers("node ids start at 1".into()));
-    }
     for (id, url) in peers {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ClusterError::InvalidPeers(format!(
-                "node {id}: {url:?} is not an http:// or https:// URL"
-            )));
-        }
+        check_node_id(*id).map_err(ClusterError::InvalidPeers)?;
+        check_http_url(url)
+            .map_err(|message| ClusterError::InvalidPeers(format!("node {id}: {message}")))?;
     }
-    match peers.get(&cfg.node_id) {
+    match peers.get(&node_id) {
         None => Err(ClusterError::InvalidPeers(format!(
-            "this node's id {} is not among the peers {:?}",
-            cfg.node_id,
+            "this node's id {node_id} is not among the peers {:?}",
             peers.keys().collect::<Vec<_>>()
         ))),
-        Some(url) if url.trim_end_matches('/') != cfg.advertise_url.trim_end_matches('/') => {
+        Some(url) if url.trim_end_matches('/') != advertise_url.trim_end_matches('/') => {
             warn!(
-                node_id = cfg.node_id,
+                node_id,
                 peers_url = %url,
-                advertise = %cfg.advertise_url,
+                advertise = %advertise_url,
                 "the peers list gives this node another URL than it advertises; peers use the list's"
             );
             Ok(())

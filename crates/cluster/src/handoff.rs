@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use crate::network::{self, WireError};
 use crate::node::RELEASE_TIMEOUT;
-use crate::{fatal, ClusterError, Node, WriteError};
+use crate::{ClusterError, Node, WriteError};
 
 /// Longest a leader at shutdown waits for a successor to hold its whole log.
 const HANDOFF_CATCH_UP: Duration = Duration::from_secs(2);
@@ -198,7 +198,7 @@ impl Node {
                 false
             }
             Err(e) => {
-                warn!(successor = successor.id, error = %e, "handoff call failed");
+                warn!(successor = successor.id, error = %rota_core::error::chain(&e), "handoff call failed");
                 false
             }
         }
@@ -233,7 +233,7 @@ impl Node {
             return Ok(false);
         }
         info!(from, term, "standing for election: the leader handed over");
-        self.raft.trigger().elect().await.map_err(fatal)?;
+        self.raft.trigger().elect().await?;
         Ok(true)
     }
 }

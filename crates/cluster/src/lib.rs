@@ -33,22 +33,13 @@ mod state_machine;
 mod types;
 
 pub use config::{
-    Bootstrap, ClusterOptions, NodeConfig, RaftTiming, DEFAULT_ELECTION_TIMEOUT,
-    DEFAULT_HEARTBEAT_INTERVAL,
+    check_node_id, check_peers, Bootstrap, ClusterOptions, NodeConfig, RaftTiming,
+    DEFAULT_ELECTION_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL,
 };
-pub use error::{ClusterError, MembershipError, WriteError};
+pub use error::{ClusterError, MembershipError, PeerError, WriteError};
 pub use membership::{ClusterStatus, MemberRole, MemberStatus};
 pub use network::CLUSTER_SECRET_HEADER;
 pub use node::{Node, NodeStatus};
-
-use openraft::error::Fatal;
-
-fn fatal(e: Fatal<u64>) -> WriteError {
-    match e {
-        Fatal::Stopped => WriteError::ShuttingDown,
-        other => WriteError::Fatal(other.to_string()),
-    }
-}
 
 #[cfg(test)]
 mod tests;

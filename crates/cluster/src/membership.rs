@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
+use rota_core::validate::check_http_url;
 use tokio::time::Instant;
 use tracing::info;
 
 use crate::network::{peer_failure, MemberChange, WireError};
 use crate::node::leader_url;
 use crate::routing::{left, Route};
-use crate::{fatal, MembershipError, Node, WriteError};
+use crate::{check_node_id, MembershipError, Node, WriteError};
 
 /// Longest the leader waits for a new learner to catch up before promoting it.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,14 +56,8 @@ impl Node {
 
     pub(crate) async fn add_member_local(&self, id: u64, url: &str) -> Result<(), MembershipError> {
         let invalid = |message: String| MembershipError::InvalidMember { id, message };
-        if id == 0 {
-            return Err(invalid("node ids start at 1".into()));
-        }
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid(format!(
-                "{url:?} is not an http:// or https:// URL"
-            )));
-        }
+        check_node_id(id).map_err(invalid)?;
+        check_http_url(url).map_err(invalid)?;
         let (voter, known) = {
             let m = self.raft.metrics();
             let m = m.borrow();
@@ -182,7 +177,7 @@ impl Node {
             .raft
             .with_raft_state(|st| st.committed.map_or(0, |id| id.index))
             .await
-            .map_err(fatal)?;
+            .map_err(WriteError::from)?;
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -279,6 +274,6 @@ fn membership_outcome<T>(
             }
             ChangeMembershipError::EmptyMembership(_) => Err(MembershipError::LastVoter { id }),
         },
-        Ok(Err(RaftError::Fatal(e))) => Err(fatal(e).into()),
+        Ok(Err(RaftError::Fatal(e))) => Err(WriteError::from(e).into()),
     }
 }

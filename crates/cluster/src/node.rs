@@ -2,6 +2,7 @@
 //! reports about itself.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +13,13 @@ use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::check_peers;
 use crate::log_store::LogStore;
 use crate::network::{self, Transport};
 use crate::state_machine::{SnapshotDir, StateMachine};
 use crate::types::Raft;
-use crate::{batcher, Bootstrap, ClusterError, ClusterOptions, NodeConfig, RaftTiming};
+use crate::{
+    batcher, check_peers, Bootstrap, ClusterError, ClusterOptions, NodeConfig, RaftTiming,
+};
 
 /// Longest a write or read barrier waits for Raft.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,31 +105,15 @@ impl Node {
     ) -> Result<Arc<Node>, ClusterError> {
         cfg.validate()?;
         if let Bootstrap::Peers(peers) = &options.bootstrap {
-            check_peers(&cfg, peers)?;
+            check_peers(cfg.node_id, &cfg.advertise_url, peers)?;
         }
         let raft_config = Arc::new(cfg.raft_config(&options.timing)?);
-        tokio::fs::create_dir_all(&cfg.data_dir)
-            .await
-            .map_err(|source| ClusterError::Io {
-                path: cfg.data_dir.clone(),
-                source,
-            })?;
-
-        let (alive, released) = mpsc::channel(1);
-        let dir = cfg.data_dir.clone();
-        let opened = {
-            let alive = alive.clone();
-            tokio::task::spawn_blocking(move || {
-                let log = LogStore::open(&dir.join("raft-log.redb"), alive.clone())?;
-                let store = Store::open(&dir.join("state.redb"))?;
-                let snapshots = SnapshotDir::open(dir.join("snapshots"))?;
-                let sm = StateMachine::open(store.clone(), snapshots, alive)?;
-                Ok::<_, ClusterError>((log, store, sm))
-            })
-            .await??
-        };
-        drop(alive);
-        let (log, store, sm) = opened;
+        let Storage {
+            log,
+            store,
+            state_machine: sm,
+            released,
+        } = open_storage(cfg.data_dir.clone()).await?;
 
         let transport = Transport::new(options.secret.clone());
         let network = network::HttpNetwork::new(cfg.node_id, transport.clone());
@@ -356,4 +342,40 @@ impl Node {
     pub fn admits_peer(&self, given: Option<&[u8]>) -> bool {
         self.transport.admits(given)
     }
+}
+
+/// A node's storage: what Raft takes (the log and the state machine), the store
+/// the node reads, and the receiver that ends once Raft let go of the files.
+pub(crate) struct Storage {
+    pub log: LogStore,
+    pub store: Arc<Store>,
+    pub state_machine: StateMachine,
+    /// Ends (`recv` answers `None`) once the log store, the state machine and
+    /// every snapshot builder are dropped.
+    pub released: mpsc::Receiver<()>,
+}
+
+/// Opens the files of the data directory `dir` (creating what is missing):
+/// `raft-log.redb`, `state.redb` and `snapshots/`. redb calls block, so this runs
+/// on the blocking pool.
+pub(crate) async fn open_storage(dir: PathBuf) -> Result<Storage, ClusterError> {
+    let (alive, released) = mpsc::channel(1);
+    let (log, store, state_machine) = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let log = LogStore::open(&dir.join("raft-log.redb"), alive.clone())?;
+        let store = Store::open(&dir.join("state.redb"))?;
+        let snapshots = SnapshotDir::open(dir.join("snapshots"))?;
+        let state_machine = StateMachine::open(store.clone(), snapshots, alive)?;
+        Ok::<_, ClusterError>((log, store, state_machine))
+    })
+    .await??;
+    Ok(Storage {
+        log,
+        store,
+        state_machine,
+        released,
+    })
 }

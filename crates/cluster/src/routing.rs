@@ -12,7 +12,7 @@ use tracing::debug;
 
 use crate::network::{peer_failure, ForwardedWrite, WireError};
 use crate::node::{leader_url, WRITE_TIMEOUT};
-use crate::{fatal, MembershipError, Node, WriteError};
+use crate::{MembershipError, Node, WriteError};
 
 /// Longest a request waits for a leader to be known (or reachable) before it is
 /// answered `NotLeader`: a few election timeouts, so one failover fits in it.
@@ -123,7 +123,7 @@ impl Node {
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
                 Err(WriteError::NotLeader { leader_url: None })
             }
-            Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+            Ok(Err(RaftError::Fatal(e))) => Err(e.into()),
         }
     }
 

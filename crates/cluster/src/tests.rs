@@ -8,7 +8,6 @@ use std::time::Duration;
 use chrono::Utc;
 use rota_core::{ClientRequest, Command, Response, SessionKey};
 use rota_store::Store;
-use tokio::sync::mpsc;
 use tracing::info;
 
 use super::*;
@@ -294,7 +293,8 @@ mod conformance {
     use openraft::testing::{StoreBuilder, Suite};
 
     use super::*;
-    use crate::state_machine::{SnapshotDir, StateMachine};
+    use crate::node::open_storage;
+    use crate::state_machine::StateMachine;
     use crate::types::{StorageError, TypeConfig};
 
     struct Builder;
@@ -302,13 +302,10 @@ mod conformance {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (alive, _released) = mpsc::channel(1);
-            let log =
-                LogStore::open(&dir.path().join("raft-log.redb"), alive.clone()).expect("open log");
-            let store = Store::open(&dir.path().join("state.redb")).expect("open store");
-            let snapshots = SnapshotDir::open(dir.path().join("snapshots")).expect("snapshots");
-            let sm = StateMachine::open(store, snapshots, alive).expect("state machine");
-            Ok((dir, log, sm))
+            let storage = open_storage(dir.path().to_path_buf())
+                .await
+                .expect("open storage");
+            Ok((dir, storage.log, storage.state_machine))
         }
     }
 

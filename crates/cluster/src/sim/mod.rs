@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, RaftMetrics, ServerState};
 use rota_core::rng::Rng;
 use rota_core::{ClientRequest, Command, JobRecord, KvEntry, Response};
 use rota_store::Store;
@@ -47,9 +47,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::log_store::LogStore;
-use crate::state_machine::{SnapshotDir, StateMachine};
+use crate::node::{open_storage, Storage};
 use crate::types::Raft;
+use crate::RaftTiming;
 
 pub(crate) use network::SimNetwork;
 
@@ -189,24 +189,16 @@ pub(crate) enum WriteFailure {
     Stopped,
 }
 
-/// The Raft configuration of a simulated node: the timers of a real node, and
-/// small snapshot chunks so a snapshot crosses the faulty network as many messages.
+/// The Raft configuration of a simulated node: slower timers than a real node's
+/// (the faulty network delays messages), and small snapshot chunks so a snapshot
+/// crosses the faulty network as many messages.
 fn raft_config(snapshot_every: u64) -> Arc<openraft::Config> {
-    let config = openraft::Config {
-        cluster_name: "rota-sim".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        install_snapshot_timeout: 2000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
-        max_in_snapshot_log_to_keep: snapshot_every,
-        purge_batch_size: 1,
-        snapshot_max_chunk_size: 2048,
-        ..openraft::Config::default()
+    let timing = RaftTiming {
+        heartbeat_interval: Duration::from_millis(100),
+        election_timeout: Duration::from_millis(300),
     };
     Arc::new(
-        config
-            .validate()
+        crate::config::raft_config("rota-sim", &timing, snapshot_every, 2048)
             .expect("the simulated raft config is valid"),
     )
 }
@@ -327,26 +319,14 @@ impl Router {
             return;
         }
         let dir = self.shared.dir.path().join(format!("n{id}"));
-        let (alive, released) = mpsc::channel(1);
-        let opened = {
-            let alive = alive.clone();
-            tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir).map_err(|source| crate::ClusterError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
-                let log = LogStore::open(&dir.join("raft-log.redb"), alive.clone())?;
-                let store = Store::open(&dir.join("state.redb"))?;
-                let snapshots = SnapshotDir::open(dir.join("snapshots"))?;
-                let sm = StateMachine::open(store.clone(), snapshots, alive)?;
-                Ok::<_, crate::ClusterError>((log, store, sm))
-            })
+        let Storage {
+            log,
+            store,
+            state_machine: sm,
+            released,
+        } = open_storage(dir)
             .await
-            .expect("the storage opener does not panic")
-        };
-        drop(alive);
-        let (log, store, sm) =
-            opened.unwrap_or_else(|e| panic!("node {id} cannot open its storage: {e}"));
+            .unwrap_or_else(|e| panic!("node {id} cannot open its storage: {e}"));
         let network = SimNetwork::new(id, self.weak());
         let raft = Raft::new(id, self.shared.config.clone(), network, log, sm)
             .await
