@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rota_background::Runner;
 use rota_core::Response;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -52,6 +53,7 @@ async fn member(
             secret: Some(SECRET.into()),
             ..ClusterOptions::default()
         },
+        &Runner::new(),
     )
     .await
     .expect("node starts");
@@ -205,6 +207,7 @@ async fn a_peers_list_without_this_node_is_refused() {
                 secret: None,
                 ..ClusterOptions::default()
             },
+            &Runner::new(),
         )
         .await
         .unwrap_err();

@@ -37,9 +37,9 @@ impl Node {
         if let (Some(successor), false) = (successor, handed) {
             self.hand_off(successor).await;
         }
-        if let Some(task) = self.leadership_task.lock().await.take() {
-            task.await?;
-        }
+        // Only now: the proposal queue serves writes until Raft has stopped, and the
+        // leadership watcher reports the last change of leadership.
+        self.workers.stop().await;
         {
             let mut released = self.released.lock().await;
             if tokio::time::timeout(RELEASE_TIMEOUT, released.recv())

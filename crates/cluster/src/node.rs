@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
+use rota_background::Runner;
 use rota_store::Store;
 use tokio::sync::{mpsc, watch, Mutex};
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::log_store::LogStore;
@@ -51,7 +51,9 @@ pub struct Node {
     pub(crate) store: Arc<Store>,
     pub(crate) log: LogStore,
     pub(crate) leadership: watch::Receiver<bool>,
-    pub(crate) leadership_task: Mutex<Option<JoinHandle<()>>>,
+    /// The node's own scope of background workers (`leadership`, `proposals`),
+    /// stopped by [`Node::shutdown`] once Raft has stopped.
+    pub(crate) workers: Runner,
     /// Ends (`recv` answers `None`) once the log store, the state machine and
     /// every snapshot builder are dropped, i.e. Raft let go of the files.
     pub(crate) released: Mutex<mpsc::Receiver<()>>,
@@ -91,8 +93,9 @@ pub(crate) fn leader_url(
 impl Node {
     /// Opens the node's storage under `data_dir` and starts Raft; a fresh data
     /// directory becomes a one-member cluster. Returns once the node can take writes.
-    pub async fn start(cfg: NodeConfig) -> Result<Arc<Node>, ClusterError> {
-        Node::start_with(cfg, ClusterOptions::default()).await
+    /// The node's background workers run in a scope of `runner`.
+    pub async fn start(cfg: NodeConfig, runner: &Runner) -> Result<Arc<Node>, ClusterError> {
+        Node::start_with(cfg, ClusterOptions::default(), runner).await
     }
 
     /// [`Node::start`] with cluster settings. A node whose membership is only
@@ -102,6 +105,7 @@ impl Node {
     pub async fn start_with(
         cfg: NodeConfig,
         options: ClusterOptions,
+        runner: &Runner,
     ) -> Result<Arc<Node>, ClusterError> {
         cfg.validate()?;
         if let Bootstrap::Peers(peers) = &options.bootstrap {
@@ -209,16 +213,24 @@ impl Node {
         let mut metrics = raft.metrics();
         let leading = metrics.borrow_and_update().state == ServerState::Leader;
         let (leader_tx, leadership) = watch::channel(leading);
-        let leadership_task = tokio::spawn(async move {
+        let workers = runner.scope();
+        workers.spawn("leadership", move |ctx| async move {
+            ctx.set_detail(if leading { "leading" } else { "not leading" });
             loop {
                 let leading = metrics.borrow_and_update().state == ServerState::Leader;
-                leader_tx.send_if_modified(|v| std::mem::replace(v, leading) != leading);
-                // Errors once Raft has shut down and dropped its metrics sender.
-                if metrics.changed().await.is_err() {
-                    break;
+                if leader_tx.send_if_modified(|v| std::mem::replace(v, leading) != leading) {
+                    ctx.set_detail(if leading { "leading" } else { "not leading" });
+                }
+                tokio::select! {
+                    // Errors once Raft has shut down and dropped its metrics sender.
+                    changed = metrics.changed() => if changed.is_err() {
+                        break;
+                    },
+                    _ = ctx.stopping() => break,
                 }
             }
             leader_tx.send_replace(false);
+            Ok(())
         });
 
         let status = {
@@ -242,10 +254,10 @@ impl Node {
             store,
             log: own_log,
             leadership,
-            leadership_task: Mutex::new(Some(leadership_task)),
             released: Mutex::new(released),
             timing: options.timing,
-            proposals: batcher::Proposals::spawn(raft_for_proposals, WRITE_TIMEOUT),
+            proposals: batcher::Proposals::spawn(&workers, raft_for_proposals, WRITE_TIMEOUT),
+            workers,
         }))
     }
 

@@ -31,10 +31,7 @@ pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, St
 
 /// A record written by [`encode`]; refuses another version byte rather than
 /// misreading it.
-pub fn decode<T: DeserializeOwned>(
-    what: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     let (&version, body) = bytes
         .split_first()
         .ok_or(StoreError::EmptyRecord { what })?;
