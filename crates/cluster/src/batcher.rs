@@ -228,7 +228,7 @@ async fn client_write(
             })
         }
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-            Err(WriteError::Refused(e))
+            Err(WriteError::Refused(Box::new(e)))
         }
         Ok(Err(RaftError::Fatal(e))) => Err(e.into()),
     }

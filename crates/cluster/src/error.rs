@@ -82,11 +82,11 @@ pub enum WriteError {
     ShuttingDown,
     /// Raft stopped on a fatal error (a storage failure, a panic of its task).
     #[error("raft failed")]
-    Raft(#[source] openraft::error::Fatal<u64>),
+    Raft(#[source] Box<openraft::error::Fatal<u64>>),
     /// openraft refused a client write with a membership error (not expected:
     /// writes never change the membership).
     #[error("raft refused the write")]
-    Refused(#[source] openraft::error::ChangeMembershipError<u64>),
+    Refused(#[source] Box<openraft::error::ChangeMembershipError<u64>>),
     /// The call to the leader broke after the request may have been delivered.
     #[error("forwarding to the leader failed")]
     Forward(#[source] Arc<PeerError>),
@@ -106,7 +106,7 @@ impl From<openraft::error::Fatal<u64>> for WriteError {
     fn from(e: openraft::error::Fatal<u64>) -> Self {
         match e {
             openraft::error::Fatal::Stopped => WriteError::ShuttingDown,
-            other => WriteError::Raft(other),
+            other => WriteError::Raft(Box::new(other)),
         }
     }
 }
