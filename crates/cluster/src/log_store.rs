@@ -353,7 +353,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(())
             }
             Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                callback.log_io_completed(Err(std::io::Error::other(rota_core::error::chain(&e))));
                 Err(write_err(e))
             }
         }

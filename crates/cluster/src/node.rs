@@ -93,7 +93,9 @@ pub(crate) fn leader_url(
 impl Node {
     /// Opens the node's storage under `data_dir` and starts Raft; a fresh data
     /// directory becomes a one-member cluster. Returns once the node can take writes.
-    /// The node's background workers run in a scope of `runner`.
+    /// The node's background workers run in a scope of `runner`, which
+    /// [`Node::shutdown`] stops; `runner` itself must not stop before that (the
+    /// proposal queue serves writes during the leader handoff).
     pub async fn start(cfg: NodeConfig, runner: &Runner) -> Result<Arc<Node>, ClusterError> {
         Node::start_with(cfg, ClusterOptions::default(), runner).await
     }

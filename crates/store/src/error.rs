@@ -54,7 +54,8 @@ pub enum StoreError {
 
 /// Implements `From` for every redb error type the storage code meets with `?`,
 /// through [`redb::Error`] into the tuple variant `$variant` of `$target`. The store
-/// and the cluster's Raft log both keep redb files; this is their one list.
+/// and the cluster's Raft log both keep redb files; this is their one list. The
+/// calling crate depends on `redb` itself (the types are named `::redb::...`).
 #[macro_export]
 macro_rules! impl_from_redb_errors {
     ($target:ty, $variant:path) => {
