@@ -361,7 +361,13 @@ mod tests {
             (status, body["error"]["code"].clone()),
             (StatusCode::SERVICE_UNAVAILABLE, json!("unavailable"))
         );
-        let (status, body) = parts(WriteError::Fatal("disk on fire".into()).into()).await;
+        let (status, body) = parts(
+            WriteError::Leader {
+                message: "disk on fire".into(),
+            }
+            .into(),
+        )
+        .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"]["code"], "internal");
         // Internal details stay in the log.

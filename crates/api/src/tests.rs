@@ -39,13 +39,16 @@ struct Answer {
 impl Harness {
     async fn start() -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let node = Node::start(NodeConfig {
-            node_id: 1,
-            node_name: "n1".into(),
-            data_dir: dir.path().join("data"),
-            advertise_url: "http://127.0.0.1:7700".into(),
-            snapshot_every: 10_000,
-        })
+        let node = Node::start(
+            NodeConfig {
+                node_id: 1,
+                node_name: "n1".into(),
+                data_dir: dir.path().join("data"),
+                advertise_url: "http://127.0.0.1:7700".into(),
+                snapshot_every: 10_000,
+            },
+            &Default::default(),
+        )
         .await
         .expect("node starts");
         let workers = Runner::new();

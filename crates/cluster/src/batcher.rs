@@ -12,6 +12,10 @@
 //! All writes of one entry share its log index as their revision; a key's
 //! revisions must still grow with every write, so two writes of the same key never
 //! share an entry (the second waits for the next one).
+//!
+//! The queue is a background worker (`proposals`); each entry's commit runs as a
+//! task of the worker's own set, so stopping the worker awaits the commits in
+//! flight. Writes still queued then are answered `ShuttingDown`.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -20,12 +24,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use openraft::error::{ClientWriteError, RaftError};
+use rota_background::{Runner, WorkerContext, WorkerError};
 use rota_core::{ClientRequest, Command, Response};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tracing::{debug, warn};
+use tokio::task::JoinSet;
+use tracing::{debug, error, warn};
 
+use crate::node::leader_url;
 use crate::types::Raft;
-use crate::{fatal, leader_url, WriteError};
+use crate::WriteError;
 
 /// Proposals on their way through Raft at once; more wait and are batched.
 const IN_FLIGHT: usize = 2;
@@ -45,10 +52,11 @@ pub(crate) struct Proposals {
 }
 
 impl Proposals {
-    /// Starts the queue's task; it ends when the queue is dropped.
-    pub(crate) fn spawn(raft: Raft, timeout: Duration) -> Proposals {
+    /// Starts the queue's worker on `workers`; it ends when told to stop or when
+    /// the queue is dropped.
+    pub(crate) fn spawn(workers: &Runner, raft: Raft, timeout: Duration) -> Proposals {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx, timeout));
+        workers.spawn("proposals", move |ctx| run(ctx, raft, rx, timeout));
         Proposals { tx }
     }
 
@@ -63,19 +71,32 @@ impl Proposals {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, timeout: Duration) {
+async fn run(
+    ctx: WorkerContext,
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Proposal>,
+    timeout: Duration,
+) -> Result<(), WorkerError> {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut commits = JoinSet::new();
     let mut carried: Option<Proposal> = None;
     loop {
         let first = match carried.take() {
             Some(p) => p,
-            None => match rx.recv().await {
-                Some(p) => p,
-                None => return,
+            None => tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => break,
+                },
+                _ = ctx.stopping() => break,
             },
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = ctx.stopping() => break,
         };
         // A caller that gave up (its deadline passed while this write queued) was
         // told it may not have applied: never proposing it keeps that true and
@@ -105,10 +126,28 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, timeout: Dur
             batch.push(next);
         }
         let raft = raft.clone();
-        tokio::spawn(async move {
+        commits.spawn(async move {
             commit(&raft, batch, timeout).await;
             drop(permit);
         });
+        // Finished commits are collected as they end, so the set stays small.
+        while let Some(done) = commits.try_join_next() {
+            note_commit_end(done);
+        }
+    }
+    // Writes still queued are answered `ShuttingDown` as their senders drop; the
+    // ones in flight end with Raft (or their time limit).
+    drop(rx);
+    while let Some(done) = commits.join_next().await {
+        note_commit_end(done);
+    }
+    Ok(())
+}
+
+fn note_commit_end(done: Result<(), tokio::task::JoinError>) {
+    // Its callers were answered `ShuttingDown` when their reply senders dropped.
+    if let Err(e) = done {
+        error!(error = %e, "a proposal's commit task failed");
     }
 }
 
@@ -159,9 +198,10 @@ async fn commit(raft: &Raft, mut batch: Vec<Proposal>, timeout: Duration) {
         }
         Ok((index, other)) => {
             warn!(index, answer = ?other, "a batched proposal got an answer of another shape");
-            let err = WriteError::Fatal(format!(
-                "the batched proposal at index {index} was answered with {other:?}"
-            ));
+            let err = WriteError::BatchAnswer {
+                index,
+                answer: format!("{other:?}"),
+            };
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));
             }
@@ -188,8 +228,8 @@ async fn client_write(
             })
         }
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-            Err(WriteError::Fatal(e.to_string()))
+            Err(WriteError::Refused(Box::new(e)))
         }
-        Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+        Ok(Err(RaftError::Fatal(e))) => Err(e.into()),
     }
 }

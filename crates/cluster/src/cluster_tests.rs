@@ -3,9 +3,15 @@
 //! follower, join (learner, catch-up through a snapshot, promotion) and leave,
 //! and the cluster secret on the peer routes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
+use rota_background::Runner;
+use rota_core::Response;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::tests::kv_put;
@@ -47,6 +53,7 @@ async fn member(
             secret: Some(SECRET.into()),
             ..ClusterOptions::default()
         },
+        &Runner::new(),
     )
     .await
     .expect("node starts");
@@ -200,6 +207,7 @@ async fn a_peers_list_without_this_node_is_refused() {
                 secret: None,
                 ..ClusterOptions::default()
             },
+            &Runner::new(),
         )
         .await
         .unwrap_err();

@@ -1,48 +1,31 @@
 //! Errors of the cluster layer.
+//!
+//! A variant that wraps another error marks it `#[source]` and leaves it out of its
+//! own message, so [`rota_core::error::chain`] prints each cause once; log lines
+//! print the chain.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a node could not start, store, or stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("store: {0}")]
+    /// The state file, or a record (of the state file or the Raft log) failed.
+    #[error(transparent)]
     Store(#[from] rota_store::StoreError),
     /// Opening the Raft log file failed.
-    #[error("opening the raft log: {0}")]
+    #[error("opening the raft log")]
     LogOpen(#[from] redb::DatabaseError),
     /// A transaction, table, read or commit of the Raft log file failed.
-    #[error("raft log: {0}")]
+    #[error("raft log")]
     LogDatabase(#[source] redb::Error),
     /// A file or directory of the node could not be created, read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
-    },
-    /// A persisted record starts with a version byte this release does not know.
-    #[error("{what} record has version {version}; this release reads version {expected}")]
-    UnknownVersion {
-        what: &'static str,
-        version: u8,
-        expected: u8,
-    },
-    /// A persisted record is empty.
-    #[error("{what} record is empty")]
-    EmptyRecord { what: &'static str },
-    /// A persisted record does not decode.
-    #[error("{what} record does not decode: {source}")]
-    Decode {
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("encoding {what}: {source}")]
-    Encode {
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
     },
     /// A field of [`crate::NodeConfig`] is out of range.
     #[error("node config {field}: {message}")]
@@ -51,13 +34,13 @@ pub enum ClusterError {
         message: String,
     },
     /// openraft refused the derived Raft configuration.
-    #[error("raft config: {0}")]
+    #[error("raft config")]
     RaftConfig(#[source] Box<openraft::ConfigError>),
     /// Raft stopped or failed while starting.
-    #[error("raft failed to start: {0}")]
+    #[error("raft failed to start")]
     RaftStart(#[source] Box<openraft::error::Fatal<u64>>),
     /// Turning a fresh data directory into a one-member cluster failed.
-    #[error("initializing the cluster: {0}")]
+    #[error("initializing the cluster")]
     Initialize(
         #[source]
         Box<
@@ -77,32 +60,17 @@ pub enum ClusterError {
         found: Option<u64>,
     },
     /// A blocking storage task or the Raft task panicked.
-    #[error("a background task failed: {0}")]
+    #[error("a background task failed")]
     TaskFailed(#[from] tokio::task::JoinError),
     /// `--peers` does not describe a cluster this node can be part of.
     #[error("peers: {0}")]
     InvalidPeers(String),
 }
 
-macro_rules! redb_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for ClusterError {
-            fn from(e: $t) -> Self {
-                ClusterError::LogDatabase(redb::Error::from(e))
-            }
-        }
-    )*};
-}
+rota_store::impl_from_redb_errors!(ClusterError, ClusterError::LogDatabase);
 
-redb_error!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
-
-/// Why a write (or read barrier) did not go through.
+/// Why a write (or read barrier) did not go through. `NotLeader`, `Timeout` and
+/// `ShuttingDown` are the ones a client may retry; the others are failures.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// This node is not the leader and could not forward; `leader_url` is a hint.
@@ -112,8 +80,35 @@ pub enum WriteError {
     Timeout(std::time::Duration),
     #[error("raft is shutting down")]
     ShuttingDown,
-    #[error("raft failed: {0}")]
-    Fatal(String),
+    /// Raft stopped on a fatal error (a storage failure, a panic of its task).
+    #[error("raft failed")]
+    Raft(#[source] Box<openraft::error::Fatal<u64>>),
+    /// openraft refused a client write with a membership error (not expected:
+    /// writes never change the membership).
+    #[error("raft refused the write")]
+    Refused(#[source] Box<openraft::error::ChangeMembershipError<u64>>),
+    /// The call to the leader broke after the request may have been delivered.
+    #[error("forwarding to the leader failed")]
+    Forward(#[source] Arc<PeerError>),
+    /// The leader failed the forwarded request; errors cross the wire as text.
+    #[error("the leader failed: {message}")]
+    Leader { message: String },
+    /// The leader answered with a refusal that no write gets (a peer of another
+    /// release, or a bug).
+    #[error("unexpected answer from the leader: {answer}")]
+    UnexpectedAnswer { answer: String },
+    /// The state machine answered a batched proposal with another shape (a bug).
+    #[error("the batched proposal at index {index} was answered with {answer}")]
+    BatchAnswer { index: u64, answer: String },
+}
+
+impl From<openraft::error::Fatal<u64>> for WriteError {
+    fn from(e: openraft::error::Fatal<u64>) -> Self {
+        match e {
+            openraft::error::Fatal::Stopped => WriteError::ShuttingDown,
+            other => WriteError::Raft(Box::new(other)),
+        }
+    }
 }
 
 /// Why a membership change (join, leave) did not go through.
@@ -142,12 +137,12 @@ pub enum MembershipError {
 
 /// Why a call to a peer failed, below the Raft protocol.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PeerError {
+pub enum PeerError {
     /// The HTTP client could not be built (see the log); nothing was sent.
     #[error("no HTTP client for peer calls")]
     NoClient,
     /// No connection could be made: the request was certainly not delivered.
-    #[error("peer {url} is unreachable: {source}")]
+    #[error("peer {url} is unreachable")]
     Unreachable {
         url: String,
         #[source]
@@ -157,7 +152,7 @@ pub(crate) enum PeerError {
     #[error("peer {url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     /// The connection broke, or the answer could not be read.
-    #[error("call to peer {url} failed: {source}")]
+    #[error("call to peer {url} failed")]
     Transport {
         url: String,
         #[source]

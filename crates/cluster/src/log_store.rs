@@ -23,13 +23,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use rota_store::{Recovery, RedbFile};
 use tokio::sync::mpsc;
 use tracing::debug;
 
+use rota_store::codec::{decode, encode};
+
 use crate::types::{
-    decode, decode_entry, encode, encode_entry, Entry, LogId, LogIdV1, StorageError, TypeConfig,
-    Vote, VoteV1,
+    decode_entry, encode_entry, Entry, LogId, LogIdV1, StorageError, TypeConfig, Vote, VoteV1,
 };
 use crate::ClusterError;
 
@@ -56,7 +58,7 @@ type Recent = Arc<Mutex<BTreeMap<u64, Entry>>>;
 /// The redb-backed Raft log. Cheap to clone: clones share the database.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: Arc<RedbFile>,
     recent: Recent,
     /// Held by Raft's copies and dropped with the last of them;
     /// [`crate::Node::shutdown`] waits for that to know Raft let go of the file.
@@ -66,10 +68,9 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (or creates) the log file. `alive` is held until the last clone drops.
     pub(crate) fn open(path: &Path, alive: mpsc::Sender<()>) -> Result<LogStore, ClusterError> {
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
-        let txn = db.begin_write()?;
+        // Full repair, not quick: see the module docs.
+        let db = RedbFile::open(path, CACHE_BYTES, Recovery::FullRepair)?;
+        let txn = db.begin_write(Durability::Immediate)?;
         txn.open_table(LOG)?;
         txn.open_table(LOG_META)?;
         txn.commit()?;
@@ -119,14 +120,14 @@ impl LogStore {
     async fn blocking<T, F>(&self, f: F) -> Result<T, ClusterError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, ClusterError> + Send + 'static,
+        F: FnOnce(&RedbFile) -> Result<T, ClusterError> + Send + 'static,
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db)).await?
     }
 
     fn read_meta<T: for<'de> serde::Deserialize<'de>>(
-        db: &Database,
+        db: &RedbFile,
         key: &'static str,
         what: &'static str,
     ) -> Result<Option<T>, ClusterError> {
@@ -146,8 +147,7 @@ impl LogStore {
         durability: Durability,
     ) -> Result<(), ClusterError> {
         self.blocking(move |db| {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(durability)?;
+            let txn = db.begin_write(durability)?;
             txn.open_table(LOG_META)?.insert(key, bytes.as_slice())?;
             txn.commit()?;
             Ok(())
@@ -167,11 +167,13 @@ impl LogStore {
     }
 }
 
-fn read_err(e: ClusterError) -> StorageError {
+fn read_err(e: impl Into<ClusterError>) -> StorageError {
+    let e = e.into();
     StorageIOError::read_logs(AnyError::new(&e)).into()
 }
 
-fn write_err(e: ClusterError) -> StorageError {
+fn write_err(e: impl Into<ClusterError>) -> StorageError {
+    let e = e.into();
     StorageIOError::write_logs(AnyError::new(&e)).into()
 }
 
@@ -310,8 +312,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let result = match encoded {
             Ok(encoded) => {
                 self.blocking(move |db| {
-                    let mut txn = db.begin_write()?;
-                    txn.set_durability(Durability::Immediate)?;
+                    let txn = db.begin_write(Durability::Immediate)?;
                     {
                         let mut log = txn.open_table(LOG)?;
                         for (index, bytes) in &encoded {
@@ -352,7 +353,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(())
             }
             Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                callback.log_io_completed(Err(std::io::Error::other(rota_core::error::chain(&e))));
                 Err(write_err(e))
             }
         }
@@ -362,8 +363,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let from = log_id.index;
         self.recent().retain(|index, _| *index < from);
         self.blocking(move |db| {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
+            let txn = db.begin_write(Durability::Immediate)?;
             txn.open_table(LOG)?.retain_in(from.., |_, _| false)?;
             txn.commit()?;
             debug!(from, "log truncated");
@@ -378,8 +378,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.recent().retain(|index, _| *index > upto);
         let bytes = encode(LOG_ID, &LogIdV1::from(&log_id)).map_err(write_err)?;
         self.blocking(move |db| {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
+            let txn = db.begin_write(Durability::Immediate)?;
             // The purged id and the deletion commit together: the log state never
             // claims entries that are gone, nor keeps entries it calls purged.
             txn.open_table(LOG_META)?

@@ -172,7 +172,10 @@ fn build_client() -> Option<reqwest::Client> {
     {
         Ok(client) => Some(client),
         Err(e) => {
-            tracing::error!(error = %e, "building the peer HTTP client failed");
+            tracing::error!(
+                error = %rota_core::error::chain(&e),
+                "building the peer HTTP client failed"
+            );
             None
         }
     }
@@ -303,7 +306,10 @@ impl From<WriteError> for WireError {
             WriteError::NotLeader { leader_url } => WireError::NotLeader { leader_url },
             WriteError::Timeout(d) => WireError::Timeout { millis: millis(d) },
             WriteError::ShuttingDown => WireError::ShuttingDown,
-            WriteError::Fatal(message) => WireError::Fatal { message },
+            WriteError::Leader { message } => WireError::Fatal { message },
+            other => WireError::Fatal {
+                message: rota_core::error::chain(&other),
+            },
         }
     }
 }
@@ -352,8 +358,10 @@ impl WireError {
             WireError::NotLeader { leader_url } => WriteError::NotLeader { leader_url },
             WireError::Timeout { millis } => WriteError::Timeout(Duration::from_millis(millis)),
             WireError::ShuttingDown => WriteError::ShuttingDown,
-            WireError::Fatal { message } => WriteError::Fatal(message),
-            other => WriteError::Fatal(format!("unexpected answer from the leader: {other:?}")),
+            WireError::Fatal { message } => WriteError::Leader { message },
+            other => WriteError::UnexpectedAnswer {
+                answer: format!("{other:?}"),
+            },
         }
     }
 }
@@ -364,15 +372,15 @@ pub(crate) fn peer_failure(e: PeerError, url: &str) -> WriteError {
         // Certainly not delivered: as good as "not the leader", so a retry (with
         // whoever leads next) cannot apply the request twice.
         PeerError::NoClient | PeerError::Unreachable { .. } => {
-            tracing::debug!(error = %e, "leader unreachable");
+            tracing::debug!(error = %rota_core::error::chain(&e), "leader unreachable");
             WriteError::NotLeader {
                 leader_url: Some(url.to_string()),
             }
         }
         PeerError::Timeout { timeout, .. } => WriteError::Timeout(timeout),
         e @ (PeerError::Transport { .. } | PeerError::Status { .. }) => {
-            tracing::warn!(error = %e, "forwarding to the leader failed");
-            WriteError::Fatal(e.to_string())
+            tracing::warn!(error = %rota_core::error::chain(&e), "forwarding to the leader failed");
+            WriteError::Forward(Arc::new(e))
         }
     }
 }

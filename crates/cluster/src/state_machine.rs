@@ -25,9 +25,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::types::{
-    decode, encode, Entry, LogId, RaftMetaV1, SnapshotMeta, StorageError, TypeConfig, RAFT_META,
-};
+use rota_store::codec::{decode, encode};
+
+use crate::types::{Entry, LogId, RaftMetaV1, SnapshotMeta, StorageError, TypeConfig, RAFT_META};
 use crate::ClusterError;
 
 const CURRENT: &str = "current.snap";
@@ -39,15 +39,18 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
     }
 }
 
-fn sm_write_err(e: ClusterError) -> StorageError {
+fn sm_write_err(e: impl Into<ClusterError>) -> StorageError {
+    let e = e.into();
     StorageIOError::write_state_machine(AnyError::new(&e)).into()
 }
 
-fn snapshot_read_err(e: ClusterError) -> StorageError {
+fn snapshot_read_err(e: impl Into<ClusterError>) -> StorageError {
+    let e = e.into();
     StorageIOError::read_snapshot(None, AnyError::new(&e)).into()
 }
 
-fn snapshot_write_err(e: ClusterError) -> StorageError {
+fn snapshot_write_err(e: impl Into<ClusterError>) -> StorageError {
+    let e = e.into();
     StorageIOError::write_snapshot(None, AnyError::new(&e)).into()
 }
 
@@ -55,7 +58,7 @@ fn snapshot_write_err(e: ClusterError) -> StorageError {
 fn decode_meta(bytes: Option<&[u8]>) -> Result<Option<RaftMetaV1>, ClusterError> {
     match bytes {
         None | Some([]) => Ok(None),
-        Some(bytes) => decode(RAFT_META, bytes).map(Some),
+        Some(bytes) => Ok(Some(decode(RAFT_META, bytes)?)),
     }
 }
 

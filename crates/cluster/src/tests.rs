@@ -2,12 +2,18 @@
 //! recover from a crash image; and openraft's storage conformance suite.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
-use rota_core::{Command, SessionKey};
+use rota_core::{ClientRequest, Command, Response, SessionKey};
+use rota_store::Store;
 use tracing::info;
 
+use rota_background::Runner;
+
 use super::*;
+use crate::log_store::LogStore;
 
 fn config(dir: &Path, snapshot_every: u64) -> NodeConfig {
     NodeConfig {
@@ -44,7 +50,7 @@ fn job(name: &str) -> rota_core::JobSpec {
 async fn restart(node: Arc<Node>, cfg: NodeConfig) -> Arc<Node> {
     node.shutdown().await.expect("shutdown");
     drop(node);
-    Node::start(cfg).await.expect("restart")
+    Node::start(cfg, &Runner::new()).await.expect("restart")
 }
 
 /// Copies the node's files as they are on disk right now: what a `kill -9` at
@@ -73,7 +79,7 @@ async fn wait_applied(node: &Node) {
 async fn a_fresh_node_leads_takes_writes_and_keeps_them_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 1000);
-    let node = Node::start(cfg.clone()).await.unwrap();
+    let node = Node::start(cfg.clone(), &Runner::new()).await.unwrap();
     assert!(*node.leadership().borrow());
     let status = node.status();
     assert_eq!((status.role.as_str(), status.leader), ("leader", Some(1)));
@@ -135,7 +141,7 @@ async fn a_fresh_node_leads_takes_writes_and_keeps_them_across_restart() {
 async fn a_session_retry_gets_the_first_answer_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 1000);
-    let node = Node::start(cfg.clone()).await.unwrap();
+    let node = Node::start(cfg.clone(), &Runner::new()).await.unwrap();
     let request = |value: &str| ClientRequest {
         session: Some(SessionKey {
             client_id: "cli".into(),
@@ -160,7 +166,7 @@ async fn a_session_retry_gets_the_first_answer_across_a_restart() {
 async fn snapshots_purge_the_log_and_a_restart_recovers_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 20);
-    let node = Node::start(cfg.clone()).await.unwrap();
+    let node = Node::start(cfg.clone(), &Runner::new()).await.unwrap();
 
     info!("--- write 200 entries");
     let mut last = 0;
@@ -206,7 +212,9 @@ async fn snapshots_purge_the_log_and_a_restart_recovers_the_same_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_image_recovers_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(config(dir.path(), 1000)).await.unwrap();
+    let node = Node::start(config(dir.path(), 1000), &Runner::new())
+        .await
+        .unwrap();
     for i in 0..50 {
         node.write(kv_put(&format!("k{i}"), "v")).await.unwrap();
     }
@@ -224,7 +232,9 @@ async fn a_crash_image_recovers_every_acknowledged_write() {
             lagging.last_applied_index()
         );
     }
-    let recovered = Node::start(config(image.path(), 1000)).await.unwrap();
+    let recovered = Node::start(config(image.path(), 1000), &Runner::new())
+        .await
+        .unwrap();
     assert_eq!(recovered.store().kv_list("").unwrap().len(), 50);
     recovered.shutdown().await.unwrap();
 }
@@ -234,7 +244,9 @@ async fn a_crash_image_recovers_every_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_image_after_purge_recovers_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(config(dir.path(), 20)).await.unwrap();
+    let node = Node::start(config(dir.path(), 20), &Runner::new())
+        .await
+        .unwrap();
     let mut last = 0;
     for i in 0..120 {
         last = node
@@ -257,7 +269,9 @@ async fn a_crash_image_after_purge_recovers_every_acknowledged_write() {
     node.shutdown().await.unwrap();
     drop(node);
 
-    let recovered = Node::start(config(image.path(), 20)).await.unwrap();
+    let recovered = Node::start(config(image.path(), 20), &Runner::new())
+        .await
+        .unwrap();
     let keys = recovered.store().kv_list("").unwrap();
     assert_eq!(keys.len(), 120);
     recovered.shutdown().await.unwrap();
@@ -268,7 +282,7 @@ async fn invalid_configs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), 0);
     assert!(matches!(
-        Node::start(cfg.clone()).await,
+        Node::start(cfg.clone(), &Runner::new()).await,
         Err(ClusterError::InvalidConfig {
             field: "snapshot_every",
             ..
@@ -277,7 +291,7 @@ async fn invalid_configs_are_refused() {
     cfg.snapshot_every = 10;
     cfg.advertise_url = "127.0.0.1:7700".into();
     assert!(matches!(
-        Node::start(cfg).await,
+        Node::start(cfg, &Runner::new()).await,
         Err(ClusterError::InvalidConfig {
             field: "advertise_url",
             ..
@@ -289,7 +303,8 @@ mod conformance {
     use openraft::testing::{StoreBuilder, Suite};
 
     use super::*;
-    use crate::state_machine::{SnapshotDir, StateMachine};
+    use crate::node::open_storage;
+    use crate::state_machine::StateMachine;
     use crate::types::{StorageError, TypeConfig};
 
     struct Builder;
@@ -297,13 +312,10 @@ mod conformance {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (alive, _released) = mpsc::channel(1);
-            let log =
-                LogStore::open(&dir.path().join("raft-log.redb"), alive.clone()).expect("open log");
-            let store = Store::open(&dir.path().join("state.redb")).expect("open store");
-            let snapshots = SnapshotDir::open(dir.path().join("snapshots")).expect("snapshots");
-            let sm = StateMachine::open(store, snapshots, alive).expect("state machine");
-            Ok((dir, log, sm))
+            let storage = open_storage(dir.path().to_path_buf())
+                .await
+                .expect("open storage");
+            Ok((dir, storage.log, storage.state_machine))
         }
     }
 
@@ -321,7 +333,9 @@ mod conformance {
 async fn concurrent_writes_share_entries_but_never_a_keys_revision() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 10_000);
-    let node = Node::start(cfg.clone()).await.expect("start");
+    let node = Node::start(cfg.clone(), &Runner::new())
+        .await
+        .expect("start");
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..400u32 {
         let node = node.clone();

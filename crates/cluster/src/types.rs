@@ -2,11 +2,13 @@
 //!
 //! openraft's serde derives are not a stable on-disk format, so what this crate
 //! writes (log entries, the vote, the committed and purged log ids, the state
-//! machine's metadata) goes through the small mirror types here: one version byte,
-//! then serde_json, like every other record of rota.
+//! machine's metadata) goes through the small mirror types here, written with the
+//! store's record codec ([`rota_store::codec`]): one version byte, then serde_json,
+//! like every other record of rota.
 
 use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership, StoredMembership};
 use rota_core::{ClientRequest, Response};
+use rota_store::codec::{decode, encode};
 use serde::{Deserialize, Serialize};
 
 use crate::ClusterError;
@@ -30,32 +32,6 @@ pub type LogId = openraft::LogId<u64>;
 pub type Vote = openraft::Vote<u64>;
 pub type StorageError = openraft::StorageError<u64>;
 pub type SnapshotMeta = openraft::SnapshotMeta<u64, BasicNode>;
-
-const RECORD_VERSION: u8 = 1;
-
-pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, ClusterError> {
-    let mut out = vec![RECORD_VERSION];
-    serde_json::to_writer(&mut out, value)
-        .map_err(|source| ClusterError::Encode { what, source })?;
-    Ok(out)
-}
-
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
-    what: &'static str,
-    bytes: &[u8],
-) -> Result<T, ClusterError> {
-    let (&version, body) = bytes
-        .split_first()
-        .ok_or(ClusterError::EmptyRecord { what })?;
-    if version != RECORD_VERSION {
-        return Err(ClusterError::UnknownVersion {
-            what,
-            version,
-            expected: RECORD_VERSION,
-        });
-    }
-    serde_json::from_slice(body).map_err(|source| ClusterError::Decode { what, source })
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LogIdV1 {
@@ -145,13 +121,11 @@ pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, ClusterError> {
         EntryPayload::Normal(req) => PayloadOut::Request(req),
         EntryPayload::Membership(m) => PayloadOut::Membership(m),
     };
-    encode(
-        LOG_ENTRY,
-        &EntryOut {
-            log_id: (&entry.log_id).into(),
-            payload,
-        },
-    )
+    let out = EntryOut {
+        log_id: (&entry.log_id).into(),
+        payload,
+    };
+    Ok(encode(LOG_ENTRY, &out)?)
 }
 
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, ClusterError> {
@@ -243,7 +217,9 @@ mod tests {
         future[0] = 2;
         assert!(matches!(
             decode_entry(&future),
-            Err(ClusterError::UnknownVersion { version: 2, .. })
+            Err(ClusterError::Store(
+                rota_store::StoreError::UnknownVersion { version: 2, .. }
+            ))
         ));
     }
 

@@ -18,6 +18,7 @@ pub mod execution;
 pub mod job;
 pub mod name;
 pub mod retry;
+pub mod rng;
 pub mod schedule;
 pub mod validate;
 

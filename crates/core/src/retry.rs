@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use ulid::Ulid;
 
+use crate::rng::Rng;
 use crate::{ExecStatus, RetryPolicy, Timestamp};
 
 impl RetryPolicy {
@@ -25,7 +26,7 @@ impl RetryPolicy {
         let raw = initial * self.multiplier.powi(exp);
         let capped = if raw.is_finite() { raw.min(max) } else { max };
         let secs = if self.jitter {
-            let unit = (splitmix64(seed) >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+            let unit = Rng::new(seed).next_f64();
             capped / 2.0 + unit * capped / 2.0
         } else {
             capped
@@ -59,13 +60,6 @@ pub fn retry_at(
 pub fn jitter_seed(id: Ulid, attempt: u32) -> u64 {
     let v = id.0;
     ((v >> 64) as u64) ^ (v as u64) ^ (u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]

@@ -4,32 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rota_core::rng::Rng;
+
 use crate::history::{History, Input, Operation, Output};
-
-/// splitmix64: deterministic, so a failing seed reproduces.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 #[derive(Debug, Clone)]
 pub(crate) struct SimConfig {
@@ -134,7 +111,7 @@ pub(crate) fn simulate(config: &SimConfig) -> History {
             // A request whose client gave up on it reaches the store late, or never.
             if !abandoned.is_empty() {
                 let late = abandoned.swap_remove(rng.below(abandoned.len() as u64) as usize);
-                if rng.chance(500) {
+                if chance(&mut rng, 500) {
                     store.apply(&late.input);
                 }
             }
@@ -158,7 +135,7 @@ pub(crate) fn simulate(config: &SimConfig) -> History {
             }
             None => {}
             Some(flight) if flight.output.is_none() => {
-                if rng.chance(config.pending_per_mille) {
+                if chance(&mut rng, config.pending_per_mille) {
                     abandoned.push(flight);
                     client.done += 1;
                 } else {
@@ -171,7 +148,7 @@ pub(crate) fn simulate(config: &SimConfig) -> History {
             }
             Some(flight) => {
                 client.done += 1;
-                if rng.chance(config.pending_per_mille) {
+                if chance(&mut rng, config.pending_per_mille) {
                     continue;
                 }
                 let Some(output) = flight.output else {
@@ -188,6 +165,11 @@ pub(crate) fn simulate(config: &SimConfig) -> History {
         }
     }
     History::new(ops)
+}
+
+/// True `per_mille` times in a thousand.
+fn chance(rng: &mut Rng, per_mille: u64) -> bool {
+    rng.below(1000) < per_mille
 }
 
 fn new_input(rng: &mut Rng, client: &Client, id: u64, config: &SimConfig) -> Input {

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{agreed_leader, caught_up, eventually, launch_member, peers_arg, ports, Server};
+use rota_core::rng::Rng;
 use rota_lincheck::{check, Budget, CheckResult, Input, Output, Recorder};
 use serde_json::{json, Value};
 
@@ -101,18 +102,6 @@ impl std::ops::AddAssign for Tally {
         self.pending += o.pending;
         self.discarded += o.discarded;
         self.retries += o.retries;
-    }
-}
-
-/// A small deterministic generator (xorshift64*): the test needs no statistics.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
     }
 }
 
@@ -206,7 +195,7 @@ fn pick(shared: &Shared, rng: &mut Rng) -> Option<usize> {
 async fn client(shared: Arc<Shared>, recorder: Recorder, id: u64, run: u64) -> Tally {
     let http = common::client();
     let session = format!("lincheck-{run}-{id}");
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (run << 8) ^ id);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (run << 8) ^ id);
     let mut tally = Tally::default();
     // The last revision this client saw per key, to aim CAS at a plausible one.
     let mut seen = [0u64; KEYS.len()];

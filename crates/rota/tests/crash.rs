@@ -12,21 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::{eventually, Server};
+use rota_core::rng::Rng;
 use serde_json::json;
-
-/// xorshift, seeded from the clock (printed so a failure can be replayed).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
@@ -39,7 +26,8 @@ async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1);
     eprintln!("crash test: {kills} kills, seed {seed}");
-    let mut rng = Rng(seed);
+    // Seeded from the clock, and printed so that a failure can be replayed.
+    let mut rng = Rng::new(seed);
 
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::start(tmp.path(), &[]).await;

@@ -21,13 +21,16 @@ use tokio::sync::broadcast;
 const GIVE_UP: Duration = Duration::from_secs(60);
 
 async fn start_node(dir: &Path) -> Arc<Node> {
-    Node::start(NodeConfig {
-        node_id: 1,
-        node_name: "n1".into(),
-        data_dir: dir.to_path_buf(),
-        advertise_url: "http://127.0.0.1:1".into(),
-        snapshot_every: 10_000,
-    })
+    Node::start(
+        NodeConfig {
+            node_id: 1,
+            node_name: "n1".into(),
+            data_dir: dir.to_path_buf(),
+            advertise_url: "http://127.0.0.1:1".into(),
+            snapshot_every: 10_000,
+        },
+        &Default::default(),
+    )
     .await
     .expect("node starts")
 }

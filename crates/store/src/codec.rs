@@ -7,6 +7,9 @@
 //!
 //! Composite keys are byte strings: the job name's length and bytes, then
 //! fixed-width big-endian parts, so all rows of one job are one key range.
+//!
+//! [`encode`] and [`decode`] are public: the cluster crate writes its own records
+//! (Raft log entries, the vote, the state machine's metadata) the same way.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,18 +19,19 @@ use crate::StoreError;
 use rota_core::Timestamp;
 
 /// The version byte of every record this release writes.
-pub(crate) const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 1;
 
-pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+/// `value` as a record: [`RECORD_VERSION`], then its JSON. `what` names the record
+/// in errors.
+pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![RECORD_VERSION];
     serde_json::to_writer(&mut out, value).map_err(|source| StoreError::Encode { what, source })?;
     Ok(out)
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(
-    what: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+/// A record written by [`encode`]; refuses another version byte rather than
+/// misreading it.
+pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     let (&version, body) = bytes
         .split_first()
         .ok_or(StoreError::EmptyRecord { what })?;

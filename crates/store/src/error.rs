@@ -4,13 +4,16 @@
 //! they are [`rota_core::Response`] values, because every replica must apply every
 //! committed entry the same way. An error here means the state file could not be
 //! read or written, or holds something this release cannot decode.
+//!
+//! A variant that wraps another error marks it `#[source]` and leaves it out of its
+//! own message, so [`rota_core::error::chain`] prints each cause once.
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("opening the state database: {0}")]
+    #[error("opening the state database")]
     Open(#[from] redb::DatabaseError),
     /// A redb transaction, table, read or commit failed.
-    #[error("state database: {0}")]
+    #[error("state database")]
     Database(#[source] redb::Error),
     /// The state file was written by a release with another layout.
     #[error("the state file has format version {found}; this release reads version {expected}")]
@@ -23,7 +26,7 @@ pub enum StoreError {
         expected: u8,
     },
     /// A stored record is empty or its body does not decode.
-    #[error("{what} record does not decode: {source}")]
+    #[error("{what} record does not decode")]
     Decode {
         what: &'static str,
         #[source]
@@ -32,7 +35,7 @@ pub enum StoreError {
     /// A record is missing its version byte.
     #[error("{what} record is empty")]
     EmptyRecord { what: &'static str },
-    #[error("encoding {what}: {source}")]
+    #[error("encoding {what}")]
     Encode {
         what: &'static str,
         #[source]
@@ -42,27 +45,37 @@ pub enum StoreError {
     #[error("malformed key in table {table}")]
     MalformedKey { table: &'static str },
     /// Reading or writing a snapshot stream failed.
-    #[error("snapshot I/O: {0}")]
+    #[error("snapshot I/O")]
     SnapshotIo(#[from] std::io::Error),
     /// A snapshot stream is not one this release wrote, or is cut short or damaged.
     #[error("malformed snapshot: {detail}")]
     MalformedSnapshot { detail: String },
 }
 
-macro_rules! redb_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
+/// Implements `From` for every redb error type the storage code meets with `?`,
+/// through [`redb::Error`] into the tuple variant `$variant` of `$target`. The store
+/// and the cluster's Raft log both keep redb files; this is their one list. The
+/// calling crate depends on `redb` itself (the types are named `::redb::...`).
+#[macro_export]
+macro_rules! impl_from_redb_errors {
+    ($target:ty, $variant:path) => {
+        $crate::impl_from_redb_errors!(
+            @each $target, $variant,
+            ::redb::Error,
+            ::redb::TransactionError,
+            ::redb::TableError,
+            ::redb::StorageError,
+            ::redb::CommitError,
+            ::redb::SetDurabilityError
+        );
+    };
+    (@each $target:ty, $variant:path, $($t:ty),*) => {$(
+        impl From<$t> for $target {
             fn from(e: $t) -> Self {
-                StoreError::Database(redb::Error::from(e))
+                $variant(::redb::Error::from(e))
             }
         }
     )*};
 }
 
-redb_error!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
+impl_from_redb_errors!(StoreError, StoreError::Database);

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use ulid::Ulid;
 
 mod apply;
-mod codec;
+pub mod codec;
 mod error;
 mod snapshot;
 mod tables;
@@ -51,6 +51,56 @@ const EVENT_CAPACITY: usize = 65_536;
 /// held for non-durable commits.
 const DURABLE_EVERY: u64 = 4096;
 
+/// What a redb file does to come back after a crash; chosen once per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Every commit also persists the allocator state (a two-phase commit: two
+    /// fsyncs per durable commit), so the file reopens at once after a crash.
+    QuickRepair,
+    /// One fsync per durable commit; after a crash, reopening repairs by scanning
+    /// the whole file (cheap only for a file that stays small).
+    FullRepair,
+}
+
+/// A redb file opened the way rota opens every file: a bounded page cache and one
+/// [`Recovery`] choice for all its write transactions. Derefs to the database for
+/// reads.
+#[derive(Debug)]
+pub struct RedbFile {
+    db: Database,
+    recovery: Recovery,
+}
+
+impl RedbFile {
+    /// Opens (or creates) the file at `path` with a page cache of `cache_bytes`.
+    pub fn open(
+        path: &Path,
+        cache_bytes: usize,
+        recovery: Recovery,
+    ) -> Result<RedbFile, redb::DatabaseError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
+        Ok(RedbFile { db, recovery })
+    }
+
+    /// A write transaction committed with `durability` (`Immediate` fsyncs).
+    pub fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)?;
+        txn.set_quick_repair(self.recovery == Recovery::QuickRepair);
+        Ok(txn)
+    }
+}
+
+impl std::ops::Deref for RedbFile {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
 /// One committed log entry handed to [`Store::apply`]: its index and, for entries
 /// that carry one, the client request (`None` for Raft's blank and membership entries).
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +111,7 @@ pub struct LogEntry<'a> {
 
 /// The state machine over its redb file.
 pub struct Store {
-    db: Database,
+    db: RedbFile,
     events: broadcast::Sender<Arc<StoreEvent>>,
     applied: AtomicU64,
     /// Serialises write transactions with the durable commit that precedes a
@@ -80,11 +130,8 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the state file.
     pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
-        let mut txn = db.begin_write()?;
-        txn.set_quick_repair(true);
+        let db = RedbFile::open(path, CACHE_BYTES, Recovery::QuickRepair)?;
+        let txn = db.begin_write(Durability::Immediate)?;
         let applied = {
             let mut t = Tables::open(&txn)?;
             let format = t.meta.get(tables::META_FORMAT)?.map(|v| v.value().to_vec());
@@ -126,10 +173,7 @@ impl Store {
     }
 
     fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, StoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(durability)?;
-        txn.set_quick_repair(true);
-        Ok(txn)
+        Ok(self.db.begin_write(durability)?)
     }
 
     /// Applies a batch of committed entries in one transaction, stores `meta` (the

@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
+use rota_core::rng::Rng;
 use rota_core::{Command, Response};
 use rota_lincheck::{check, Budget, CheckResult, Input, Output, Recorder};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{soak, Router, SimRng, WriteFailure};
+use super::{soak, Router, WriteFailure};
 
 const NODES: u64 = 5;
 const CLIENTS: u64 = 6;
@@ -50,7 +51,7 @@ impl Tally {
 /// A node that believes it leads (waits a little for one): the one of the newest
 /// term when `newest`, as a client following "not leader" hints would end up
 /// with, otherwise any of them, deposed leaders included.
-async fn some_leader(sim: &Router, rng: &mut SimRng, newest: bool) -> Option<u64> {
+async fn some_leader(sim: &Router, rng: &mut Rng, newest: bool) -> Option<u64> {
     let leaders = sim
         .try_wait_for(OP_TIMEOUT, &mut |view| {
             let mut leaders: Vec<(u64, u64)> = view
@@ -142,7 +143,7 @@ async fn client(
     seed: u64,
     stop: Arc<AtomicBool>,
 ) -> Tally {
-    let mut rng = SimRng::new(seed);
+    let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
     // The last revision this client saw per key, to aim CAS at a plausible one.
     let mut seen = [0u64; KEYS.len()];

@@ -38,7 +38,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, RaftMetrics, ServerState};
+use rota_core::rng::Rng;
 use rota_core::{ClientRequest, Command, JobRecord, KvEntry, Response};
 use rota_store::Store;
 use tokio::sync::{mpsc, watch};
@@ -46,9 +47,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::log_store::LogStore;
-use crate::state_machine::{SnapshotDir, StateMachine};
+use crate::node::{open_storage, Storage};
 use crate::types::Raft;
+use crate::RaftTiming;
 
 pub(crate) use network::SimNetwork;
 
@@ -76,61 +77,6 @@ pub(crate) fn init_logging() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-}
-
-/// splitmix64: tiny, fast and good enough to draw faults from; fully determined by
-/// its seed, unlike the thread-local generators.
-#[derive(Debug, Clone)]
-pub(crate) struct SimRng(u64);
-
-impl SimRng {
-    pub fn new(seed: u64) -> SimRng {
-        SimRng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
-    }
-
-    /// True with probability `p` (0 never, 1 always).
-    pub fn chance(&mut self, p: f64) -> bool {
-        // 53 random bits make a uniform f64 in [0, 1).
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-
-    /// Uniform in `[0, max]`, at millisecond resolution.
-    pub fn up_to(&mut self, max: Duration) -> Duration {
-        let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(self.below(ms.saturating_add(1)))
-    }
-
-    /// One element of `items`, `None` when it is empty.
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        let len = u64::try_from(items.len()).ok()?;
-        let at = usize::try_from(self.below(len)).ok()?;
-        items.get(at).copied()
-    }
-
-    /// `items` in a random order (Fisher-Yates).
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = usize::try_from(self.below(i as u64 + 1)).unwrap_or(0);
-            items.swap(i, j);
-        }
-    }
 }
 
 /// What the network does to messages right now.
@@ -182,7 +128,7 @@ pub(crate) struct Shared {
     dir: tempfile::TempDir,
     nodes: Mutex<BTreeMap<u64, Running>>,
     faults: Mutex<Faults>,
-    rng: Mutex<SimRng>,
+    rng: Mutex<Rng>,
     /// Every term in which a node was seen leading, with the nodes seen leading it.
     leaders: Mutex<BTreeMap<u64, BTreeSet<u64>>>,
     /// Bumped on every metrics change of any node and on every fault change, so
@@ -243,24 +189,16 @@ pub(crate) enum WriteFailure {
     Stopped,
 }
 
-/// The Raft configuration of a simulated node: the timers of a real node, and
-/// small snapshot chunks so a snapshot crosses the faulty network as many messages.
+/// The Raft configuration of a simulated node: slower timers than a real node's
+/// (the faulty network delays messages), and small snapshot chunks so a snapshot
+/// crosses the faulty network as many messages.
 fn raft_config(snapshot_every: u64) -> Arc<openraft::Config> {
-    let config = openraft::Config {
-        cluster_name: "rota-sim".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        install_snapshot_timeout: 2000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
-        max_in_snapshot_log_to_keep: snapshot_every,
-        purge_batch_size: 1,
-        snapshot_max_chunk_size: 2048,
-        ..openraft::Config::default()
+    let timing = RaftTiming {
+        heartbeat_interval: Duration::from_millis(100),
+        election_timeout: Duration::from_millis(300),
     };
     Arc::new(
-        config
-            .validate()
+        crate::config::raft_config("rota-sim", &timing, snapshot_every, 2048)
             .expect("the simulated raft config is valid"),
     )
 }
@@ -278,7 +216,7 @@ fn seed() -> u64 {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     // Mixed, so that tests started in the same microsecond still differ.
-    SimRng::new(nanos as u64 ^ u64::from(std::process::id()).rotate_left(32)).next_u64()
+    Rng::new(nanos as u64 ^ u64::from(std::process::id()).rotate_left(32)).next_u64()
 }
 
 /// A request carrying `command`, as a node's API would propose it.
@@ -330,7 +268,7 @@ impl Router {
                 dir,
                 nodes: Mutex::new(BTreeMap::new()),
                 faults: Mutex::new(Faults::default()),
-                rng: Mutex::new(SimRng::new(seed)),
+                rng: Mutex::new(Rng::new(seed)),
                 leaders: Mutex::new(BTreeMap::new()),
                 changes: watch::channel(0).0,
             }),
@@ -370,7 +308,7 @@ impl Router {
     }
 
     /// Runs `f` with the run's random generator.
-    pub fn rng<T>(&self, f: impl FnOnce(&mut SimRng) -> T) -> T {
+    pub fn rng<T>(&self, f: impl FnOnce(&mut Rng) -> T) -> T {
         f(&mut lock(&self.shared.rng))
     }
 
@@ -381,26 +319,14 @@ impl Router {
             return;
         }
         let dir = self.shared.dir.path().join(format!("n{id}"));
-        let (alive, released) = mpsc::channel(1);
-        let opened = {
-            let alive = alive.clone();
-            tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir).map_err(|source| crate::ClusterError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
-                let log = LogStore::open(&dir.join("raft-log.redb"), alive.clone())?;
-                let store = Store::open(&dir.join("state.redb"))?;
-                let snapshots = SnapshotDir::open(dir.join("snapshots"))?;
-                let sm = StateMachine::open(store.clone(), snapshots, alive)?;
-                Ok::<_, crate::ClusterError>((log, store, sm))
-            })
+        let Storage {
+            log,
+            store,
+            state_machine: sm,
+            released,
+        } = open_storage(dir)
             .await
-            .expect("the storage opener does not panic")
-        };
-        drop(alive);
-        let (log, store, sm) =
-            opened.unwrap_or_else(|e| panic!("node {id} cannot open its storage: {e}"));
+            .unwrap_or_else(|e| panic!("node {id} cannot open its storage: {e}"));
         let network = SimNetwork::new(id, self.weak());
         let raft = Raft::new(id, self.shared.config.clone(), network, log, sm)
             .await
@@ -849,28 +775,4 @@ async fn monitor(id: u64, mut metrics: watch::Receiver<Metrics>, shared: Weak<Sh
             return;
         }
     }
-}
-
-#[test]
-fn the_generator_is_determined_by_its_seed_and_stays_in_range() {
-    let draw = |seed| {
-        let mut rng = SimRng::new(seed);
-        (0..64).map(|_| rng.next_u64()).collect::<Vec<_>>()
-    };
-    assert_eq!(draw(7), draw(7));
-    assert_ne!(draw(7), draw(8));
-    let mut rng = SimRng::new(1);
-    for _ in 0..1000 {
-        assert!(rng.below(5) < 5);
-        assert!(rng.up_to(Duration::from_millis(20)) <= Duration::from_millis(20));
-    }
-    assert_eq!(rng.below(0), 0);
-    assert!(!rng.chance(0.0));
-    assert!(rng.chance(1.0));
-    let mut items: Vec<u32> = (0..20).collect();
-    rng.shuffle(&mut items);
-    items.sort_unstable();
-    assert_eq!(items, (0..20).collect::<Vec<_>>());
-    assert_eq!(rng.pick::<u8>(&[]), None);
-    assert_eq!(rng.pick(&[9]), Some(9));
 }

@@ -1,0 +1,210 @@
+//! Where a request goes: a write or read barrier is served here when this node
+//! leads and forwarded to the leader otherwise, again after a "not the leader"
+//! answer until a leader takes it or [`LEADER_WAIT`] runs out.
+
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::ServerState;
+use rota_core::{ClientRequest, Response};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::network::{peer_failure, ForwardedWrite, WireError};
+use crate::node::{leader_url, WRITE_TIMEOUT};
+use crate::{MembershipError, Node, WriteError};
+
+/// Longest a request waits for a leader to be known (or reachable) before it is
+/// answered `NotLeader`: a few election timeouts, so one failover fits in it.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// Pause before trying again after the leader refused or could not be reached,
+/// so that a dead leader's refused connections do not spin the retry loop.
+const LEADER_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+impl Node {
+    /// Commits a request through Raft (durable on a majority) and answers with the
+    /// log index it got and the state machine's response. On a follower the request
+    /// is forwarded to the leader; while no leader is known (an election) it waits
+    /// up to [`LEADER_WAIT`] for one, then answers [`WriteError::NotLeader`].
+    pub async fn write(&self, req: ClientRequest) -> Result<(u64, Response), WriteError> {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        let req = &req;
+        self.with_leader(|route| async move {
+            match route {
+                Route::Here => self.write_here(req.clone(), deadline).await,
+                Route::Leader(url) => self
+                    .transport
+                    .call::<_, Result<ForwardedWrite, WireError>>(
+                        &url,
+                        "forward",
+                        req,
+                        left(deadline),
+                    )
+                    .await
+                    .map_err(|e| peer_failure(e, &url))?
+                    .map(|w| (w.index, w.response))
+                    .map_err(WireError::into_write_error),
+            }
+        })
+        .await
+    }
+
+    /// A write proposed by this node only (a forwarded one: forwarding again could
+    /// loop between two nodes that each believe the other leads).
+    pub(crate) async fn write_local(
+        &self,
+        req: ClientRequest,
+    ) -> Result<(u64, Response), WriteError> {
+        self.write_here(req, Instant::now() + WRITE_TIMEOUT).await
+    }
+
+    async fn write_here(
+        &self,
+        req: ClientRequest,
+        deadline: Instant,
+    ) -> Result<(u64, Response), WriteError> {
+        match tokio::time::timeout_at(deadline, self.proposals.propose(req)).await {
+            Err(_) => Err(WriteError::Timeout(WRITE_TIMEOUT)),
+            Ok(result) => result,
+        }
+    }
+
+    /// Returns once the local state machine reflects every write committed before
+    /// the call: the leader confirms its leadership with a quorum and names its
+    /// commit index (ReadIndex), then this node waits until it applied that index.
+    /// A follower asks the leader over the peer transport.
+    pub async fn read_barrier(&self) -> Result<(), WriteError> {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        let index = self
+            .with_leader(|route| async move {
+                match route {
+                    Route::Here => self.read_index_here(deadline).await,
+                    Route::Leader(url) => self
+                        .transport
+                        .call::<_, Result<u64, WireError>>(&url, "read_index", &(), left(deadline))
+                        .await
+                        .map_err(|e| peer_failure(e, &url))?
+                        .map_err(WireError::into_write_error),
+                }
+            })
+            .await?;
+        if index == 0 {
+            return Ok(());
+        }
+        match self
+            .raft
+            .wait(Some(left(deadline)))
+            .applied_index_at_least(Some(index), "the read index is applied")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => {
+                Err(WriteError::Timeout(WRITE_TIMEOUT))
+            }
+            Err(openraft::metrics::WaitError::ShuttingDown) => Err(WriteError::ShuttingDown),
+        }
+    }
+
+    /// The read index of this node as leader (for a follower's read barrier).
+    pub(crate) async fn read_index_local(&self) -> Result<u64, WriteError> {
+        self.read_index_here(Instant::now() + WRITE_TIMEOUT).await
+    }
+
+    async fn read_index_here(&self, deadline: Instant) -> Result<u64, WriteError> {
+        match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
+            Err(_) => Err(WriteError::Timeout(WRITE_TIMEOUT)),
+            Ok(Ok((read, _applied))) => Ok(read.map_or(0, |id| id.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(WriteError::NotLeader {
+                    leader_url: leader_url(&self.raft, f.leader_id, f.leader_node),
+                })
+            }
+            // Leadership could not be confirmed: another leader may exist.
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+                Err(WriteError::NotLeader { leader_url: None })
+            }
+            Ok(Err(RaftError::Fatal(e))) => Err(e.into()),
+        }
+    }
+
+    /// Where a request should go now: here when this node leads, else the known
+    /// leader. Waits until `until` for a leader to be known.
+    async fn route(&self, until: Instant) -> Result<Route, WriteError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.state == ServerState::Shutdown {
+                    return Err(WriteError::ShuttingDown);
+                }
+                if m.state == ServerState::Leader || m.current_leader == Some(self.cfg.node_id) {
+                    return Ok(Route::Here);
+                }
+                if let Some(node) = m
+                    .current_leader
+                    .and_then(|id| m.membership_config.membership().get_node(&id))
+                {
+                    return Ok(Route::Leader(node.addr.clone()));
+                }
+            }
+            match tokio::time::timeout_at(until, metrics.changed()).await {
+                Err(_) => return Err(WriteError::NotLeader { leader_url: None }),
+                Ok(Err(_)) => return Err(WriteError::ShuttingDown),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    /// Runs `attempt` against the leader, again each time it answers "not the
+    /// leader" (which guarantees nothing was applied), for up to [`LEADER_WAIT`]:
+    /// long enough to ride out one election, short enough to answer in time.
+    pub(crate) async fn with_leader<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, E>
+    where
+        F: FnMut(Route) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: From<WriteError> + NotLeader,
+    {
+        let until = Instant::now() + LEADER_WAIT;
+        loop {
+            let route = self.route(until).await?;
+            match attempt(route).await {
+                Err(e) if e.not_leader() && Instant::now() + LEADER_RETRY_PAUSE < until => {
+                    debug!(
+                        node_id = self.cfg.node_id,
+                        "leader refused or unreachable; retrying"
+                    );
+                    tokio::time::sleep(LEADER_RETRY_PAUSE).await;
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
+/// Where a request goes.
+pub(crate) enum Route {
+    Here,
+    Leader(String),
+}
+
+/// Errors that can mean "not applied, another node leads".
+pub(crate) trait NotLeader {
+    fn not_leader(&self) -> bool;
+}
+
+impl NotLeader for WriteError {
+    fn not_leader(&self) -> bool {
+        matches!(self, WriteError::NotLeader { .. })
+    }
+}
+
+impl NotLeader for MembershipError {
+    fn not_leader(&self) -> bool {
+        matches!(self, MembershipError::Write(WriteError::NotLeader { .. }))
+    }
+}
+
+/// What is left until `deadline` (zero when it passed).
+pub(crate) fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
