@@ -94,7 +94,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 election_timeout: cfg.election_timeout,
             },
         },
-        &Default::default(),
+        &workers,
     )
     .await
     .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;

@@ -45,10 +45,7 @@ pub fn flag<R: FromFlag + 'static, T: 'static>(
 }
 
 pub fn check_node_id(id: u64) -> Result<u64, String> {
-    if id == 0 {
-        return Err("must be at least 1".to_string());
-    }
-    Ok(id)
+    rota_cluster::check_node_id(id).map(|()| id)
 }
 
 pub fn check_node_name(name: String) -> Result<String, String> {
