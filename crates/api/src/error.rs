@@ -13,7 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
-use rota_cluster::WriteError;
+use rota_cluster::{MembershipError, WriteError};
 use rota_core::{ExecStatus, Response, ValidationError};
 use rota_store::StoreError;
 use serde_json::{json, Map, Value};
@@ -72,12 +72,10 @@ pub enum ApiError {
     /// A cluster route needs the cluster secret and the request lacks it.
     #[error("this route needs the cluster secret in the Rota-Cluster-Secret header")]
     Unauthorized,
-    /// Another membership change has not committed yet; retrying later works.
-    #[error("another membership change is in progress; retry when it has committed")]
-    MembershipInProgress,
-    /// Removing this member would leave the cluster without a voter.
-    #[error("node {id} is the last voter; a cluster cannot remove its last voter")]
-    LastVoter { id: u64 },
+    /// A membership change was refused for a reason the caller can act on
+    /// (`InProgress`: retry later; `LastVoter`); the cluster's own message.
+    #[error(transparent)]
+    Membership(rota_cluster::MembershipError),
     /// Raft failed in a way that is neither a timeout nor a leadership change.
     #[error("consensus failed")]
     Consensus(#[source] WriteError),
@@ -148,12 +146,12 @@ impl ApiError {
             ApiError::RevisionMismatch { .. }
             | ApiError::StaleRequest { .. }
             | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
-            ApiError::NotLeader { .. }
-            | ApiError::Timeout(_)
-            | ApiError::ShuttingDown
-            | ApiError::MembershipInProgress => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotLeader { .. } | ApiError::Timeout(_) | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Membership(MembershipError::LastVoter { .. }) => StatusCode::CONFLICT,
+            ApiError::Membership(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::LastVoter { .. } => StatusCode::CONFLICT,
             ApiError::Consensus(_)
             | ApiError::Store(_)
             | ApiError::TaskFailed(_)
@@ -178,8 +176,8 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "unavailable",
             ApiError::Unauthorized => "unauthorized",
-            ApiError::MembershipInProgress => "membership_in_progress",
-            ApiError::LastVoter { .. } => "last_voter",
+            ApiError::Membership(MembershipError::LastVoter { .. }) => "last_voter",
+            ApiError::Membership(_) => "membership_in_progress",
             ApiError::Consensus(_)
             | ApiError::Store(_)
             | ApiError::TaskFailed(_)

@@ -34,9 +34,10 @@ impl From<MembershipError> for ApiError {
                 let field = if id == 0 { "id" } else { "url" };
                 ApiError::invalid(field, message)
             }
-            MembershipError::InProgress => ApiError::MembershipInProgress,
+            e @ (MembershipError::InProgress | MembershipError::LastVoter { .. }) => {
+                ApiError::Membership(e)
+            }
             MembershipError::CatchUpTimeout { timeout, .. } => ApiError::Timeout(timeout),
-            MembershipError::LastVoter { id } => ApiError::LastVoter { id },
         }
     }
 }
@@ -99,9 +100,7 @@ pub(crate) async fn join(
     params.only(&[])?;
     s.check_cluster_secret(&headers)?;
     let JoinBody { id, url } = parse_json(&body_bytes(body)?)?;
-    if id == 0 {
-        return Err(ApiError::invalid("id", "node ids start at 1"));
-    }
+    rota_cluster::check_node_id(id).map_err(|message| ApiError::invalid("id", message))?;
     s.node.add_member(id, &url).await?;
     s.cluster_view().await
 }
