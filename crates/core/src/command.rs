@@ -99,6 +99,12 @@ pub enum Command {
     /// to its earlier life and is finished as `lost` (retried per its job's policy)
     /// in the same step, so that an attempt recorded on it afterwards is one the new
     /// process was given. Answered by `Response::NodeRegistered`.
+    /// An external event for `on` triggers and watchers (`POST /v1/events`):
+    /// published under its own type with `data`, keyed by its type.
+    PublishEvent {
+        event_type: String,
+        data: serde_json::Value,
+    },
     RegisterNode {
         node: String,
         incarnation: Ulid,
@@ -354,4 +360,6 @@ pub enum EventKind {
     },
     /// A node registered as a worker (`Command::RegisterNode`).
     NodeRegistered(Arc<NodeRecord>),
+    /// A public event (watch API, event triggers); its revision is the entry's.
+    Published(Arc<crate::event::Event>),
 }

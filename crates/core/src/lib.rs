@@ -14,6 +14,7 @@
 pub mod command;
 pub mod duration;
 pub mod error;
+pub mod event;
 pub mod execution;
 pub mod job;
 pub mod name;

@@ -20,6 +20,7 @@ use crate::codec::{
 };
 use crate::tables::{Tables, OUTPUT, SESSION};
 use crate::StoreError;
+use rota_core::event::Event;
 use rota_core::execution::NODE_RESTARTED;
 use rota_core::{
     AttemptRecord, ClientRequest, Command, EventKind, ExecStatus, Execution, Finish, Fire,
@@ -229,6 +230,16 @@ impl Apply<'_, '_> {
                     node: node.clone(),
                     at: self.at,
                 });
+                Ok(Response::Ok)
+            }
+            Command::PublishEvent { event_type, data } => {
+                self.emit(EventKind::Published(Arc::new(Event {
+                    revision: self.index,
+                    event_type: event_type.clone(),
+                    key: event_type.clone(),
+                    at: self.at,
+                    data: data.clone(),
+                })));
                 Ok(Response::Ok)
             }
             Command::RegisterNode {

@@ -321,7 +321,9 @@ impl Runtime {
                     EventKind::NodeRegistered(record) => {
                         Some(Input::NodeRegistered(record.clone()))
                     }
-                    EventKind::KvPut(_) | EventKind::KvDeleted { .. } => None,
+                    EventKind::KvPut(_) | EventKind::KvDeleted { .. } | EventKind::Published(_) => {
+                        None
+                    }
                     EventKind::Reset => {
                         info!(revision = event.revision, "store state replaced: reloading");
                         return Some(Exit::Rebuild("a snapshot install"));
