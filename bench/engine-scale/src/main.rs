@@ -67,6 +67,7 @@ fn main() {
             updated_at: t0(0),
             revision: 1,
             last_scheduled_at: None,
+            last_event_revision: None,
         };
         engine.handle(Input::JobUpserted(Arc::new(record)), t0(0), &mut out);
     }

@@ -16,6 +16,10 @@ pub struct JobView<'a> {
     /// The next instant the schedule fires on its own; null when paused, manual or
     /// exhausted (an `at` in the past).
     pub next_run_at: Option<Timestamp>,
+    /// For `on` jobs: the revision of the last event handled (fired for, or passed
+    /// over at creation or resume); later matching events fire it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event_revision: Option<u64>,
     /// Outer `None`: not looked up (listings omit the key, to stay one pass over
     /// the jobs table); `Some(None)`: the job never ran (`null`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,6 +35,7 @@ impl<'a> JobView<'a> {
             updated_at: record.updated_at,
             revision: record.revision,
             next_run_at: next_run_at(record, now),
+            last_event_revision: record.last_event_revision,
             last_execution: None,
         }
     }
@@ -95,6 +100,7 @@ mod tests {
             updated_at: at(10, 0, 0),
             revision: 4,
             last_scheduled_at: None,
+            last_event_revision: None,
         }
     }
 
@@ -128,6 +134,7 @@ mod tests {
             next_attempt_at: None,
             cancel_requested: false,
             attempts: vec![],
+            event_revision: None,
         };
         let v = serde_json::to_value(JobView::full(&rec, at(11, 0, 0), Some(exec))).expect("json");
         assert_eq!(v["last_execution"]["status"], "queued");

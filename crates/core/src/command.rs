@@ -39,12 +39,19 @@ pub struct ClientRequest {
 pub enum Command {
     /// Create or replace a job (validated before proposing).
     PutJob { spec: JobSpec },
-    /// Delete a job together with its executions, outputs and index rows.
-    DeleteJob { name: String },
+    /// Delete a job together with its executions, outputs and index rows. With
+    /// `if_revision`, only while the job's revision is that one (the scheduler's
+    /// `delete_after_run`, which must not delete a job replaced meanwhile).
+    DeleteJob {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_revision: Option<u64>,
+    },
     /// Pause or resume.
     SetPaused { name: String, paused: bool },
     /// Record that instants fired, before anything runs. Idempotent per
-    /// `(job, scheduled_at)` for `schedule` and `catchup` triggers.
+    /// `(job, scheduled_at)` for `schedule` and `catchup` triggers, and per
+    /// `(job, event_revision)` for `event` triggers.
     Fire { fires: Vec<Fire> },
     /// Queued executions handed to a node.
     Start { starts: Vec<Start> },
@@ -166,6 +173,11 @@ pub struct Fire {
     /// When present, the instant is recorded as `skipped` with this reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// For `trigger: event`: the revision of the event it is for. The store fires
+    /// each `(job, event_revision)` once, and none at or below the job's
+    /// `last_event_revision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_revision: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,6 +263,11 @@ pub struct JobRecord {
     /// below which no schedule instant fires again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scheduled_at: Option<Timestamp>,
+    /// For `on` jobs: the revision of the latest event handled (fired for, or
+    /// passed over while the job was created or resumed): the high-water mark at or
+    /// below which no event fires the job again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_revision: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

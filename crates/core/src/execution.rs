@@ -39,6 +39,9 @@ pub struct Execution {
     /// Earlier attempts, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptRecord>,
+    /// For `trigger: event`: the revision of the event that fired it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_revision: Option<u64>,
 }
 
 impl Execution {

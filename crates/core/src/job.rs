@@ -15,7 +15,7 @@ fn default_history_limit() -> u32 {
 fn default_max_output_bytes() -> u64 {
     1024 * 1024
 }
-fn default_catchup_window() -> HumanDuration {
+pub(crate) fn default_catchup_window() -> HumanDuration {
     HumanDuration::from_secs(3600)
 }
 fn is_false(b: &bool) -> bool {
@@ -69,6 +69,11 @@ pub struct JobSpec {
     /// and the execution is marked `output_truncated`.
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: u64,
+    /// Only with `at` and `after`: once the run of the job's instant has ended for
+    /// good (no retry pending, nothing else of it active), the job is deleted, its
+    /// history with it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delete_after_run: bool,
 }
 
 /// When a job fires. Exactly one of the keys `cron`, `every`, `at`, `after`,
@@ -86,14 +91,17 @@ pub enum Schedule {
     After(HumanDuration),
     /// Only when run by hand.
     Manual,
-    /// On an event (reserved; rejected by validation until event triggers exist).
+    /// On every matching event (see [`crate::trigger`]).
     On(EventTrigger),
 }
 
-/// An event filter for `{"on": {"event": TYPE, ...filters}}`.
+/// An event filter for `{"on": {"event": TYPE, ...filters}}`; the filters each
+/// event type accepts are in [`crate::trigger`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventTrigger {
+    /// The event type, e.g. `execution.finished` or `deploy.finished`.
     pub event: String,
+    /// Equality filters on the event's `data`.
     #[serde(flatten)]
     pub filters: BTreeMap<String, serde_json::Value>,
 }

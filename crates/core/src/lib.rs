@@ -21,6 +21,7 @@ pub mod name;
 pub mod retry;
 pub mod rng;
 pub mod schedule;
+pub mod trigger;
 pub mod validate;
 
 pub use command::{

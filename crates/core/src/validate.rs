@@ -13,9 +13,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::job::default_catchup_window;
+use crate::trigger::validate_trigger;
 use crate::{
-    validate_name, CompiledSchedule, ExecutorSpec, HttpSpec, JobSpec, RecordSpec, RetryPolicy,
-    Schedule, ShellSpec, ValidationError,
+    validate_name, CompiledSchedule, ExecutorSpec, HttpSpec, JobSpec, Misfire, RecordSpec,
+    RetryPolicy, Schedule, ShellSpec, ValidationError,
 };
 
 #[cfg(test)]
@@ -53,11 +55,8 @@ impl JobSpec {
                 ));
             }
         }
-        if let Schedule::On(_) = self.schedule {
-            return Err(error(
-                "schedule.on",
-                "event triggers are not available yet; accepted schedules: cron, every, at, after, manual",
-            ));
+        if let Schedule::On(trigger) = &self.schedule {
+            validate_trigger(&self.name, trigger).map_err(|e| e.within("schedule.on"))?;
         }
         let compiled =
             CompiledSchedule::compile(&self.schedule).map_err(|e| e.within("schedule"))?;
@@ -82,6 +81,17 @@ impl JobSpec {
                 format!("{} is out of -1000..1000", self.priority),
             ));
         }
+        if matches!(self.schedule, Schedule::On(_)) {
+            // Missed events are never coalesced or dropped by a window: each
+            // matching event fires once, however late a new leader finds it.
+            let not_applicable = "does not apply to an `on` schedule (every matching event fires once, also those a new leader finds missed); leave it out";
+            if self.misfire != Misfire::default() {
+                return Err(error("misfire", not_applicable));
+            }
+            if self.catchup_window != default_catchup_window() {
+                return Err(error("catchup_window", not_applicable));
+            }
+        }
         if self.catchup_window.0 > MAX_CATCHUP_WINDOW {
             return Err(error(
                 "catchup_window",
@@ -104,7 +114,27 @@ impl JobSpec {
                 ),
             ));
         }
+        if self.delete_after_run && !matches!(self.schedule, Schedule::At(_) | Schedule::After(_)) {
+            return Err(error(
+                "delete_after_run",
+                format!(
+                    "is only accepted with an `at` or `after` schedule (jobs that run once); this job's schedule is `{}`",
+                    schedule_kind(&self.schedule)
+                ),
+            ));
+        }
         Ok(compiled)
+    }
+}
+
+fn schedule_kind(schedule: &Schedule) -> &'static str {
+    match schedule {
+        Schedule::Cron { .. } => "cron",
+        Schedule::Every(_) => "every",
+        Schedule::At(_) => "at",
+        Schedule::After(_) => "after",
+        Schedule::Manual => "manual",
+        Schedule::On(_) => "on",
     }
 }
 

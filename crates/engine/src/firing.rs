@@ -15,6 +15,16 @@ impl Engine {
             }
         };
         let high_water = record.last_scheduled_at;
+        let name: Arc<str> = self
+            .jobs
+            .get(&spec.name)
+            .map_or_else(|| Arc::from(spec.name.as_str()), |j| j.name.clone());
+        self.event_jobs.upsert(&name, record);
+        if spec.delete_after_run {
+            self.delete_after_run.insert(name.clone(), record.revision);
+        } else {
+            self.delete_after_run.remove(&name);
+        }
         match self.jobs.slot_of(&spec.name) {
             Some(slot) => {
                 let Some(job) = self.jobs.at_mut(slot) else {
@@ -47,7 +57,7 @@ impl Engine {
             }
             None => {
                 let slot = self.jobs.insert(JobEntry {
-                    name: Arc::from(spec.name.as_str()),
+                    name,
                     schedule,
                     anchor: record.updated_at,
                     high_water,
@@ -67,6 +77,8 @@ impl Engine {
     }
 
     pub(crate) fn remove_job(&mut self, name: &str, out: &mut Vec<Action>) {
+        self.event_jobs.remove(name);
+        self.delete_after_run.remove(name);
         let Some(job) = self.jobs.remove(name) else {
             return;
         };
@@ -224,10 +236,25 @@ impl Engine {
         trigger: Trigger,
         out: &mut Vec<Action>,
     ) {
-        let Some(job) = self.jobs.at_mut(slot) else {
+        if let Some(job) = self.jobs.at_mut(slot) {
+            job.high_water = Some(job.high_water.map_or(at, |h| h.max(at)));
+        }
+        self.fire_run(slot, at, trigger, None, out);
+    }
+
+    /// Fires a run of the job in `slot` for `at` (an instant of its schedule, or
+    /// the time of the event `event_revision`), applying its overlap rule.
+    pub(crate) fn fire_run(
+        &mut self,
+        slot: u32,
+        at: Timestamp,
+        trigger: Trigger,
+        event_revision: Option<u64>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(job) = self.jobs.at(slot) else {
             return;
         };
-        job.high_water = Some(job.high_water.map_or(at, |h| h.max(at)));
         let (name, overlap, priority) = (job.name.clone(), job.overlap, job.priority);
         let (active, waiting) = self
             .activity
@@ -269,6 +296,7 @@ impl Engine {
             trigger,
             start: None,
             skip_reason: skip_reason.map(str::to_string),
+            event_revision,
         });
     }
 

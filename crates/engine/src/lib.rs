@@ -34,6 +34,7 @@ mod misfire;
 mod phases;
 mod placement;
 mod timers;
+mod triggers;
 mod types;
 
 #[cfg(test)]
@@ -60,6 +61,7 @@ use phases::{Activity, Phase, ReadyKey, RemoteNode, Tracked, Worker};
 
 pub use executions::finish_for;
 use timers::{TimerHeap, TimerKey};
+use triggers::EventJobs;
 pub use types::{Action, Completion, EngineConfig, EngineStats, IdSource, Input, LocalAttempt};
 
 /// An instant fired later than this after it was due is a misfire.
@@ -113,6 +115,10 @@ pub struct Engine {
     workers: BTreeMap<Arc<str>, Worker>,
     /// The time of the latest call (the engine has no clock of its own).
     now: Timestamp,
+    /// Jobs that fire on events, indexed by event type.
+    event_jobs: EventJobs,
+    /// `delete_after_run` jobs, with the revision of the record that said so.
+    delete_after_run: HashMap<Arc<str>, u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,6 +157,8 @@ impl Engine {
             remote: HashMap::new(),
             workers: BTreeMap::new(),
             now: Timestamp::MIN_UTC,
+            event_jobs: EventJobs::default(),
+            delete_after_run: HashMap::new(),
         }
     }
 
@@ -253,8 +261,15 @@ impl Engine {
                 self.mark_lost(id, LOST_ERROR, now, out);
             }
         }
+        // Jobs whose run ended while no engine ran (or whose delete did not land).
+        let mut done: Vec<Arc<str>> = self.delete_after_run.keys().cloned().collect();
+        done.sort_unstable();
+        for name in done {
+            self.delete_if_done(&name, out);
+        }
         info!(
             jobs = self.jobs.len(),
+            event_jobs = self.event_jobs.len(),
             active = self.execs.len(),
             "scheduler engine started"
         );
@@ -265,9 +280,18 @@ impl Engine {
     pub fn handle(&mut self, input: Input, now: Timestamp, out: &mut Vec<Action>) {
         self.now = self.now.max(now);
         match input {
-            Input::JobUpserted(record) => self.upsert_job(&record, now),
+            Input::JobUpserted(record) => {
+                self.upsert_job(&record, now);
+                self.delete_if_done(&record.spec.name, out);
+            }
             Input::JobRemoved(name) => self.remove_job(&name, out),
-            Input::Execution(e) => self.on_execution(&e, now, out),
+            Input::Execution(e) => {
+                self.on_execution(&e, now, out);
+                if e.status.is_terminal() {
+                    self.delete_if_done(&e.job, out);
+                }
+            }
+            Input::Event(event) => self.on_event(&event, out),
             Input::Completed(c) => self.on_completed(c, now, out),
             Input::FireDropped { id } => {
                 if self.untrack(id).is_some() {

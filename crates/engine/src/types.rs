@@ -68,6 +68,10 @@ pub enum Input {
     /// A node registered as a worker (store event or initial load): runs may be
     /// placed on it while it reports.
     NodeRegistered(Arc<NodeRecord>),
+    /// A public event was published (store event, or replayed from the event log
+    /// after [`Engine::event_floor`] when an engine starts): fires the `on` jobs it
+    /// matches, each once per event revision.
+    Event(Arc<rota_core::event::Event>),
 }
 
 /// What the engine asks for. `Fire`, `Start` and `Finish` are committed in the order
@@ -93,12 +97,22 @@ pub enum Action {
         id: Ulid,
         attempt: u32,
     },
+    /// Delete this `delete_after_run` job, its run having ended for good: commit
+    /// `Command::DeleteJob` with `if_revision: revision`, so that a job replaced
+    /// meanwhile stays.
+    DeleteJob {
+        job: String,
+        revision: u64,
+    },
 }
 
 impl Action {
     /// Whether the runtime commits this action through Raft.
     pub fn is_commit(&self) -> bool {
-        matches!(self, Action::Fire(_) | Action::Start(_) | Action::Finish(_))
+        matches!(
+            self,
+            Action::Fire(_) | Action::Start(_) | Action::Finish(_) | Action::DeleteJob { .. }
+        )
     }
 }
 

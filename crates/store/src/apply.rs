@@ -15,8 +15,8 @@ use tracing::{debug, warn};
 use ulid::Ulid;
 
 use crate::codec::{
-    decode, encode, fired_key, job_exec_key, job_range, split_job_exec_key, FIRED_SUFFIX,
-    JOB_EXEC_SUFFIX,
+    decode, encode, event_fired_key, fired_key, job_exec_key, job_range, split_job_exec_key,
+    FIRED_SUFFIX, JOB_EXEC_SUFFIX,
 };
 use crate::tables::{Tables, OUTPUT, SESSION};
 use crate::StoreError;
@@ -24,8 +24,8 @@ use rota_core::event::Event;
 use rota_core::execution::NODE_RESTARTED;
 use rota_core::{
     AttemptRecord, ClientRequest, Command, EventKind, ExecStatus, Execution, Finish, Fire,
-    FireOutcome, JobRecord, JobSpec, KvEntry, NodeRecord, Response, Start, StoreEvent, Timestamp,
-    Trigger,
+    FireOutcome, JobRecord, JobSpec, KvEntry, NodeRecord, Response, Schedule, Start, StoreEvent,
+    Timestamp, Trigger,
 };
 
 /// Sessions idle for longer than this (by the requests' own clock) are forgotten.
@@ -163,7 +163,7 @@ impl Apply<'_, '_> {
     fn command(&mut self, cmd: &Command) -> Result<Response, StoreError> {
         match cmd {
             Command::PutJob { spec } => self.put_job(spec),
-            Command::DeleteJob { name } => self.delete_job(name),
+            Command::DeleteJob { name, if_revision } => self.delete_job(name, *if_revision),
             Command::SetPaused { name, paused } => self.set_paused(name, *paused),
             Command::Fire { fires } if self.fenced_out => {
                 debug!(
@@ -329,12 +329,22 @@ impl Apply<'_, '_> {
     fn put_job(&mut self, spec: &JobSpec) -> Result<Response, StoreError> {
         let previous = self.t.get_job(&spec.name)?;
         let created = previous.is_none();
+        // An `on` job handles the events after its trigger was set: a new or changed
+        // trigger starts at this entry, an unchanged one keeps its mark.
+        let last_event_revision = match (&spec.schedule, &previous) {
+            (Schedule::On(_), Some(p)) if p.spec.schedule == spec.schedule => {
+                p.last_event_revision.or(Some(self.index))
+            }
+            (Schedule::On(_), _) => Some(self.index),
+            _ => None,
+        };
         let record = JobRecord {
             spec: spec.clone(),
             created_at: previous.as_ref().map_or(self.at, |p| p.created_at),
             updated_at: self.at,
             revision: self.index,
             last_scheduled_at: previous.and_then(|p| p.last_scheduled_at),
+            last_event_revision,
         };
         self.t.put_job(&record)?;
         self.emit(EventKind::JobPut(Arc::new(record.clone())));
@@ -344,7 +354,19 @@ impl Apply<'_, '_> {
         })
     }
 
-    fn delete_job(&mut self, name: &str) -> Result<Response, StoreError> {
+    fn delete_job(&mut self, name: &str, if_revision: Option<u64>) -> Result<Response, StoreError> {
+        if let Some(want) = if_revision {
+            let current = self.t.get_job(name)?.map(|j| j.revision);
+            if current != Some(want) {
+                debug!(
+                    job = name,
+                    want,
+                    ?current,
+                    "conditional delete of a changed job ignored"
+                );
+                return Ok(Response::JobDeleted { existed: false });
+            }
+        }
         let existed = self.t.jobs.remove(name)?.is_some();
         // Executions only exist for existing jobs, but the rows are cleared regardless
         // so that a damaged index cannot outlive its job.
@@ -381,8 +403,12 @@ impl Apply<'_, '_> {
             return Ok(job_not_found(name));
         };
         job.spec.paused = paused;
-        // A resumed job schedules from now on instead of catching up the pause.
+        // A resumed job schedules from now on instead of catching up the pause, and
+        // an `on` job does not fire for the events of the pause.
         job.updated_at = self.at;
+        if !paused && matches!(job.spec.schedule, Schedule::On(_)) {
+            job.last_event_revision = Some(job.last_event_revision.unwrap_or(0).max(self.index));
+        }
         job.revision = self.index;
         self.t.put_job(&job)?;
         self.emit(EventKind::JobPut(Arc::new(job.clone())));
@@ -419,6 +445,22 @@ impl Apply<'_, '_> {
                 outcomes.push(refused);
                 continue;
             };
+            if let (Trigger::Event, Some(revision)) = (fire.trigger, fire.event_revision) {
+                let key = event_fired_key(&fire.job, revision);
+                if let Some(existing) = self.t.fired.get(key.as_slice())? {
+                    outcomes.push(FireOutcome {
+                        id: Ulid(existing.value()),
+                        job: fire.job.clone(),
+                        created: false,
+                    });
+                    continue;
+                }
+                if job.last_event_revision.is_some_and(|mark| revision <= mark) {
+                    debug!(job = %fire.job, event_revision = revision, "event fire at or below the high-water mark refused");
+                    outcomes.push(refused);
+                    continue;
+                }
+            }
             let deduplicated = matches!(fire.trigger, Trigger::Schedule | Trigger::Catchup);
             let key = fired_key(&fire.job, fire.scheduled_at);
             if deduplicated {
@@ -449,6 +491,12 @@ impl Apply<'_, '_> {
             if deduplicated {
                 self.t.fired.insert(key.as_slice(), fire.id.0)?;
                 job.last_scheduled_at = Some(fire.scheduled_at);
+                *dirty = true;
+            }
+            if let (Trigger::Event, Some(revision)) = (fire.trigger, fire.event_revision) {
+                let key = event_fired_key(&fire.job, revision);
+                self.t.fired.insert(key.as_slice(), fire.id.0)?;
+                job.last_event_revision = Some(revision);
                 *dirty = true;
             }
             self.t
@@ -519,10 +567,16 @@ impl Apply<'_, '_> {
             let count = self.t.job_count(&exec.job)?;
             self.t.set_job_count(&exec.job, count.saturating_sub(1))?;
         }
-        if matches!(exec.trigger, Trigger::Schedule | Trigger::Catchup) {
+        let fired_row = match (exec.trigger, exec.event_revision) {
+            (Trigger::Schedule | Trigger::Catchup, _) => {
+                Some(fired_key(&exec.job, exec.scheduled_at))
+            }
+            (Trigger::Event, Some(revision)) => Some(event_fired_key(&exec.job, revision)),
+            _ => None,
+        };
+        if let Some(key) = fired_row {
             // Below the job's high-water mark anyway: the mark keeps refusing the
-            // instant once its row is gone, which keeps this index bounded.
-            let key = fired_key(&exec.job, exec.scheduled_at);
+            // instant (or event) once its row is gone, which keeps this index bounded.
             let owned = self.t.fired.get(key.as_slice())?.map(|v| v.value()) == Some(id.0);
             if owned {
                 self.t.fired.remove(key.as_slice())?;
@@ -720,6 +774,7 @@ fn new_execution(fire: &Fire, priority: i32, now: Timestamp) -> Execution {
         next_attempt_at: None,
         cancel_requested: false,
         attempts: Vec::new(),
+        event_revision: fire.event_revision,
     };
     if let Some(reason) = &fire.skip_reason {
         exec.status = ExecStatus::Skipped;

@@ -99,6 +99,20 @@ pub(crate) fn fired_key(job: &str, at: Timestamp) -> Vec<u8> {
     key
 }
 
+/// The nanoseconds part of a `fired` key that marks an event key: no instant has it
+/// (nanoseconds stay below 10^9), so event keys are a key space of their own inside
+/// each job's range.
+const EVENT_NANOS: u32 = u32::MAX;
+
+/// `fired` key of an event trigger: job prefix, the event revision (8, big-endian)
+/// where an instant has its seconds, then [`EVENT_NANOS`].
+pub(crate) fn event_fired_key(job: &str, revision: u64) -> Vec<u8> {
+    let mut key = job_prefix(job);
+    key.extend_from_slice(&revision.to_be_bytes());
+    key.extend_from_slice(&EVENT_NANOS.to_be_bytes());
+    key
+}
+
 /// Checks the layout of a `fired` key (used when a snapshot is read).
 pub(crate) fn check_fired_key(key: &[u8]) -> Result<(), StoreError> {
     let malformed = || StoreError::MalformedKey { table: "fired" };
@@ -167,6 +181,13 @@ mod tests {
         let (start, end) = job_range("a", FIRED_SUFFIX);
         assert!(start <= fired_key("a", early) && fired_key("a", late) <= end);
         check_fired_key(&fired_key("a", late)).unwrap();
+        // Event keys stay in the job's range and never equal an instant's key.
+        for revision in [0, 1, u64::MAX] {
+            let key = event_fired_key("a", revision);
+            assert!(start <= key && key <= end);
+            check_fired_key(&key).unwrap();
+            assert_ne!(key, fired_key("a", early));
+        }
         assert!(check_fired_key(b"junk").is_err());
     }
 }

@@ -22,7 +22,9 @@ pub(crate) const EXECUTIONS: TableDefinition<u128, &[u8]> = TableDefinition::new
 pub(crate) const JOB_EXECS: TableDefinition<&[u8], ()> = TableDefinition::new("job_execs");
 /// Job name → number of rows it has in `job_execs`, so pruning needs no count scan.
 pub(crate) const JOB_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("job_counts");
-/// `job 0x00 scheduled_at` → execution id, for `schedule` and `catchup` fires.
+/// `job scheduled_at` → execution id, for `schedule` and `catchup` fires; and
+/// `job event_revision` → execution id, for `event` fires (see
+/// [`crate::codec::event_fired_key`]).
 pub(crate) const FIRED: TableDefinition<&[u8], u128> = TableDefinition::new("fired");
 /// Ids of `queued` and `running` executions.
 pub(crate) const ACTIVE: TableDefinition<u128, ()> = TableDefinition::new("active");

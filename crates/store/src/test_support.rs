@@ -50,6 +50,7 @@ pub(crate) fn fire(id: u128, job: &str, at: i64, trigger: Trigger) -> Fire {
         trigger,
         start: None,
         skip_reason: None,
+        event_revision: None,
     }
 }
 

@@ -238,8 +238,10 @@ fn arb_command() -> impl Strategy<Value = Command> {
         (job.clone(), 1u32..4).prop_map(|(j, limit)| Command::PutJob {
             spec: spec_with_history(j, limit)
         }),
-        job.clone()
-            .prop_map(|j| Command::DeleteJob { name: j.into() }),
+        job.clone().prop_map(|j| Command::DeleteJob {
+            name: j.into(),
+            if_revision: None
+        }),
         (job.clone(), any::<bool>()).prop_map(|(j, paused)| Command::SetPaused {
             name: j.into(),
             paused

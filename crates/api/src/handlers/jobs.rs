@@ -151,7 +151,13 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     params.only(&[])?;
     match s
-        .commit(&session, Command::DeleteJob { name: name.clone() })
+        .commit(
+            &session,
+            Command::DeleteJob {
+                name: name.clone(),
+                if_revision: None,
+            },
+        )
         .await?
     {
         Response::JobDeleted { existed: true } => {
@@ -182,6 +188,7 @@ pub(crate) async fn run(
         trigger: Trigger::Manual,
         start: None,
         skip_reason: None,
+        event_revision: None,
     };
     let response = s
         .commit(&session, Command::Fire { fires: vec![fire] })

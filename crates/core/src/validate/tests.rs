@@ -120,8 +120,8 @@ fn schedule_fields() {
             "schedule",
             json!({"on": {"event": "deploy", "env": "prod"}}),
         )),
-        "schedule.on",
-        &["not available yet", "cron, every, at, after, manual"],
+        "schedule.on.env",
+        &["not a filter", "accepted: data"],
     );
     // A time in the past is accepted: it just never fires.
     let past = parse_job_value(&with("schedule", json!({"at": "2001-01-01T00:00:00Z"}))).unwrap();
@@ -479,4 +479,108 @@ fn plain_message_rewrites_rust_type_names() {
         "invalid type: string \"x\", expected an object"
     );
     assert_eq!(plain_message("no structs here"), "no structs here");
+}
+
+/// An `on` job as the design writes it: no misfire or catch-up window of its own.
+fn on_job(on: Value) -> Value {
+    let mut doc = with("schedule", json!({"on": on}));
+    let map = doc.as_object_mut().unwrap();
+    map.remove("misfire");
+    map.remove("catchup_window");
+    doc
+}
+
+#[test]
+fn event_triggers() {
+    for good in [
+        json!({"event": "execution.finished", "job": "build", "status": "succeeded"}),
+        json!({"event": "execution.finished", "trigger": "schedule", "data": {"attempt": 1}}),
+        json!({"event": "deploy.finished", "data": {"env": "prod"}}),
+        json!({"event": "deploy.finished"}),
+    ] {
+        let spec = parse_job_value(&on_job(good.clone())).unwrap();
+        let compiled = spec.validate().unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert!(!compiled.fires_on_its_own());
+        // The trigger reads back as it was written.
+        let back = serde_json::to_value(&spec).unwrap();
+        assert_eq!(back["schedule"]["on"], good);
+    }
+    let bad = |on: Value| invalid(&on_job(on));
+    assert_field(
+        &bad(json!({"event": "execution.finished", "job": "build", "status": "ok"})),
+        "schedule.on.status",
+        &["\"ok\"", "succeeded", "timed_out"],
+    );
+    assert_field(
+        &bad(json!({"event": "execution.finished", "job": "Build!"})),
+        "schedule.on.job",
+        &["[a-z0-9]"],
+    );
+    assert_field(
+        &bad(json!({"event": "execution.finished", "job": "nightly-backup"})),
+        "schedule.on.job",
+        &["own runs"],
+    );
+    assert_field(
+        &bad(json!({"event": "execution.finished", "jobs": "build"})),
+        "schedule.on.jobs",
+        &["job, status, trigger, node, data"],
+    );
+    assert_field(
+        &bad(json!({"event": "deploy.finished", "env": "prod"})),
+        "schedule.on.env",
+        &["accepted: data"],
+    );
+    assert_field(
+        &bad(json!({"event": "deploy finished"})),
+        "schedule.on.event",
+        &["dot-separated"],
+    );
+    assert_field(
+        &bad(json!({"event": "deploy.finished", "data": "prod"})),
+        "schedule.on.data",
+        &["object"],
+    );
+    // Misfire handling is about time instants; an `on` job does not take it.
+    let mut doc = on_job(json!({"event": "deploy.finished"}));
+    doc["misfire"] = json!("skip");
+    assert_field(&invalid(&doc), "misfire", &["does not apply", "`on`"]);
+    let mut doc = on_job(json!({"event": "deploy.finished"}));
+    doc["catchup_window"] = json!("5m");
+    assert_field(&invalid(&doc), "catchup_window", &["does not apply"]);
+    // An `on` without its event type names the missing key.
+    let err = parse_error(&on_job(json!({"job": "build"})));
+    assert!(err.field.starts_with("schedule"), "{err}");
+    assert!(err.message.contains("event"), "{err}");
+}
+
+#[test]
+fn delete_after_run_only_on_jobs_that_run_once() {
+    for schedule in [
+        json!({"at": "2030-01-01T00:00:00Z"}),
+        json!({"after": "5m"}),
+    ] {
+        let mut doc = with("schedule", schedule);
+        doc["delete_after_run"] = json!(true);
+        let spec = parse_job_value(&doc).unwrap();
+        assert!(spec.delete_after_run);
+        spec.validate().unwrap();
+    }
+    let mut doc = base();
+    doc["delete_after_run"] = json!(true);
+    assert_field(
+        &invalid(&doc),
+        "delete_after_run",
+        &["`at` or `after`", "`cron`"],
+    );
+    let mut doc = with("schedule", json!({"manual": true}));
+    doc["delete_after_run"] = json!(true);
+    assert_field(&invalid(&doc), "delete_after_run", &["`manual`"]);
+    // Absent means false, and false is not written back.
+    let spec = parse_job_value(&base()).unwrap();
+    assert!(!spec.delete_after_run);
+    assert!(serde_json::to_value(&spec)
+        .unwrap()
+        .get("delete_after_run")
+        .is_none());
 }

@@ -40,6 +40,7 @@ fn job_record(spec: JobSpec) -> JobRecord {
         updated_at: t0(0),
         revision: 1,
         last_scheduled_at: None,
+        last_event_revision: None,
     }
 }
 

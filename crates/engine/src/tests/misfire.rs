@@ -12,6 +12,7 @@ fn restart_after_outage(extra: serde_json::Value, now: Timestamp) -> (Sim, Vec<F
         updated_at: t0(0),
         revision: 1,
         last_scheduled_at: Some(t0(60)),
+        last_event_revision: None,
     };
     record.spec.name = "j".into();
     sim.seed_job(record);
@@ -92,6 +93,7 @@ fn run_all_is_bounded_to_the_newest_instants() {
         updated_at: t0(0),
         revision: 1,
         last_scheduled_at: None,
+        last_event_revision: None,
     });
     // Twelve hours of one-second instants missed: 43,200 of them.
     sim.restart(t0(43_200), &[]);
@@ -155,6 +157,7 @@ fn attempts_running_here_at_restart_are_lost_and_retried() {
         updated_at: t0(0),
         revision: 1,
         last_scheduled_at: None,
+        last_event_revision: None,
     });
     let mut here = execution(
         Ulid(1),
@@ -223,6 +226,7 @@ fn a_started_attempt_handed_over_is_dispatched_by_the_successor() {
         updated_at: t0(0),
         revision: 1,
         last_scheduled_at: None,
+        last_event_revision: None,
     });
     let mut e = execution(
         Ulid(7),
@@ -262,6 +266,7 @@ fn queued_executions_start_after_restart_by_priority() {
             updated_at: t0(0),
             revision: 1,
             last_scheduled_at: None,
+            last_event_revision: None,
         });
     }
     let low = execution(

@@ -77,6 +77,9 @@ struct Sim {
     restarts: u128,
     /// Ids of the executions seeding creates (far from the engines' ranges).
     next_seed: u128,
+    /// Every public event the store published, oldest first: the event log a new
+    /// engine replays after its [`Engine::event_floor`].
+    published: Vec<Arc<rota_core::event::Event>>,
 }
 
 fn counter_ids(start: u128) -> IdSource {
@@ -110,6 +113,7 @@ impl Sim {
             max_running,
             restarts: 0,
             next_seed: u128::from(u64::MAX),
+            published: Vec::new(),
         }
     }
 
@@ -147,6 +151,10 @@ impl Sim {
                 EventKind::Execution(e) => {
                     self.execs.insert(e.id, (**e).clone());
                     inputs.push(Input::Execution(e.clone()));
+                }
+                EventKind::Published(event) => {
+                    self.published.push(event.clone());
+                    inputs.push(Input::Event(event.clone()));
                 }
                 _ => {}
             }
@@ -189,6 +197,7 @@ impl Sim {
                         trigger: Trigger::Schedule,
                         start: None,
                         skip_reason: Some("seeded high-water mark".into()),
+                        event_revision: None,
                     }],
                 },
             );
@@ -209,6 +218,7 @@ impl Sim {
                     trigger: e.trigger,
                     start: None,
                     skip_reason: None,
+                    event_revision: e.event_revision,
                 }],
             },
         );
@@ -302,6 +312,12 @@ impl Sim {
             engine.handle(Input::Execution(Arc::new(e)), now, &mut out);
         }
         engine.start(now, &mut out);
+        // The events published while no engine ran, as the runtime replays them.
+        if let Some(floor) = engine.event_floor() {
+            for event in self.published.iter().filter(|e| e.revision > floor) {
+                engine.handle(Input::Event(event.clone()), now, &mut out);
+            }
+        }
         self.engine = engine;
         // Only the runs handed over survive a restart.
         self.running = adopt
@@ -326,6 +342,7 @@ impl Sim {
     fn remove(&mut self, name: &str) {
         self.apply_and_feed(Command::DeleteJob {
             name: name.to_string(),
+            if_revision: None,
         });
     }
 
@@ -412,6 +429,7 @@ impl Sim {
             trigger: Trigger::Manual,
             start: None,
             skip_reason: None,
+            event_revision: None,
         };
         self.apply_and_feed(Command::Fire { fires: vec![fire] });
         id
@@ -444,6 +462,10 @@ impl Sim {
                     );
                     self.running.insert(id, attempt);
                 }
+                Action::DeleteJob { job, revision } => commands.push(Command::DeleteJob {
+                    name: job,
+                    if_revision: Some(revision),
+                }),
                 // A local run is stopped by its token (the test completes it); a run
                 // elsewhere gets a committed cancel request.
                 Action::Cancel { id, attempt } => {
@@ -572,6 +594,7 @@ fn execution(
         next_attempt_at: None,
         cancel_requested: false,
         attempts: Vec::new(),
+        event_revision: None,
     }
 }
 
@@ -595,6 +618,7 @@ fn with(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
 }
 
 mod cancel;
+mod events;
 mod firing;
 mod leader_changes;
 mod misfire;

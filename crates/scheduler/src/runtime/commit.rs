@@ -175,6 +175,7 @@ mod tests {
             trigger: Trigger::Schedule,
             start: None,
             skip_reason: None,
+            event_revision: None,
         }
     }
 

@@ -321,9 +321,8 @@ impl Runtime {
                     EventKind::NodeRegistered(record) => {
                         Some(Input::NodeRegistered(record.clone()))
                     }
-                    EventKind::KvPut(_) | EventKind::KvDeleted { .. } | EventKind::Published(_) => {
-                        None
-                    }
+                    EventKind::Published(event) => Some(Input::Event(event.clone())),
+                    EventKind::KvPut(_) | EventKind::KvDeleted { .. } => None,
                     EventKind::Reset => {
                         info!(revision = event.revision, "store state replaced: reloading");
                         return Some(Exit::Rebuild("a snapshot install"));
@@ -379,6 +378,10 @@ impl Runtime {
                         });
                     }
                 }
+                Action::DeleteJob { job, revision } => self.pending.push(Command::DeleteJob {
+                    name: job,
+                    if_revision: Some(revision),
+                }),
                 Action::Dispatch {
                     id,
                     attempt,

@@ -85,7 +85,10 @@ fn delete_job_removes_its_executions_outputs_and_index_rows() {
     h.events();
 
     assert_eq!(
-        h.run(Command::DeleteJob { name: "a".into() }),
+        h.run(Command::DeleteJob {
+            name: "a".into(),
+            if_revision: None
+        }),
         Response::JobDeleted { existed: true }
     );
     let events = h.events();
@@ -112,7 +115,10 @@ fn delete_job_removes_its_executions_outputs_and_index_rows() {
     assert!(outcomes[0].created);
     h.events();
     assert_eq!(
-        h.run(Command::DeleteJob { name: "zzz".into() }),
+        h.run(Command::DeleteJob {
+            name: "zzz".into(),
+            if_revision: None
+        }),
         Response::JobDeleted { existed: false }
     );
     assert!(h.events().is_empty());
