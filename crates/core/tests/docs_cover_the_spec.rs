@@ -11,7 +11,7 @@ fn keys(value: &Value, out: &mut Vec<String>) {
         Value::Object(map) => {
             for (k, v) in map {
                 // Free-form maps: their keys are user data, not fields.
-                if !matches!(k.as_str(), "tags" | "metadata" | "env" | "headers") {
+                if !matches!(k.as_str(), "tags" | "metadata" | "env" | "headers" | "data") {
                     keys(v, out);
                 }
                 out.push(k.clone());
@@ -26,7 +26,7 @@ fn full_specs() -> Vec<Value> {
     let base = serde_json::json!({
         "name": "n", "description": "d", "timeout": "1m", "priority": 1, "overlap": "skip",
         "misfire": "run_all", "catchup_window": "1h", "paused": true, "tags": {"a": "b"},
-        "metadata": {"x": 1}, "history_limit": 5, "max_output_bytes": 10,
+        "metadata": {"x": 1}, "history_limit": 5, "max_output_bytes": 10, "delete_after_run": true,
         "retry": {"max_attempts": 2, "initial_delay": "1s", "max_delay": "2s", "multiplier": 2.0, "jitter": false},
     });
     let schedules = [
@@ -35,6 +35,7 @@ fn full_specs() -> Vec<Value> {
         serde_json::json!({"at": "2030-01-01T00:00:00Z"}),
         serde_json::json!({"after": "1m"}),
         serde_json::json!({"manual": true}),
+        serde_json::json!({"on": {"event": "execution.finished", "job": "b", "status": "failed", "trigger": "manual", "node": "n", "data": {"x": 1}}}),
     ];
     let executors = [
         serde_json::json!({"type": "shell", "command": "true", "args": ["a"], "env": {"K": "V"}, "cwd": "/"}),

@@ -407,6 +407,18 @@ mod tests {
     }
 
     #[test]
+    fn the_event_trigger_example_parses_and_validates() {
+        let text = include_str!("../../../examples/events.toml");
+        let specs = parse_job_file(text, JobFileFormat::Toml).expect("examples/events.toml");
+        assert_eq!(
+            names(&specs),
+            ["build", "package", "smoke-prod", "cleanup-once"]
+        );
+        assert!(matches!(specs[1].schedule, rota_core::Schedule::On(_)));
+        assert!(specs[3].delete_after_run);
+    }
+
+    #[test]
     fn format_from_extension() {
         for (path, format) in [
             ("jobs.toml", Some(JobFileFormat::Toml)),
