@@ -137,15 +137,26 @@ if [ "$MODE" = full ]; then
     KV_CLIENTS="1 16 64"
     KV_SECS=20
     FIRES_RECORD="100 1000 5000"
+    WATCH_EVENTS=20000
 else
     KV_CLIENTS="1 16"
     KV_SECS=10
     FIRES_RECORD="100 1000"
+    WATCH_EVENTS=5000
 fi
 
 for c in $KV_CLIENTS; do
     step "$LG" kv --target rota --url "$ROTA_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
     step "$LG" kv --target etcd --url "$ETCD_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
+done
+
+# Watch delivery with 1 and 100 watchers on one prefix (a fresh prefix per run).
+for w in 1 100; do
+    for target in rota etcd; do
+        if [ "$target" = etcd ]; then url=$ETCD_URL; else url=$ROTA_URL; fi
+        step "$LG" watch --target "$target" --url "$url" --watchers "$w" --writers 16 \
+            --events "$WATCH_EVENTS" --key-prefix "watch-w$w"
+    done
 done
 
 step "$LG" jobs --url "$ROTA_URL" --count 10000 --clients 16 --dir "$STAMPS" --delete

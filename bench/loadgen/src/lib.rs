@@ -13,7 +13,8 @@
 //! throughput and latency), [`jobs`] (job creation and deletion), [`lag`]
 //! (dispatch lag of jobs due at the same instant), [`fires`] (sustained firing
 //! rate), [`memory`] (resident memory with many jobs, restart time), [`failover`]
-//! (the longest write gap while a cluster's leader is killed). [`cluster`] tells
+//! (the longest write gap while a cluster's leader is killed), [`watch`] (watch
+//! delivery rate and lag with 1 or many watchers). [`cluster`] tells
 //! which node of a 3-node rota or etcd cluster leads and whether all caught up.
 //! Nothing here asserts on timing: the figures are reported, not judged.
 
@@ -31,6 +32,7 @@ pub mod report;
 pub mod result;
 pub mod stamps;
 pub mod stats;
+pub mod watch;
 
 pub use error::BenchError;
 pub use result::{Measurement, Outcome};

@@ -15,6 +15,7 @@ use loadgen::kv::{error_chain, run_kv, KvRun, Stop, Target};
 use loadgen::lag::{run_lag, LagRun};
 use loadgen::memory::{run_memory, wait_ready, MemoryRun, ReadyWait};
 use loadgen::stamps::StampFormat;
+use loadgen::watch::{run_watch, WatchRun};
 use loadgen::{fires, report, BenchError, Outcome};
 use serde_json::{json, Value};
 
@@ -110,6 +111,28 @@ enum Command {
         /// Keys are `<prefix>/<i>`.
         #[arg(long, default_value = "bench-get")]
         key_prefix: String,
+    },
+    /// Watch delivery: watchers on one prefix, then writers put keys under it.
+    Watch {
+        #[arg(long, value_enum)]
+        target: TargetArg,
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1)]
+        watchers: usize,
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Keys written (each must reach every watcher).
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        #[arg(long, default_value_t = 16)]
+        value_bytes: usize,
+        /// Keys are `<prefix>/<i>`; use a fresh prefix per run.
+        #[arg(long)]
+        key_prefix: String,
+        /// How long watchers may take after the last write.
+        #[arg(long, default_value_t = 30)]
+        drain_secs: u64,
     },
     /// Wait until a cluster agrees on a leader; print its 1-based position in --urls.
     ClusterWait {
@@ -343,6 +366,28 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
                 keys,
                 value_bytes,
                 key_prefix,
+            })
+            .await?,
+        ],
+        Command::Watch {
+            target,
+            url,
+            watchers,
+            writers,
+            events,
+            value_bytes,
+            key_prefix,
+            drain_secs,
+        } => vec![
+            run_watch(WatchRun {
+                target: target.into(),
+                url,
+                watchers,
+                writers,
+                events,
+                value_bytes,
+                key_prefix,
+                drain: Duration::from_secs(drain_secs),
             })
             .await?,
         ],

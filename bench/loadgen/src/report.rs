@@ -73,14 +73,14 @@ fn ms(v: f64) -> String {
     }
 }
 
-fn dist(s: &Option<Summary>) -> String {
+pub(crate) fn dist(s: &Option<Summary>) -> String {
     match s {
         Some(s) => format!("{} / {} / {}", ms(s.p50), ms(s.p99), ms(s.max)),
         None => "–".to_string(),
     }
 }
 
-fn rate(v: f64) -> String {
+pub(crate) fn rate(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else {
@@ -93,7 +93,7 @@ fn mib(bytes: u64) -> String {
 }
 
 /// `a / b` as `1.23×`, or a dash when it means nothing.
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b.abs() > f64::EPSILON && a.is_finite() && b.is_finite() => {
             format!("{:.2}×", a / b)
@@ -108,7 +108,7 @@ const DISTURBED_SHARE: f64 = 0.1;
 /// The disturbance cell: other processes' CPU during each step of the row, in
 /// cores, marked when above [`DISTURBED_SHARE`] of the machine. Results without
 /// that figure fall back to the load average, marked above the core count.
-fn load_cell(outcomes: &[&Outcome], cores: usize) -> String {
+pub(crate) fn load_cell(outcomes: &[&Outcome], cores: usize) -> String {
     let mut disturbed = false;
     let cells: Vec<String> = outcomes
         .iter()
@@ -131,7 +131,7 @@ fn load_cell(outcomes: &[&Outcome], cores: usize) -> String {
     format!("{}{mark}", cells.join(", "))
 }
 
-fn latest_of<'a>(outcomes: &[&'a Outcome], system: &str) -> Option<&'a Outcome> {
+pub(crate) fn latest_of<'a>(outcomes: &[&'a Outcome], system: &str) -> Option<&'a Outcome> {
     // The last run of a case wins: a re-run replaces a disturbed one.
     outcomes.iter().rev().find(|o| o.system == system).copied()
 }
@@ -143,7 +143,7 @@ type Section = fn(&[&Outcome], usize) -> String;
 /// marked as disturbed.
 pub fn render(outcomes: &[Outcome], cores: usize) -> String {
     let mut out = String::new();
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
         ("kv", kv_section),
         ("failover", failover_section),
         ("jobs", jobs_section),
@@ -151,6 +151,7 @@ pub fn render(outcomes: &[Outcome], cores: usize) -> String {
         ("fires", fires_section),
         ("memory", memory_section),
         ("restart", restart_section),
+        ("watch", crate::watch::watch_section),
     ];
     for (bench, section) in sections {
         let of: Vec<&Outcome> = outcomes

@@ -106,6 +106,23 @@ pub enum Measurement {
         /// The writer's wait for one answer before it tried the next node.
         request_timeout_ms: u64,
     },
+    /// `watchers` watch streams on one prefix while `writers` clients put `events`
+    /// keys under it: deliveries per second over all watchers, and the lag from a
+    /// write's send to each delivery.
+    Watch {
+        watchers: usize,
+        writers: usize,
+        events: usize,
+        /// Deliveries seen, over all watchers (each key once per watcher).
+        delivered: u64,
+        /// `events` times `watchers`.
+        expected: u64,
+        write_errors: u64,
+        /// From the first write to the last delivery.
+        secs: f64,
+        deliveries_per_sec: f64,
+        lag_ms: Option<Summary>,
+    },
 }
 
 /// The operation of a key/value run.
@@ -137,6 +154,7 @@ impl Measurement {
             Measurement::Memory { .. } => "memory",
             Measurement::Restart { .. } => "restart",
             Measurement::Failover { .. } => "failover",
+            Measurement::Watch { .. } => "watch",
         }
     }
 }
@@ -263,6 +281,19 @@ impl Outcome {
             } => format!(
                 "memory jobs={jobs}: RSS {:.1} MiB (loaded in {load_secs:.1}s)",
                 *rss_bytes as f64 / MIB
+            ),
+            Measurement::Watch {
+                watchers,
+                events,
+                delivered,
+                expected,
+                deliveries_per_sec,
+                lag_ms,
+                ..
+            } => format!(
+                "watch watchers={watchers} events={events}: {delivered}/{expected} delivered, \
+                 {deliveries_per_sec:.0}/s, lag {}",
+                lat(lag_ms)
             ),
             Measurement::Restart {
                 jobs,
