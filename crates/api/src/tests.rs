@@ -46,6 +46,7 @@ impl Harness {
                 data_dir: dir.path().join("data"),
                 advertise_url: "http://127.0.0.1:7700".into(),
                 snapshot_every: 10_000,
+                watch_retention: rota_store::DEFAULT_EVENT_RETENTION,
             },
             &Default::default(),
         )

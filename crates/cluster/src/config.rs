@@ -125,6 +125,9 @@ pub struct NodeConfig {
     pub advertise_url: String,
     /// Build a snapshot (and purge the log before it) every this many entries.
     pub snapshot_every: u64,
+    /// How many public events the event log keeps at least (`watch.retention`).
+    /// It changes what apply deletes, so every member must use the same.
+    pub watch_retention: u64,
 }
 
 impl NodeConfig {

@@ -119,7 +119,7 @@ impl Node {
             store,
             state_machine: sm,
             released,
-        } = open_storage(cfg.data_dir.clone()).await?;
+        } = open_storage(cfg.data_dir.clone(), cfg.watch_retention).await?;
 
         let transport = Transport::new(options.secret.clone());
         let network = network::HttpNetwork::new(cfg.node_id, transport.clone());
@@ -372,7 +372,10 @@ pub(crate) struct Storage {
 /// Opens the files of the data directory `dir` (creating what is missing):
 /// `raft-log.redb`, `state.redb` and `snapshots/`. redb calls block, so this runs
 /// on the blocking pool.
-pub(crate) async fn open_storage(dir: PathBuf) -> Result<Storage, ClusterError> {
+pub(crate) async fn open_storage(
+    dir: PathBuf,
+    watch_retention: u64,
+) -> Result<Storage, ClusterError> {
     let (alive, released) = mpsc::channel(1);
     let (log, store, state_machine) = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
@@ -380,7 +383,7 @@ pub(crate) async fn open_storage(dir: PathBuf) -> Result<Storage, ClusterError> 
             source,
         })?;
         let log = LogStore::open(&dir.join("raft-log.redb"), alive.clone())?;
-        let store = Store::open(&dir.join("state.redb"))?;
+        let store = Store::open_with(&dir.join("state.redb"), watch_retention)?;
         let snapshots = SnapshotDir::open(dir.join("snapshots"))?;
         let state_machine = StateMachine::open(store.clone(), snapshots, alive)?;
         Ok::<_, ClusterError>((log, store, state_machine))

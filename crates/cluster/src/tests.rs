@@ -22,6 +22,7 @@ fn config(dir: &Path, snapshot_every: u64) -> NodeConfig {
         data_dir: dir.to_path_buf(),
         advertise_url: "http://127.0.0.1:7700".into(),
         snapshot_every,
+        watch_retention: rota_store::DEFAULT_EVENT_RETENTION,
     }
 }
 
@@ -312,7 +313,7 @@ mod conformance {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let storage = open_storage(dir.path().to_path_buf())
+            let storage = open_storage(dir.path().to_path_buf(), rota_store::DEFAULT_EVENT_RETENTION)
                 .await
                 .expect("open storage");
             Ok((dir, storage.log, storage.state_machine))

@@ -85,6 +85,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
             advertise_url: advertise_url.clone(),
             snapshot_every: cfg.snapshot_every,
+            watch_retention: cfg.watch_retention,
         },
         ClusterOptions {
             bootstrap,

@@ -17,7 +17,7 @@ use ulid::Ulid;
 use crate::codec::{decode, encode, job_range, split_job_exec_key, FIRED_SUFFIX, JOB_EXEC_SUFFIX};
 use crate::tables::{Tables, OUTPUT, SESSION};
 use crate::StoreError;
-use rota_core::event::Event;
+use rota_core::event::types;
 use rota_core::execution::NODE_RESTARTED;
 use rota_core::{
     AttemptRecord, ClientRequest, Command, EventKind, ExecStatus, Execution, Finish, FireOutcome,
@@ -39,23 +39,29 @@ pub(crate) struct SessionRecord {
     pub response: Response,
 }
 
-/// Applies one client request at log index `index`.
+/// Applies one client request at log index `index`; `event_retention` is the
+/// number of public events the log keeps at least (see [`crate::events`]).
 pub(crate) fn apply_request(
     tables: &mut Tables<'_>,
     index: u64,
     req: &ClientRequest,
     events: &mut Vec<StoreEvent>,
+    event_retention: u64,
 ) -> Result<Response, StoreError> {
     let mut apply = Apply {
         t: tables,
         index,
         at: req.at,
         events,
+        event_seq: 0,
         fenced_out: false,
     };
     let response = apply.request(req)?;
     if index.is_multiple_of(SESSION_SWEEP_EVERY) {
         expire_sessions(apply.t, req.at)?;
+    }
+    if index.is_multiple_of(crate::events::SWEEP_EVERY) {
+        crate::events::sweep(apply.t, req.at, event_retention)?;
     }
     Ok(response)
 }
@@ -133,6 +139,9 @@ struct Apply<'a, 't> {
     index: u64,
     at: Timestamp,
     events: &'a mut Vec<StoreEvent>,
+    /// The sequence number of the next public event of this entry (its key in the
+    /// event log is `(index, event_seq)`).
+    event_seq: u32,
     /// Inside a `Fenced` command of a superseded scheduler epoch: fires are refused
     /// and starts ignored.
     fenced_out: bool,
@@ -229,13 +238,7 @@ impl Apply<'_, '_> {
                 Ok(Response::Ok)
             }
             Command::PublishEvent { event_type, data } => {
-                self.emit(EventKind::Published(Arc::new(Event {
-                    revision: self.index,
-                    event_type: event_type.clone(),
-                    key: event_type.clone(),
-                    at: self.at,
-                    data: data.clone(),
-                })));
+                self.publish(event_type, event_type, data.clone())?;
                 Ok(Response::Ok)
             }
             Command::RegisterNode {
@@ -344,6 +347,12 @@ impl Apply<'_, '_> {
         };
         self.t.put_job(&record)?;
         self.emit(EventKind::JobPut(Arc::new(record.clone())));
+        let public = if created {
+            types::JOB_CREATED
+        } else {
+            types::JOB_UPDATED
+        };
+        self.publish_job(public, &record)?;
         Ok(Response::JobPut {
             created,
             job: Box::new(record),
@@ -390,6 +399,7 @@ impl Apply<'_, '_> {
             self.emit(EventKind::JobDeleted {
                 name: name.to_string(),
             });
+            self.publish(types::JOB_DELETED, name, serde_json::json!({ "job": name }))?;
         }
         Ok(Response::JobDeleted { existed })
     }
@@ -408,6 +418,12 @@ impl Apply<'_, '_> {
         job.revision = self.index;
         self.t.put_job(&job)?;
         self.emit(EventKind::JobPut(Arc::new(job.clone())));
+        let public = if paused {
+            types::JOB_PAUSED
+        } else {
+            types::JOB_RESUMED
+        };
+        self.publish_job(public, &job)?;
         Ok(Response::JobPut {
             created: false,
             job: Box::new(job),
@@ -430,6 +446,7 @@ impl Apply<'_, '_> {
             exec.next_attempt_at = None;
             self.t.put_execution(&exec)?;
             self.emit_execution(&exec);
+            self.publish_execution(types::EXECUTION_STARTED, &exec)?;
         }
         Ok(Response::Ok)
     }
@@ -486,6 +503,12 @@ impl Apply<'_, '_> {
             }
             self.t.put_execution(&exec)?;
             self.emit_execution(&exec);
+            let public = if exec.is_active() {
+                types::EXECUTION_QUEUED
+            } else {
+                types::EXECUTION_FINISHED
+            };
+            self.publish_execution(public, &exec)?;
         }
         Ok(Response::Ok)
     }
@@ -503,6 +526,7 @@ impl Apply<'_, '_> {
                 exec.next_attempt_at = None;
                 self.t.put_execution(&exec)?;
                 self.emit_execution(&exec);
+                self.publish_execution(types::EXECUTION_FINISHED, &exec)?;
             }
             ExecStatus::Running => {
                 if !exec.cancel_requested {
@@ -554,6 +578,7 @@ impl Apply<'_, '_> {
         self.t
             .kv
             .insert(key, encode(crate::tables::KV_ENTRY, &entry)?.as_slice())?;
+        self.publish_kv_put(&entry)?;
         self.emit(EventKind::KvPut(Arc::new(entry)));
         Ok(Response::KvPut {
             key: key.to_string(),
@@ -576,6 +601,8 @@ impl Apply<'_, '_> {
             self.emit(EventKind::KvDeleted {
                 key: key.to_string(),
             });
+            let data = serde_json::json!({ "key": key, "revision": self.index });
+            self.publish(types::KV_DELETED, key, data)?;
         }
         Ok(Response::KvDeleted {
             key: key.to_string(),
@@ -586,5 +613,7 @@ impl Apply<'_, '_> {
 }
 
 mod fire;
+mod publish;
+
 #[cfg(test)]
 mod tests;

@@ -30,12 +30,14 @@ use ulid::Ulid;
 mod apply;
 pub mod codec;
 mod error;
+mod events;
 mod snapshot;
 mod tables;
 #[cfg(test)]
 mod test_support;
 
 pub use error::StoreError;
+pub use events::{EventPage, DEFAULT_RETENTION as DEFAULT_EVENT_RETENTION, RETENTION_AGE};
 pub use snapshot::SnapshotHeader;
 
 use codec::{decode, job_exec_key, job_range, JOB_EXEC_SUFFIX};
@@ -114,6 +116,9 @@ pub struct Store {
     db: RedbFile,
     events: broadcast::Sender<Arc<StoreEvent>>,
     applied: AtomicU64,
+    /// How many public events the log keeps at least (`watch.retention`); it
+    /// changes what apply deletes, so every replica must use the same.
+    event_retention: u64,
     /// Serialises write transactions with the durable commit that precedes a
     /// snapshot export, so the exported state is exactly the durable one.
     writer: Mutex<()>,
@@ -128,8 +133,14 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the state file.
+    /// Opens (or creates) the state file, keeping the default number of events.
     pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
+        Store::open_with(path, DEFAULT_EVENT_RETENTION)
+    }
+
+    /// Opens (or creates) the state file; the event log keeps at least
+    /// `event_retention` events (and every event of the last 24 h).
+    pub fn open_with(path: &Path, event_retention: u64) -> Result<Arc<Store>, StoreError> {
         let db = RedbFile::open(path, CACHE_BYTES, Recovery::QuickRepair)?;
         let txn = db.begin_write(Durability::Immediate)?;
         let applied = {
@@ -163,6 +174,7 @@ impl Store {
             db,
             events,
             applied: AtomicU64::new(applied),
+            event_retention,
             writer: Mutex::new(()),
         }))
     }
@@ -202,7 +214,13 @@ impl Store {
             let mut t = Tables::open(&txn)?;
             for entry in entries {
                 let response = match entry.request {
-                    Some(req) => apply::apply_request(&mut t, entry.index, req, &mut events)?,
+                    Some(req) => apply::apply_request(
+                        &mut t,
+                        entry.index,
+                        req,
+                        &mut events,
+                        self.event_retention,
+                    )?,
                     None => Response::Ok,
                 };
                 responses.push(response);
@@ -455,6 +473,27 @@ impl Store {
             .and_then(|v| tables::read_u64(v.value()))
             .unwrap_or(0);
         Ok(epoch)
+    }
+
+    /// Public events after revision `after` that `filter` keeps, looking at about
+    /// `limit` events of the log (whole revisions), oldest first; the page says up
+    /// to which revision it looked. Events at or below [`Store::compact_revision`]
+    /// are gone.
+    pub fn events_after(
+        &self,
+        after: u64,
+        filter: &dyn Fn(&rota_core::event::Event) -> bool,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let txn = self.db.begin_read()?;
+        events::read_after(&txn, after, filter, limit)
+    }
+
+    /// The highest revision whose events the retention sweep dropped (0 when none):
+    /// a reader can be served every event after any revision at or above it.
+    pub fn compact_revision(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        events::compact_revision(&txn)
     }
 
     /// Log index of the last applied entry (0 before any).

@@ -9,7 +9,9 @@
 //! 0:u8 record_count:u64
 //! ```
 //! Keys and values are the tables' own bytes (versioned records, see
-//! [`crate::codec`]). Every record is decoded on import, so a damaged or foreign
+//! [`crate::codec`]); an event log row's key is `revision:u64 seq:u32`. Version 2
+//! added the event log and its compact revision; a version 1 stream (without them)
+//! still imports. Every record is decoded on import, so a damaged or foreign
 //! stream is refused before it replaces anything.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -20,10 +22,13 @@ use crate::apply::SessionRecord;
 use crate::codec::{check_fired_key, decode, parse_ulid, split_job_exec_key};
 use crate::tables::{self, Tables};
 use crate::StoreError;
+use rota_core::event::Event;
 use rota_core::{Execution, JobRecord, KvEntry, NodeRecord};
 
 const MAGIC: &[u8; 8] = b"ROTASNAP";
-const SNAPSHOT_VERSION: u8 = 1;
+const SNAPSHOT_VERSION: u8 = 2;
+/// The oldest stream version this release imports.
+const OLDEST_SNAPSHOT_VERSION: u8 = 1;
 /// Longest key or value accepted from a stream: a bound on what a damaged length
 /// field can make the reader allocate.
 const MAX_FIELD: usize = 1 << 30;
@@ -41,6 +46,9 @@ const TAG_SESSIONS: u8 = 9;
 /// The scheduler epoch (key `scheduler_epoch`, value u64); only written when set.
 const TAG_SCHEDULER_EPOCH: u8 = 10;
 const TAG_NODES: u8 = 11;
+const TAG_EVENTS: u8 = 12;
+/// The event log's compact revision (key `events_compact`, value u64); only written when set.
+const TAG_EVENTS_COMPACT: u8 = 13;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -149,15 +157,22 @@ pub(crate) fn export(
     str_bytes(&mut out, txn, TAG_KV, tables::KV)?;
     str_bytes(&mut out, txn, TAG_SESSIONS, tables::SESSIONS)?;
     str_bytes(&mut out, txn, TAG_NODES, tables::NODES)?;
-    if let Some(epoch) = txn
-        .open_table(tables::META)?
-        .get(tables::META_SCHEDULER_EPOCH)?
-    {
-        out.record(
-            TAG_SCHEDULER_EPOCH,
-            tables::META_SCHEDULER_EPOCH.as_bytes(),
-            epoch.value(),
-        )?;
+    for row in txn.open_table(tables::EVENTS)?.iter()? {
+        let (k, v) = row?;
+        let (revision, seq) = k.value();
+        let mut key = [0u8; 12];
+        key[..8].copy_from_slice(&revision.to_be_bytes());
+        key[8..].copy_from_slice(&seq.to_be_bytes());
+        out.record(TAG_EVENTS, &key, v.value())?;
+    }
+    let meta = txn.open_table(tables::META)?;
+    for (tag, name) in [
+        (TAG_SCHEDULER_EPOCH, tables::META_SCHEDULER_EPOCH),
+        (TAG_EVENTS_COMPACT, tables::META_EVENTS_COMPACT),
+    ] {
+        if let Some(value) = meta.get(name)? {
+            out.record(tag, name.as_bytes(), value.value())?;
+        }
     }
 
     out.w.write_all(&[TAG_END])?;
@@ -203,9 +218,10 @@ pub(crate) fn read_header(r: &mut impl Read) -> Result<SnapshotHeader, StoreErro
         return Err(malformed("not a rota snapshot (bad magic bytes)"));
     }
     let version = read_u8(r)?;
-    if version != SNAPSHOT_VERSION {
+    if !(OLDEST_SNAPSHOT_VERSION..=SNAPSHOT_VERSION).contains(&version) {
         return Err(malformed(format!(
-            "snapshot version {version}; this release reads version {SNAPSHOT_VERSION}"
+            "snapshot version {version}; this release reads versions \
+             {OLDEST_SNAPSHOT_VERSION} to {SNAPSHOT_VERSION}"
         )));
     }
     let applied_index = read_u64(r)?;
@@ -249,6 +265,7 @@ pub(crate) fn import(
     txn.delete_table(tables::KV)?;
     txn.delete_table(tables::SESSIONS)?;
     txn.delete_table(tables::NODES)?;
+    txn.delete_table(tables::EVENTS)?;
     let mut t = Tables::open(txn)?;
 
     let mut key = Vec::new();
@@ -342,6 +359,31 @@ pub(crate) fn import(
                 let epoch = tables::read_u64(&value)
                     .ok_or_else(|| malformed("a scheduler epoch is not 8 bytes"))?;
                 t.set_scheduler_epoch(epoch)?;
+            }
+            TAG_EVENTS => {
+                let key: [u8; 12] = key
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| malformed("an event key is not 12 bytes"))?;
+                let (revision, seq) = key.split_at(8);
+                let revision = u64::from_be_bytes(revision.try_into().unwrap_or_default());
+                let seq = u32::from_be_bytes(seq.try_into().unwrap_or_default());
+                let event: Event = decode(tables::EVENT, &value)?;
+                if event.revision != revision {
+                    return Err(malformed(format!(
+                        "event row {revision} holds an event of revision {}",
+                        event.revision
+                    )));
+                }
+                t.events.insert((revision, seq), value.as_slice())?;
+            }
+            TAG_EVENTS_COMPACT => {
+                if key != tables::META_EVENTS_COMPACT.as_bytes() {
+                    return Err(malformed("a compact revision row under another key"));
+                }
+                let revision = tables::read_u64(&value)
+                    .ok_or_else(|| malformed("a compact revision is not 8 bytes"))?;
+                t.set_events_compact(revision)?;
             }
             other => return Err(malformed(format!("unknown table tag {other}"))),
         }

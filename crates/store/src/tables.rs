@@ -36,6 +36,9 @@ pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// Node name → [`rota_core::NodeRecord`] (registered workers).
 pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+/// (revision, sequence within it) → [`rota_core::event::Event`]: the public event
+/// log, oldest first, trimmed by the retention sweep (`crate::events`).
+pub(crate) const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("events");
 
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
@@ -43,6 +46,9 @@ pub(crate) const META_RAFT: &str = "raft";
 /// The scheduler epoch (u64, big-endian): the highest Raft term a scheduler was
 /// claimed in; absent means 0.
 pub(crate) const META_SCHEDULER_EPOCH: &str = "scheduler_epoch";
+/// The highest revision whose events the retention sweep dropped (u64, big-endian);
+/// absent means 0 (nothing dropped).
+pub(crate) const META_EVENTS_COMPACT: &str = "events_compact";
 
 /// Layout version of the state file as a whole.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -53,6 +59,7 @@ pub(crate) const KV_ENTRY: &str = "kv entry";
 pub(crate) const SESSION: &str = "session";
 pub(crate) const OUTPUT: &str = "output";
 pub(crate) const NODE: &str = "node";
+pub(crate) const EVENT: &str = "event";
 
 /// Every table of the state file, opened in one write transaction.
 pub(crate) struct Tables<'t> {
@@ -67,6 +74,7 @@ pub(crate) struct Tables<'t> {
     pub kv: Table<'t, &'static str, &'static [u8]>,
     pub sessions: Table<'t, &'static str, &'static [u8]>,
     pub nodes: Table<'t, &'static str, &'static [u8]>,
+    pub events: Table<'t, (u64, u32), &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -83,6 +91,7 @@ impl<'t> Tables<'t> {
             kv: txn.open_table(KV)?,
             sessions: txn.open_table(SESSIONS)?,
             nodes: txn.open_table(NODES)?,
+            events: txn.open_table(EVENTS)?,
         })
     }
 
@@ -142,6 +151,20 @@ impl<'t> Tables<'t> {
     pub fn set_scheduler_epoch(&mut self, epoch: u64) -> Result<(), StoreError> {
         self.meta
             .insert(META_SCHEDULER_EPOCH, epoch.to_be_bytes().as_slice())?;
+        Ok(())
+    }
+
+    pub fn events_compact(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(META_EVENTS_COMPACT)?
+            .and_then(|v| read_u64(v.value()))
+            .unwrap_or(0))
+    }
+
+    pub fn set_events_compact(&mut self, revision: u64) -> Result<(), StoreError> {
+        self.meta
+            .insert(META_EVENTS_COMPACT, revision.to_be_bytes().as_slice())?;
         Ok(())
     }
 

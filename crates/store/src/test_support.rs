@@ -70,8 +70,14 @@ pub(crate) fn finish(id: u128, attempt: u32, status: ExecStatus, at: i64) -> Fin
 
 impl Harness {
     pub fn new() -> Harness {
+        Harness::with_event_retention(crate::DEFAULT_EVENT_RETENTION)
+    }
+
+    /// A store whose event log keeps at least `retention` events.
+    pub fn with_event_retention(retention: u64) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("state.redb")).expect("open store");
+        let store =
+            Store::open_with(&dir.path().join("state.redb"), retention).expect("open store");
         let events = store.subscribe();
         Harness {
             dir,
@@ -132,8 +138,17 @@ impl Harness {
         responses.remove(0)
     }
 
-    /// Events published since the last call.
+    /// Store events announced since the last call, without the public ones
+    /// (`EventKind::Published`, which the event log tests look at).
     pub fn events(&mut self) -> Vec<Arc<StoreEvent>> {
+        self.all_events()
+            .into_iter()
+            .filter(|e| !matches!(e.kind, rota_core::EventKind::Published(_)))
+            .collect()
+    }
+
+    /// Every store event announced since the last call.
+    pub fn all_events(&mut self) -> Vec<Arc<StoreEvent>> {
         let mut out = Vec::new();
         while let Ok(e) = self.events.try_recv() {
             out.push(e);

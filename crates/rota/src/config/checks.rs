@@ -88,6 +88,13 @@ pub fn check_snapshot_every(n: u64) -> Result<u64, String> {
     Ok(n)
 }
 
+pub fn check_watch_retention(n: u64) -> Result<u64, String> {
+    if n == 0 {
+        return Err("must be at least 1".to_string());
+    }
+    Ok(n)
+}
+
 /// A duration such as `10s` or `1m`, from `min` to `max`.
 fn duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d: HumanDuration = text.parse()?;

@@ -36,7 +36,7 @@ use super::{advertise_for, Source};
 use super::{
     DEFAULT_DATA_DIR, DEFAULT_ELECTION_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LISTEN,
     DEFAULT_LOG, DEFAULT_MAX_RUNNING, DEFAULT_NODE_ID, DEFAULT_NODE_TIMEOUT,
-    DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_SNAPSHOT_EVERY, DEFAULT_WATCH_RETENTION,
 };
 use crate::error::ConfigError;
 
@@ -251,6 +251,16 @@ server_settings! {
     snapshot_every: u64,
         file u64 => check_snapshot_every,
         value u64 = |v| v.unwrap_or(DEFAULT_SNAPSHOT_EVERY);
+
+    /// Events the watch log keeps at least (it also keeps every event of the last
+    /// 24 h); every member must use the same [default: 100000].
+    ///
+    /// At least 1. It decides what the replicated state machine deletes, so members
+    /// with different values would hold different logs.
+    #[arg(long, value_name = "N", value_parser = flag(check_watch_retention))]
+    watch_retention: u64,
+        file u64 => check_watch_retention,
+        value u64 = |v| v.unwrap_or(DEFAULT_WATCH_RETENTION);
 
     /// How long a node running attempts may stay silent before the leader presumes
     /// it dead and retries its runs, 1s-1h [default: 10s].

@@ -39,6 +39,8 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub const DEFAULT_DATA_DIR: &str = "rota-data";
 pub const DEFAULT_MAX_RUNNING: usize = 64;
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+/// The default of `watch_retention`: the event log keeps at least this many events.
+pub const DEFAULT_WATCH_RETENTION: u64 = 100_000;
 pub const DEFAULT_HEARTBEAT_INTERVAL: std::time::Duration =
     rota_cluster::DEFAULT_HEARTBEAT_INTERVAL;
 pub const DEFAULT_ELECTION_TIMEOUT: std::time::Duration = rota_cluster::DEFAULT_ELECTION_TIMEOUT;

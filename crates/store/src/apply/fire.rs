@@ -104,6 +104,7 @@ impl Apply<'_, '_> {
             let count = self.t.job_count(&fire.job)?;
             self.t.set_job_count(&fire.job, count + 1)?;
             self.emit_execution(&exec);
+            self.publish_created(&exec)?;
             outcomes.push(FireOutcome {
                 id: fire.id,
                 job: fire.job.clone(),

@@ -17,6 +17,7 @@ fn put(h: &mut Harness, name: &str) {
 }
 
 mod event_fires;
+mod events;
 mod executions;
 mod firing;
 mod history;
