@@ -225,6 +225,12 @@ impl Runtime {
             for c in completed {
                 engine.handle(Input::Completed(c), now, &mut out);
             }
+            // Events published while no engine ran (a leader change, a restart):
+            // replayed from the log up to what was loaded; the store refuses a
+            // second fire of an event any earlier engine already handled.
+            if let Some(from) = engine.event_floor() {
+                replay_events(&store, &mut engine, from, floor, now, &mut out)?;
+            }
             Ok::<_, SchedulerError>((engine, floor, out))
         });
         load.await?
@@ -443,4 +449,37 @@ mod tests {
     async fn sleep_until_a_past_time_returns_at_once() {
         sleep_until(Some(Utc::now() - chrono::TimeDelta::seconds(5))).await;
     }
+}
+
+/// Events published after `from` and up to `until` from the store's event log, fed
+/// to `engine` in order, a page at a time.
+fn replay_events(
+    store: &rota_store::Store,
+    engine: &mut Engine,
+    from: u64,
+    until: u64,
+    now: Timestamp,
+    out: &mut Vec<Action>,
+) -> Result<(), SchedulerError> {
+    const PAGE: usize = 1024;
+    let compacted = store.compact_revision()?;
+    if compacted > from {
+        warn!(
+            from,
+            compacted,
+            "events between these revisions were dropped by retention before a scheduler read them; their triggers did not fire"
+        );
+    }
+    let mut cursor = from;
+    while cursor < until {
+        let page = store.events_after(cursor, &|e| e.revision <= until, PAGE)?;
+        for event in page.events {
+            engine.handle(Input::Event(Arc::new(event)), now, out);
+        }
+        if page.through <= cursor {
+            break;
+        }
+        cursor = page.through;
+    }
+    Ok(())
 }
