@@ -343,3 +343,83 @@ async fn more_runs_due_together_than_one_turn_takes_all_run_once() {
     workers.stop().await;
     node.shutdown().await.expect("node stops");
 }
+
+async fn publish(node: &Node, event_type: &str, data: serde_json::Value) -> u64 {
+    let (revision, response) = node
+        .write(ClientRequest {
+            session: None,
+            at: Utc::now(),
+            command: Command::PublishEvent {
+                event_type: event_type.into(),
+                data,
+            },
+        })
+        .await
+        .expect("event published");
+    assert!(matches!(response, Response::Ok), "{response:?}");
+    revision
+}
+
+/// Event revisions of the executions of `job` that succeeded, oldest first.
+fn fired_revisions(node: &Node, job: &str) -> Vec<Option<u64>> {
+    let mut execs = node
+        .store()
+        .list_executions(job, 100, None)
+        .expect("executions");
+    execs.reverse();
+    execs.iter().map(|e| e.event_revision).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_while_no_scheduler_ran_fire_once_when_one_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(&dir.path().join("data")).await;
+    let record = dir.path().join("record.txt");
+    put_job(
+        &node,
+        json!({
+            "name": "deployed",
+            "schedule": {"on": {"event": "deploy.finished", "data": {"env": "prod"}}},
+            "executor": {"type": "record", "path": record.to_string_lossy()},
+        }),
+    )
+    .await;
+    // No scheduler runs yet: these wait in the event log.
+    let first = publish(&node, "deploy.finished", json!({"env": "prod"})).await;
+    publish(&node, "deploy.finished", json!({"env": "dev"})).await;
+    let second = publish(&node, "deploy.finished", json!({"env": "prod"})).await;
+
+    let mut events = node.store().subscribe();
+    let (_scheduler, workers) = start_scheduler(&node);
+    let mut done = 0;
+    until(&mut events, |e| {
+        if e.job == "deployed" && e.status == ExecStatus::Succeeded {
+            done += 1;
+        }
+        done == 2
+    })
+    .await;
+    assert_eq!(
+        fired_revisions(&node, "deployed"),
+        vec![Some(first), Some(second)]
+    );
+    tokio::time::timeout(GIVE_UP, workers.stop())
+        .await
+        .expect("scheduler stops");
+
+    // A new engine starts from the job's mark: the handled events do not fire again,
+    // a new one fires once.
+    let (_scheduler, workers) = start_scheduler(&node);
+    let third = publish(&node, "deploy.finished", json!({"env": "prod"})).await;
+    until(&mut events, |e| {
+        e.job == "deployed" && e.status == ExecStatus::Succeeded && e.event_revision == Some(third)
+    })
+    .await;
+    assert_eq!(
+        fired_revisions(&node, "deployed"),
+        vec![Some(first), Some(second), Some(third)]
+    );
+    tokio::time::timeout(GIVE_UP, workers.stop())
+        .await
+        .expect("scheduler stops");
+}
