@@ -360,14 +360,16 @@ async fn publish(node: &Node, event_type: &str, data: serde_json::Value) -> u64 
     revision
 }
 
-/// Event revisions of the executions of `job` that succeeded, oldest first.
+/// Event revisions of the executions of `job`, in revision order (executions of
+/// one turn get ids in no particular order).
 fn fired_revisions(node: &Node, job: &str) -> Vec<Option<u64>> {
-    let mut execs = node
+    let execs = node
         .store()
         .list_executions(job, 100, None)
         .expect("executions");
-    execs.reverse();
-    execs.iter().map(|e| e.event_revision).collect()
+    let mut revisions: Vec<Option<u64>> = execs.iter().map(|e| e.event_revision).collect();
+    revisions.sort();
+    revisions
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
