@@ -41,6 +41,8 @@ pub struct EventPage {
     /// Every event up to this revision was looked at (whole revisions): a reader
     /// continues after it, and a live event at or below it was already seen.
     pub through: u64,
+    /// The page reached the end of the log as it stood when read.
+    pub end: bool,
 }
 
 /// Drops what is beyond both retention minimums (see the module doc).
@@ -114,11 +116,13 @@ pub(crate) fn read_after(
         return Ok(EventPage {
             events: Vec::new(),
             through: after,
+            end: true,
         });
     };
     let mut page = EventPage {
         events: Vec::new(),
         through: applied.max(after),
+        end: true,
     };
     let mut looked = 0usize;
     let mut current = None;
@@ -127,6 +131,7 @@ pub(crate) fn read_after(
         let (revision, _) = key.value();
         if looked >= limit.max(1) && current != Some(revision) {
             page.through = current.unwrap_or(after);
+            page.end = false;
             return Ok(page);
         }
         current = Some(revision);
