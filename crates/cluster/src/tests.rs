@@ -313,9 +313,12 @@ mod conformance {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let storage = open_storage(dir.path().to_path_buf(), rota_store::DEFAULT_EVENT_RETENTION)
-                .await
-                .expect("open storage");
+            let storage = open_storage(
+                dir.path().to_path_buf(),
+                rota_store::DEFAULT_EVENT_RETENTION,
+            )
+            .await
+            .expect("open storage");
             Ok((dir, storage.log, storage.state_machine))
         }
     }

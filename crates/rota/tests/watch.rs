@@ -164,7 +164,10 @@ async fn a_watcher_cut_off_in_a_burst_resumes_and_sees_every_event_once_in_order
     assert_eq!(keys.len(), total, "an event was seen twice");
     for w in 0..WRITERS {
         for i in 0..PER_WRITER {
-            assert!(keys.contains(format!("burst/{w}/{i}").as_str()), "burst/{w}/{i} missing");
+            assert!(
+                keys.contains(format!("burst/{w}/{i}").as_str()),
+                "burst/{w}/{i} missing"
+            );
         }
     }
     assert!(
@@ -206,7 +209,10 @@ async fn a_watcher_that_never_reads_is_closed_as_slow_while_another_keeps_up() {
             .expect("publish");
         assert_eq!(resp.status(), 202);
         let f = reader.next().await.expect("the reader keeps receiving");
-        assert_eq!((f.event.as_str(), f.data["data"]["i"].as_u64()), ("load.tick", Some(i as u64)));
+        assert_eq!(
+            (f.event.as_str(), f.data["data"]["i"].as_u64()),
+            ("load.tick", Some(i as u64))
+        );
         received += 1;
     }
     assert_eq!(received, EVENTS);
@@ -224,7 +230,10 @@ async fn a_watcher_that_never_reads_is_closed_as_slow_while_another_keeps_up() {
     assert_eq!(last.event, "error", "{last:?}");
     assert_eq!(last.data["code"], "slow_consumer", "{last:?}");
     assert!(last.data["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert!(delivered < EVENTS, "the stalled watcher got all {delivered} events");
+    assert!(
+        delivered < EVENTS,
+        "the stalled watcher got all {delivered} events"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +262,15 @@ async fn rota_watch_prints_events_and_rota_event_publish_publishes() {
 
     // --- `rota watch -o json` replays them (it follows forever: read two lines)
     let mut child = tokio::process::Command::new(common::BIN)
-        .args(["watch", "--since", &since.to_string(), "-o", "json", "--type", "deploy.*,kv.*"])
+        .args([
+            "watch",
+            "--since",
+            &since.to_string(),
+            "-o",
+            "json",
+            "--type",
+            "deploy.*,kv.*",
+        ])
         .env("ROTA_SERVER", &server.url)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -103,14 +103,11 @@ pub(crate) fn read_after(
     filter: &dyn Fn(&Event) -> bool,
     limit: usize,
 ) -> Result<EventPage, StoreError> {
-    let applied = {
-        let meta = txn.open_table(tables::META)?;
-        let applied = meta
-            .get(tables::META_APPLIED)?
-            .and_then(|v| tables::read_u64(v.value()))
-            .unwrap_or(0);
-        applied
-    };
+    let applied = txn
+        .open_table(tables::META)?
+        .get(tables::META_APPLIED)?
+        .and_then(|v| tables::read_u64(v.value()))
+        .unwrap_or(0);
     let log = txn.open_table(tables::EVENTS)?;
     let Some(start) = after.checked_add(1) else {
         return Ok(EventPage {
@@ -124,9 +121,9 @@ pub(crate) fn read_after(
         through: applied.max(after),
         end: true,
     };
-    let mut looked = 0usize;
     let mut current = None;
-    for row in log.range::<(u64, u32)>((Bound::Included((start, 0)), Bound::Unbounded))? {
+    let rows = log.range::<(u64, u32)>((Bound::Included((start, 0)), Bound::Unbounded))?;
+    for (looked, row) in rows.enumerate() {
         let (key, value) = row?;
         let (revision, _) = key.value();
         if looked >= limit.max(1) && current != Some(revision) {
@@ -135,7 +132,6 @@ pub(crate) fn read_after(
             return Ok(page);
         }
         current = Some(revision);
-        looked += 1;
         let event: Event = decode(EVENT, value.value())?;
         if filter(&event) {
             page.events.push(event);

@@ -283,7 +283,11 @@ impl WatchHub {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     let _ = watcher.closed.set(Closed::SlowConsumer);
-                    info!(watcher = id, revision = event.revision, "slow watcher closed");
+                    info!(
+                        watcher = id,
+                        revision = event.revision,
+                        "slow watcher closed"
+                    );
                     dropped.push(id);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(id),
@@ -347,13 +351,19 @@ impl WatchHub {
                         self.deliver(event);
                     }
                     EventKind::Reset => {
-                        info!(revision = e.revision, "snapshot installed: watchers resume from the event log");
+                        info!(
+                            revision = e.revision,
+                            "snapshot installed: watchers resume from the event log"
+                        );
                         skip_through = self.recover(store, &mut last).await?;
                     }
                     _ => {}
                 },
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    warn!(missed, "the watch worker fell behind: reading from the event log");
+                    warn!(
+                        missed,
+                        "the watch worker fell behind: reading from the event log"
+                    );
                     skip_through = self.recover(store, &mut last).await?;
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
@@ -375,7 +385,10 @@ impl WatchHub {
             let s = store.clone();
             let compact = s.compact_revision()?;
             if compact > after {
-                warn!(compact, after, "events still to hand out were compacted; closing watchers");
+                warn!(
+                    compact,
+                    after, "events still to hand out were compacted; closing watchers"
+                );
                 self.close_all(Some(Closed::Compacted));
                 *last = (s.last_applied_index(), 0);
                 return Ok(s.last_applied_index());

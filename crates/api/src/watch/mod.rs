@@ -69,7 +69,10 @@ impl WatchRequest {
         if prefix.len() > MAX_KEY_BYTES {
             return Err(ApiError::invalid(
                 "prefix",
-                format!("is {} bytes long; at most {MAX_KEY_BYTES} are accepted", prefix.len()),
+                format!(
+                    "is {} bytes long; at most {MAX_KEY_BYTES} are accepted",
+                    prefix.len()
+                ),
             ));
         }
         let after = last_id
@@ -203,9 +206,9 @@ fn sse_item(item: Item, buffer: usize) -> SseEvent {
         Item::CaughtUp(revision) => SseEvent::default()
             .event("caught_up")
             .data(json!({ "revision": revision }).to_string()),
-        Item::Closed(reason) => SseEvent::default().event("error").data(
-            json!({"code": reason.code(), "message": reason.message(buffer)}).to_string(),
-        ),
+        Item::Closed(reason) => SseEvent::default()
+            .event("error")
+            .data(json!({"code": reason.code(), "message": reason.message(buffer)}).to_string()),
     }
 }
 
@@ -266,7 +269,11 @@ pub(crate) async fn publish(
         Response::Published { revision } => {
             Ok((StatusCode::ACCEPTED, Json(json!({ "revision": revision }))).into_response())
         }
-        other => Err(ApiError::from_refusal("POST /v1/events", session.seq(), other)),
+        other => Err(ApiError::from_refusal(
+            "POST /v1/events",
+            session.seq(),
+            other,
+        )),
     }
 }
 

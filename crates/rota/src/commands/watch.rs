@@ -43,12 +43,24 @@ pub async fn watch(ctx: &Ctx, args: WatchArgs) -> anyhow::Result<()> {
     loop {
         // On a reconnect, `since` is replaced by where the watch stands.
         let (url, last_id, skip) = match position {
-            None => (ctx.client.url_with_query(["v1", "watch"], &query), None, None),
+            None => (
+                ctx.client.url_with_query(["v1", "watch"], &query),
+                None,
+                None,
+            ),
             Some(p) => {
-                let query: Vec<_> = query.iter().filter(|(k, _)| *k != "since").cloned().collect();
+                let query: Vec<_> = query
+                    .iter()
+                    .filter(|(k, _)| *k != "since")
+                    .cloned()
+                    .collect();
                 let url = ctx.client.url_with_query(["v1", "watch"], &query);
                 let skip = (p.printed > 0).then_some(p);
-                let after = if p.printed > 0 { p.revision - 1 } else { p.revision };
+                let after = if p.printed > 0 {
+                    p.revision - 1
+                } else {
+                    p.revision
+                };
                 (url, Some(after), skip)
             }
         };
@@ -65,7 +77,10 @@ pub async fn watch(ctx: &Ctx, args: WatchArgs) -> anyhow::Result<()> {
                 match event.as_str() {
                     "caught_up" => {
                         if !caught_up && !ctx.json() {
-                            eprintln!("-- caught up at revision {}", output::text(&data["revision"]));
+                            eprintln!(
+                                "-- caught up at revision {}",
+                                output::text(&data["revision"])
+                            );
                         }
                         caught_up = true;
                         // An empty resume means the position was a whole revision.
@@ -171,10 +186,7 @@ pub async fn event(ctx: &Ctx, cmd: EventCommand) -> anyhow::Result<()> {
     };
     let body = serde_json::json!({"type": event_type, "data": data});
     let url = ctx.client.url(["v1", "events"]);
-    let answer = ctx
-        .client
-        .write(Method::POST, url, Some(&body))
-        .await?;
+    let answer = ctx.client.write(Method::POST, url, Some(&body)).await?;
     if ctx.json() {
         return Ok(output::json(&answer.body)?);
     }

@@ -36,9 +36,10 @@ impl Apply<'_, '_> {
             at: self.at,
             data,
         };
-        self.t
-            .events
-            .insert((self.index, self.event_seq), encode(EVENT, &event)?.as_slice())?;
+        self.t.events.insert(
+            (self.index, self.event_seq),
+            encode(EVENT, &event)?.as_slice(),
+        )?;
         self.event_seq = self.event_seq.saturating_add(1);
         self.emit(EventKind::Published(Arc::new(event)));
         Ok(())

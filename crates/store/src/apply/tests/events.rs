@@ -2,7 +2,7 @@
 
 use chrono::TimeDelta;
 use rota_core::event::Event;
-use rota_core::{Finish, Start};
+use rota_core::{Finish, Start, Timestamp};
 use serde_json::json;
 
 use super::*;
@@ -10,7 +10,10 @@ use crate::events::SWEEP_EVERY;
 use crate::Store;
 
 fn logged(store: &Store, after: u64) -> Vec<Event> {
-    store.events_after(after, &|_| true, 1_000_000).unwrap().events
+    store
+        .events_after(after, &|_| true, 1_000_000)
+        .unwrap()
+        .events
 }
 
 fn kinds(events: &[Event]) -> Vec<(u64, &str, &str)> {
@@ -141,14 +144,27 @@ fn an_execution_is_queued_started_and_finished_once_across_retries() {
     );
     let d = |i: usize| &events[i].data;
     assert_eq!(
-        (d(0)["job"].clone(), d(0)["status"].clone(), d(0)["attempt"].clone()),
+        (
+            d(0)["job"].clone(),
+            d(0)["status"].clone(),
+            d(0)["attempt"].clone()
+        ),
         (json!("a"), json!("queued"), json!(1))
     );
     assert_eq!(d(0)["trigger"], json!("manual"));
     assert_eq!(d(0)["scheduled_at"], json!(t(0)));
-    assert_eq!((d(1)["status"].clone(), d(1)["node"].clone()), (json!("running"), json!("n1")));
-    assert_eq!((d(2)["attempt"].clone(), d(2)["next_attempt_at"].clone()), (json!(2), json!(t(10))));
-    assert_eq!((d(4)["status"].clone(), d(4)["attempt"].clone()), (json!("succeeded"), json!(2)));
+    assert_eq!(
+        (d(1)["status"].clone(), d(1)["node"].clone()),
+        (json!("running"), json!("n1"))
+    );
+    assert_eq!(
+        (d(2)["attempt"].clone(), d(2)["next_attempt_at"].clone()),
+        (json!(2), json!(t(10)))
+    );
+    assert_eq!(
+        (d(4)["status"].clone(), d(4)["attempt"].clone()),
+        (json!("succeeded"), json!(2))
+    );
     assert_eq!(d(4)["finished_at"], json!(t(6)));
 }
 
@@ -167,7 +183,10 @@ fn a_fire_that_starts_at_once_is_queued_then_started_in_one_revision() {
         fires: vec![f, skipped],
     });
     let events = logged(&h.store, 1);
-    let types: Vec<_> = events.iter().map(|e| (e.revision, e.event_type.as_str())).collect();
+    let types: Vec<_> = events
+        .iter()
+        .map(|e| (e.revision, e.event_type.as_str()))
+        .collect();
     assert_eq!(
         types,
         vec![
@@ -194,17 +213,18 @@ fn cancelling_a_queued_run_finishes_it_once() {
         .iter()
         .map(|e| (e.event_type.clone(), e.data["status"].clone()))
         .collect();
-    assert_eq!(types, vec![("execution.finished".into(), json!("cancelled"))]);
+    assert_eq!(
+        types,
+        vec![("execution.finished".into(), json!("cancelled"))]
+    );
 }
 
 /// Applies KV puts at `at` until the next index is a sweep index (exclusive).
 fn fill_until_sweep(h: &mut Harness, at: Timestamp) {
-    while (h.index + 1) % SWEEP_EVERY != 0 {
+    while !(h.index + 1).is_multiple_of(SWEEP_EVERY) {
         h.run_at(at, kv_put(&format!("k{}", h.index)));
     }
 }
-
-use rota_core::Timestamp;
 
 #[test]
 fn retention_keeps_the_latest_events_and_those_of_the_last_day() {
