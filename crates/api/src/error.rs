@@ -79,6 +79,15 @@ pub enum ApiError {
     /// Raft failed in a way that is neither a timeout nor a leadership change.
     #[error("consensus failed")]
     Consensus(#[source] WriteError),
+    /// A watch asked for events after a revision the event log no longer holds.
+    #[error(
+        "events after revision {requested} are no longer kept; the log starts after \
+         revision {compact_revision}: watch from there (or without since) and reload state"
+    )]
+    Compacted {
+        requested: u64,
+        compact_revision: u64,
+    },
     /// Reading the local state machine failed.
     #[error("reading the store failed")]
     Store(#[from] StoreError),
@@ -142,6 +151,7 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::Compacted { .. } => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RevisionMismatch { .. }
             | ApiError::StaleRequest { .. }
@@ -170,6 +180,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RevisionMismatch { .. } => "revision_mismatch",
+            ApiError::Compacted { .. } => "compacted",
             ApiError::StaleRequest { .. } => "stale_request",
             ApiError::AlreadyFinished { .. } => "already_finished",
             ApiError::NotLeader { .. } => "not_leader",
@@ -220,6 +231,11 @@ impl ApiError {
             }
             ApiError::NotLeader { leader_url } => {
                 obj.insert("leader".into(), json!(leader_url));
+            }
+            ApiError::Compacted {
+                compact_revision, ..
+            } => {
+                obj.insert("compact_revision".into(), json!(compact_revision));
             }
             _ => {}
         }

@@ -27,6 +27,7 @@ mod handlers;
 mod metrics;
 mod routes;
 mod view;
+mod watch;
 
 #[cfg(test)]
 mod docs_tests;
@@ -36,6 +37,7 @@ mod tests;
 
 pub use error::ApiError;
 pub use extract::{BODY_LIMIT, CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
+pub use watch::{WatchHub, DEFAULT_WATCH_BUFFER};
 
 /// What the API serves from.
 pub struct ApiState {
@@ -45,6 +47,9 @@ pub struct ApiState {
     pub started_at: Timestamp,
     /// The node's background workers, listed by health and metrics.
     pub workers: rota_background::Runner,
+    /// The node's live watchers, fed by its `watch` worker
+    /// ([`WatchHub::spawn_worker`]).
+    pub watch: Arc<WatchHub>,
 }
 
 /// The state handlers get: the caller's [`ApiState`] plus what the API keeps for

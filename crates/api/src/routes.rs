@@ -7,6 +7,7 @@ use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 
 use crate::handlers::{cluster, executions, jobs, kv, system};
+use crate::watch;
 use crate::AppState;
 
 pub(crate) struct Route {
@@ -39,6 +40,8 @@ pub(crate) fn routes() -> Vec<Route> {
         get("/v1/kv/{*key}", kv::get),
         put("/v1/kv/{*key}", kv::put),
         delete("/v1/kv/{*key}", kv::delete),
+        get("/v1/watch", watch::watch),
+        post("/v1/events", watch::publish),
         get("/v1/cluster", cluster::status),
         post("/v1/cluster/members", cluster::join),
         delete("/v1/cluster/members/{id}", cluster::leave),

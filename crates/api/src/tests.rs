@@ -22,22 +22,27 @@ use crate::{router, ApiState, BODY_LIMIT};
 /// Upper bound on waiting for an event that must come; reaching it fails the test.
 const EVENT_DEADLINE: Duration = Duration::from_secs(30);
 
-struct Harness {
-    app: Router,
-    node: Arc<Node>,
+pub(crate) struct Harness {
+    pub app: Router,
+    pub node: Arc<Node>,
     workers: Runner,
     _dir: tempfile::TempDir,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
 }
 
 impl Harness {
-    async fn start() -> Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(rota_store::DEFAULT_EVENT_RETENTION).await
+    }
+
+    /// A node whose event log keeps at least `watch_retention` events.
+    pub async fn start_with(watch_retention: u64) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let node = Node::start(
             NodeConfig {
@@ -46,7 +51,7 @@ impl Harness {
                 data_dir: dir.path().join("data"),
                 advertise_url: "http://127.0.0.1:7700".into(),
                 snapshot_every: 10_000,
-                watch_retention: rota_store::DEFAULT_EVENT_RETENTION,
+                watch_retention,
             },
             &Default::default(),
         )
@@ -62,11 +67,14 @@ impl Harness {
             },
             &workers,
         );
+        let watch = crate::WatchHub::new(crate::DEFAULT_WATCH_BUFFER);
+        watch.spawn_worker(node.store().clone(), &workers);
         let app = router(ApiState {
             node: node.clone(),
             scheduler,
             started_at: chrono::Utc::now(),
             workers: workers.clone(),
+            watch,
         });
         Harness {
             app,
@@ -76,12 +84,12 @@ impl Harness {
         }
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.workers.stop().await;
         self.node.shutdown().await.expect("node shuts down");
     }
 
-    async fn call(
+    pub async fn call(
         &self,
         method: Method,
         uri: &str,
@@ -113,15 +121,15 @@ impl Harness {
         }
     }
 
-    async fn get(&self, uri: &str) -> Answer {
+    pub async fn get(&self, uri: &str) -> Answer {
         self.call(Method::GET, uri, &[], Body::empty()).await
     }
 
-    async fn send(&self, method: Method, uri: &str, body: Option<Value>) -> Answer {
+    pub async fn send(&self, method: Method, uri: &str, body: Option<Value>) -> Answer {
         self.send_with(method, uri, &[], body).await
     }
 
-    async fn send_with(
+    pub async fn send_with(
         &self,
         method: Method,
         uri: &str,

@@ -107,7 +107,8 @@ pub enum Command {
     /// in the same step, so that an attempt recorded on it afterwards is one the new
     /// process was given. Answered by `Response::NodeRegistered`.
     /// An external event for `on` triggers and watchers (`POST /v1/events`):
-    /// published under its own type with `data`, keyed by its type.
+    /// published under its own type with `data`, keyed by its type. Answered by
+    /// `Response::Published`.
     PublishEvent {
         event_type: String,
         data: serde_json::Value,
@@ -327,6 +328,10 @@ pub enum Response {
     RevisionMismatch {
         key: String,
         current: u64,
+    },
+    /// An external event was published (`Command::PublishEvent`) at `revision`.
+    Published {
+        revision: u64,
     },
     /// A session write older than the last one seen from that client.
     StaleSession {

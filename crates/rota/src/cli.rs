@@ -69,6 +69,12 @@ pub enum Command {
     /// Read and write the linearizable key/value space.
     #[command(subcommand)]
     Kv(KvCommand),
+    /// Follow the cluster's events (jobs, executions, KV, published events) as
+    /// they happen, resuming where it was when the connection drops.
+    Watch(WatchArgs),
+    /// Publish external events (for watchers and `on` triggers).
+    #[command(subcommand)]
+    Event(EventCommand),
     /// Show the server configuration that `rota server` would use here.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -166,6 +172,35 @@ pub enum ExecCommand {
     },
     /// Cancel a queued or running execution.
     Cancel { id: Ulid },
+}
+
+/// `rota watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Start after this revision (replaying what the event log keeps after it);
+    /// without it, only events from now on.
+    #[arg(long, value_name = "REV")]
+    pub since: Option<u64>,
+    /// Only these event types: a comma list, each exact or ending in `*`
+    /// (e.g. `execution.*,kv.put`).
+    #[arg(long = "type", value_name = "LIST")]
+    pub types: Option<String>,
+    /// Only events whose key (job name, execution id, KV key, ...) starts with this.
+    #[arg(long, value_name = "P")]
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Publish an event of your own type (not one rota publishes itself).
+    Publish {
+        /// Its type: dot-separated words of a-z, 0-9, _ and -, e.g. deploy.finished.
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+        /// Its data: a JSON object [default: {}].
+        #[arg(long, value_name = "JSON")]
+        data: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

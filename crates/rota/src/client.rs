@@ -155,6 +155,23 @@ impl Client {
         .await
     }
 
+    /// `GET` of an event stream with the request header `Last-Event-ID` when
+    /// `last_event_id` is given; no time limit on the body.
+    pub async fn get_events(
+        &self,
+        url: Url,
+        last_event_id: Option<u64>,
+    ) -> Result<Response, ClientError> {
+        self.send(|| {
+            let request = self.http.get(url.clone());
+            match last_event_id {
+                Some(id) => request.header("Last-Event-ID", id.to_string()),
+                None => request,
+            }
+        })
+        .await
+    }
+
     /// Sends the request `build` makes, again after a pause while the failure is
     /// retryable and retries are left. Answers only success responses.
     async fn send(&self, build: impl Fn() -> RequestBuilder) -> Result<Response, ClientError> {

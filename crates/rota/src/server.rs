@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use axum::serve::ListenerExt;
 use chrono::Utc;
 use reqwest::Url;
-use rota_api::ApiState;
+use rota_api::{ApiState, WatchHub};
 use rota_cluster::{
     Bootstrap, ClusterOptions, Node, NodeConfig, RaftTiming, CLUSTER_SECRET_HEADER,
 };
@@ -122,11 +122,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         secret: cfg.cluster_secret.clone(),
         demo: args.demo,
     };
+    // The watch worker has its own scope: stopped before the HTTP server drains, so
+    // open watch streams end instead of holding the drain up.
+    let watching = workers.scope();
+    let watch = WatchHub::new(cfg.watch_buffer);
+    watch.spawn_worker(node.store().clone(), &watching);
     let api = ApiState {
         node: node.clone(),
         scheduler,
         started_at: Utc::now(),
         workers: workers.clone(),
+        watch,
     };
     let served = serve(
         &node,
@@ -156,6 +162,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .shutdown()
         .await
         .context("cannot stop the node cleanly");
+    watching.stop().await;
     if let Some(http) = http {
         http.drain().await;
     }

@@ -239,7 +239,9 @@ impl Apply<'_, '_> {
             }
             Command::PublishEvent { event_type, data } => {
                 self.publish(event_type, event_type, data.clone())?;
-                Ok(Response::Ok)
+                Ok(Response::Published {
+                    revision: self.index,
+                })
             }
             Command::RegisterNode {
                 node,

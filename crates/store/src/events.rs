@@ -41,6 +41,8 @@ pub struct EventPage {
     /// Every event up to this revision was looked at (whole revisions): a reader
     /// continues after it, and a live event at or below it was already seen.
     pub through: u64,
+    /// The page reached the end of the log as it stood when read.
+    pub end: bool,
 }
 
 /// Drops what is beyond both retention minimums (see the module doc).
@@ -101,36 +103,35 @@ pub(crate) fn read_after(
     filter: &dyn Fn(&Event) -> bool,
     limit: usize,
 ) -> Result<EventPage, StoreError> {
-    let applied = {
-        let meta = txn.open_table(tables::META)?;
-        let applied = meta
-            .get(tables::META_APPLIED)?
-            .and_then(|v| tables::read_u64(v.value()))
-            .unwrap_or(0);
-        applied
-    };
+    let applied = txn
+        .open_table(tables::META)?
+        .get(tables::META_APPLIED)?
+        .and_then(|v| tables::read_u64(v.value()))
+        .unwrap_or(0);
     let log = txn.open_table(tables::EVENTS)?;
     let Some(start) = after.checked_add(1) else {
         return Ok(EventPage {
             events: Vec::new(),
             through: after,
+            end: true,
         });
     };
     let mut page = EventPage {
         events: Vec::new(),
         through: applied.max(after),
+        end: true,
     };
-    let mut looked = 0usize;
     let mut current = None;
-    for row in log.range::<(u64, u32)>((Bound::Included((start, 0)), Bound::Unbounded))? {
+    let rows = log.range::<(u64, u32)>((Bound::Included((start, 0)), Bound::Unbounded))?;
+    for (looked, row) in rows.enumerate() {
         let (key, value) = row?;
         let (revision, _) = key.value();
         if looked >= limit.max(1) && current != Some(revision) {
             page.through = current.unwrap_or(after);
+            page.end = false;
             return Ok(page);
         }
         current = Some(revision);
-        looked += 1;
         let event: Event = decode(EVENT, value.value())?;
         if filter(&event) {
             page.events.push(event);

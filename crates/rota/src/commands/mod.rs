@@ -7,6 +7,7 @@ mod cluster;
 mod exec;
 mod job;
 mod kv;
+mod watch;
 
 use anyhow::Context;
 
@@ -41,6 +42,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Exec(cmd) => exec::run(&client()?, cmd).await,
         Command::Kv(cmd) => kv::run(&client()?, cmd).await,
         Command::Cluster(cmd) => cluster::run(&client()?, cmd).await,
+        Command::Watch(args) => watch::watch(&client()?, args).await,
+        Command::Event(cmd) => watch::event(&client()?, cmd).await,
         Command::Config(ConfigCommand::Show(flags)) => {
             let cfg = ServerConfig::load(&flags, std::env::var("RUST_LOG").ok())?;
             show_config(&cfg, cli.output)

@@ -95,6 +95,14 @@ pub fn check_watch_retention(n: u64) -> Result<u64, String> {
     Ok(n)
 }
 
+/// From 1 to 1,000,000 events.
+pub fn check_watch_buffer(n: u64) -> Result<usize, String> {
+    match usize::try_from(n) {
+        Ok(n @ 1..=1_000_000) => Ok(n),
+        _ => Err(format!("{n} is out of range; accepted: 1 to 1000000")),
+    }
+}
+
 /// A duration such as `10s` or `1m`, from `min` to `max`.
 fn duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d: HumanDuration = text.parse()?;

@@ -36,7 +36,7 @@ use super::{advertise_for, Source};
 use super::{
     DEFAULT_DATA_DIR, DEFAULT_ELECTION_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LISTEN,
     DEFAULT_LOG, DEFAULT_MAX_RUNNING, DEFAULT_NODE_ID, DEFAULT_NODE_TIMEOUT,
-    DEFAULT_SNAPSHOT_EVERY, DEFAULT_WATCH_RETENTION,
+    DEFAULT_SNAPSHOT_EVERY, DEFAULT_WATCH_BUFFER, DEFAULT_WATCH_RETENTION,
 };
 use crate::error::ConfigError;
 
@@ -261,6 +261,16 @@ server_settings! {
     watch_retention: u64,
         file u64 => check_watch_retention,
         value u64 = |v| v.unwrap_or(DEFAULT_WATCH_RETENTION);
+
+    /// Events a watcher may have waiting before it is closed as a slow consumer
+    /// [default: 4096].
+    ///
+    /// At least 1. A watcher that reads slower than events arrive is closed with an
+    /// `error` event (`slow_consumer`) and may resume with `Last-Event-ID`.
+    #[arg(long, value_name = "N", value_parser = flag(check_watch_buffer))]
+    watch_buffer: usize,
+        file u64 => check_watch_buffer,
+        value usize = |v| v.unwrap_or(DEFAULT_WATCH_BUFFER);
 
     /// How long a node running attempts may stay silent before the leader presumes
     /// it dead and retries its runs, 1s-1h [default: 10s].

@@ -2,7 +2,7 @@
 
 use chrono::TimeDelta;
 use rota_core::event::Event;
-use rota_core::{Finish, Start};
+use rota_core::{Finish, Start, Timestamp};
 use serde_json::json;
 
 use super::*;
@@ -227,12 +227,10 @@ fn cancelling_a_queued_run_finishes_it_once() {
 
 /// Applies KV puts at `at` until the next index is a sweep index (exclusive).
 fn fill_until_sweep(h: &mut Harness, at: Timestamp) {
-    while (h.index + 1) % SWEEP_EVERY != 0 {
+    while !(h.index + 1).is_multiple_of(SWEEP_EVERY) {
         h.run_at(at, kv_put(&format!("k{}", h.index)));
     }
 }
-
-use rota_core::Timestamp;
 
 #[test]
 fn retention_keeps_the_latest_events_and_those_of_the_last_day() {
