@@ -356,7 +356,7 @@ async fn publish(node: &Node, event_type: &str, data: serde_json::Value) -> u64 
         })
         .await
         .expect("event published");
-    assert!(matches!(response, Response::Ok), "{response:?}");
+    assert_eq!(response, Response::Published { revision });
     revision
 }
 
