@@ -241,6 +241,11 @@ impl Apply<'_, '_> {
                 self.publish(event_type, event_type, data.clone())?;
                 Ok(Response::Ok)
             }
+            Command::PutWebhook { name, spec } => self.put_webhook(name, spec),
+            Command::DeleteWebhook { name } => self.delete_webhook(name),
+            Command::RecordDeliveries { deliveries, cursor } => {
+                self.record_deliveries(deliveries, *cursor)
+            }
             Command::RegisterNode {
                 node,
                 incarnation,
@@ -613,6 +618,7 @@ impl Apply<'_, '_> {
 }
 
 mod fire;
+mod notify;
 mod publish;
 
 #[cfg(test)]
