@@ -67,7 +67,9 @@ impl Sender {
             attempts += 1;
             if attempts > 1 {
                 let seed = rota_core::retry::jitter_seed(p.execution, attempts)
-                    ^ p.id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+                    ^ p.id
+                        .bytes()
+                        .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
                 tokio::time::sleep(backoff.delay_before(attempts, seed)).await;
             }
             match self.attempt(&p).await {

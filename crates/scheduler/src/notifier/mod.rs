@@ -238,7 +238,12 @@ impl<'a> Notifier<'a> {
         let Ok(execution_id) = event.key.parse::<Ulid>() else {
             return Ok(());
         };
-        let Some(job) = event.data.get("job").and_then(|j| j.as_str()).map(str::to_owned) else {
+        let Some(job) = event
+            .data
+            .get("job")
+            .and_then(|j| j.as_str())
+            .map(str::to_owned)
+        else {
             return Ok(());
         };
         let attempt = event
