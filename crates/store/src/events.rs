@@ -120,9 +120,9 @@ pub(crate) fn read_after(
         events: Vec::new(),
         through: applied.max(after),
     };
-    let mut looked = 0usize;
     let mut current = None;
-    for row in log.range::<(u64, u32)>((Bound::Included((start, 0)), Bound::Unbounded))? {
+    let rows = log.range::<(u64, u32)>((Bound::Included((start, 0)), Bound::Unbounded))?;
+    for (looked, row) in rows.enumerate() {
         let (key, value) = row?;
         let (revision, _) = key.value();
         if looked >= limit.max(1) && current != Some(revision) {
@@ -130,7 +130,6 @@ pub(crate) fn read_after(
             return Ok(page);
         }
         current = Some(revision);
-        looked += 1;
         let event: Event = decode(EVENT, value.value())?;
         if filter(&event) {
             page.events.push(event);

@@ -441,16 +441,6 @@ async fn sleep_until(at: Option<Timestamp>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn sleep_until_a_past_time_returns_at_once() {
-        sleep_until(Some(Utc::now() - chrono::TimeDelta::seconds(5))).await;
-    }
-}
-
 /// Events published after `from` and up to `until` from the store's event log, fed
 /// to `engine` in order, a page at a time.
 fn replay_events(
@@ -482,4 +472,14 @@ fn replay_events(
         cursor = page.through;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sleep_until_a_past_time_returns_at_once() {
+        sleep_until(Some(Utc::now() - chrono::TimeDelta::seconds(5))).await;
+    }
 }

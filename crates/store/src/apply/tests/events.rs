@@ -227,7 +227,7 @@ fn cancelling_a_queued_run_finishes_it_once() {
 
 /// Applies KV puts at `at` until the next index is a sweep index (exclusive).
 fn fill_until_sweep(h: &mut Harness, at: Timestamp) {
-    while (h.index + 1) % SWEEP_EVERY != 0 {
+    while !(h.index + 1).is_multiple_of(SWEEP_EVERY) {
         h.run_at(at, kv_put(&format!("k{}", h.index)));
     }
 }
