@@ -6,7 +6,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 
-use crate::handlers::{cluster, executions, jobs, kv, system};
+use crate::handlers::{cluster, executions, jobs, kv, notify, system};
 use crate::watch;
 use crate::AppState;
 
@@ -45,6 +45,11 @@ pub(crate) fn routes() -> Vec<Route> {
         get("/v1/cluster", cluster::status),
         post("/v1/cluster/members", cluster::join),
         delete("/v1/cluster/members/{id}", cluster::leave),
+        get("/v1/webhooks", notify::list),
+        get("/v1/webhooks/{name}", notify::get),
+        put("/v1/webhooks/{name}", notify::put),
+        delete("/v1/webhooks/{name}", notify::delete),
+        get("/v1/deliveries", notify::deliveries),
     ]
 }
 

@@ -697,3 +697,75 @@ async fn health_and_metrics_list_the_workers() {
 
     h.stop().await;
 }
+
+#[tokio::test]
+async fn webhooks_crud_and_delivery_log_queries() {
+    let h = Harness::start().await;
+    let hook =
+        json!({"url": "http://127.0.0.1:9/hook", "on": ["started", "finished"], "jobs": ["build"]});
+    let a = h
+        .send(Method::PUT, "/v1/webhooks/ops", Some(hook.clone()))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    assert_eq!(a.body["name"], "ops");
+    assert_eq!(a.body["on"], json!(["started", "finished"]));
+    let a = h.send(Method::PUT, "/v1/webhooks/ops", Some(hook)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = h.get("/v1/webhooks/ops").await;
+    assert_eq!(a.body["jobs"], json!(["build"]));
+    let a = h.get("/v1/webhooks").await;
+    assert_eq!(a.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(a.body["next"], Value::Null);
+
+    for (uri, body, field) in [
+        ("/v1/webhooks/ops", json!({"url": "ftp://x"}), "url"),
+        (
+            "/v1/webhooks/ops",
+            json!({"url": "http://a", "on": ["done"]}),
+            "on[0]",
+        ),
+        (
+            "/v1/webhooks/ops",
+            json!({"url": "http://a", "jobs": ["Bad"]}),
+            "jobs[0]",
+        ),
+        ("/v1/webhooks/Bad", json!({"url": "http://a"}), "name"),
+    ] {
+        let a = h.send(Method::PUT, uri, Some(body)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+        assert_eq!(a.body["error"]["field"], field, "{}", a.text);
+    }
+    let a = h
+        .send(
+            Method::PUT,
+            "/v1/jobs/build",
+            Some(json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": "true"},
+                "notify": [{"url": "http://a"}, {"url": "nope"}]})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.body["error"]["field"], "notify[1].url");
+
+    let a = h.get("/v1/deliveries?status=delivered&job=build").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, json!({"items": [], "next": null}));
+    for (uri, field) in [
+        ("/v1/deliveries?status=sent", "status"),
+        ("/v1/deliveries?after=nope", "after"),
+        ("/v1/deliveries?limit=0", "limit"),
+    ] {
+        let a = h.get(uri).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(a.body["error"]["field"], field, "{uri}");
+    }
+
+    let a = h.send(Method::DELETE, "/v1/webhooks/ops", None).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    let a = h.send(Method::DELETE, "/v1/webhooks/ops", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get("/v1/webhooks/ops").await.status,
+        StatusCode::NOT_FOUND
+    );
+    h.stop().await;
+}

@@ -113,6 +113,24 @@ pub enum Command {
         event_type: String,
         data: serde_json::Value,
     },
+    /// Create or replace a global webhook (validated before proposing); answered by
+    /// `Response::WebhookPut`.
+    PutWebhook {
+        name: String,
+        spec: crate::notify::WebhookSpec,
+    },
+    /// Delete a global webhook; answered by `Response::WebhookDeleted`.
+    DeleteWebhook { name: String },
+    /// The leader's notifier records final delivery outcomes and raises the
+    /// notification cursor to `cursor` (never lowers it): every execution event at
+    /// or below it has been handled. A delivery already recorded under the same id
+    /// is replaced (a repeat after a leader change).
+    RecordDeliveries {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deliveries: Vec<crate::notify::Delivery>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<u64>,
+    },
     RegisterNode {
         node: String,
         incarnation: Ulid,
@@ -344,6 +362,14 @@ pub enum Response {
     /// The scheduler epoch in force after a `ClaimScheduler`.
     SchedulerClaimed {
         epoch: u64,
+    },
+    /// A webhook as stored by `PutWebhook`.
+    WebhookPut {
+        created: bool,
+        webhook: Box<crate::notify::WebhookRecord>,
+    },
+    WebhookDeleted {
+        existed: bool,
     },
     /// A node's registration; `lost` are the attempts of its earlier life that it
     /// finished as lost.

@@ -74,6 +74,9 @@ pub struct JobSpec {
     /// history with it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub delete_after_run: bool,
+    /// Webhooks told when this job's runs start or finish (see [`crate::notify`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify::NotifySpec>,
 }
 
 /// When a job fires. Exactly one of the keys `cron`, `every`, `at`, `after`,

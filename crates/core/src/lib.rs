@@ -18,6 +18,7 @@ pub mod event;
 pub mod execution;
 pub mod job;
 pub mod name;
+pub mod notify;
 pub mod retry;
 pub mod rng;
 pub mod schedule;

@@ -123,6 +123,7 @@ impl JobSpec {
                 ),
             ));
         }
+        crate::notify::validate_notify(&self.notify)?;
         Ok(compiled)
     }
 }
@@ -198,7 +199,24 @@ fn validate_http(http: &HttpSpec) -> Result<(), ValidationError> {
         ));
     }
     check_http_url(&http.url).map_err(|message| error("url", message))?;
-    for (name, value) in &http.headers {
+    validate_headers(&http.headers)?;
+    for (i, status) in http.expect_status.iter().enumerate() {
+        if !(100..=599).contains(status) {
+            return Err(error(
+                format!("expect_status[{i}]"),
+                format!("{status} is out of 100-599"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Header names are HTTP tokens; values carry no line break or NUL (field paths
+/// are relative to the object holding `headers`).
+pub(crate) fn validate_headers(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ValidationError> {
+    for (name, value) in headers {
         let is_token = !name.is_empty()
             && name
                 .bytes()
@@ -215,14 +233,6 @@ fn validate_http(http: &HttpSpec) -> Result<(), ValidationError> {
             return Err(error(
                 format!("headers.{name}"),
                 "must not contain line breaks or NUL characters",
-            ));
-        }
-    }
-    for (i, status) in http.expect_status.iter().enumerate() {
-        if !(100..=599).contains(status) {
-            return Err(error(
-                format!("expect_status[{i}]"),
-                format!("{status} is out of 100-599"),
             ));
         }
     }
@@ -388,7 +398,7 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 /// Deserializes `T`, turning serde's error into a [`ValidationError`] at its path.
-fn deserialize_at<T: DeserializeOwned>(value: &Value) -> Result<T, ValidationError> {
+pub(crate) fn deserialize_at<T: DeserializeOwned>(value: &Value) -> Result<T, ValidationError> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
         let path = err.path().to_string();
         let path = if path == "." { String::new() } else { path };

@@ -27,6 +27,7 @@ fn full_specs() -> Vec<Value> {
         "name": "n", "description": "d", "timeout": "1m", "priority": 1, "overlap": "skip",
         "misfire": "run_all", "catchup_window": "1h", "paused": true, "tags": {"a": "b"},
         "metadata": {"x": 1}, "history_limit": 5, "max_output_bytes": 10, "delete_after_run": true,
+        "notify": [{"url": "http://127.0.0.1:9/hook", "on": ["started", "finished"], "headers": {"A": "b"}}],
         "retry": {"max_attempts": 2, "initial_delay": "1s", "max_delay": "2s", "multiplier": 2.0, "jitter": false},
     });
     let schedules = [

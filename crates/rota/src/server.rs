@@ -116,6 +116,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         &scheduling,
     );
+    // Webhooks of runs that start and finish, sent while this node leads.
+    rota_scheduler::notifier::spawn(node.clone(), &scheduling);
 
     let startup = Startup {
         join: args.join.clone(),

@@ -28,4 +28,7 @@ pub enum SchedulerError {
     /// state machine of another release, or a bug).
     #[error("claiming the scheduler: unexpected answer {0:?}")]
     ClaimAnswer(Response),
+    /// The HTTP client of the notifier could not be built (TLS set-up).
+    #[error("building the webhook HTTP client")]
+    WebhookClient(#[source] reqwest::Error),
 }

@@ -1,6 +1,7 @@
 //! The scheduler runtime: it feeds the pure engine ([`rota_engine`]: events and the
 //! time in, actions out; no I/O, no clock, no tokio) the store's events and the time,
 //! commits what the engine decides through Raft, and hands runs to executors.
+//! Beside it, the [`notifier`] sends the webhooks of runs that start and finish.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use rota_exec::OutputBuffer;
 use ulid::Ulid;
 
 mod error;
+pub mod notifier;
 mod runtime;
 
 pub use error::SchedulerError;

@@ -243,6 +243,11 @@ impl Apply<'_, '_> {
                     revision: self.index,
                 })
             }
+            Command::PutWebhook { name, spec } => self.put_webhook(name, spec),
+            Command::DeleteWebhook { name } => self.delete_webhook(name),
+            Command::RecordDeliveries { deliveries, cursor } => {
+                self.record_deliveries(deliveries, *cursor)
+            }
             Command::RegisterNode {
                 node,
                 incarnation,
@@ -615,6 +620,7 @@ impl Apply<'_, '_> {
 }
 
 mod fire;
+mod notify;
 mod publish;
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod apply;
 pub mod codec;
 mod error;
 mod events;
+mod notify;
 mod snapshot;
 mod tables;
 #[cfg(test)]
@@ -38,6 +39,7 @@ mod test_support;
 
 pub use error::StoreError;
 pub use events::{EventPage, DEFAULT_RETENTION as DEFAULT_EVENT_RETENTION, RETENTION_AGE};
+pub use notify::{DeliveryFilter, DELIVERY_RETENTION};
 pub use snapshot::SnapshotHeader;
 
 use codec::{decode, job_exec_key, job_range, JOB_EXEC_SUFFIX};

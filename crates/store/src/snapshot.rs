@@ -9,9 +9,10 @@
 //! 0:u8 record_count:u64
 //! ```
 //! Keys and values are the tables' own bytes (versioned records, see
-//! [`crate::codec`]); an event log row's key is `revision:u64 seq:u32`. Version 2
-//! added the event log and its compact revision; a version 1 stream (without them)
-//! still imports. Every record is decoded on import, so a damaged or foreign
+//! [`crate::codec`]); an event log row's key is `revision:u64 seq:u32`, a delivery
+//! row's `revision:u64 id`. Version 2 added the event log and its compact revision,
+//! version 3 webhooks, the delivery log and the notification cursor; older streams
+//! (without them) still import. Every record is decoded on import, so a damaged or foreign
 //! stream is refused before it replaces anything.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -23,10 +24,11 @@ use crate::codec::{check_fired_key, decode, parse_ulid, split_job_exec_key};
 use crate::tables::{self, Tables};
 use crate::StoreError;
 use rota_core::event::Event;
+use rota_core::notify::{Delivery, WebhookRecord};
 use rota_core::{Execution, JobRecord, KvEntry, NodeRecord};
 
 const MAGIC: &[u8; 8] = b"ROTASNAP";
-const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION: u8 = 3;
 /// The oldest stream version this release imports.
 const OLDEST_SNAPSHOT_VERSION: u8 = 1;
 /// Longest key or value accepted from a stream: a bound on what a damaged length
@@ -49,6 +51,10 @@ const TAG_NODES: u8 = 11;
 const TAG_EVENTS: u8 = 12;
 /// The event log's compact revision (key `events_compact`, value u64); only written when set.
 const TAG_EVENTS_COMPACT: u8 = 13;
+const TAG_WEBHOOKS: u8 = 14;
+const TAG_DELIVERIES: u8 = 15;
+/// The notification cursor (key `notify_cursor`, value u64); only written when set.
+const TAG_NOTIFY_CURSOR: u8 = 16;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -165,10 +171,19 @@ pub(crate) fn export(
         key[8..].copy_from_slice(&seq.to_be_bytes());
         out.record(TAG_EVENTS, &key, v.value())?;
     }
+    str_bytes(&mut out, txn, TAG_WEBHOOKS, tables::WEBHOOKS)?;
+    for row in txn.open_table(tables::DELIVERIES)?.iter()? {
+        let (k, v) = row?;
+        let (revision, id) = k.value();
+        let mut key = revision.to_be_bytes().to_vec();
+        key.extend_from_slice(id.as_bytes());
+        out.record(TAG_DELIVERIES, &key, v.value())?;
+    }
     let meta = txn.open_table(tables::META)?;
     for (tag, name) in [
         (TAG_SCHEDULER_EPOCH, tables::META_SCHEDULER_EPOCH),
         (TAG_EVENTS_COMPACT, tables::META_EVENTS_COMPACT),
+        (TAG_NOTIFY_CURSOR, tables::META_NOTIFY_CURSOR),
     ] {
         if let Some(value) = meta.get(name)? {
             out.record(tag, name.as_bytes(), value.value())?;
@@ -266,6 +281,8 @@ pub(crate) fn import(
     txn.delete_table(tables::SESSIONS)?;
     txn.delete_table(tables::NODES)?;
     txn.delete_table(tables::EVENTS)?;
+    txn.delete_table(tables::WEBHOOKS)?;
+    txn.delete_table(tables::DELIVERIES)?;
     let mut t = Tables::open(txn)?;
 
     let mut key = Vec::new();
@@ -384,6 +401,42 @@ pub(crate) fn import(
                 let revision = tables::read_u64(&value)
                     .ok_or_else(|| malformed("a compact revision is not 8 bytes"))?;
                 t.set_events_compact(revision)?;
+            }
+            TAG_WEBHOOKS => {
+                let name = utf8("webhooks", &key)?;
+                let webhook: WebhookRecord = decode(tables::WEBHOOK, &value)?;
+                if webhook.name != name {
+                    return Err(malformed(format!(
+                        "webhook row {name:?} holds webhook {:?}",
+                        webhook.name
+                    )));
+                }
+                t.webhooks.insert(name, value.as_slice())?;
+            }
+            TAG_DELIVERIES => {
+                if key.len() < 8 {
+                    return Err(malformed("a delivery key is shorter than 8 bytes"));
+                }
+                let (revision, id) = key.split_at(8);
+                let revision = u64::from_be_bytes(revision.try_into().unwrap_or_default());
+                let id = utf8("deliveries", id)?;
+                let delivery: Delivery = decode(tables::DELIVERY, &value)?;
+                if delivery.id != id || delivery.event_revision != revision {
+                    return Err(malformed(format!(
+                        "delivery row {revision}/{id} holds delivery {}",
+                        delivery.id
+                    )));
+                }
+                t.deliveries.insert((revision, id), value.as_slice())?;
+            }
+            TAG_NOTIFY_CURSOR => {
+                if key != tables::META_NOTIFY_CURSOR.as_bytes() {
+                    return Err(malformed("a notification cursor row under another key"));
+                }
+                let cursor = tables::read_u64(&value)
+                    .ok_or_else(|| malformed("a notification cursor is not 8 bytes"))?;
+                t.meta
+                    .insert(tables::META_NOTIFY_CURSOR, cursor.to_be_bytes().as_slice())?;
             }
             other => return Err(malformed(format!("unknown table tag {other}"))),
         }

@@ -40,6 +40,13 @@ pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nod
 /// log, oldest first, trimmed by the retention sweep (`crate::events`).
 pub(crate) const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("events");
 
+/// Webhook name → [`rota_core::notify::WebhookRecord`].
+pub(crate) const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhooks");
+/// (event revision, delivery id) → [`rota_core::notify::Delivery`]: the delivery
+/// log, oldest event first, trimmed to [`crate::notify::DELIVERY_RETENTION`].
+pub(crate) const DELIVERIES: TableDefinition<(u64, &str), &[u8]> =
+    TableDefinition::new("deliveries");
+
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_RAFT: &str = "raft";
@@ -49,6 +56,9 @@ pub(crate) const META_SCHEDULER_EPOCH: &str = "scheduler_epoch";
 /// The highest revision whose events the retention sweep dropped (u64, big-endian);
 /// absent means 0 (nothing dropped).
 pub(crate) const META_EVENTS_COMPACT: &str = "events_compact";
+/// The notification cursor (u64, big-endian): every execution event at or below it
+/// was handled by a notifier; absent means 0.
+pub(crate) const META_NOTIFY_CURSOR: &str = "notify_cursor";
 
 /// Layout version of the state file as a whole.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -60,6 +70,8 @@ pub(crate) const SESSION: &str = "session";
 pub(crate) const OUTPUT: &str = "output";
 pub(crate) const NODE: &str = "node";
 pub(crate) const EVENT: &str = "event";
+pub(crate) const WEBHOOK: &str = "webhook";
+pub(crate) const DELIVERY: &str = "delivery";
 
 /// Every table of the state file, opened in one write transaction.
 pub(crate) struct Tables<'t> {
@@ -75,6 +87,8 @@ pub(crate) struct Tables<'t> {
     pub sessions: Table<'t, &'static str, &'static [u8]>,
     pub nodes: Table<'t, &'static str, &'static [u8]>,
     pub events: Table<'t, (u64, u32), &'static [u8]>,
+    pub webhooks: Table<'t, &'static str, &'static [u8]>,
+    pub deliveries: Table<'t, (u64, &'static str), &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -92,6 +106,8 @@ impl<'t> Tables<'t> {
             sessions: txn.open_table(SESSIONS)?,
             nodes: txn.open_table(NODES)?,
             events: txn.open_table(EVENTS)?,
+            webhooks: txn.open_table(WEBHOOKS)?,
+            deliveries: txn.open_table(DELIVERIES)?,
         })
     }
 

@@ -10,6 +10,8 @@ use rota_core::{
 use tokio::sync::broadcast;
 use ulid::Ulid;
 
+use rota_core::notify::{delivery_id, Delivery, DeliveryStatus, NotifyOn};
+
 use crate::{LogEntry, Store};
 
 pub(crate) struct Harness {
@@ -65,6 +67,26 @@ pub(crate) fn finish(id: u128, attempt: u32, status: ExecStatus, at: i64) -> Fin
         output: None,
         output_truncated: false,
         retry_at: None,
+    }
+}
+
+/// A final delivery outcome of execution 7's finish at `revision` to `target`.
+pub(crate) fn delivery(revision: u64, target: &str, status: DeliveryStatus) -> Delivery {
+    let execution = Ulid(7);
+    Delivery {
+        id: delivery_id(revision, execution, 1, NotifyOn::Finished, target),
+        target: target.to_string(),
+        url: "http://127.0.0.1:9/hook".into(),
+        event_revision: revision,
+        event_type: "execution.finished".into(),
+        job: if target == "ops" { "deploy" } else { "build" }.into(),
+        execution,
+        status,
+        attempts: 3,
+        code: Some(200),
+        error: None,
+        first_attempt_at: t(revision as i64),
+        delivered_at: Some(t(revision as i64 + 3)),
     }
 }
 

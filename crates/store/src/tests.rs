@@ -51,6 +51,18 @@ fn populated() -> Harness {
         node: "n1".into(),
         term: 4,
     });
+    h.run(Command::PutWebhook {
+        name: "ops".into(),
+        spec: rota_core::notify::parse_webhook_json(br#"{"url": "http://a/hook"}"#).unwrap(),
+    });
+    h.run(Command::RecordDeliveries {
+        deliveries: vec![crate::test_support::delivery(
+            5,
+            "ops",
+            rota_core::notify::DeliveryStatus::Delivered,
+        )],
+        cursor: Some(8),
+    });
     h
 }
 
@@ -105,6 +117,18 @@ fn snapshot_round_trip_reproduces_every_table() {
     );
     assert_eq!(target.store.kv_get("config/x").unwrap().unwrap().value, "1");
     assert_eq!(target.store.scheduler_epoch().unwrap(), 4);
+    assert_eq!(
+        target.store.webhooks().unwrap(),
+        source.store.webhooks().unwrap()
+    );
+    assert_eq!(target.store.webhooks().unwrap().len(), 1);
+    let all = crate::DeliveryFilter::default();
+    assert_eq!(
+        target.store.deliveries(&all, None, 10).unwrap(),
+        source.store.deliveries(&all, None, 10).unwrap()
+    );
+    assert_eq!(target.store.deliveries(&all, None, 10).unwrap().0.len(), 1);
+    assert_eq!(target.store.notify_cursor().unwrap(), 8);
     assert_eq!(
         target.store.active_executions().unwrap(),
         source.store.active_executions().unwrap()
@@ -320,6 +344,14 @@ fn arb_command() -> impl Strategy<Value = Command> {
             .prop_map(|(n, term)| Command::ClaimScheduler { node: n.into(), term }),
         1 => prop::sample::select(vec!["n1", "n2"])
             .prop_map(|n| Command::Heartbeat { node: n.into() }),
+        1 => (1u64..6, prop::option::of(0u64..8)).prop_map(|(r, cursor)| Command::RecordDeliveries {
+            deliveries: vec![crate::test_support::delivery(
+                r,
+                "notify[0]",
+                rota_core::notify::DeliveryStatus::Failed,
+            )],
+            cursor,
+        }),
         1 => (prop::sample::select(vec!["n1", "n2"]), 0u128..3)
             .prop_map(|(n, i)| Command::RegisterNode {
                 node: n.into(),

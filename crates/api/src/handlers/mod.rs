@@ -4,6 +4,7 @@ pub(crate) mod cluster;
 pub(crate) mod executions;
 pub(crate) mod jobs;
 pub(crate) mod kv;
+pub(crate) mod notify;
 pub(crate) mod system;
 
 use crate::error::ApiError;

@@ -23,5 +23,6 @@ mod firing;
 mod history;
 mod jobs;
 mod kv;
+mod notify;
 mod scheduler_and_nodes;
 mod sessions;
