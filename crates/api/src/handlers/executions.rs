@@ -63,10 +63,23 @@ pub(crate) async fn cancel(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     params.only(&[])?;
     let id = parse_ulid("id", &id)?;
-    match s.commit(&session, Command::Cancel { id }).await? {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(cancel_execution(&s, &session, id).await?),
+    ))
+}
+
+/// Cancels execution `id` (`POST /v1/executions/{id}/cancel`, and `cancel` on a
+/// WebSocket watch): the execution.
+pub(crate) async fn cancel_execution(
+    s: &AppState,
+    session: &Session,
+    id: Ulid,
+) -> Result<Value, ApiError> {
+    match s.commit(session, Command::Cancel { id }).await? {
         Response::Cancelled { execution } => {
             tracing::info!(execution = %id, status = execution.status.as_str(), "cancel requested");
-            Ok((StatusCode::ACCEPTED, Json(json!(execution))))
+            Ok(json!(execution))
         }
         Response::NotFound { .. } => Err(execution_not_found(id)),
         other => Err(ApiError::from_refusal(

@@ -181,9 +181,20 @@ pub(crate) async fn run(
     params: Params,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     params.only(&[])?;
+    let execution = run_job(&s, &session, &name).await?;
+    Ok((StatusCode::ACCEPTED, Json(execution)))
+}
+
+/// Fires `name` now (`POST /v1/jobs/{name}/run`, and `run` on a WebSocket watch):
+/// the new execution.
+pub(crate) async fn run_job(
+    s: &AppState,
+    session: &Session,
+    name: &str,
+) -> Result<Value, ApiError> {
     let fire = Fire {
         id: Ulid::generate(),
-        job: name.clone(),
+        job: name.to_string(),
         scheduled_at: chrono::Utc::now(),
         trigger: Trigger::Manual,
         start: None,
@@ -191,7 +202,7 @@ pub(crate) async fn run(
         event_revision: None,
     };
     let response = s
-        .commit(&session, Command::Fire { fires: vec![fire] })
+        .commit(session, Command::Fire { fires: vec![fire] })
         .await?;
     let outcome = match response {
         Response::Fired { outcomes } if outcomes.len() == 1 => outcomes.into_iter().next(),
@@ -205,7 +216,7 @@ pub(crate) async fn run(
     };
     // A manual fire is refused only for an unknown job.
     let Some(outcome) = outcome.filter(|o| o.created) else {
-        return Err(job_not_found(&name));
+        return Err(job_not_found(name));
     };
     let execution = s
         .node
@@ -213,7 +224,7 @@ pub(crate) async fn run(
         .get_execution(outcome.id)?
         .ok_or_else(|| ApiError::not_found(format!("execution {}", outcome.id)))?;
     tracing::info!(job = %name, execution = %outcome.id, "manual run fired");
-    Ok((StatusCode::ACCEPTED, Json(json!(execution))))
+    Ok(json!(execution))
 }
 
 pub(crate) async fn pause(
@@ -242,16 +253,27 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&[])?;
+    Ok(Json(set_job_paused(&s, &session, &name, paused).await?))
+}
+
+/// Pauses or resumes `name` (`POST /v1/jobs/{name}/pause|resume`, and `pause` or
+/// `resume` on a WebSocket watch): the job's view.
+pub(crate) async fn set_job_paused(
+    s: &AppState,
+    session: &Session,
+    name: &str,
+    paused: bool,
+) -> Result<Value, ApiError> {
     let command = Command::SetPaused {
-        name: name.clone(),
+        name: name.to_string(),
         paused,
     };
-    match s.commit(&session, command).await? {
+    match s.commit(session, command).await? {
         Response::JobPut { job, .. } => {
             tracing::info!(job = %name, paused, "job pause state set");
-            Ok(Json(s.job_view(&job)?))
+            s.job_view(&job)
         }
-        Response::NotFound { .. } => Err(job_not_found(&name)),
+        Response::NotFound { .. } => Err(job_not_found(name)),
         other => Err(ApiError::from_refusal(
             "POST /v1/jobs/{name}/pause",
             session.seq(),
