@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Vec<Route> {
         put("/v1/kv/{*key}", kv::put),
         delete("/v1/kv/{*key}", kv::delete),
         get("/v1/watch", watch::watch),
+        get("/v1/watch/ws", watch::watch_ws),
         post("/v1/events", watch::publish),
         get("/v1/cluster", cluster::status),
         post("/v1/cluster/members", cluster::join),

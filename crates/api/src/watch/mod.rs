@@ -1,4 +1,4 @@
-//! `GET /v1/watch`: the event log as Server-Sent Events, and `POST /v1/events`.
+//! `GET /v1/watch` (Server-Sent Events; `ws`: its WebSocket form) and `POST /v1/events`.
 //!
 //! A watch replays what the log holds after `since` (or `Last-Event-ID`, which wins),
 //! then sends `caught_up`, then follows live events from the node's [`WatchHub`].
@@ -30,9 +30,11 @@ use crate::extract::{body_bytes, parse_json, Params, Session, MAX_KEY_BYTES};
 use crate::AppState;
 
 mod hub;
+mod ws;
 
 pub(crate) use hub::{Closed, Subscription, WatchFilter};
 pub use hub::{WatchHub, DEFAULT_WATCH_BUFFER};
+pub(crate) use ws::watch_ws;
 
 /// Events read from the log per page of a replay.
 const REPLAY_PAGE: usize = 1000;
@@ -279,3 +281,5 @@ pub(crate) async fn publish(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ws_tests;

@@ -335,6 +335,10 @@ async fn a_since_older_than_the_log_is_410_with_the_compact_revision() {
     assert_eq!(a.body["error"]["code"], "compacted");
     assert_eq!(a.body["error"]["compact_revision"], compact);
     assert!(a.body["error"]["message"].is_string());
+    // The WebSocket form answers the same 410 before any upgrade.
+    let a = h.get(&format!("/v1/watch/ws?since={}", compact - 1)).await;
+    assert_eq!(a.status, StatusCode::GONE, "{}", a.text);
+    assert_eq!(a.body["error"]["compact_revision"], compact);
     let a = h
         .call(
             Method::GET,
