@@ -645,41 +645,34 @@ async fn health_metrics_openapi_and_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_list_the_workers() {
     let h = Harness::start().await;
+    let (detail_set, sweeping) = tokio::sync::oneshot::channel();
     h.workers.spawn("sweeper", |ctx| async move {
         ctx.set_detail("sweeping");
+        let _ = detail_set.send(());
         ctx.stopping().await;
         Ok(())
     });
-    h.workers
-        .spawn("broken", |_| async { Err("disk on fire".into()) });
+    // The failing worker in a scope of its own, so the test can wait for its end.
+    let failing = h.workers.scope();
+    failing.spawn("broken", |_| async { Err("disk on fire".into()) });
 
     info!("--- a running worker and a failed one");
-    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
-    let workers = loop {
-        let a = h.get("/v1/health").await;
-        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-        let workers = a.body["workers"].as_array().cloned().unwrap_or_default();
-        let settled = workers
-            .iter()
-            .any(|w| w["name"] == "sweeper" && w["detail"] == "sweeping")
-            && workers
-                .iter()
-                .any(|w| w["name"] == "broken" && w["state"] == "failed");
-        if settled {
-            break workers;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "workers never settled: {}",
-            a.text
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    tokio::time::timeout(EVENT_DEADLINE, async {
+        sweeping.await.expect("the sweeper set its detail");
+        failing.join().await;
+    })
+    .await
+    .expect("the workers settled");
+    let a = h.get("/v1/health").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let workers = a.body["workers"].as_array().cloned().unwrap_or_default();
     let sweeper = workers.iter().find(|w| w["name"] == "sweeper").unwrap();
     assert_eq!(sweeper["state"], "running");
+    assert_eq!(sweeper["detail"], "sweeping");
     assert!(sweeper["started_at"].as_str().is_some(), "{sweeper}");
     assert!(sweeper["stopped_at"].is_null(), "{sweeper}");
     let broken = workers.iter().find(|w| w["name"] == "broken").unwrap();
+    assert_eq!(broken["state"], "failed");
     assert_eq!(broken["detail"], "disk on fire");
     assert!(broken["stopped_at"].as_str().is_some(), "{broken}");
 
