@@ -110,7 +110,8 @@ impl Frames {
     }
 }
 
-async fn kv_put(h: &Harness, key: &str) -> u64 {
+/// Puts `key` and answers the write's revision.
+pub(super) async fn kv_put(h: &Harness, key: &str) -> u64 {
     let a = h
         .send(
             Method::PUT,

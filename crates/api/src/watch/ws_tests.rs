@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::info;
 
+use super::tests::kv_put;
 use crate::tests::Harness;
 
 /// Upper bound on waiting for a message that must come; reaching it fails the test.
@@ -106,18 +107,6 @@ impl Socket {
             }
         }
     }
-}
-
-async fn kv_put(h: &Harness, key: &str) -> u64 {
-    let a = h
-        .send(
-            Method::PUT,
-            &format!("/v1/kv/{key}"),
-            Some(json!({"value": "v"})),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-    a.body["revision"].as_u64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
