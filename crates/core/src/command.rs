@@ -99,13 +99,6 @@ pub enum Command {
     /// Changes nothing; announced as `EventKind::Heartbeat` for the leader's liveness
     /// check.
     Heartbeat { node: String },
-    /// A node's scheduler runtime announces itself as a worker, once per process
-    /// start, before it runs anything: its tags (matched against jobs' `tags`) and
-    /// how many attempts it runs at once. A new `incarnation` for a known node means
-    /// the node restarted: every attempt still recorded as running on it belonged
-    /// to its earlier life and is finished as `lost` (retried per its job's policy)
-    /// in the same step, so that an attempt recorded on it afterwards is one the new
-    /// process was given. Answered by `Response::NodeRegistered`.
     /// An external event for `on` triggers and watchers (`POST /v1/events`):
     /// published under its own type with `data`, keyed by its type. Answered by
     /// `Response::Published`.
@@ -131,6 +124,31 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cursor: Option<u64>,
     },
+    /// Create or replace a workflow (validated before proposing) together with its
+    /// internal jobs (see [`crate::workflow`]); answered by `Response::WorkflowPut`.
+    PutWorkflow { spec: crate::workflow::WorkflowSpec },
+    /// Delete a workflow, its internal jobs and its runs; answered by
+    /// `Response::WorkflowDeleted`.
+    DeleteWorkflow { name: String },
+    /// Start a run of a workflow by hand (`id` chosen by the proposer; a replayed id
+    /// creates nothing); answered by `Response::RunStarted`.
+    RunWorkflow { id: Ulid, workflow: String },
+    /// End a run: its queued jobs are cancelled, its running ones asked to stop,
+    /// and it ends with `status` (`cancelled` or `timed_out`) once they have.
+    /// Answered by `Response::RunStarted` with the run as it stands.
+    CancelRun {
+        id: Ulid,
+        status: crate::workflow::RunStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A node's scheduler runtime announces itself as a worker, once per process
+    /// start, before it runs anything: its tags (matched against jobs' `tags`) and
+    /// how many attempts it runs at once. A new `incarnation` for a known node means
+    /// the node restarted: every attempt still recorded as running on it belonged
+    /// to its earlier life and is finished as `lost` (retried per its job's policy)
+    /// in the same step, so that an attempt recorded on it afterwards is one the new
+    /// process was given. Answered by `Response::NodeRegistered`.
     RegisterNode {
         node: String,
         incarnation: Ulid,
@@ -234,6 +252,10 @@ pub struct Finish {
     /// When present, the execution is queued again as attempt + 1, due at this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<Timestamp>,
+    /// Artifacts a workflow job kept (recorded on its run when the attempt ends
+    /// for good).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<crate::workflow::ArtifactRecord>,
 }
 
 impl Finish {
@@ -266,6 +288,7 @@ impl Finish {
                 cancel_requested,
                 now,
             ),
+            artifacts: Vec::new(),
         }
     }
 }
@@ -370,6 +393,18 @@ pub enum Response {
     },
     WebhookDeleted {
         existed: bool,
+    },
+    WorkflowPut {
+        created: bool,
+        workflow: Box<crate::workflow::WorkflowRecord>,
+    },
+    WorkflowDeleted {
+        existed: bool,
+    },
+    /// A run as it stands after `RunWorkflow` or `CancelRun` (for a run that had
+    /// already ended: unchanged).
+    Run {
+        run: Box<crate::workflow::WorkflowRun>,
     },
     /// A node's registration; `lost` are the attempts of its earlier life that it
     /// finished as lost.

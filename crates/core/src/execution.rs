@@ -42,6 +42,9 @@ pub struct Execution {
     /// For `trigger: event`: the revision of the event that fired it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_revision: Option<u64>,
+    /// For `trigger: workflow`: the workflow run it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Ulid>,
 }
 
 impl Execution {
@@ -135,6 +138,8 @@ pub struct RunOutcome {
     pub exit_code: Option<i32>,
     /// Why the attempt did not succeed, for people.
     pub error: Option<String>,
+    /// What a workflow job kept of its workspace (its files stay on this node).
+    pub artifacts: Vec<crate::workflow::ArtifactRecord>,
 }
 
 impl RunOutcome {
@@ -144,6 +149,7 @@ impl RunOutcome {
             status: ExecStatus::Succeeded,
             exit_code: None,
             error: None,
+            artifacts: Vec::new(),
         }
     }
 
@@ -153,6 +159,7 @@ impl RunOutcome {
             status: ExecStatus::Failed,
             exit_code,
             error: Some(error.into()),
+            artifacts: Vec::new(),
         }
     }
 
@@ -162,6 +169,7 @@ impl RunOutcome {
             status: ExecStatus::TimedOut,
             exit_code: None,
             error: Some(format!("timed out after {}", HumanDuration(after))),
+            artifacts: Vec::new(),
         }
     }
 
@@ -171,6 +179,7 @@ impl RunOutcome {
             status: ExecStatus::Cancelled,
             exit_code: None,
             error: None,
+            artifacts: Vec::new(),
         }
     }
 }

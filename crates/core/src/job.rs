@@ -203,6 +203,9 @@ pub enum ExecutorSpec {
     /// Records the instant a run was handed to it (for benchmarks and tests): appends
     /// `<job> <execution> <attempt> <scheduled_at ns> <handed_at ns>` to `path`.
     Record(RecordSpec),
+    /// rota's own executor of a workflow job (see [`crate::workflow`]); not
+    /// accepted in users' jobs.
+    WorkflowJob(Box<crate::workflow::WorkflowJobSpec>),
 }
 
 impl ExecutorSpec {
@@ -211,6 +214,7 @@ impl ExecutorSpec {
             ExecutorSpec::Shell(_) => "shell",
             ExecutorSpec::Http(_) => "http",
             ExecutorSpec::Record(_) => "record",
+            ExecutorSpec::WorkflowJob(_) => "workflow_job",
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod rng;
 pub mod schedule;
 pub mod trigger;
 pub mod validate;
+pub mod workflow;
 
 pub use command::{
     ClientRequest, Command, EventKind, Finish, Fire, FireOutcome, JobRecord, KvEntry, NodeRecord,

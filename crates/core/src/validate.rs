@@ -149,9 +149,26 @@ fn no_nul(field: impl Into<String>, value: &str) -> Result<(), ValidationError> 
 /// Field paths are relative to `executor`.
 fn validate_executor(executor: &ExecutorSpec) -> Result<(), ValidationError> {
     match executor {
+        ExecutorSpec::WorkflowJob(_) => Err(error(
+            "type",
+            "\"workflow_job\" is rota's own executor of workflow jobs; a job takes shell, http or record",
+        )),
+        other => validate_executor_for_workflow(other),
+    }
+}
+
+/// An executor of a workflow's job or step (field paths are relative to it).
+pub(crate) fn validate_executor_for_workflow(
+    executor: &ExecutorSpec,
+) -> Result<(), ValidationError> {
+    match executor {
         ExecutorSpec::Shell(shell) => validate_shell(shell),
         ExecutorSpec::Http(http) => validate_http(http),
         ExecutorSpec::Record(record) => validate_record(record),
+        ExecutorSpec::WorkflowJob(_) => Err(error(
+            "type",
+            "\"workflow_job\" is not accepted here; accepted: shell, http, record",
+        )),
     }
 }
 
@@ -285,7 +302,7 @@ fn validate_record(record: &RecordSpec) -> Result<(), ValidationError> {
 }
 
 /// Field paths are relative to `retry`.
-fn validate_retry(retry: &RetryPolicy) -> Result<(), ValidationError> {
+pub(crate) fn validate_retry(retry: &RetryPolicy) -> Result<(), ValidationError> {
     if !(1..=MAX_ATTEMPTS).contains(&retry.max_attempts) {
         return Err(error(
             "max_attempts",

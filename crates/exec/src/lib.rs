@@ -16,6 +16,7 @@ pub mod http;
 mod output;
 pub mod record;
 pub mod shell;
+pub mod workflow;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use output::OutputBuffer;
 pub use record::RecordExecutor;
 pub use rota_core::RunOutcome;
 pub use shell::ShellExecutor;
+pub use workflow::WorkflowExecutor;
 
 /// Everything an executor needs to know about one attempt.
 #[derive(Debug, Clone)]
@@ -50,6 +52,40 @@ pub struct RunRequest {
     pub spec: ExecutorSpec,
     /// Kill the attempt after this long and answer `timed_out`.
     pub timeout: Option<Duration>,
+    /// For a workflow job (`workflow_job` spec): where it works and what it gets.
+    pub workflow: Option<WorkflowContext>,
+}
+
+/// Where a workflow job's attempt works, and the artifacts of its needs.
+#[derive(Debug, Clone)]
+pub struct WorkflowContext {
+    /// The run the job belongs to (`ROTA_RUN`).
+    pub run: Ulid,
+    /// A directory for this attempt, created by the executor (and its parents) and
+    /// removed when the attempt ends: the working directory of every step and
+    /// service without a `cwd`, and `ROTA_WORKSPACE`.
+    pub workspace: std::path::PathBuf,
+    /// Where this node keeps this run's artifacts: the files of artifact `N` go
+    /// under `{artifacts_dir}/N/`, at their paths relative to the artifact.
+    pub artifacts_dir: std::path::PathBuf,
+    /// Where the needs' artifacts are put for the job (`ROTA_ARTIFACTS_DIR`): artifact
+    /// `N`'s files under `{inputs_dir}/N/`. Created by the executor, removed with
+    /// the workspace.
+    pub inputs_dir: std::path::PathBuf,
+    /// The needs' artifacts to fetch before the first step.
+    pub inputs: Vec<ArtifactInput>,
+}
+
+/// An artifact a workflow job receives: each of its files is fetched with
+/// `GET {base_url}/{file.path}` and checked against its size and sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactInput {
+    /// The artifact's name.
+    pub name: String,
+    /// Where its files are served, without a trailing `/`.
+    pub base_url: String,
+    /// Its files as recorded.
+    pub files: Vec<rota_core::workflow::ArtifactFile>,
 }
 
 /// One kind of run.
@@ -74,6 +110,7 @@ pub fn executor_for(spec: &ExecutorSpec) -> Arc<dyn Executor> {
         ExecutorSpec::Shell(_) => Arc::new(ShellExecutor),
         ExecutorSpec::Http(_) => Arc::new(HttpExecutor),
         ExecutorSpec::Record(_) => Arc::new(RecordExecutor),
+        ExecutorSpec::WorkflowJob(_) => Arc::new(WorkflowExecutor),
     }
 }
 
@@ -130,6 +167,7 @@ pub(crate) fn test_request(spec: ExecutorSpec, timeout: Option<Duration>) -> Run
         node: "n1".into(),
         spec,
         timeout,
+        workflow: None,
     }
 }
 

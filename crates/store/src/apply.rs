@@ -248,6 +248,12 @@ impl Apply<'_, '_> {
             Command::RecordDeliveries { deliveries, cursor } => {
                 self.record_deliveries(deliveries, *cursor)
             }
+            Command::PutWorkflow { spec } => self.put_workflow(spec),
+            Command::DeleteWorkflow { name } => self.delete_workflow(name),
+            Command::RunWorkflow { id, workflow } => self.run_workflow(*id, workflow),
+            Command::CancelRun { id, status, reason } => {
+                self.cancel_run(*id, *status, reason.as_deref())
+            }
             Command::RegisterNode {
                 node,
                 incarnation,
@@ -620,6 +626,7 @@ impl Apply<'_, '_> {
 }
 
 mod fire;
+mod workflow;
 mod notify;
 mod publish;
 

@@ -59,6 +59,7 @@ impl Runtime {
             node: self.cfg.node_name.clone(),
             timeout: spec.timeout.map(|t| t.0),
             spec: spec.executor,
+            workflow: None,
         };
         let executor = executor_for(&request.spec);
         let tx = self.completions_tx.clone();

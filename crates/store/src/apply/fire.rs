@@ -205,6 +205,7 @@ fn new_execution(fire: &Fire, priority: i32, now: Timestamp) -> Execution {
         cancel_requested: false,
         attempts: Vec::new(),
         event_revision: fire.event_revision,
+        run: None,
     };
     if let Some(reason) = &fire.skip_reason {
         exec.status = ExecStatus::Skipped;
