@@ -445,4 +445,6 @@ pub enum EventKind {
     NodeRegistered(Arc<NodeRecord>),
     /// A public event (watch API, event triggers); its revision is the entry's.
     Published(Arc<crate::event::Event>),
+    /// A workflow run started or ended.
+    Run(Arc<crate::workflow::WorkflowRun>),
 }

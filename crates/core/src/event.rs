@@ -29,9 +29,12 @@ pub mod types {
     pub const MEMBER_LEFT: &str = "member.left";
     pub const WORKFLOW_RUN_STARTED: &str = "workflow_run.started";
     pub const WORKFLOW_RUN_FINISHED: &str = "workflow_run.finished";
+    pub const WORKFLOW_CREATED: &str = "workflow.created";
+    pub const WORKFLOW_UPDATED: &str = "workflow.updated";
+    pub const WORKFLOW_DELETED: &str = "workflow.deleted";
 
     /// Every type rota publishes itself; an external event may not use one.
-    pub const BUILT_IN: [&str; 15] = [
+    pub const BUILT_IN: [&str; 18] = [
         JOB_CREATED,
         JOB_UPDATED,
         JOB_DELETED,
@@ -47,6 +50,9 @@ pub mod types {
         MEMBER_LEFT,
         WORKFLOW_RUN_STARTED,
         WORKFLOW_RUN_FINISHED,
+        WORKFLOW_CREATED,
+        WORKFLOW_UPDATED,
+        WORKFLOW_DELETED,
     ];
 }
 

@@ -478,7 +478,10 @@ impl WorkflowSpec {
         if let Some(cycle) = find_cycle(&self.jobs) {
             return Err(ValidationError::new(
                 format!("jobs.{}.needs", cycle[0]),
-                format!("jobs depend on each other in a cycle: {}", cycle.join(" → ")),
+                format!(
+                    "jobs depend on each other in a cycle: {}",
+                    cycle.join(" → ")
+                ),
             ));
         }
         Ok(compiled)
@@ -516,7 +519,11 @@ fn check_parts_len(field: &str, len: usize) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn unique_name(field: &str, seen: &mut BTreeSet<String>, name: &str) -> Result<(), ValidationError> {
+fn unique_name(
+    field: &str,
+    seen: &mut BTreeSet<String>,
+    name: &str,
+) -> Result<(), ValidationError> {
     validate_name(field, name)?;
     if !seen.insert(name.to_string()) {
         return Err(ValidationError::new(
@@ -573,9 +580,9 @@ fn validate_job(
         validate_env(&format!("{field}.env"), &service.env)?;
         match &service.ready {
             Some(Readiness::Tcp(addr)) => {
-                let ok = addr
-                    .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+                let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                });
                 if !ok {
                     return Err(ValidationError::new(
                         format!("{field}.ready.tcp"),
@@ -688,7 +695,11 @@ fn find_cycle(jobs: &BTreeMap<String, WorkflowJob>) -> Option<Vec<String>> {
         }
         marks.insert(name, Mark::Open);
         path.push(name);
-        for need in jobs.get(name).map(|j| j.needs.as_slice()).unwrap_or_default() {
+        for need in jobs
+            .get(name)
+            .map(|j| j.needs.as_slice())
+            .unwrap_or_default()
+        {
             if let Some(cycle) = visit(jobs, need, marks, path) {
                 return Some(cycle);
             }
@@ -722,10 +733,7 @@ pub fn parse_workflow_value(value: &Value) -> Result<WorkflowSpec, ValidationErr
 /// How each job of a run should go on, given the statuses of the others: the jobs
 /// to start now and the jobs to skip (with why). Jobs whose needs have not all
 /// ended are left alone.
-pub fn ready_jobs(
-    spec: &WorkflowSpec,
-    run: &WorkflowRun,
-) -> (Vec<String>, Vec<(String, String)>) {
+pub fn ready_jobs(spec: &WorkflowSpec, run: &WorkflowRun) -> (Vec<String>, Vec<(String, String)>) {
     let mut start = Vec::new();
     let mut skip = Vec::new();
     for name in spec.topological_order() {

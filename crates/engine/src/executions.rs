@@ -231,6 +231,7 @@ impl Engine {
             output: None,
             output_truncated: false,
             retry_at: None,
+            artifacts: Vec::new(),
         }));
         self.set_phase(id, Phase::Finishing { retry: false });
     }
@@ -397,5 +398,6 @@ pub fn finish_for(
         retry_at: retry_at(retry, c.id, c.attempt, status, cancel_requested, now),
         output: (!c.output.is_empty()).then_some(c.output),
         output_truncated: c.output_truncated,
+        artifacts: c.outcome.artifacts,
     }
 }

@@ -412,7 +412,9 @@ impl Apply<'_, '_> {
             self.emit(EventKind::JobDeleted {
                 name: name.to_string(),
             });
-            self.publish(types::JOB_DELETED, name, serde_json::json!({ "job": name }))?;
+            if rota_core::workflow::split_job_name(name).is_none() {
+                self.publish(types::JOB_DELETED, name, serde_json::json!({ "job": name }))?;
+            }
         }
         Ok(Response::JobDeleted { existed })
     }
@@ -460,6 +462,7 @@ impl Apply<'_, '_> {
             self.t.put_execution(&exec)?;
             self.emit_execution(&exec);
             self.publish_execution(types::EXECUTION_STARTED, &exec)?;
+            self.run_execution_changed(&exec, &[])?;
         }
         Ok(Response::Ok)
     }
@@ -522,6 +525,7 @@ impl Apply<'_, '_> {
                 types::EXECUTION_FINISHED
             };
             self.publish_execution(public, &exec)?;
+            self.run_execution_changed(&exec, &finish.artifacts)?;
         }
         Ok(Response::Ok)
     }
@@ -540,6 +544,7 @@ impl Apply<'_, '_> {
                 self.t.put_execution(&exec)?;
                 self.emit_execution(&exec);
                 self.publish_execution(types::EXECUTION_FINISHED, &exec)?;
+                self.run_execution_changed(&exec, &[])?;
             }
             ExecStatus::Running => {
                 if !exec.cancel_requested {
@@ -626,9 +631,9 @@ impl Apply<'_, '_> {
 }
 
 mod fire;
-mod workflow;
 mod notify;
 mod publish;
+mod workflow;
 
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,7 @@ mod snapshot;
 mod tables;
 #[cfg(test)]
 mod test_support;
+mod workflows;
 
 pub use error::StoreError;
 pub use events::{EventPage, DEFAULT_RETENTION as DEFAULT_EVENT_RETENTION, RETENTION_AGE};

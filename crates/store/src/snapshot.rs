@@ -11,7 +11,8 @@
 //! Keys and values are the tables' own bytes (versioned records, see
 //! [`crate::codec`]); an event log row's key is `revision:u64 seq:u32`, a delivery
 //! row's `revision:u64 id`. Version 2 added the event log and its compact revision,
-//! version 3 webhooks, the delivery log and the notification cursor; older streams
+//! version 3 webhooks, the delivery log and the notification cursor, version 4
+//! workflows and their runs (a run's index row is rebuilt from the run); older streams
 //! (without them) still import. Every record is decoded on import, so a damaged or foreign
 //! stream is refused before it replaces anything.
 
@@ -25,10 +26,11 @@ use crate::tables::{self, Tables};
 use crate::StoreError;
 use rota_core::event::Event;
 use rota_core::notify::{Delivery, WebhookRecord};
+use rota_core::workflow::{WorkflowRecord, WorkflowRun};
 use rota_core::{Execution, JobRecord, KvEntry, NodeRecord};
 
 const MAGIC: &[u8; 8] = b"ROTASNAP";
-const SNAPSHOT_VERSION: u8 = 3;
+const SNAPSHOT_VERSION: u8 = 4;
 /// The oldest stream version this release imports.
 const OLDEST_SNAPSHOT_VERSION: u8 = 1;
 /// Longest key or value accepted from a stream: a bound on what a damaged length
@@ -55,6 +57,8 @@ const TAG_WEBHOOKS: u8 = 14;
 const TAG_DELIVERIES: u8 = 15;
 /// The notification cursor (key `notify_cursor`, value u64); only written when set.
 const TAG_NOTIFY_CURSOR: u8 = 16;
+const TAG_WORKFLOWS: u8 = 17;
+const TAG_RUNS: u8 = 18;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -179,6 +183,8 @@ pub(crate) fn export(
         key.extend_from_slice(id.as_bytes());
         out.record(TAG_DELIVERIES, &key, v.value())?;
     }
+    str_bytes(&mut out, txn, TAG_WORKFLOWS, tables::WORKFLOWS)?;
+    id_bytes(&mut out, txn, TAG_RUNS, tables::RUNS)?;
     let meta = txn.open_table(tables::META)?;
     for (tag, name) in [
         (TAG_SCHEDULER_EPOCH, tables::META_SCHEDULER_EPOCH),
@@ -283,6 +289,9 @@ pub(crate) fn import(
     txn.delete_table(tables::EVENTS)?;
     txn.delete_table(tables::WEBHOOKS)?;
     txn.delete_table(tables::DELIVERIES)?;
+    txn.delete_table(tables::WORKFLOWS)?;
+    txn.delete_table(tables::RUNS)?;
+    txn.delete_table(tables::WORKFLOW_RUNS)?;
     let mut t = Tables::open(txn)?;
 
     let mut key = Vec::new();
@@ -437,6 +446,25 @@ pub(crate) fn import(
                     .ok_or_else(|| malformed("a notification cursor is not 8 bytes"))?;
                 t.meta
                     .insert(tables::META_NOTIFY_CURSOR, cursor.to_be_bytes().as_slice())?;
+            }
+            TAG_WORKFLOWS => {
+                let name = utf8("workflows", &key)?;
+                let workflow: WorkflowRecord = decode(tables::WORKFLOW, &value)?;
+                if workflow.spec.name != name {
+                    return Err(malformed(format!(
+                        "workflow row {name:?} holds workflow {:?}",
+                        workflow.spec.name
+                    )));
+                }
+                t.workflows.insert(name, value.as_slice())?;
+            }
+            TAG_RUNS => {
+                let id = parse_ulid("runs", &key)?;
+                let run: WorkflowRun = decode(tables::RUN, &value)?;
+                if run.id != id {
+                    return Err(malformed(format!("run row {id} holds run {}", run.id)));
+                }
+                t.put_run(&run)?;
             }
             other => return Err(malformed(format!("unknown table tag {other}"))),
         }

@@ -8,6 +8,7 @@ use ulid::Ulid;
 
 use crate::codec::{decode, encode};
 use crate::StoreError;
+use rota_core::workflow::{WorkflowRecord, WorkflowRun};
 use rota_core::{Execution, JobRecord, NodeRecord};
 
 /// `format` (u32, big-endian), `applied` (last applied log index, u64 big-endian),
@@ -47,6 +48,14 @@ pub(crate) const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const DELIVERIES: TableDefinition<(u64, &str), &[u8]> =
     TableDefinition::new("deliveries");
 
+/// Workflow name → [`rota_core::workflow::WorkflowRecord`].
+pub(crate) const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
+/// Run id → [`rota_core::workflow::WorkflowRun`].
+pub(crate) const RUNS: TableDefinition<u128, &[u8]> = TableDefinition::new("runs");
+/// (workflow, run id) → (): a workflow's runs in id order.
+pub(crate) const WORKFLOW_RUNS: TableDefinition<(&str, u128), ()> =
+    TableDefinition::new("workflow_runs");
+
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_RAFT: &str = "raft";
@@ -72,6 +81,8 @@ pub(crate) const NODE: &str = "node";
 pub(crate) const EVENT: &str = "event";
 pub(crate) const WEBHOOK: &str = "webhook";
 pub(crate) const DELIVERY: &str = "delivery";
+pub(crate) const WORKFLOW: &str = "workflow";
+pub(crate) const RUN: &str = "workflow run";
 
 /// Every table of the state file, opened in one write transaction.
 pub(crate) struct Tables<'t> {
@@ -89,6 +100,9 @@ pub(crate) struct Tables<'t> {
     pub events: Table<'t, (u64, u32), &'static [u8]>,
     pub webhooks: Table<'t, &'static str, &'static [u8]>,
     pub deliveries: Table<'t, (u64, &'static str), &'static [u8]>,
+    pub workflows: Table<'t, &'static str, &'static [u8]>,
+    pub runs: Table<'t, u128, &'static [u8]>,
+    pub workflow_runs: Table<'t, (&'static str, u128), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -108,6 +122,9 @@ impl<'t> Tables<'t> {
             events: txn.open_table(EVENTS)?,
             webhooks: txn.open_table(WEBHOOKS)?,
             deliveries: txn.open_table(DELIVERIES)?,
+            workflows: txn.open_table(WORKFLOWS)?,
+            runs: txn.open_table(RUNS)?,
+            workflow_runs: txn.open_table(WORKFLOW_RUNS)?,
         })
     }
 
@@ -140,6 +157,28 @@ impl<'t> Tables<'t> {
         } else {
             self.active.remove(exec.id.0)?;
         }
+        Ok(())
+    }
+
+    pub fn get_workflow(&self, name: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        self.workflows
+            .get(name)?
+            .map(|v| decode(WORKFLOW, v.value()))
+            .transpose()
+    }
+
+    pub fn get_run(&self, id: Ulid) -> Result<Option<WorkflowRun>, StoreError> {
+        self.runs
+            .get(id.0)?
+            .map(|v| decode(RUN, v.value()))
+            .transpose()
+    }
+
+    /// Writes a run and its row in the workflow's index.
+    pub fn put_run(&mut self, run: &WorkflowRun) -> Result<(), StoreError> {
+        self.runs.insert(run.id.0, encode(RUN, run)?.as_slice())?;
+        self.workflow_runs
+            .insert((run.workflow.as_str(), run.id.0), ())?;
         Ok(())
     }
 

@@ -67,6 +67,7 @@ pub(crate) fn finish(id: u128, attempt: u32, status: ExecStatus, at: i64) -> Fin
         output: None,
         output_truncated: false,
         retry_at: None,
+        artifacts: Vec::new(),
     }
 }
 

@@ -69,17 +69,26 @@ fn a_job_takes_an_executor_or_steps() {
     assert_eq!(err.field, "jobs.test.steps");
     let err = error_of(ci(), |v| v["jobs"]["lint"] = json!({}));
     assert_eq!(err.field, "jobs.lint.executor");
-    let err = error_of(ci(), |v| {
-        v["jobs"]["lint"]["executor"] = json!({"type": "workflow_job", "workflow": "x", "job": "y", "steps": []})
-    });
+    let err =
+        error_of(
+            ci(),
+            |v| {
+                v["jobs"]["lint"]["executor"] =
+                    json!({"type": "workflow_job", "workflow": "x", "job": "y", "steps": []})
+            },
+        );
     assert_eq!(err.field, "jobs.lint.executor.type");
 }
 
 #[test]
 fn bad_fields_are_named() {
-    let err = error_of(ci(), |v| v["jobs"]["coverage"]["artifacts"][0]["path"] = json!("../x"));
+    let err = error_of(ci(), |v| {
+        v["jobs"]["coverage"]["artifacts"][0]["path"] = json!("../x")
+    });
     assert_eq!(err.field, "jobs.coverage.artifacts[0].path");
-    let err = error_of(ci(), |v| v["jobs"]["test"]["services"][0]["ready"] = json!({"tcp": "nope"}));
+    let err = error_of(ci(), |v| {
+        v["jobs"]["test"]["services"][0]["ready"] = json!({"tcp": "nope"})
+    });
     assert_eq!(err.field, "jobs.test.services[0].ready.tcp");
     let err = error_of(ci(), |v| v["env"] = json!({"1X": "y"}));
     assert_eq!(err.field, "env");
@@ -112,8 +121,19 @@ fn run_with(statuses: &[(&str, RunStatus, bool)]) -> WorkflowRun {
         jobs: statuses
             .iter()
             .map(|(name, status, started)| {
-                let executions = if *started { vec![Ulid::from_parts(2, 2)] } else { vec![] };
-                (name.to_string(), RunJob { status: *status, executions, error: None })
+                let executions = if *started {
+                    vec![Ulid::from_parts(2, 2)]
+                } else {
+                    vec![]
+                };
+                (
+                    name.to_string(),
+                    RunJob {
+                        status: *status,
+                        executions,
+                        error: None,
+                    },
+                )
             })
             .collect(),
         artifacts: vec![],
@@ -124,19 +144,38 @@ fn run_with(statuses: &[(&str, RunStatus, bool)]) -> WorkflowRun {
 fn ready_jobs_follow_needs_and_conditions() {
     let spec = parse(&ci()).expect("valid");
     use RunStatus::*;
-    let run = run_with(&[("lint", Queued, false), ("test", Queued, false), ("coverage", Queued, false)]);
+    let run = run_with(&[
+        ("lint", Queued, false),
+        ("test", Queued, false),
+        ("coverage", Queued, false),
+    ]);
     assert_eq!(ready_jobs(&spec, &run), (vec!["lint".to_string()], vec![]));
     // lint failed: test is skipped; coverage waits for test to end.
-    let run = run_with(&[("lint", Failed, true), ("test", Queued, false), ("coverage", Queued, false)]);
+    let run = run_with(&[
+        ("lint", Failed, true),
+        ("test", Queued, false),
+        ("coverage", Queued, false),
+    ]);
     let (start, skip) = ready_jobs(&spec, &run);
     assert!(start.is_empty());
     assert_eq!(skip.len(), 1);
     assert_eq!(skip[0].0, "test");
     assert!(skip[0].1.contains("lint failed"), "{}", skip[0].1);
     // test ended skipped: coverage (always) runs.
-    let run = run_with(&[("lint", Failed, true), ("test", Skipped, false), ("coverage", Queued, false)]);
-    assert_eq!(ready_jobs(&spec, &run), (vec!["coverage".to_string()], vec![]));
-    let run = run_with(&[("lint", Succeeded, true), ("test", Failed, true), ("coverage", Succeeded, true)]);
+    let run = run_with(&[
+        ("lint", Failed, true),
+        ("test", Skipped, false),
+        ("coverage", Queued, false),
+    ]);
+    assert_eq!(
+        ready_jobs(&spec, &run),
+        (vec!["coverage".to_string()], vec![])
+    );
+    let run = run_with(&[
+        ("lint", Succeeded, true),
+        ("test", Failed, true),
+        ("coverage", Succeeded, true),
+    ]);
     assert_eq!(final_status(&run), Failed);
     let run = run_with(&[("lint", Succeeded, true), ("test", Skipped, false)]);
     assert_eq!(final_status(&run), Succeeded);

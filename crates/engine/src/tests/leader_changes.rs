@@ -240,6 +240,7 @@ fn overlap_holds_against_runs_of_the_previous_leader() {
         output: None,
         output_truncated: false,
         retry_at: None,
+        artifacts: Vec::new(),
     };
     sim.apply_and_feed(Command::Finish {
         finishes: vec![done],

@@ -250,6 +250,7 @@ impl Sim {
                 retry_at: Some(e.next_attempt_at.unwrap_or(at)),
                 output: None,
                 output_truncated: false,
+                artifacts: Vec::new(),
             };
             self.seed(
                 at,
@@ -413,6 +414,7 @@ impl Sim {
             retry_at: None,
             output: None,
             output_truncated: false,
+            artifacts: Vec::new(),
         };
         self.apply_and_feed(Command::Finish {
             finishes: vec![finish],
@@ -595,6 +597,7 @@ fn execution(
         cancel_requested: false,
         attempts: Vec::new(),
         event_revision: None,
+        run: None,
     }
 }
 

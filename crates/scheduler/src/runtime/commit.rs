@@ -191,6 +191,7 @@ mod tests {
             output: None,
             output_truncated: false,
             retry_at: None,
+            artifacts: Vec::new(),
         };
         let command = Command::Batch {
             commands: vec![

@@ -328,7 +328,7 @@ impl Runtime {
                         Some(Input::NodeRegistered(record.clone()))
                     }
                     EventKind::Published(event) => Some(Input::Event(event.clone())),
-                    EventKind::KvPut(_) | EventKind::KvDeleted { .. } => None,
+                    EventKind::KvPut(_) | EventKind::KvDeleted { .. } | EventKind::Run(_) => None,
                     EventKind::Reset => {
                         info!(revision = event.revision, "store state replaced: reloading");
                         return Some(Exit::Rebuild("a snapshot install"));

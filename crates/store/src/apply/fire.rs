@@ -85,7 +85,17 @@ impl Apply<'_, '_> {
                 outcomes.push(refused);
                 continue;
             }
-            let exec = new_execution(fire, job.spec.priority, self.at);
+            let mut exec = new_execution(fire, job.spec.priority, self.at);
+            // A workflow's trigger does not run: its execution records the instant
+            // and starts a run with the same id.
+            let starts_run =
+                super::workflow::is_trigger(&job.spec) && exec.status != ExecStatus::Skipped;
+            if starts_run {
+                exec.status = ExecStatus::Succeeded;
+                exec.node = None;
+                exec.started_at = Some(self.at);
+                exec.finished_at = Some(self.at);
+            }
             self.t.put_execution(&exec)?;
             if deduplicated {
                 self.t.fired.insert(key.as_slice(), fire.id.0)?;
@@ -105,6 +115,9 @@ impl Apply<'_, '_> {
             self.t.set_job_count(&fire.job, count + 1)?;
             self.emit_execution(&exec);
             self.publish_created(&exec)?;
+            if starts_run {
+                self.trigger_fired(&exec)?;
+            }
             outcomes.push(FireOutcome {
                 id: fire.id,
                 job: fire.job.clone(),

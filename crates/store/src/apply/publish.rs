@@ -50,6 +50,9 @@ impl Apply<'_, '_> {
         event_type: &str,
         job: &JobRecord,
     ) -> Result<(), StoreError> {
+        if rota_core::workflow::split_job_name(&job.spec.name).is_some() {
+            return Ok(()); // a workflow's internal job: the workflow's events say it
+        }
         let data = json!({"job": job.spec.name, "revision": job.revision});
         self.publish(event_type, &job.spec.name, data)
     }

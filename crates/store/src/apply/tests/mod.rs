@@ -26,3 +26,4 @@ mod kv;
 mod notify;
 mod scheduler_and_nodes;
 mod sessions;
+mod workflows;
