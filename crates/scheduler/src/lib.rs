@@ -18,6 +18,21 @@ pub use error::SchedulerError;
 // Re-exported so the binary's default and the runtime's are one constant.
 pub use rota_engine::DEFAULT_NODE_TIMEOUT;
 
+/// Where a node keeps the artifacts of workflow run `run` (under its data
+/// directory): artifact `N`'s files are under `{this}/N/`, at their paths
+/// relative to the artifact. The API serves them from there.
+pub fn artifacts_dir(data_dir: &std::path::Path, run: Ulid) -> std::path::PathBuf {
+    data_dir.join("artifacts").join(run.to_string())
+}
+
+/// Where a node runs attempt `attempt` of workflow job execution `execution`
+/// (removed when the attempt ends).
+pub fn workspace_dir(data_dir: &std::path::Path, execution: Ulid, attempt: u32) -> std::path::PathBuf {
+    data_dir
+        .join("workspaces")
+        .join(format!("{execution}-{attempt}"))
+}
+
 /// Settings of the scheduler runtime.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
