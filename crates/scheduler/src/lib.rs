@@ -12,6 +12,7 @@ use ulid::Ulid;
 
 mod error;
 pub mod notifier;
+pub mod run_timeouts;
 mod runtime;
 
 pub use error::SchedulerError;
@@ -27,7 +28,11 @@ pub fn artifacts_dir(data_dir: &std::path::Path, run: Ulid) -> std::path::PathBu
 
 /// Where a node runs attempt `attempt` of workflow job execution `execution`
 /// (removed when the attempt ends).
-pub fn workspace_dir(data_dir: &std::path::Path, execution: Ulid, attempt: u32) -> std::path::PathBuf {
+pub fn workspace_dir(
+    data_dir: &std::path::Path,
+    execution: Ulid,
+    attempt: u32,
+) -> std::path::PathBuf {
     data_dir
         .join("workspaces")
         .join(format!("{execution}-{attempt}"))

@@ -4,9 +4,12 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rota_core::{Timestamp, Trigger};
+use rota_core::workflow::WorkflowJobSpec;
+use rota_core::{ExecutorSpec, Timestamp, Trigger};
 use rota_engine::Completion;
-use rota_exec::{executor_for, OutputBuffer, RunOutcome, RunRequest};
+use rota_exec::{
+    executor_for, ArtifactInput, OutputBuffer, RunOutcome, RunRequest, WorkflowContext,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use ulid::Ulid;
@@ -40,6 +43,13 @@ impl Runtime {
             Err(err) => return self.cannot_run(id, attempt, format!("reading job {job:?}: {err}")),
         };
         let spec = record.spec;
+        let workflow = match &spec.executor {
+            ExecutorSpec::WorkflowJob(job) => match self.workflow_context(id, attempt, job) {
+                Ok(context) => Some(context),
+                Err(why) => return self.cannot_run(id, attempt, why),
+            },
+            _ => None,
+        };
         let output = OutputBuffer::new(spec.max_output_bytes);
         let cancel = CancellationToken::new();
         lock(&self.shared.live).insert(
@@ -59,7 +69,7 @@ impl Runtime {
             node: self.cfg.node_name.clone(),
             timeout: spec.timeout.map(|t| t.0),
             spec: spec.executor,
-            workflow: None,
+            workflow,
         };
         let executor = executor_for(&request.spec);
         let tx = self.completions_tx.clone();
@@ -78,6 +88,62 @@ impl Runtime {
             });
         });
         self.run_ids.insert(handle.id(), (id, attempt));
+    }
+
+    /// Where a workflow job's attempt works, and where the artifacts of its needs are
+    /// fetched from (the API of the node that keeps each).
+    fn workflow_context(
+        &self,
+        id: Ulid,
+        attempt: u32,
+        job: &WorkflowJobSpec,
+    ) -> Result<WorkflowContext, String> {
+        let store = self.node.store();
+        let exec = store
+            .get_execution(id)
+            .map_err(|e| format!("reading execution {id}: {e}"))?
+            .ok_or_else(|| format!("execution {id} no longer exists"))?;
+        let run_id = exec
+            .run
+            .ok_or_else(|| format!("execution {id} belongs to no workflow run"))?;
+        let run = store
+            .get_run(run_id)
+            .map_err(|e| format!("reading run {run_id}: {e}"))?
+            .ok_or_else(|| format!("run {run_id} no longer exists"))?;
+        let nodes = store
+            .nodes()
+            .map_err(|e| format!("reading the nodes: {e}"))?;
+        let mut inputs = Vec::new();
+        for artifact in run.artifacts.iter().filter(|a| job.needs.contains(&a.job)) {
+            let url = nodes
+                .iter()
+                .find(|n| n.node == artifact.node)
+                .and_then(|n| n.url.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "artifact {} is kept on node {}, whose address is unknown",
+                        artifact.name, artifact.node
+                    )
+                })?;
+            inputs.push(ArtifactInput {
+                name: artifact.name.clone(),
+                base_url: format!(
+                    "{}/v1/runs/{run_id}/artifacts/{}",
+                    url.trim_end_matches('/'),
+                    artifact.name
+                ),
+                files: artifact.files.clone(),
+            });
+        }
+        let data_dir = &self.node.config().data_dir;
+        let workspace = crate::workspace_dir(data_dir, id, attempt);
+        Ok(WorkflowContext {
+            run: run_id,
+            inputs_dir: workspace.with_extension("inputs"),
+            workspace,
+            artifacts_dir: crate::artifacts_dir(data_dir, run_id),
+            inputs,
+        })
     }
 
     /// A dispatched attempt that cannot be handed to an executor fails at once.
