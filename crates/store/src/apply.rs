@@ -19,6 +19,7 @@ use crate::tables::{Tables, OUTPUT, SESSION};
 use crate::StoreError;
 use rota_core::event::types;
 use rota_core::execution::NODE_RESTARTED;
+use rota_core::workflow::truncate_error;
 use rota_core::{
     AttemptRecord, ClientRequest, Command, EventKind, ExecStatus, Execution, Finish, FireOutcome,
     JobRecord, JobSpec, KvEntry, NodeRecord, Response, Schedule, Start, StoreEvent, Timestamp,
@@ -486,7 +487,7 @@ impl Apply<'_, '_> {
                         finished_at: Some(finish.at),
                         status: finish.status,
                         exit_code: finish.exit_code,
-                        error: finish.error.clone(),
+                        error: finish.error.as_deref().map(truncate_error),
                     });
                     exec.attempt = exec.attempt.saturating_add(1);
                     exec.status = ExecStatus::Queued;
@@ -507,7 +508,7 @@ impl Apply<'_, '_> {
                     };
                     exec.finished_at = Some(finish.at);
                     exec.exit_code = finish.exit_code;
-                    exec.error = finish.error.clone();
+                    exec.error = finish.error.as_deref().map(truncate_error);
                     exec.output_truncated = finish.output_truncated;
                     exec.next_attempt_at = None;
                     if let Some(output) = &finish.output {
