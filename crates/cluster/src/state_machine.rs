@@ -8,6 +8,7 @@
 //! name and are renamed into place only when complete and fsynced, so a crash
 //! never leaves a half-written `current.snap`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use openraft::{
     StoredMembership,
 };
 use rota_core::Response;
-use rota_store::{LogEntry, SnapshotHeader, Store};
+use rota_store::{LogEntry, Member, SnapshotHeader, Store};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -294,6 +295,20 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
+/// Every member of `m` (voters and learners) with its address.
+fn members_of(m: &openraft::Membership<u64, BasicNode>) -> BTreeMap<u64, Member> {
+    let voters: std::collections::BTreeSet<u64> = m.voter_ids().collect();
+    m.nodes()
+        .map(|(id, node)| {
+            let member = Member {
+                address: node.addr.clone(),
+                voter: voters.contains(id),
+            };
+            (*id, member)
+        })
+        .collect()
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
@@ -322,14 +337,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             encode(RAFT_META, &RaftMetaV1::new(Some(&last), &membership)).map_err(sm_write_err)?;
         let store = self.store.clone();
         let responses = tokio::task::spawn_blocking(move || {
+            let members: Vec<Option<BTreeMap<u64, Member>>> = entries
+                .iter()
+                .map(|e| match &e.payload {
+                    EntryPayload::Membership(m) => Some(members_of(m)),
+                    _ => None,
+                })
+                .collect();
             let batch: Vec<LogEntry<'_>> = entries
                 .iter()
-                .map(|e| LogEntry {
+                .zip(&members)
+                .map(|(e, members)| LogEntry {
                     index: e.log_id.index,
                     request: match &e.payload {
                         EntryPayload::Normal(req) => Some(req),
                         _ => None,
                     },
+                    members: members.as_ref(),
                 })
                 .collect();
             store.apply(&batch, &meta)

@@ -40,6 +40,9 @@ pub(crate) struct SessionRecord {
     pub response: Response,
 }
 
+pub use members::Member;
+pub(crate) use members::{apply_membership, set_clock};
+
 /// Applies one client request at log index `index`; `event_retention` is the
 /// number of public events the log keeps at least (see [`crate::events`]).
 pub(crate) fn apply_request(
@@ -632,6 +635,7 @@ impl Apply<'_, '_> {
 }
 
 mod fire;
+mod members;
 mod notify;
 mod publish;
 mod workflow;

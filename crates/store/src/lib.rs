@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use ulid::Ulid;
 
 mod apply;
+pub use apply::Member;
 pub mod codec;
 mod error;
 mod events;
@@ -112,6 +113,10 @@ impl std::ops::Deref for RedbFile {
 pub struct LogEntry<'a> {
     pub index: u64,
     pub request: Option<&'a ClientRequest>,
+    /// For a membership entry: every member (voters and learners) by id, with its
+    /// address and whether it votes. Members that appear or go are published as
+    /// `member.joined` / `member.left`.
+    pub members: Option<&'a std::collections::BTreeMap<u64, apply::Member>>,
 }
 
 /// The state machine over its redb file.
@@ -215,18 +220,28 @@ impl Store {
         let mut responses = Vec::with_capacity(entries.len());
         {
             let mut t = Tables::open(&txn)?;
+            let mut clock = None;
             for entry in entries {
                 let response = match entry.request {
-                    Some(req) => apply::apply_request(
-                        &mut t,
-                        entry.index,
-                        req,
-                        &mut events,
-                        self.event_retention,
-                    )?,
+                    Some(req) => {
+                        clock = Some(req.at);
+                        apply::apply_request(
+                            &mut t,
+                            entry.index,
+                            req,
+                            &mut events,
+                            self.event_retention,
+                        )?
+                    }
                     None => Response::Ok,
                 };
+                if let Some(members) = entry.members {
+                    apply::apply_membership(&mut t, entry.index, members, &mut events)?;
+                }
                 responses.push(response);
+            }
+            if let Some(at) = clock {
+                apply::set_clock(&mut t, at)?;
             }
             t.meta
                 .insert(tables::META_APPLIED, last.to_be_bytes().as_slice())?;

@@ -12,7 +12,7 @@
 //! [`crate::codec`]); an event log row's key is `revision:u64 seq:u32`, a delivery
 //! row's `revision:u64 id`. Version 2 added the event log and its compact revision,
 //! version 3 webhooks, the delivery log and the notification cursor, version 4
-//! workflows and their runs (a run's index row is rebuilt from the run); older streams
+//! workflows and their runs, the members and the clock of membership events (a run's index row is rebuilt from the run); older streams
 //! (without them) still import. Every record is decoded on import, so a damaged or foreign
 //! stream is refused before it replaces anything.
 
@@ -59,6 +59,10 @@ const TAG_DELIVERIES: u8 = 15;
 const TAG_NOTIFY_CURSOR: u8 = 16;
 const TAG_WORKFLOWS: u8 = 17;
 const TAG_RUNS: u8 = 18;
+/// The members as of the last membership entry (key `members`); only when set.
+const TAG_MEMBERS: u8 = 19;
+/// The clock of the latest request (key `clock`); only when set.
+const TAG_CLOCK: u8 = 20;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -190,6 +194,8 @@ pub(crate) fn export(
         (TAG_SCHEDULER_EPOCH, tables::META_SCHEDULER_EPOCH),
         (TAG_EVENTS_COMPACT, tables::META_EVENTS_COMPACT),
         (TAG_NOTIFY_CURSOR, tables::META_NOTIFY_CURSOR),
+        (TAG_MEMBERS, tables::META_MEMBERS),
+        (TAG_CLOCK, tables::META_CLOCK),
     ] {
         if let Some(value) = meta.get(name)? {
             out.record(tag, name.as_bytes(), value.value())?;
@@ -446,6 +452,19 @@ pub(crate) fn import(
                     .ok_or_else(|| malformed("a notification cursor is not 8 bytes"))?;
                 t.meta
                     .insert(tables::META_NOTIFY_CURSOR, cursor.to_be_bytes().as_slice())?;
+            }
+            TAG_MEMBERS | TAG_CLOCK => {
+                let name = if tag == TAG_MEMBERS {
+                    tables::META_MEMBERS
+                } else {
+                    tables::META_CLOCK
+                };
+                if key != name.as_bytes() {
+                    return Err(malformed(format!("a {name} row under another key")));
+                }
+                // Checked like every record: a versioned JSON value.
+                decode::<serde_json::Value>(name, &value)?;
+                t.meta.insert(name, value.as_slice())?;
             }
             TAG_WORKFLOWS => {
                 let name = utf8("workflows", &key)?;

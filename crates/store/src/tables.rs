@@ -69,6 +69,13 @@ pub(crate) const META_EVENTS_COMPACT: &str = "events_compact";
 /// was handled by a notifier; absent means 0.
 pub(crate) const META_NOTIFY_CURSOR: &str = "notify_cursor";
 
+/// The cluster's members as of the last membership entry (JSON map id → member),
+/// to tell who joined or left; absent before the first.
+pub(crate) const META_MEMBERS: &str = "members";
+/// The proposer's clock of the latest request applied (JSON time): the time of
+/// membership events, whose entries carry none.
+pub(crate) const META_CLOCK: &str = "clock";
+
 /// Layout version of the state file as a whole.
 pub(crate) const FORMAT_VERSION: u32 = 1;
 

@@ -153,6 +153,7 @@ impl Harness {
                 &[LogEntry {
                     index: self.index,
                     request: Some(&req),
+                    members: None,
                 }],
                 b"meta",
             )

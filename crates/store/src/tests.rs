@@ -230,10 +230,12 @@ fn blank_entries_advance_the_applied_index_only() {
                 LogEntry {
                     index: 1,
                     request: None,
+                    members: None,
                 },
                 LogEntry {
                     index: 2,
                     request: None,
+                    members: None,
                 },
             ],
             b"m2",
@@ -402,7 +404,7 @@ proptest! {
         let entries: Vec<LogEntry<'_>> = requests
             .iter()
             .enumerate()
-            .map(|(i, r)| LogEntry { index: i as u64 + 1, request: Some(r) })
+            .map(|(i, r)| LogEntry { index: i as u64 + 1, request: Some(r), members: None, })
             .collect();
 
         let mut answers_one = Vec::new();

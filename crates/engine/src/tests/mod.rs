@@ -132,6 +132,7 @@ impl Sim {
                 &[LogEntry {
                     index: self.index,
                     request: Some(&req),
+                    members: None,
                 }],
                 b"meta",
             )

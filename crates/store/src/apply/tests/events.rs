@@ -294,3 +294,80 @@ fn the_event_log_and_its_compact_revision_survive_a_snapshot_install() {
     assert_eq!(logged(&target.store, 0), before);
     assert_eq!(logged(&target.store, compact), before);
 }
+
+#[test]
+fn members_that_join_or_leave_are_published_with_the_last_request_clock() {
+    use std::collections::BTreeMap;
+
+    use crate::{LogEntry, Member};
+
+    let mut h = Harness::new();
+    let member = |addr: &str, voter| Member {
+        address: addr.to_string(),
+        voter,
+    };
+    let mut apply_members = |h: &mut Harness, members: BTreeMap<u64, Member>| {
+        h.index += 1;
+        h.store
+            .apply(
+                &[LogEntry {
+                    index: h.index,
+                    request: None,
+                    members: Some(&members),
+                }],
+                b"meta",
+            )
+            .expect("apply");
+    };
+    apply_members(&mut h, BTreeMap::from([(1, member("127.0.0.1:1", true))]));
+    put(&mut h, "a");
+    let clock = t(h.index as i64);
+    h.all_events();
+    apply_members(
+        &mut h,
+        BTreeMap::from([
+            (1, member("127.0.0.1:1", true)),
+            (2, member("127.0.0.1:2", false)),
+        ]),
+    );
+    // Promoting the learner changes nobody's membership.
+    apply_members(
+        &mut h,
+        BTreeMap::from([
+            (1, member("127.0.0.1:1", true)),
+            (2, member("127.0.0.1:2", true)),
+        ]),
+    );
+    apply_members(&mut h, BTreeMap::from([(1, member("127.0.0.1:1", true))]));
+    let published: Vec<(String, String, serde_json::Value)> = h
+        .all_events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Published(p) => {
+                assert_eq!(p.at, clock);
+                Some((p.event_type.clone(), p.key.clone(), p.data.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        published,
+        vec![
+            (
+                "member.joined".to_string(),
+                "2".to_string(),
+                serde_json::json!({"id": 2, "address": "127.0.0.1:2", "voter": false})
+            ),
+            (
+                "member.left".to_string(),
+                "2".to_string(),
+                serde_json::json!({"id": 2})
+            ),
+        ]
+    );
+    let logged = h.store.events_after(0, &|_| true, 100).expect("log");
+    assert!(logged
+        .events
+        .iter()
+        .any(|e| e.event_type == "member.joined"));
+}
