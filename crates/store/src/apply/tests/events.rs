@@ -306,7 +306,7 @@ fn members_that_join_or_leave_are_published_with_the_last_request_clock() {
         address: addr.to_string(),
         voter,
     };
-    let mut apply_members = |h: &mut Harness, members: BTreeMap<u64, Member>| {
+    let apply_members = |h: &mut Harness, members: BTreeMap<u64, Member>| {
         h.index += 1;
         h.store
             .apply(
