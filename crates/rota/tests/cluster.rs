@@ -275,6 +275,14 @@ async fn three_processes_elect_replicate_fail_over_catch_up_and_grow() {
     assert_eq!(ids, [1, 2, 3], "{cluster}");
     fourth.kill9();
 
+    eprintln!("--- the join and the leave are events in the log");
+    let replay = replay_until_caught_up(&servers[f], "/v1/watch?since=0&type=member.*").await;
+    let joined = replay.find("event: member.joined").expect(&replay);
+    let left = replay.find("event: member.left").expect(&replay);
+    assert!(joined < left, "{replay}");
+    assert!(replay.contains(r#""id":4"#), "{replay}");
+    assert_eq!(replay.matches("event: member.").count(), 2, "{replay}");
+
     eprintln!("--- without a quorum, a write is refused instead of hanging");
     let survivor = l;
     for (i, s) in servers.iter_mut().enumerate() {
@@ -286,4 +294,26 @@ async fn three_processes_elect_replicate_fail_over_catch_up_and_grow() {
     assert_eq!(status, 503, "{body}");
     let code = body["error"]["code"].as_str().unwrap_or_default();
     assert!(code == "not_leader" || code == "timeout", "{body}");
+}
+
+/// The text of a watch stream from its start through its `caught_up` event.
+async fn replay_until_caught_up(server: &Server, path: &str) -> String {
+    use futures_util::StreamExt;
+    let resp = common::client()
+        .get(format!("{}{path}", server.url))
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("event: caught_up") {
+        let chunk = tokio::time::timeout(DEADLINE, body.next())
+            .await
+            .expect("the replay ends with caught_up")
+            .expect("the stream stays open")
+            .expect("a chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
 }
