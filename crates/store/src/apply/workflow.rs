@@ -38,10 +38,12 @@ impl Apply<'_, '_> {
             revision: self.index,
         };
         let jobs = spec.internal_jobs();
+        let mut removed = false;
         if let Some(previous) = &previous {
             for old in previous.spec.internal_jobs() {
                 if !jobs.iter().any(|j| j.name == old.name) {
                     self.delete_job(&old.name, None)?;
+                    removed = true;
                 }
             }
         }
@@ -57,6 +59,12 @@ impl Apply<'_, '_> {
             spec.name.as_str(),
             crate::codec::encode(crate::tables::WORKFLOW, &record)?.as_slice(),
         )?;
+        if removed {
+            // Active runs do not wait for jobs that no longer exist.
+            for id in self.active_runs(&spec.name)? {
+                self.drop_removed_jobs(id, spec)?;
+            }
+        }
         let event = if created {
             types::WORKFLOW_CREATED
         } else {
@@ -68,6 +76,27 @@ impl Apply<'_, '_> {
             created,
             workflow: Box::new(record),
         })
+    }
+
+    /// Ends the jobs of run `id` that `spec` no longer has (`skipped`, with why;
+    /// their executions went with their internal jobs), and moves the run on.
+    fn drop_removed_jobs(&mut self, id: Ulid, spec: &WorkflowSpec) -> Result<(), StoreError> {
+        let Some(mut run) = self.t.get_run(id)? else {
+            return Ok(());
+        };
+        let mut changed = false;
+        for (name, job) in run.jobs.iter_mut() {
+            if !spec.jobs.contains_key(name) && !job.status.is_terminal() {
+                job.status = RunStatus::Skipped;
+                job.error = Some(format!("skipped: job {name} was removed from the workflow"));
+                changed = true;
+            }
+        }
+        if changed {
+            self.t.put_run(&run)?;
+            self.advance_run(id)?;
+        }
+        Ok(())
     }
 
     pub(super) fn delete_workflow(&mut self, name: &str) -> Result<Response, StoreError> {

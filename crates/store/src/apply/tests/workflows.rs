@@ -350,3 +350,31 @@ fn workflows_and_runs_survive_a_snapshot() {
     );
     assert_eq!(target.store.active_runs().unwrap().len(), 1);
 }
+
+#[test]
+fn a_job_removed_while_a_run_is_active_does_not_hold_the_run() {
+    let mut h = Harness::new();
+    h.run(Command::PutWorkflow { spec: ci("queue") });
+    let r = run(&mut h, 1);
+    let mut smaller = ci("queue");
+    smaller.jobs.remove("deploy");
+    h.run(Command::PutWorkflow { spec: smaller });
+    let r2 = stored(&h, 1);
+    assert_eq!(r2.jobs["deploy"].status, RunStatus::Skipped);
+    assert!(r2.jobs["deploy"]
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("removed"));
+    end(&mut h, exec_of(&r, "lint"), ExecStatus::Succeeded, vec![]);
+    let test = exec_of(&stored(&h, 1), "test");
+    end(&mut h, test, ExecStatus::Succeeded, vec![]);
+    let coverage = exec_of(&stored(&h, 1), "coverage");
+    end(&mut h, coverage, ExecStatus::Succeeded, vec![]);
+    let done = stored(&h, 1);
+    assert_eq!(
+        done.status,
+        RunStatus::Succeeded,
+        "a removed job is skipped: {done:?}"
+    );
+}
