@@ -2,7 +2,9 @@
 //! A receiver that fails twice gets the finish on the third attempt and a global
 //! webhook gets it too; a receiver that is down when the run finishes gets it once
 //! it comes up; and a node killed between the finish and the delivery delivers it
-//! after its restart (the cursor is replicated), with the same delivery id.
+//! after its restart (the cursor is replicated), with the same delivery id; in a
+//! three-process cluster, a leader killed before delivering leaves the delivery
+//! to its successor.
 //!
 //! Every wait is on a received request or a condition with a deadline; nothing
 //! asserts on timing.
@@ -17,7 +19,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use common::{eventually, free_port, Server};
+use common::{
+    agreed_leader, eventually, free_port, launch_member, peers_arg, ports, send_anywhere, Server,
+};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -273,4 +277,58 @@ async fn a_node_killed_before_delivering_delivers_after_its_restart() {
     assert_eq!(r.body["event"]["type"], "execution.finished");
     let items = deliveries(&server, "status=delivered", 1).await;
     assert_eq!(items[0]["id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_before_delivering_leaves_the_delivery_to_the_next_leader() {
+    let port = free_port();
+    let down = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = ports(3);
+    let peers = peers_arg(&ports);
+    let mut servers: Vec<Server> = (0..3)
+        .map(|i| launch_member(tmp.path(), i as u64 + 1, ports[i], &peers, &[]))
+        .collect();
+    let leader = eventually(DEADLINE, "a leader", || agreed_leader(&servers)).await;
+    send_anywhere(
+        &servers,
+        DEADLINE,
+        "PUT",
+        "/v1/jobs/build",
+        json!({
+            "schedule": {"manual": true},
+            "executor": {"type": "shell", "command": "echo built"},
+            "notify": [{"url": format!("http://127.0.0.1:{port}/hook")}],
+        }),
+    )
+    .await;
+    run(&servers[leader], "build").await;
+
+    // --- the leader's notifier tried once; the leader dies before any outcome
+    let id = refuse_one(&down).await;
+    servers[leader].kill9();
+    drop(down);
+    let up = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut rx = serve_receiver(up, &[]);
+
+    // --- the next leader resumes from the replicated cursor
+    let r = next(&mut rx).await;
+    assert_eq!(r.delivery_id, id, "the repeat carries the same delivery id");
+    assert_eq!(r.body["event"]["type"], "execution.finished");
+    let survivor = (leader + 1) % 3;
+    let items = deliveries(&servers[survivor], "status=delivered", 1).await;
+    assert_eq!(items[0]["id"], id.as_str());
+    // Nothing else arrives: one delivery, recorded once.
+    servers[leader].relaunch();
+    let new_leader = eventually(DEADLINE, "a leader after the restart", || {
+        agreed_leader(&servers)
+    })
+    .await;
+    let items = deliveries(&servers[new_leader], "", 1).await;
+    assert_eq!(items[0]["id"], id.as_str());
+    assert!(rx.try_recv().is_err(), "a second request came");
 }
