@@ -88,6 +88,26 @@ pub enum ApiError {
         requested: u64,
         compact_revision: u64,
     },
+    /// A file is kept on another node, which is not registered with an API address
+    /// (it never registered as a worker, or left the cluster).
+    #[error("{what} is kept on node {node:?}, whose API address is not known")]
+    NodeUnknown { what: String, node: String },
+    /// A file is kept on another node, which did not answer. The node and the cause
+    /// are in the message: they are what the client can act on.
+    #[error("{what} is kept on node {node:?}, which could not be reached at {url}: {reason}")]
+    NodeUnreachable {
+        what: String,
+        node: String,
+        url: String,
+        reason: String,
+    },
+    /// A file this node keeps (an artifact) could not be read.
+    #[error("reading {} failed", path.display())]
+    ArtifactUnreadable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Reading the local state machine failed.
     #[error("reading the store failed")]
     Store(#[from] StoreError),
@@ -156,14 +176,17 @@ impl ApiError {
             ApiError::RevisionMismatch { .. }
             | ApiError::StaleRequest { .. }
             | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
-            ApiError::NotLeader { .. } | ApiError::Timeout(_) | ApiError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NotLeader { .. }
+            | ApiError::Timeout(_)
+            | ApiError::ShuttingDown
+            | ApiError::NodeUnknown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NodeUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Membership(MembershipError::LastVoter { .. }) => StatusCode::CONFLICT,
             ApiError::Membership(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Consensus(_)
             | ApiError::Store(_)
+            | ApiError::ArtifactUnreadable { .. }
             | ApiError::TaskFailed(_)
             | ApiError::Serialize(_)
             | ApiError::UnexpectedResponse { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -187,10 +210,13 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "unavailable",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::NodeUnknown { .. } => "node_unknown",
+            ApiError::NodeUnreachable { .. } => "node_unreachable",
             ApiError::Membership(MembershipError::LastVoter { .. }) => "last_voter",
             ApiError::Membership(_) => "membership_in_progress",
             ApiError::Consensus(_)
             | ApiError::Store(_)
+            | ApiError::ArtifactUnreadable { .. }
             | ApiError::TaskFailed(_)
             | ApiError::Serialize(_)
             | ApiError::UnexpectedResponse { .. } => "internal",
@@ -206,6 +232,7 @@ impl ApiError {
             // Internal details go to the log, not to the client.
             ApiError::Consensus(_)
             | ApiError::Store(_)
+            | ApiError::ArtifactUnreadable { .. }
             | ApiError::TaskFailed(_)
             | ApiError::Serialize(_)
             | ApiError::UnexpectedResponse { .. } => {

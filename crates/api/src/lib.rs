@@ -1,5 +1,5 @@
-//! rota's HTTP API (axum): the contract's `/v1` routes for jobs, executions and the
-//! linearizable KV space, plus `/v1/health`, `/metrics`, `/v1/openapi.json` and `/`.
+//! rota's HTTP API (axum): the contract's `/v1` routes for jobs, executions,
+//! workflows and their runs, and the linearizable KV space, plus `/v1/health`, `/metrics`, `/v1/openapi.json` and `/`.
 //!
 //! [`router`] builds the whole API from [`ApiState`] (the Raft [`Node`], the
 //! [`SchedulerHandle`] and the node's worker [`rota_background::Runner`]). Writes become [`rota_core::Command`]s committed through
@@ -34,6 +34,9 @@ mod docs_tests;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod workflow_tests;
 
 pub use error::ApiError;
 pub use extract::{BODY_LIMIT, CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};

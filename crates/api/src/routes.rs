@@ -6,7 +6,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 
-use crate::handlers::{cluster, executions, jobs, kv, notify, system};
+use crate::handlers::{cluster, executions, jobs, kv, notify, runs, system, workflows};
 use crate::watch;
 use crate::AppState;
 
@@ -51,6 +51,19 @@ pub(crate) fn routes() -> Vec<Route> {
         put("/v1/webhooks/{name}", notify::put),
         delete("/v1/webhooks/{name}", notify::delete),
         get("/v1/deliveries", notify::deliveries),
+        get("/v1/workflows", workflows::list),
+        get("/v1/workflows/{name}", workflows::get),
+        put("/v1/workflows/{name}", workflows::put),
+        delete("/v1/workflows/{name}", workflows::delete),
+        post("/v1/workflows/{name}/run", workflows::run),
+        get("/v1/workflows/{name}/runs", workflows::runs),
+        get("/v1/runs/{id}", runs::get),
+        post("/v1/runs/{id}/cancel", runs::cancel),
+        get("/v1/runs/{id}/artifacts", runs::artifacts),
+        get(
+            "/v1/runs/{id}/artifacts/{name}/{*path}",
+            runs::artifact_file,
+        ),
     ]
 }
 

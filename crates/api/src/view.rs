@@ -1,9 +1,15 @@
 //! What the API shows of a job: the spec's fields, flattened, plus what the store
 //! knows about it (`created_at`, `updated_at`, `revision`) and two derived fields,
-//! `next_run_at` and `last_execution`.
+//! `next_run_at` and `last_execution`. Workflows are shown the same way
+//! ([`WorkflowView`]); a run ([`RunView`]) always has every key of the contract,
+//! null when not known yet.
 
-use rota_core::{CompiledSchedule, Execution, JobRecord, JobSpec, Timestamp};
+use std::collections::BTreeMap;
+
+use rota_core::workflow::{ArtifactRecord, RunStatus, WorkflowRecord, WorkflowRun, WorkflowSpec};
+use rota_core::{CompiledSchedule, Execution, JobRecord, JobSpec, Timestamp, Trigger};
 use serde::Serialize;
+use ulid::Ulid;
 
 /// The contract's job view.
 #[derive(Debug, Serialize)]
@@ -45,6 +51,96 @@ impl<'a> JobView<'a> {
         JobView {
             last_execution: Some(last),
             ..Self::brief(record, now)
+        }
+    }
+}
+
+/// The contract's workflow view: the spec's fields plus what the store knows.
+#[derive(Debug, Serialize)]
+pub struct WorkflowView<'a> {
+    #[serde(flatten)]
+    pub spec: &'a WorkflowSpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub revision: u64,
+    /// When the workflow's schedule starts a run next (its trigger job's next
+    /// instant); null when paused, manual or `on` an event.
+    pub next_run_at: Option<Timestamp>,
+}
+
+impl<'a> WorkflowView<'a> {
+    /// `trigger` is the workflow's trigger job, when it could be read.
+    pub fn new(record: &'a WorkflowRecord, trigger: Option<&JobRecord>, now: Timestamp) -> Self {
+        WorkflowView {
+            spec: &record.spec,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            revision: record.revision,
+            next_run_at: trigger.and_then(|t| next_run_at(t, now)),
+        }
+    }
+}
+
+/// The contract's run view (`GET /v1/runs/{id}`).
+#[derive(Debug, Serialize)]
+pub struct RunView<'a> {
+    pub id: Ulid,
+    pub workflow: &'a str,
+    /// The workflow's revision the run was made from.
+    pub workflow_revision: u64,
+    pub status: RunStatus,
+    /// Cancelled or timed out while jobs still ran: the status the run ends with
+    /// once they have stopped; null otherwise.
+    pub ending: Option<RunStatus>,
+    pub trigger: Trigger,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// When the run times out (its start plus the workflow's `timeout`).
+    pub deadline: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_revision: Option<u64>,
+    pub error: Option<&'a str>,
+    pub jobs: BTreeMap<&'a str, RunJobView<'a>>,
+    pub artifacts: &'a [ArtifactRecord],
+}
+
+/// One job of a run.
+#[derive(Debug, Serialize)]
+pub struct RunJobView<'a> {
+    pub status: RunStatus,
+    pub executions: &'a [Ulid],
+    pub error: Option<&'a str>,
+}
+
+impl<'a> RunView<'a> {
+    pub fn new(run: &'a WorkflowRun) -> Self {
+        RunView {
+            id: run.id,
+            workflow: &run.workflow,
+            workflow_revision: run.workflow_revision,
+            status: run.status,
+            ending: run.ending,
+            trigger: run.trigger,
+            created_at: run.created_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            deadline: run.deadline,
+            event_revision: run.event_revision,
+            error: run.error.as_deref(),
+            jobs: run
+                .jobs
+                .iter()
+                .map(|(name, job)| {
+                    let view = RunJobView {
+                        status: job.status,
+                        executions: &job.executions,
+                        error: job.error.as_deref(),
+                    };
+                    (name.as_str(), view)
+                })
+                .collect(),
+            artifacts: &run.artifacts,
         }
     }
 }

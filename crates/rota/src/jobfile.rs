@@ -1,4 +1,6 @@
-//! Job files: what `rota job apply -f FILE` and `rota server --demo` read.
+//! Job files: what `rota job apply -f FILE` and `rota server --demo` read. The
+//! document readers (TOML, YAML, JSON into one `serde_json::Value`) also serve
+//! workflow files ([`crate::workflowfile`]).
 //!
 //! A file holds one job or many, in TOML, YAML or JSON:
 //!
@@ -74,7 +76,7 @@ impl fmt::Display for JobRef {
     }
 }
 
-fn at_line(line: &Option<usize>) -> String {
+pub(crate) fn at_line(line: &Option<usize>) -> String {
     line.map(|l| format!(" (line {l})")).unwrap_or_default()
 }
 
@@ -155,7 +157,7 @@ pub fn parse_job_file(text: &str, format: JobFileFormat) -> Result<Vec<JobSpec>,
 
 /// A step from the document root to a job: a key, or a position in a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
     Key(String),
     Index(usize),
 }
@@ -212,7 +214,7 @@ fn split_jobs(document: Value) -> Result<Vec<(Vec<Step>, Value)>, JobFileError> 
     Ok(jobs)
 }
 
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "nothing",
         Value::Bool(_) => "a boolean",
@@ -233,7 +235,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 // ---- TOML ----------------------------------------------------------------------
 
-fn toml_document(text: &str) -> Result<Value, JobFileError> {
+pub(crate) fn toml_document(text: &str) -> Result<Value, JobFileError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| {
         let position = e.span().map(|span| line_column(text, span.start));
         let message = e.message().trim().replace('\n', "; ");
@@ -272,7 +274,7 @@ fn toml_to_json(value: toml::Value) -> Value {
 /// The line of a field of a job in a TOML file: as deep along `field` (a dotted path
 /// with `[n]` indexes) as the document goes, so that a missing field points at its
 /// job. Parsing a second time, with spans, is only paid for on an error.
-fn toml_line(text: &str, job: &[Step], field: &str) -> Option<usize> {
+pub(crate) fn toml_line(text: &str, job: &[Step], field: &str) -> Option<usize> {
     let document = toml::de::DeTable::parse(text).ok()?;
     let mut steps = job.to_vec();
     for part in field.split('.').filter(|p| !p.is_empty()) {
@@ -318,7 +320,7 @@ fn yaml_syntax(message: String, line: Option<usize>) -> JobFileError {
     }
 }
 
-fn yaml_document(text: &str) -> Result<Value, JobFileError> {
+pub(crate) fn yaml_document(text: &str) -> Result<Value, JobFileError> {
     let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
         .map_err(|e| yaml_syntax(e.to_string(), e.location().map(|l| l.line())))?;
     // `<<: *defaults` merges, so that jobs can share settings.
@@ -365,7 +367,7 @@ fn yaml_to_json(value: serde_yaml_ng::Value) -> Result<Value, String> {
         }
         Y::Tagged(tagged) => {
             return Err(format!(
-                "YAML tags such as {} are not accepted in job files",
+                "YAML tags such as {} are not accepted in job or workflow files",
                 tagged.tag
             ))
         }
@@ -374,7 +376,7 @@ fn yaml_to_json(value: serde_yaml_ng::Value) -> Result<Value, String> {
 
 // ---- JSON ----------------------------------------------------------------------
 
-fn json_document(text: &str) -> Result<Value, JobFileError> {
+pub(crate) fn json_document(text: &str) -> Result<Value, JobFileError> {
     serde_json::from_str(text).map_err(|e| JobFileError::Syntax {
         format: JobFileFormat::Json,
         line: Some(e.line()).filter(|l| *l > 0),

@@ -5,7 +5,8 @@
 //! `error: ...` on stderr when the command failed; 2 for usage errors (clap's own).
 //! Everything else lives in the modules: [`cli`] (arguments), [`commands`] (client
 //! subcommands), [`client`] (HTTP), [`output`] (tables, JSON), [`server`] (wiring
-//! of `rota server`), [`config`] (`rota.toml`), [`jobfile`] (job files).
+//! of `rota server`), [`config`] (`rota.toml`), [`jobfile`] (job files), [`workflowfile`]
+//! (workflow files).
 
 mod cli;
 mod client;
@@ -15,6 +16,7 @@ mod error;
 mod jobfile;
 mod output;
 mod server;
+mod workflowfile;
 
 #[cfg(test)]
 mod docs_tests;

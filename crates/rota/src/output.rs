@@ -106,6 +106,25 @@ pub fn run_duration(exec: &Value, now: DateTime<Utc>) -> String {
     }
 }
 
+/// A byte count in binary units: `812 B`, `1.5 KiB`, `3.0 MiB`; `-` when not a
+/// number.
+pub fn bytes(value: &Value) -> String {
+    let Some(n) = value.as_u64() else {
+        return text(value);
+    };
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut size = n as f64 / 1024.0;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{size:.1} {}", UNITS[unit])
+}
+
 /// `350ms`, `12.3s`, `4m05s`, `2h03m`.
 pub fn duration(d: chrono::TimeDelta) -> String {
     let ms = d.num_milliseconds().max(0);
@@ -313,6 +332,14 @@ mod tests {
             time(&json!("2030-01-01T01:00:00+01:00")),
             "2030-01-01T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(bytes(&json!(812)), "812 B");
+        assert_eq!(bytes(&json!(1536)), "1.5 KiB");
+        assert_eq!(bytes(&json!(3 * 1024 * 1024)), "3.0 MiB");
+        assert_eq!(bytes(&Value::Null), "-");
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! `/v1/jobs`: create-or-replace, read, list, delete, run now, pause, resume, history.
+//!
+//! The internal jobs of workflows (`{workflow}:{job}`, `{workflow}:@trigger`) are
+//! left out of the list and cannot be changed, run, paused or resumed here: their
+//! workflow owns them. Reading one and its executions works, for debugging.
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -7,6 +11,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use bytes::Bytes;
 use rota_core::validate::parse_job_json;
+use rota_core::workflow::split_job_name;
 use rota_core::{validate_name, Command, Fire, JobRecord, JobSpec, Response, Trigger};
 use serde_json::{json, Value};
 use ulid::Ulid;
@@ -19,6 +24,20 @@ use crate::AppState;
 
 fn job_not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("job {name:?}"))
+}
+
+/// Refuses to change, run, pause or resume a workflow's internal job.
+fn refuse_internal(name: &str) -> Result<(), ApiError> {
+    match split_job_name(name) {
+        Some((workflow, _)) => Err(ApiError::invalid(
+            "name",
+            format!(
+                "job {name:?} belongs to workflow {workflow:?}; change, run or delete the \
+                 workflow instead (/v1/workflows/{workflow})"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 impl AppState {
@@ -36,8 +55,9 @@ impl AppState {
 }
 
 /// `GET /v1/jobs[?prefix=]`: every job (optionally those whose name starts with
-/// `prefix`), by name, as `{"items": [view]}`. Listed views omit `last_execution`
-/// so that a listing is one pass over the jobs table.
+/// `prefix`), by name, as `{"items": [view]}`; workflows' internal jobs are left
+/// out. Listed views omit `last_execution` so that a listing is one pass over the
+/// jobs table.
 pub(crate) async fn list(
     State(s): State<AppState>,
     params: Params,
@@ -53,7 +73,10 @@ pub(crate) async fn list(
         let mut first = true;
         let mut failed = None;
         node.store().for_each_job(&mut |record| {
-            if failed.is_some() || !record.spec.name.starts_with(&prefix) {
+            if failed.is_some()
+                || !record.spec.name.starts_with(&prefix)
+                || split_job_name(&record.spec.name).is_some()
+            {
                 return;
             }
             if !first {
@@ -99,6 +122,7 @@ pub(crate) async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     params.only(&[])?;
+    refuse_internal(&name)?;
     validate_name("name", &name)?;
     let spec = job_from_body(&name, &body_bytes(body)?)?;
     spec.validate()?;
@@ -150,6 +174,7 @@ pub(crate) async fn delete(
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     params.only(&[])?;
+    refuse_internal(&name)?;
     match s
         .commit(
             &session,
@@ -192,6 +217,7 @@ pub(crate) async fn run_job(
     session: &Session,
     name: &str,
 ) -> Result<Value, ApiError> {
+    refuse_internal(name)?;
     let fire = Fire {
         id: Ulid::generate(),
         job: name.to_string(),
@@ -264,6 +290,7 @@ pub(crate) async fn set_job_paused(
     name: &str,
     paused: bool,
 ) -> Result<Value, ApiError> {
+    refuse_internal(name)?;
     let command = Command::SetPaused {
         name: name.to_string(),
         paused,
@@ -327,6 +354,20 @@ mod tests {
         assert_eq!(field(err), "name");
         let err = job_from_body("a", br#"{"name": 5}"#).unwrap_err();
         assert_eq!(field(err), "name");
+    }
+
+    #[test]
+    fn internal_jobs_belong_to_their_workflow() {
+        assert!(refuse_internal("backup").is_ok());
+        for name in ["ci:lint", "ci:@trigger"] {
+            match refuse_internal(name).unwrap_err() {
+                ApiError::Invalid { field, message } => {
+                    assert_eq!(field, "name");
+                    assert!(message.contains("belongs to workflow \"ci\""), "{message}");
+                }
+                other => panic!("expected Invalid, got {other:?}"),
+            }
+        }
     }
 
     #[test]

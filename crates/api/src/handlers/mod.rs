@@ -5,7 +5,9 @@ pub(crate) mod executions;
 pub(crate) mod jobs;
 pub(crate) mod kv;
 pub(crate) mod notify;
+pub(crate) mod runs;
 pub(crate) mod system;
+pub(crate) mod workflows;
 
 use crate::error::ApiError;
 

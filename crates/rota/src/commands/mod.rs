@@ -5,9 +5,12 @@
 
 mod cluster;
 mod exec;
+mod follow;
 mod job;
 mod kv;
+mod run;
 mod watch;
+mod workflow;
 
 use anyhow::Context;
 
@@ -40,6 +43,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => crate::server::run(args).await,
         Command::Job(cmd) => job::run(&client()?, cmd).await,
         Command::Exec(cmd) => exec::run(&client()?, cmd).await,
+        Command::Workflow(cmd) => workflow::run(&client()?, cmd).await,
+        Command::Run(cmd) => run::run(&client()?, cmd).await,
         Command::Kv(cmd) => kv::run(&client()?, cmd).await,
         Command::Cluster(cmd) => cluster::run(&client()?, cmd).await,
         Command::Watch(args) => watch::watch(&client()?, args).await,

@@ -144,7 +144,7 @@ pub async fn watch(ctx: &Ctx, args: WatchArgs) -> anyhow::Result<()> {
 }
 
 /// The `event` and parsed `data` of one SSE block (`None` for comments).
-fn parse_frame(block: &str) -> Option<(String, Value)> {
+pub(super) fn parse_frame(block: &str) -> Option<(String, Value)> {
     let mut event = String::from("message");
     let mut data = None;
     for line in block.lines() {
