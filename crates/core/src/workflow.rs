@@ -472,8 +472,21 @@ impl WorkflowSpec {
                 ),
             ));
         }
+        let mut artifact_of: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, job) in &self.jobs {
             validate_job(&self.jobs, name, job).map_err(|e| e.within(&format!("jobs.{name}")))?;
+            // A run keeps its artifacts by name: one name, one job.
+            for (i, artifact) in job.artifacts.iter().enumerate() {
+                if let Some(other) = artifact_of.insert(&artifact.name, name) {
+                    return Err(ValidationError::new(
+                        format!("jobs.{name}.artifacts[{i}].name"),
+                        format!(
+                            "{:?} is also an artifact of job {other:?}; artifact names are unique within a workflow",
+                            artifact.name
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(cycle) = find_cycle(&self.jobs) {
             return Err(ValidationError::new(

@@ -100,6 +100,10 @@ fn bad_fields_are_named() {
     assert_eq!(err.field, "schedule");
     let err = error_of(ci(), |v| v["concurrency"] = json!("sometimes"));
     assert_eq!(err.field, "concurrency");
+    let err = error_of(ci(), |v| {
+        v["jobs"]["lint"]["artifacts"] = json!([{"name": "coverage", "path": "x"}])
+    });
+    assert_eq!(err.field, "jobs.lint.artifacts[0].name");
     let err = error_of(ci(), |v| v["jobs"]["lint"]["bogus"] = json!(1));
     assert!(err.field.starts_with("jobs.lint"), "{err}");
 }
