@@ -55,7 +55,7 @@ impl Executor for HttpExecutor {
 
 /// The client every run shares, built once. A build failure is kept too, so every
 /// run reports it rather than retrying the TLS set-up.
-fn client() -> Result<&'static Client, ExecError> {
+pub(crate) fn client() -> Result<&'static Client, ExecError> {
     static CLIENT: OnceLock<Result<Client, Arc<reqwest::Error>>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {

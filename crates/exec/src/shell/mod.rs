@@ -303,12 +303,12 @@ async fn read_open<R: AsyncRead + Unpin>(
 
 /// The process group a run's leader heads (its pgid is the leader's pid). Until
 /// disarmed, dropping it SIGKILLs the whole group.
-struct ProcessGroup {
+pub(crate) struct ProcessGroup {
     pgid: Option<libc::pid_t>,
 }
 
 impl ProcessGroup {
-    fn of_leader(pid: Option<u32>) -> Self {
+    pub(crate) fn of_leader(pid: Option<u32>) -> Self {
         Self {
             pgid: pid
                 .and_then(|pid| libc::pid_t::try_from(pid).ok())
@@ -317,7 +317,7 @@ impl ProcessGroup {
     }
 
     /// Sends `signal` to every process of the group; false when none was left.
-    fn signal(&self, signal: libc::c_int) -> bool {
+    pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
         match self.pgid {
             // SAFETY: kill(2) has no memory effects; a negative pid addresses the
             // group, and the pgid is positive, so this never means "every process".
@@ -328,7 +328,7 @@ impl ProcessGroup {
 
     /// Stops the drop from signalling: the group has been dealt with, and its pgid
     /// may be reused once it is empty.
-    fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.pgid = None;
     }
 }
