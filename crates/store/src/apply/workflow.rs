@@ -363,29 +363,27 @@ impl Apply<'_, '_> {
             self.publish_run(types::WORKFLOW_RUN_FINISHED, &run)?;
             debug!(run = %run.id, workflow = %run.workflow, status = run.status.as_str(), "workflow run ended");
             // The oldest queued run of the workflow goes next.
-            let next = self.queued_run(&run.workflow)?;
-            if let Some(next) = next {
-                if self.active_runs(&run.workflow)?.len() == 1 {
-                    self.start_run(next)?;
-                }
-            }
+            self.start_next_queued(&run.workflow)?;
         } else {
             self.t.put_run(&run)?;
         }
         Ok(())
     }
 
-    fn queued_run(&self, workflow: &str) -> Result<Option<Ulid>, StoreError> {
+    /// Starts the oldest queued run of `workflow` when none of its runs is running.
+    fn start_next_queued(&mut self, workflow: &str) -> Result<(), StoreError> {
+        let mut oldest_queued = None;
         for id in self.active_runs(workflow)? {
-            if self
-                .t
-                .get_run(id)?
-                .is_some_and(|r| r.status == RunStatus::Queued)
-            {
-                return Ok(Some(id));
+            match self.t.get_run(id)?.map(|r| r.status) {
+                Some(RunStatus::Running) => return Ok(()),
+                Some(RunStatus::Queued) if oldest_queued.is_none() => oldest_queued = Some(id),
+                _ => {}
             }
         }
-        Ok(None)
+        match oldest_queued {
+            Some(id) => self.start_run(id),
+            None => Ok(()),
+        }
     }
 
     /// Creates the queued execution of workflow job `name` in `run`; its id is made

@@ -208,6 +208,11 @@ fn queued_runs_wait_for_the_active_one_and_skip_drops_them() {
     let second = run(&mut h, 2);
     assert_eq!(second.status, RunStatus::Queued);
     assert!(second.jobs.values().all(|j| j.executions.is_empty()));
+    assert_eq!(
+        run(&mut h, 4).status,
+        RunStatus::Queued,
+        "a second queued run"
+    );
     let r = stored(&h, 1);
     end(&mut h, exec_of(&r, "lint"), ExecStatus::Failed, vec![]);
     // lint failed: test and deploy skipped, coverage waits for test, which was skipped.
@@ -226,6 +231,16 @@ fn queued_runs_wait_for_the_active_one_and_skip_drops_them() {
         "the queued run starts when the first ends"
     );
     assert_eq!(second.jobs["lint"].executions.len(), 1);
+    assert_eq!(stored(&h, 4).status, RunStatus::Queued, "one run at a time");
+    end(&mut h, exec_of(&second, "lint"), ExecStatus::Failed, vec![]);
+    let coverage = exec_of(&stored(&h, 2), "coverage");
+    end(&mut h, coverage, ExecStatus::Succeeded, vec![]);
+    assert_eq!(stored(&h, 2).status, RunStatus::Failed);
+    assert_eq!(
+        stored(&h, 4).status,
+        RunStatus::Running,
+        "then the next one"
+    );
 
     h.run(Command::PutWorkflow { spec: ci("skip") });
     let third = run(&mut h, 3);
