@@ -106,34 +106,79 @@ fn read_job_files(
     files: &[PathBuf],
     format: Option<FileFormat>,
 ) -> anyhow::Result<Vec<(JobSpec, String)>> {
-    let mut jobs = Vec::new();
-    let mut origin_of: BTreeMap<String, String> = BTreeMap::new();
-    let mut read_stdin = false;
-    for path in files {
-        let (origin, format, text) = read_source(path, format, &mut read_stdin, "jobs")?;
-        let specs = parse_job_file(&text, format).with_context(|| origin.clone())?;
-        if specs.is_empty() {
-            bail!("{origin}: no jobs found");
-        }
-        for spec in specs {
-            if let Some(first) = origin_of.insert(spec.name.clone(), origin.clone()) {
-                bail!(
-                    "job {:?} is defined twice ({first} and {origin}); names are unique",
-                    spec.name
-                );
-            }
-            jobs.push((spec, origin.clone()));
-        }
-    }
-    Ok(jobs)
+    read_documents(
+        files,
+        format,
+        &JOB,
+        |text, format| Ok(parse_job_file(text, format)?),
+        |spec| &spec.name,
+    )
 }
 
 async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyhow::Result<()> {
     let jobs = read_job_files(files, format)?;
+    apply_documents(ctx, &JOB, &jobs, |spec| &spec.name).await
+}
+
+/// Jobs as documents of a file.
+const JOB: DocumentKind = DocumentKind {
+    one: "job",
+    many: "jobs",
+};
+
+/// What [`read_documents`] and [`apply_documents`] handle: `one` names a
+/// document in messages and output, `many` its collection (`/v1/{many}/{name}`).
+pub(super) struct DocumentKind {
+    pub one: &'static str,
+    pub many: &'static str,
+}
+
+/// Reads and parses every file; the documents in order, each with the file it
+/// came from. A name defined twice, or a file without documents, is an error.
+pub(super) fn read_documents<T>(
+    files: &[PathBuf],
+    format: Option<FileFormat>,
+    kind: &DocumentKind,
+    parse: impl Fn(&str, JobFileFormat) -> anyhow::Result<Vec<T>>,
+    name_of: impl Fn(&T) -> &str,
+) -> anyhow::Result<Vec<(T, String)>> {
+    let mut out = Vec::new();
+    let mut origin_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut read_stdin = false;
+    for path in files {
+        let (origin, format, text) = read_source(path, format, &mut read_stdin, kind.many)?;
+        let docs = parse(&text, format).with_context(|| origin.clone())?;
+        if docs.is_empty() {
+            bail!("{origin}: no {} found", kind.many);
+        }
+        for doc in docs {
+            let name = name_of(&doc).to_string();
+            if let Some(first) = origin_of.insert(name.clone(), origin.clone()) {
+                bail!(
+                    "{} {name:?} is defined twice ({first} and {origin}); names are unique",
+                    kind.one
+                );
+            }
+            out.push((doc, origin.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// PUTs every document in order; says what was created or updated (with `-o json`,
+/// also what was applied before a failure).
+pub(super) async fn apply_documents<T: serde::Serialize>(
+    ctx: &Ctx,
+    kind: &DocumentKind,
+    docs: &[(T, String)],
+    name_of: impl Fn(&T) -> &str,
+) -> anyhow::Result<()> {
     let mut applied = Vec::new();
-    for (spec, origin) in &jobs {
-        let url = ctx.client.url(["v1", "jobs", spec.name.as_str()]);
-        let body = serde_json::to_value(spec).context("encoding the job")?;
+    for (doc, origin) in docs {
+        let name = name_of(doc);
+        let url = ctx.client.url(["v1", kind.many, name]);
+        let body =
+            serde_json::to_value(doc).with_context(|| format!("encoding the {}", kind.one))?;
         let answer = match ctx.client.write(Method::PUT, url, Some(&body)).await {
             Ok(answer) => answer,
             Err(err) => {
@@ -141,7 +186,7 @@ async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyh
                 if ctx.json() {
                     output::json(&Value::Array(applied))?;
                 }
-                return Err(err).with_context(|| format!("{origin}: job/{}", spec.name));
+                return Err(err).with_context(|| format!("{origin}: {}/{name}", kind.one));
             }
         };
         let action = if answer.status == StatusCode::CREATED {
@@ -150,9 +195,9 @@ async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyh
             "updated"
         };
         if ctx.json() {
-            applied.push(json!({"name": spec.name, "action": action, "job": answer.body}));
+            applied.push(json!({"name": name, "action": action, kind.one: answer.body}));
         } else {
-            output::line(&format!("job/{} {action}", spec.name))?;
+            output::line(&format!("{}/{name} {action}", kind.one))?;
         }
     }
     if ctx.json() {

@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context};
-use reqwest::{Method, StatusCode};
+use anyhow::anyhow;
+use reqwest::Method;
 use rota_core::workflow::WorkflowSpec;
 use serde_json::{json, Value};
 
 use super::follow::{follow, RunWatch};
-use super::job::read_source;
+use super::job::{apply_documents, read_documents, DocumentKind};
 use super::run::check_succeeded;
 use super::Ctx;
 use crate::cli::{FileFormat, WorkflowCommand};
@@ -34,62 +34,30 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Workflows as documents of a file.
+const WORKFLOW: DocumentKind = DocumentKind {
+    one: "workflow",
+    many: "workflows",
+};
+
 /// Reads and validates every file; the workflows in order, each with the file it
 /// came from. Nothing is sent unless every file is valid.
 fn read_workflow_files(
     files: &[PathBuf],
     format: Option<FileFormat>,
 ) -> anyhow::Result<Vec<(WorkflowSpec, String)>> {
-    let mut workflows = Vec::new();
-    let mut origin_of: BTreeMap<String, String> = BTreeMap::new();
-    let mut read_stdin = false;
-    for path in files {
-        let (origin, format, text) = read_source(path, format, &mut read_stdin, "workflows")?;
-        let specs = parse_workflow_file(&text, format).with_context(|| origin.clone())?;
-        for spec in specs {
-            if let Some(first) = origin_of.insert(spec.name.clone(), origin.clone()) {
-                bail!(
-                    "workflow {:?} is defined twice ({first} and {origin}); names are unique",
-                    spec.name
-                );
-            }
-            workflows.push((spec, origin.clone()));
-        }
-    }
-    Ok(workflows)
+    read_documents(
+        files,
+        format,
+        &WORKFLOW,
+        |text, format| Ok(parse_workflow_file(text, format)?),
+        |spec| &spec.name,
+    )
 }
 
 async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyhow::Result<()> {
     let workflows = read_workflow_files(files, format)?;
-    let mut applied = Vec::new();
-    for (spec, origin) in &workflows {
-        let url = ctx.client.url(["v1", "workflows", spec.name.as_str()]);
-        let body = serde_json::to_value(spec).context("encoding the workflow")?;
-        let answer = match ctx.client.write(Method::PUT, url, Some(&body)).await {
-            Ok(answer) => answer,
-            Err(err) => {
-                // Say what did get applied before the failure, in the chosen format.
-                if ctx.json() {
-                    output::json(&Value::Array(applied))?;
-                }
-                return Err(err).with_context(|| format!("{origin}: workflow/{}", spec.name));
-            }
-        };
-        let action = if answer.status == StatusCode::CREATED {
-            "created"
-        } else {
-            "updated"
-        };
-        if ctx.json() {
-            applied.push(json!({"name": spec.name, "action": action, "workflow": answer.body}));
-        } else {
-            output::line(&format!("workflow/{} {action}", spec.name))?;
-        }
-    }
-    if ctx.json() {
-        output::json(&Value::Array(applied))?;
-    }
-    Ok(())
+    apply_documents(ctx, &WORKFLOW, &workflows, |spec| &spec.name).await
 }
 
 /// Every workflow, page after page.
