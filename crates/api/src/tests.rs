@@ -51,7 +51,7 @@ impl Harness {
                 data_dir: dir.path().join("data"),
                 advertise_url: "http://127.0.0.1:7700".into(),
                 snapshot_every: 10_000,
-                watch_retention,
+                watch_retention: rota_store::EventRetention::events(watch_retention),
             },
             &Default::default(),
         )

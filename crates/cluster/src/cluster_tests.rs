@@ -47,7 +47,7 @@ async fn member(
             data_dir: dir.join(format!("n{id}")),
             advertise_url: url.clone(),
             snapshot_every: 10,
-            watch_retention: rota_store::DEFAULT_EVENT_RETENTION,
+            watch_retention: rota_store::EventRetention::default(),
         },
         ClusterOptions {
             bootstrap,
@@ -196,7 +196,7 @@ async fn a_peers_list_without_this_node_is_refused() {
         data_dir: dir.path().to_path_buf(),
         advertise_url: "http://127.0.0.1:7705".into(),
         snapshot_every: 100,
-        watch_retention: rota_store::DEFAULT_EVENT_RETENTION,
+        watch_retention: rota_store::EventRetention::default(),
     };
     for peers in [
         BTreeMap::from([(1, "http://127.0.0.1:7701".to_string())]),

@@ -127,7 +127,7 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// How many public events the event log keeps at least (`watch.retention`).
     /// It changes what apply deletes, so every member must use the same.
-    pub watch_retention: u64,
+    pub watch_retention: rota_store::EventRetention,
 }
 
 impl NodeConfig {

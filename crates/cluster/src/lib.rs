@@ -40,6 +40,8 @@ pub use error::{ClusterError, MembershipError, PeerError, WriteError};
 pub use membership::{ClusterStatus, MemberRole, MemberStatus};
 pub use network::CLUSTER_SECRET_HEADER;
 pub use node::{Node, NodeStatus};
+/// What the event log keeps (part of [`NodeConfig`]).
+pub use rota_store::{EventRetention, RETENTION_AGE};
 
 #[cfg(test)]
 mod tests;

@@ -374,7 +374,7 @@ pub(crate) struct Storage {
 /// on the blocking pool.
 pub(crate) async fn open_storage(
     dir: PathBuf,
-    watch_retention: u64,
+    watch_retention: rota_store::EventRetention,
 ) -> Result<Storage, ClusterError> {
     let (alive, released) = mpsc::channel(1);
     let (log, store, state_machine) = tokio::task::spawn_blocking(move || {

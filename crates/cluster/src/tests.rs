@@ -22,7 +22,7 @@ fn config(dir: &Path, snapshot_every: u64) -> NodeConfig {
         data_dir: dir.to_path_buf(),
         advertise_url: "http://127.0.0.1:7700".into(),
         snapshot_every,
-        watch_retention: rota_store::DEFAULT_EVENT_RETENTION,
+        watch_retention: rota_store::EventRetention::default(),
     }
 }
 
@@ -315,7 +315,7 @@ mod conformance {
             let dir = tempfile::tempdir().expect("tempdir");
             let storage = open_storage(
                 dir.path().to_path_buf(),
-                rota_store::DEFAULT_EVENT_RETENTION,
+                rota_store::EventRetention::default(),
             )
             .await
             .expect("open storage");

@@ -85,7 +85,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
             advertise_url: advertise_url.clone(),
             snapshot_every: cfg.snapshot_every,
-            watch_retention: cfg.watch_retention,
+            watch_retention: rota_cluster::EventRetention {
+                events: cfg.watch_retention,
+                age: chrono::TimeDelta::from_std(cfg.watch_retention_age)
+                    .unwrap_or(rota_cluster::RETENTION_AGE),
+            },
         },
         ClusterOptions {
             bootstrap,

@@ -1,7 +1,7 @@
 //! End-to-end: the watch API of a real `rota server`: a watcher cut off in the
 //! middle of a burst resumes with `Last-Event-ID` and sees every event once, in
 //! order; a watcher that never reads is closed as a slow consumer while another
-//! keeps receiving; `rota watch` and `rota event publish` through the CLI.
+//! keeps receiving; a `since` below the retained window is answered 410;
 
 mod common;
 
@@ -298,4 +298,65 @@ async fn rota_watch_prints_events_and_rota_event_publish_publishes() {
     let out = server.cli(&["watch", "--type", "Bad"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("type"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_below_the_retained_window_is_answered_410_with_the_compact_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Keep at least 10 events, and only those of the last second beyond that.
+    let server = Server::start(
+        tmp.path(),
+        &["--watch-retention", "10", "--watch-retention-age", "1s"],
+    )
+    .await;
+    let (status, first) = server
+        .send("PUT", "/v1/kv/old", Some(json!({"value": "x"})))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    let first = first["revision"].as_u64().expect("revision");
+    // The log is trimmed every 1,024 entries, of events older than the age: keep
+    // writing until the first write's event is gone.
+    let mut written = 0u32;
+    let body = common::eventually(FRAME_DEADLINE, "the first event to be compacted", || {
+        let server = &server;
+        let n = written;
+        written += 1;
+        async move {
+            for i in 0..256 {
+                let (status, _) = server
+                    .send(
+                        "PUT",
+                        &format!("/v1/kv/k{n}-{i}"),
+                        Some(json!({"value": "v"})),
+                    )
+                    .await;
+                assert_eq!(status, 200);
+            }
+            // Only the status and, on 410, the body: a 200 streams for ever.
+            let resp = common::client()
+                .get(format!("{}/v1/watch?since={first}", server.url))
+                .send()
+                .await
+                .expect("watch request");
+            if resp.status().as_u16() != 410 {
+                return None;
+            }
+            resp.json::<Value>().await.ok()
+        }
+    })
+    .await;
+    assert_eq!(body["error"]["code"], "compacted", "{body}");
+    let compact = body["error"]["compact_revision"]
+        .as_u64()
+        .expect("compact_revision");
+    assert!(compact >= first, "{body}");
+    // From the compact revision on, the watch answers; the CLI says why it cannot.
+    let mut frames = Frames::open(&format!("{}/v1/watch?since={compact}", server.url), None).await;
+    assert!(
+        frames.next().await.is_some(),
+        "a watch from the window streams"
+    );
+    let out = server.cli(&["watch", "--since", &first.to_string()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no longer kept"), "{}", stderr(&out));
 }

@@ -28,7 +28,7 @@ async fn start_node(dir: &Path) -> Arc<Node> {
             data_dir: dir.to_path_buf(),
             advertise_url: "http://127.0.0.1:1".into(),
             snapshot_every: 10_000,
-            watch_retention: rota_store::DEFAULT_EVENT_RETENTION,
+            watch_retention: rota_store::EventRetention::default(),
         },
         &Default::default(),
     )

@@ -50,7 +50,7 @@ pub(crate) fn apply_request(
     index: u64,
     req: &ClientRequest,
     events: &mut Vec<StoreEvent>,
-    event_retention: u64,
+    event_retention: crate::EventRetention,
 ) -> Result<Response, StoreError> {
     let mut apply = Apply {
         t: tables,

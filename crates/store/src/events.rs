@@ -27,6 +27,34 @@ use crate::StoreError;
 pub const DEFAULT_RETENTION: u64 = 100_000;
 /// Events younger than this (by the entries' clock) are kept whatever their number.
 pub const RETENTION_AGE: TimeDelta = TimeDelta::hours(24);
+
+/// What the event log keeps at least: the latest `events` events and every event
+/// younger than `age` (by the entries' own clock); what is beyond both goes. Every
+/// member must use the same, since it decides what the state machine deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRetention {
+    pub events: u64,
+    pub age: TimeDelta,
+}
+
+impl Default for EventRetention {
+    fn default() -> Self {
+        Self {
+            events: DEFAULT_RETENTION,
+            age: RETENTION_AGE,
+        }
+    }
+}
+
+impl EventRetention {
+    /// The default age with at least `events` events.
+    pub fn events(events: u64) -> Self {
+        Self {
+            events,
+            ..Self::default()
+        }
+    }
+}
 /// The retention sweep runs when the log index is a multiple of this.
 pub(crate) const SWEEP_EVERY: u64 = 1024;
 /// At most this many events are dropped by one sweep, so that one entry's apply
@@ -46,9 +74,13 @@ pub struct EventPage {
 }
 
 /// Drops what is beyond both retention minimums (see the module doc).
-pub(crate) fn sweep(t: &mut Tables<'_>, now: Timestamp, retention: u64) -> Result<(), StoreError> {
+pub(crate) fn sweep(
+    t: &mut Tables<'_>,
+    now: Timestamp,
+    retention: EventRetention,
+) -> Result<(), StoreError> {
     let len = t.events.len()?;
-    let Some(excess) = len.checked_sub(retention).filter(|e| *e > 0) else {
+    let Some(excess) = len.checked_sub(retention.events).filter(|e| *e > 0) else {
         return Ok(());
     };
     let excess = usize::try_from(excess).unwrap_or(usize::MAX).min(SWEEP_MAX);
@@ -64,7 +96,7 @@ pub(crate) fn sweep(t: &mut Tables<'_>, now: Timestamp, retention: u64) -> Resul
             // A new revision is dropped only when it is old enough; its later
             // events go with it, so a revision is never half in the log.
             let event: Event = decode(EVENT, value.value())?;
-            if event.at + RETENTION_AGE >= now {
+            if event.at + retention.age >= now {
                 break;
             }
         }

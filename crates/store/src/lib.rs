@@ -40,7 +40,9 @@ mod test_support;
 mod workflows;
 
 pub use error::StoreError;
-pub use events::{EventPage, DEFAULT_RETENTION as DEFAULT_EVENT_RETENTION, RETENTION_AGE};
+pub use events::{
+    EventPage, EventRetention, DEFAULT_RETENTION as DEFAULT_EVENT_RETENTION, RETENTION_AGE,
+};
 pub use notify::{DeliveryFilter, DELIVERY_RETENTION};
 pub use snapshot::SnapshotHeader;
 
@@ -126,7 +128,7 @@ pub struct Store {
     applied: AtomicU64,
     /// How many public events the log keeps at least (`watch.retention`); it
     /// changes what apply deletes, so every replica must use the same.
-    event_retention: u64,
+    event_retention: EventRetention,
     /// Serialises write transactions with the durable commit that precedes a
     /// snapshot export, so the exported state is exactly the durable one.
     writer: Mutex<()>,
@@ -143,12 +145,15 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the state file, keeping the default number of events.
     pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
-        Store::open_with(path, DEFAULT_EVENT_RETENTION)
+        Store::open_with(path, EventRetention::default())
     }
 
     /// Opens (or creates) the state file; the event log keeps at least
-    /// `event_retention` events (and every event of the last 24 h).
-    pub fn open_with(path: &Path, event_retention: u64) -> Result<Arc<Store>, StoreError> {
+    /// what `event_retention` says.
+    pub fn open_with(
+        path: &Path,
+        event_retention: EventRetention,
+    ) -> Result<Arc<Store>, StoreError> {
         let db = RedbFile::open(path, CACHE_BYTES, Recovery::QuickRepair)?;
         let txn = db.begin_write(Durability::Immediate)?;
         let applied = {

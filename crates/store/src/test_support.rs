@@ -99,8 +99,11 @@ impl Harness {
     /// A store whose event log keeps at least `retention` events.
     pub fn with_event_retention(retention: u64) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            Store::open_with(&dir.path().join("state.redb"), retention).expect("open store");
+        let store = Store::open_with(
+            &dir.path().join("state.redb"),
+            crate::EventRetention::events(retention),
+        )
+        .expect("open store");
         let events = store.subscribe();
         Harness {
             dir,

@@ -116,6 +116,15 @@ fn duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration,
     Ok(d.0)
 }
 
+/// From 1 s to 30 d.
+pub fn check_watch_retention_age(text: String) -> Result<Duration, String> {
+    duration_within(
+        &text,
+        Duration::from_secs(1),
+        Duration::from_secs(30 * 86_400),
+    )
+}
+
 /// From 1 s to 1 h.
 pub fn check_node_timeout(text: String) -> Result<Duration, String> {
     duration_within(&text, Duration::from_secs(1), Duration::from_secs(3600))

@@ -37,6 +37,7 @@ use super::{
     DEFAULT_DATA_DIR, DEFAULT_ELECTION_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LISTEN,
     DEFAULT_LOG, DEFAULT_MAX_RUNNING, DEFAULT_NODE_ID, DEFAULT_NODE_TIMEOUT,
     DEFAULT_SNAPSHOT_EVERY, DEFAULT_WATCH_BUFFER, DEFAULT_WATCH_RETENTION,
+    DEFAULT_WATCH_RETENTION_AGE,
 };
 use crate::error::ConfigError;
 
@@ -252,8 +253,8 @@ server_settings! {
         file u64 => check_snapshot_every,
         value u64 = |v| v.unwrap_or(DEFAULT_SNAPSHOT_EVERY);
 
-    /// Events the watch log keeps at least (it also keeps every event of the last
-    /// 24 h); every member must use the same [default: 100000].
+    /// Events the watch log keeps at least (it also keeps every event younger
+    /// than `watch_retention_age`); every member must use the same [default: 100000].
     ///
     /// At least 1. It decides what the replicated state machine deletes, so members
     /// with different values would hold different logs.
@@ -261,6 +262,16 @@ server_settings! {
     watch_retention: u64,
         file u64 => check_watch_retention,
         value u64 = |v| v.unwrap_or(DEFAULT_WATCH_RETENTION);
+
+    /// How long the watch log keeps every event, whatever their number, 1s-30d;
+    /// every member must use the same [default: 24h].
+    ///
+    /// Events beyond both `watch_retention` and this age are dropped; a watch from
+    /// a revision before them gets 410 `compacted`.
+    #[arg(long, value_name = "DURATION", value_parser = flag(check_watch_retention_age))]
+    watch_retention_age: Duration,
+        file String => check_watch_retention_age,
+        value Duration = |v| v.unwrap_or(DEFAULT_WATCH_RETENTION_AGE);
 
     /// Events a watcher may have waiting before it is closed as a slow consumer
     /// [default: 4096].
