@@ -123,6 +123,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Webhooks of runs that start and finish, sent while this node leads.
     rota_scheduler::notifier::spawn(node.clone(), &scheduling);
     rota_scheduler::run_timeouts::spawn(node.clone(), &scheduling);
+    rota_scheduler::artifact_sweep::spawn(node.clone(), &scheduling);
 
     let startup = Startup {
         join: args.join.clone(),

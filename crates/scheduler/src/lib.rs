@@ -10,6 +10,7 @@ use rota_background::Runner;
 use rota_exec::OutputBuffer;
 use ulid::Ulid;
 
+pub mod artifact_sweep;
 mod error;
 pub mod notifier;
 pub mod run_timeouts;
