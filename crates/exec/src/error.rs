@@ -2,6 +2,7 @@
 //! of a failed [`crate::RunOutcome`], with the whole chain of causes.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A failure inside an executor, named by its cause.
@@ -94,6 +95,234 @@ pub enum ExecError {
     /// The blocking task that writes the record died.
     #[error("the record writer task failed")]
     RecordTask(#[source] tokio::task::JoinError),
+    /// A `workflow_job` run came without its [`crate::WorkflowContext`].
+    #[error("the workflow context is missing: a workflow job needs its workspace and artifact directories")]
+    WorkflowContextMissing,
+    /// A workflow's trigger job was handed to the executor; it only starts runs.
+    #[error("the trigger of workflow {workflow} does not run as a job")]
+    TriggerJob {
+        /// The workflow.
+        workflow: String,
+    },
+    /// A workflow job without steps.
+    #[error("job has no steps")]
+    NoSteps,
+    /// A directory of the attempt (workspace, inputs) could not be created.
+    #[error("creating directory {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// `${{ env.NAME }}` names a variable the job does not set.
+    #[error("${{{{ env.{name} }}}} is not set ({})", set_names(set))]
+    UnsetVariable {
+        /// The variable.
+        name: String,
+        /// The variables that are set, sorted.
+        set: Vec<String>,
+    },
+    /// `${{ ... }}` holds something other than `env.NAME`.
+    #[error("${{{{ {expression} }}}} is not understood; only ${{{{ env.NAME }}}} is substituted")]
+    UnknownExpression {
+        /// What stood between the braces, trimmed.
+        expression: String,
+    },
+    /// `${{` without a closing `}}`.
+    #[error("\"${{{{\" without a closing \"}}}}\" in {text:?}")]
+    UnclosedExpression {
+        /// The text holding it.
+        text: String,
+    },
+    /// Something wrong with one step, before or around its run.
+    #[error("step {step}")]
+    Step {
+        /// The step's name.
+        step: String,
+        /// What was wrong.
+        #[source]
+        source: Box<ExecError>,
+    },
+    /// Something wrong with one service: its command, its start.
+    #[error("service {service}")]
+    Service {
+        /// The service's name.
+        service: String,
+        /// What was wrong.
+        #[source]
+        source: Box<ExecError>,
+    },
+    /// A service's readiness check did not pass within its `ready_timeout`.
+    #[error("service {service} was not ready after {after}")]
+    ServiceNotReady {
+        /// The service's name.
+        service: String,
+        /// Its `ready_timeout`.
+        after: rota_core::HumanDuration,
+    },
+    /// A service's process ended before its readiness check passed.
+    #[error("service {service} {how} before it was ready")]
+    ServiceExited {
+        /// The service's name.
+        service: String,
+        /// How it ended: `exited with status 1`, `was killed by signal 9`.
+        how: String,
+    },
+    /// An artifact's name could not be a directory name (validation keeps such
+    /// names out of workflows).
+    #[error("artifact name {artifact:?} is not a valid name ([a-z0-9][a-z0-9_-]{{0,62}})")]
+    ArtifactNameInvalid {
+        /// The name.
+        artifact: String,
+    },
+    /// A file path of a received artifact would land outside its directory.
+    #[error("artifact {artifact}: file path {path:?} is not a relative path inside the artifact (no leading /, no empty, . or .. parts)")]
+    InputPath {
+        /// The artifact's name.
+        artifact: String,
+        /// The file's path as recorded.
+        path: String,
+    },
+    /// The base URL of a received artifact cannot take file paths.
+    #[error("artifact {artifact}: {base_url:?} is not a URL files can be fetched under")]
+    InputUrl {
+        /// The artifact's name.
+        artifact: String,
+        /// Its base URL.
+        base_url: String,
+    },
+    /// Fetching a file of a received artifact failed (connection, body).
+    #[error("artifact {artifact}: fetching file {path}")]
+    InputFetch {
+        /// The artifact's name.
+        artifact: String,
+        /// The file's path.
+        path: String,
+        /// What the client said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The node serving a received artifact's file answered with an error status.
+    #[error("artifact {artifact}: file {path}: GET {url} answered {status}")]
+    InputStatus {
+        /// The artifact's name.
+        artifact: String,
+        /// The file's path.
+        path: String,
+        /// The URL fetched.
+        url: String,
+        /// The status received.
+        status: u16,
+    },
+    /// A received file's size is not the recorded one.
+    #[error("artifact {artifact}: file {path}: {got} bytes received, {expected} recorded")]
+    InputSize {
+        /// The artifact's name.
+        artifact: String,
+        /// The file's path.
+        path: String,
+        /// The recorded size.
+        expected: u64,
+        /// The bytes received (a transfer that goes beyond the recorded size is
+        /// stopped there).
+        got: u64,
+    },
+    /// A received file's sha256 is not the recorded one.
+    #[error("artifact {artifact}: file {path}: sha256 is {got}, {expected} recorded")]
+    InputDigest {
+        /// The artifact's name.
+        artifact: String,
+        /// The file's path.
+        path: String,
+        /// The recorded digest.
+        expected: String,
+        /// The digest of what was received.
+        got: String,
+    },
+    /// Writing a received file failed.
+    #[error("artifact {artifact}: writing {}", path.display())]
+    InputWrite {
+        /// The artifact's name.
+        artifact: String,
+        /// The file written.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// An artifact's path would leave the workspace.
+    #[error(
+        "artifact {artifact}: {path:?} is not a relative path inside the workspace, without .."
+    )]
+    ArtifactPath {
+        /// The artifact's name.
+        artifact: String,
+        /// Its path as the spec gives it.
+        path: String,
+    },
+    /// An artifact's path is not in the workspace.
+    #[error("artifact {artifact}: {path} does not exist in the workspace")]
+    ArtifactMissing {
+        /// The artifact's name.
+        artifact: String,
+        /// Its path as the spec gives it.
+        path: String,
+    },
+    /// An artifact's path is neither a file nor a directory.
+    #[error("artifact {artifact}: {path} is a {kind}; an artifact is a file or a directory")]
+    ArtifactKind {
+        /// The artifact's name.
+        artifact: String,
+        /// Its path as the spec gives it.
+        path: String,
+        /// What it is (`symbolic link`, `socket`, ...).
+        kind: &'static str,
+    },
+    /// A file name under an artifact's directory is not UTF-8, so it has no path
+    /// a record can hold.
+    #[error("artifact {artifact}: {} is not a UTF-8 name; rename it", path.display())]
+    ArtifactName {
+        /// The artifact's name.
+        artifact: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Reading an artifact's file or directory failed.
+    #[error("artifact {artifact}: reading {}", path.display())]
+    ArtifactRead {
+        /// The artifact's name.
+        artifact: String,
+        /// What was read.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing a kept copy failed.
+    #[error("artifact {artifact}: writing {}", path.display())]
+    ArtifactWrite {
+        /// The artifact's name.
+        artifact: String,
+        /// What was written.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The blocking task that copies artifacts died.
+    #[error("the artifact copy task failed")]
+    ArtifactTask(#[source] tokio::task::JoinError),
+}
+
+/// `set: A, B`, or that nothing is set.
+fn set_names(set: &[String]) -> String {
+    if set.is_empty() {
+        "no variable is set".to_string()
+    } else {
+        format!("set: {}", set.join(", "))
+    }
 }
 
 impl ExecError {

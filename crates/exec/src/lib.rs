@@ -1,5 +1,6 @@
 //! Executors: what a run does. One trait, [`Executor`], one implementation per module
-//! folder (`shell`, `http`, `record`), chosen from the job's
+//! folder (`shell`, `http`, `record`, and `workflow`, which runs one job of a
+//! workflow run through the others), chosen from the job's
 //! [`rota_core::ExecutorSpec`] by a `match` in [`executor_for`].
 //!
 //! An executor gets a [`RunRequest`], writes what the run prints into an

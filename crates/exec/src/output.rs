@@ -61,23 +61,41 @@ impl OutputBuffer {
 
     /// Appends bytes (cut at the limit). Ignored once the buffer is closed.
     pub fn push(&self, bytes: &[u8]) {
+        self.append(bytes, false);
+    }
+
+    /// Appends bytes starting on a line of their own: a `\n` goes first when what
+    /// was kept so far ends in the middle of a line. Writers sharing one buffer (a
+    /// workflow job's steps and services) use it so that their lines stay whole
+    /// whatever the others left unfinished.
+    pub(crate) fn push_line(&self, bytes: &[u8]) {
+        self.append(bytes, true);
+    }
+
+    fn append(&self, bytes: &[u8], own_line: bool) {
         if bytes.is_empty() {
             return;
         }
-        let kept = {
+        let grew = {
             let mut state = self.lock();
             if state.closed {
                 return;
             }
-            let room = state.max_bytes.saturating_sub(state.data.len());
-            let kept = bytes.len().min(room);
-            state.data.extend_from_slice(&bytes[..kept]);
-            if kept < bytes.len() {
-                state.truncated = true;
+            let before = state.data.len();
+            // Looked at under the same lock as the append, so no other writer can
+            // slip a partial line in between.
+            let mid_line = own_line && state.data.last().is_some_and(|last| *last != b'\n');
+            for part in [if mid_line { &b"\n"[..] } else { &[] }, bytes] {
+                let room = state.max_bytes.saturating_sub(state.data.len());
+                let kept = part.len().min(room);
+                state.data.extend_from_slice(&part[..kept]);
+                if kept < part.len() {
+                    state.truncated = true;
+                }
             }
-            kept
+            state.data.len() > before
         };
-        if kept > 0 {
+        if grew {
             self.inner.changed.notify_waiters();
         }
     }
@@ -183,6 +201,30 @@ mod tests {
         assert_eq!(out.snapshot(), (Bytes::from_static(b"abc"), false));
         out.push(b"d");
         assert!(out.is_truncated());
+    }
+
+    #[test]
+    fn push_line_starts_a_new_line_only_when_needed() {
+        let out = OutputBuffer::new(100);
+        out.push_line(b"first\n");
+        out.push(b"partial");
+        out.push_line(b"second\n");
+        out.push_line(b"third\n");
+        assert_eq!(
+            out.snapshot(),
+            (
+                Bytes::from_static(b"first\npartial\nsecond\nthird\n"),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn push_line_respects_the_limit() {
+        let out = OutputBuffer::new(4);
+        out.push(b"abcd");
+        out.push_line(b"x\n");
+        assert_eq!(out.snapshot(), (Bytes::from_static(b"abcd"), true));
     }
 
     #[test]

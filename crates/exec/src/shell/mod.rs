@@ -14,7 +14,7 @@
 //! most [`KILL_GRACE`] while a leftover process still holds them open.
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -187,15 +187,7 @@ fn command_for(req: &RunRequest, spec: &ShellSpec) -> Command {
     // The `ROTA_*` variables come last so that a spec cannot make a run lie about
     // which run it is.
     cmd.envs(&spec.env)
-        .env("ROTA_JOB", &req.job)
-        .env("ROTA_EXECUTION_ID", req.execution_id.to_string())
-        .env(
-            "ROTA_SCHEDULED_AT",
-            req.scheduled_at
-                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        )
-        .env("ROTA_ATTEMPT", req.attempt.to_string())
-        .env("ROTA_NODE", &req.node)
+        .envs(run_vars(req))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -205,6 +197,22 @@ fn command_for(req: &RunRequest, spec: &ShellSpec) -> Command {
         cmd.current_dir(cwd);
     }
     cmd
+}
+
+/// The variables that tell a process which run it belongs to: `ROTA_JOB`,
+/// `ROTA_EXECUTION_ID`, `ROTA_SCHEDULED_AT`, `ROTA_ATTEMPT`, `ROTA_NODE`.
+pub(crate) fn run_vars(req: &RunRequest) -> [(&'static str, String); 5] {
+    [
+        ("ROTA_JOB", req.job.clone()),
+        ("ROTA_EXECUTION_ID", req.execution_id.to_string()),
+        (
+            "ROTA_SCHEDULED_AT",
+            req.scheduled_at
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        ),
+        ("ROTA_ATTEMPT", req.attempt.to_string()),
+        ("ROTA_NODE", req.node.clone()),
+    ]
 }
 
 /// Names the culprit of a failed spawn: the OS says "No such file or directory"
@@ -302,7 +310,7 @@ async fn read_open<R: AsyncRead + Unpin>(
 }
 
 /// The process group a run's leader heads (its pgid is the leader's pid). Until
-/// disarmed, dropping it SIGKILLs the whole group.
+/// disarmed, dropping it SIGKILLs the whole group. Workflow services use it too.
 pub(crate) struct ProcessGroup {
     pgid: Option<libc::pid_t>,
 }

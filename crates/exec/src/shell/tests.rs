@@ -1,4 +1,5 @@
-//! Tests with real processes.
+//! Tests with real processes. The helpers that watch output and processes are
+//! shared with the workflow executor's tests.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -51,7 +52,7 @@ fn text(output: &OutputBuffer) -> String {
 }
 
 /// Waits for the output to hold `needle` (an event: each new chunk wakes us).
-async fn wait_for_output(output: &OutputBuffer, needle: &str) {
+pub(crate) async fn wait_for_output(output: &OutputBuffer, needle: &str) {
     let mut seen = Vec::new();
     loop {
         let (chunk, closed) = output.read_from(seen.len()).await;
@@ -67,7 +68,7 @@ async fn wait_for_output(output: &OutputBuffer, needle: &str) {
     }
 }
 
-fn read_pid(path: &Path) -> libc::pid_t {
+pub(crate) fn read_pid(path: &Path) -> libc::pid_t {
     let text = std::fs::read_to_string(path).expect("pid file");
     text.trim().parse().expect("pid")
 }
@@ -76,7 +77,7 @@ fn read_pid(path: &Path) -> libc::pid_t {
 /// keeps a regression from hanging the suite). A pidfd becomes readable when the
 /// process exits, which also covers a zombie that nobody reaps, where
 /// `kill(pid, 0)` would still succeed.
-fn process_ends(pid: libc::pid_t) -> bool {
+pub(crate) fn process_ends(pid: libc::pid_t) -> bool {
     // SAFETY: plain syscalls on integers; the fd is closed below.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {

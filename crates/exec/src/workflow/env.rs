@@ -1,166 +1,322 @@
-//! `${{ env.X }}` in a workflow job's specs: replaced by `X` from the job's
-//! environment (the workflow's `env` overlaid with the job's and the step's).
+//! `${{ env.NAME }}` substitution in the texts of a workflow job's steps and
+//! services.
+//!
+//! A reference is `${{`, optional whitespace, `env.NAME`, optional whitespace, `}}`;
+//! it is replaced by NAME's value, once (a value that itself holds `${{ ... }}` is
+//! not substituted again). The values come from the job's `env` (the workflow's
+//! overlaid with the job's) and, for a step's or service's command, arguments,
+//! directory and readiness check, its own `env` too; its own `env` values are
+//! substituted from the job's alone. Not the server's environment: what a job
+//! means must not depend on the node it lands on.
+//!
+//! Anything else between `${{` and `}}`, an unknown name or a `${{` without its
+//! `}}` is an error rather than left as it is, so a typo does not quietly reach a
+//! command line or a request.
 
 use std::collections::BTreeMap;
 
 use rota_core::workflow::{Readiness, ServiceSpec};
-use rota_core::ExecutorSpec;
+use rota_core::{ExecutorSpec, HttpSpec, ShellSpec};
 
-/// `text` with every `${{ env.X }}` (spaces inside the braces optional) replaced;
-/// an unknown `X`, or anything but `env.X`, is an error saying what is set.
-pub(crate) fn substitute(text: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+use crate::ExecError;
+
+/// Variable names to values.
+pub(crate) type Vars = BTreeMap<String, String>;
+
+/// `text` with every `${{ env.NAME }}` replaced by NAME's value in `vars`.
+pub(crate) fn substitute(text: &str, vars: &Vars) -> Result<String, ExecError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${{") {
         out.push_str(&rest[..start]);
-        let after = &rest[start + 3..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("{:?} opens ${{{{ without closing it", text))?;
-        let expr = after[..end].trim();
-        let name = expr.strip_prefix("env.").ok_or_else(|| {
-            format!("${{{{ {expr} }}}} is not understood; write ${{{{ env.NAME }}}}")
-        })?;
-        let value = env.get(name).ok_or_else(|| {
-            let set: Vec<&str> = env.keys().map(String::as_str).collect();
-            format!(
-                "${{{{ env.{name} }}}} is not set (set: {})",
-                if set.is_empty() {
-                    "none".to_string()
-                } else {
-                    set.join(", ")
-                }
-            )
+        let inside = &rest[start + 3..];
+        let Some(end) = inside.find("}}") else {
+            return Err(ExecError::UnclosedExpression {
+                text: text.to_string(),
+            });
+        };
+        let expression = inside[..end].trim();
+        let name = expression
+            .strip_prefix("env.")
+            .filter(|name| is_variable_name(name))
+            .ok_or_else(|| ExecError::UnknownExpression {
+                expression: expression.to_string(),
+            })?;
+        let value = vars.get(name).ok_or_else(|| ExecError::UnsetVariable {
+            name: name.to_string(),
+            set: vars.keys().cloned().collect(),
         })?;
         out.push_str(value);
-        rest = &after[end + 2..];
+        rest = &inside[end + 2..];
     }
     out.push_str(rest);
     Ok(out)
 }
 
-fn in_map(
-    map: &BTreeMap<String, String>,
-    env: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, String> {
-    map.iter()
-        .map(|(k, v)| Ok((k.clone(), substitute(v, env)?)))
+/// Letters, digits and `_`, not starting with a digit (what workflow validation
+/// accepts as an `env` key).
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Each value substituted from `vars`.
+fn substitute_values(values: &Vars, vars: &Vars) -> Result<Vars, ExecError> {
+    values
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), substitute(value, vars)?)))
         .collect()
 }
 
-/// `spec` with `env` substituted in its command, arguments, environment values,
-/// working directory, URL, header values and body.
-pub(crate) fn executor(
-    spec: &ExecutorSpec,
-    env: &BTreeMap<String, String>,
-) -> Result<ExecutorSpec, String> {
-    Ok(match spec {
+/// `base` overlaid with `over`.
+pub(crate) fn overlay(base: &Vars, over: &Vars) -> Vars {
+    let mut merged = base.clone();
+    merged.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged
+}
+
+/// A step's executor with its texts substituted; for a shell step, its `env` holds
+/// its own variables, substituted.
+pub(crate) fn substitute_step(
+    executor: &ExecutorSpec,
+    job_env: &Vars,
+) -> Result<ExecutorSpec, ExecError> {
+    Ok(match executor {
         ExecutorSpec::Shell(shell) => {
-            let mut shell = shell.clone();
-            shell.command = substitute(&shell.command, env)?;
-            if let Some(args) = &mut shell.args {
-                for arg in args.iter_mut() {
-                    *arg = substitute(arg, env)?;
-                }
-            }
-            shell.env = in_map(&shell.env, env)?;
-            shell.cwd = shell
-                .cwd
-                .as_deref()
-                .map(|c| substitute(c, env))
-                .transpose()?;
-            ExecutorSpec::Shell(shell)
+            let env = substitute_values(&shell.env, job_env)?;
+            let vars = overlay(job_env, &env);
+            ExecutorSpec::Shell(ShellSpec {
+                command: substitute(&shell.command, &vars)?,
+                args: shell
+                    .args
+                    .as_ref()
+                    .map(|args| args.iter().map(|a| substitute(a, &vars)).collect())
+                    .transpose()?,
+                cwd: shell
+                    .cwd
+                    .as_ref()
+                    .map(|cwd| substitute(cwd, &vars))
+                    .transpose()?,
+                env,
+            })
         }
-        ExecutorSpec::Http(http) => {
-            let mut http = http.clone();
-            http.url = substitute(&http.url, env)?;
-            http.headers = in_map(&http.headers, env)?;
-            http.body = http
+        ExecutorSpec::Http(http) => ExecutorSpec::Http(HttpSpec {
+            method: http.method.clone(),
+            url: substitute(&http.url, job_env)?,
+            headers: substitute_values(&http.headers, job_env)?,
+            body: http
                 .body
-                .as_deref()
-                .map(|b| substitute(b, env))
-                .transpose()?;
-            ExecutorSpec::Http(http)
-        }
-        ExecutorSpec::Record(record) => {
-            let mut record = record.clone();
-            record.path = substitute(&record.path, env)?;
-            ExecutorSpec::Record(record)
-        }
-        ExecutorSpec::WorkflowJob(_) => {
-            return Err("a workflow job cannot run another as a step".to_string())
-        }
+                .as_ref()
+                .map(|body| substitute(body, job_env))
+                .transpose()?,
+            expect_status: http.expect_status.clone(),
+        }),
+        other => other.clone(),
     })
 }
 
-/// `service` with `env` substituted in its command, environment values and
-/// readiness target.
-pub(crate) fn service(
+/// A service with its texts substituted; its `env` holds its own variables,
+/// substituted.
+pub(crate) fn substitute_service(
     service: &ServiceSpec,
-    env: &BTreeMap<String, String>,
-) -> Result<ServiceSpec, String> {
-    let mut service = service.clone();
-    service.command = substitute(&service.command, env)?;
-    service.env = in_map(&service.env, env)?;
-    service.ready = match &service.ready {
-        Some(Readiness::Tcp(a)) => Some(Readiness::Tcp(substitute(a, env)?)),
-        Some(Readiness::Http(u)) => Some(Readiness::Http(substitute(u, env)?)),
-        Some(Readiness::Command(c)) => Some(Readiness::Command(substitute(c, env)?)),
+    job_env: &Vars,
+) -> Result<ServiceSpec, ExecError> {
+    let env = substitute_values(&service.env, job_env)?;
+    let vars = overlay(job_env, &env);
+    let ready = match &service.ready {
         None => None,
+        Some(Readiness::Tcp(addr)) => Some(Readiness::Tcp(substitute(addr, &vars)?)),
+        Some(Readiness::Http(url)) => Some(Readiness::Http(substitute(url, &vars)?)),
+        Some(Readiness::Command(cmd)) => Some(Readiness::Command(substitute(cmd, &vars)?)),
     };
-    Ok(service)
+    Ok(ServiceSpec {
+        name: service.name.clone(),
+        command: substitute(&service.command, &vars)?,
+        env,
+        ready,
+        ready_timeout: service.ready_timeout,
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use rota_core::HttpSpec;
+    use rota_core::HumanDuration;
 
     use super::*;
 
-    fn env() -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("HOST".to_string(), "db.local".to_string()),
-            ("PORT".to_string(), "5432".to_string()),
-        ])
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn error_text(err: ExecError) -> String {
+        err.chain()
     }
 
     #[test]
-    fn both_spellings_are_replaced() {
+    fn both_spellings_are_substituted() {
+        let vars = vars(&[("HOST", "db.local"), ("PORT", "5432")]);
+        let got = substitute("${{ env.HOST }}:${{env.PORT}}/${{   env.HOST\t}}", &vars);
+        assert_eq!(got.ok().as_deref(), Some("db.local:5432/db.local"));
+    }
+
+    #[test]
+    fn text_without_references_is_unchanged() {
+        let text = "echo $HOME ${PATH} {{ not one }} $ { {";
+        assert_eq!(substitute(text, &Vars::new()).ok().as_deref(), Some(text));
+    }
+
+    #[test]
+    fn values_are_not_substituted_again() {
+        let vars = vars(&[("A", "${{ env.B }}"), ("B", "b")]);
         assert_eq!(
-            substitute("${{ env.HOST }}:${{env.PORT}} and $PLAIN", &env()).unwrap(),
-            "db.local:5432 and $PLAIN"
+            substitute("x${{ env.A }}y", &vars).ok().as_deref(),
+            Some("x${{ env.B }}y")
         );
-        assert_eq!(substitute("no braces", &env()).unwrap(), "no braces");
     }
 
     #[test]
-    fn unknown_and_malformed_expressions_are_errors() {
+    fn an_unknown_variable_names_what_is_set() {
+        let vars = vars(&[("B", "1"), ("A", "2")]);
+        let err = substitute("run ${{env.NOPE}}", &vars).err().map(error_text);
         assert_eq!(
-            substitute("x ${{ env.NOPE }}", &env()).unwrap_err(),
-            "${{ env.NOPE }} is not set (set: HOST, PORT)"
+            err.as_deref(),
+            Some("${{ env.NOPE }} is not set (set: A, B)")
         );
-        assert!(substitute("${{ secrets.X }}", &env())
-            .unwrap_err()
-            .contains("not understood"));
-        assert!(substitute("${{ env.HOST", &env())
-            .unwrap_err()
-            .contains("without closing"));
+        let err = substitute("${{ env.NOPE }}", &Vars::new())
+            .err()
+            .map(error_text);
+        assert_eq!(
+            err.as_deref(),
+            Some("${{ env.NOPE }} is not set (no variable is set)")
+        );
     }
 
     #[test]
-    fn http_specs_are_substituted_everywhere() {
-        let spec = ExecutorSpec::Http(HttpSpec {
+    fn other_expressions_and_unclosed_ones_are_errors() {
+        let err = substitute("${{ secrets.TOKEN }}", &Vars::new())
+            .err()
+            .map(error_text);
+        assert_eq!(
+            err.as_deref(),
+            Some("${{ secrets.TOKEN }} is not understood; only ${{ env.NAME }} is substituted")
+        );
+        let err = substitute("${{ env.A-B }}", &vars(&[("A", "1")]))
+            .err()
+            .map(error_text);
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("${{ env.A-B }} is not understood")),
+            "{err:?}"
+        );
+        let err = substitute("echo ${{ env.A", &vars(&[("A", "1")]))
+            .err()
+            .map(error_text);
+        assert_eq!(
+            err.as_deref(),
+            Some("\"${{\" without a closing \"}}\" in \"echo ${{ env.A\"")
+        );
+    }
+
+    #[test]
+    fn shell_steps_are_substituted_with_their_own_env() {
+        let job = vars(&[("DIR", "/srv"), ("NAME", "job")]);
+        let step = ExecutorSpec::Shell(ShellSpec {
+            command: "migrate ${{ env.NAME }} ${{ env.LEVEL }}".into(),
+            args: Some(vec!["--to=${{env.DIR}}".into(), "${{ env.LEVEL }}".into()]),
+            env: vars(&[("LEVEL", "${{ env.NAME }}-3"), ("NAME", "step")]),
+            cwd: Some("${{ env.DIR }}/app".into()),
+        });
+        let Ok(ExecutorSpec::Shell(got)) = substitute_step(&step, &job) else {
+            panic!("not substituted");
+        };
+        // The step's own values come from the job's env; its texts see both, its
+        // own first.
+        assert_eq!(got.env, vars(&[("LEVEL", "job-3"), ("NAME", "step")]));
+        assert_eq!(got.command, "migrate step job-3");
+        assert_eq!(
+            got.args,
+            Some(vec!["--to=/srv".to_string(), "job-3".to_string()])
+        );
+        assert_eq!(got.cwd.as_deref(), Some("/srv/app"));
+    }
+
+    #[test]
+    fn http_steps_are_substituted_in_url_headers_and_body() {
+        let job = vars(&[("API", "http://127.0.0.1:8080"), ("TOKEN", "s3cret")]);
+        let step = ExecutorSpec::Http(HttpSpec {
             method: "POST".into(),
-            url: "http://${{ env.HOST }}:${{ env.PORT }}/x".into(),
-            headers: BTreeMap::from([("X-Port".into(), "${{ env.PORT }}".into())]),
-            body: Some("{\"host\": \"${{ env.HOST }}\"}".into()),
+            url: "${{ env.API }}/v1/deploy".into(),
+            headers: vars(&[("Authorization", "Bearer ${{env.TOKEN}}")]),
+            body: Some(r#"{"token": "${{ env.TOKEN }}"}"#.into()),
+            expect_status: vec![201],
+        });
+        let Ok(ExecutorSpec::Http(got)) = substitute_step(&step, &job) else {
+            panic!("not substituted");
+        };
+        assert_eq!(got.url, "http://127.0.0.1:8080/v1/deploy");
+        assert_eq!(got.headers, vars(&[("Authorization", "Bearer s3cret")]));
+        assert_eq!(got.body.as_deref(), Some(r#"{"token": "s3cret"}"#));
+        assert_eq!(got.method, "POST");
+        assert_eq!(got.expect_status, vec![201]);
+    }
+
+    #[test]
+    fn a_step_with_an_unknown_variable_fails() {
+        let step = ExecutorSpec::Http(HttpSpec {
+            method: "GET".into(),
+            url: "http://x/".into(),
+            headers: vars(&[("X-Id", "${{ env.ID }}")]),
+            body: None,
             expect_status: vec![],
         });
-        let ExecutorSpec::Http(done) = executor(&spec, &env()).unwrap() else {
-            panic!("http expected");
+        let err = substitute_step(&step, &vars(&[("A", "1")]))
+            .err()
+            .map(error_text);
+        assert_eq!(err.as_deref(), Some("${{ env.ID }} is not set (set: A)"));
+    }
+
+    #[test]
+    fn services_are_substituted_in_command_and_readiness() {
+        let job = vars(&[("PORT", "5432")]);
+        let service = ServiceSpec {
+            name: "db".into(),
+            command: "postgres -p ${{ env.PORT }} -D ${{ env.DATA }}".into(),
+            env: vars(&[("DATA", "/tmp/pg-${{ env.PORT }}")]),
+            ready: Some(Readiness::Tcp("127.0.0.1:${{ env.PORT }}".into())),
+            ready_timeout: HumanDuration::from_secs(5),
         };
-        assert_eq!(done.url, "http://db.local:5432/x");
-        assert_eq!(done.headers["X-Port"], "5432");
-        assert_eq!(done.body.as_deref(), Some("{\"host\": \"db.local\"}"));
+        let got = substitute_service(&service, &job).ok();
+        let got = got.as_ref();
+        assert_eq!(
+            got.map(|s| s.command.as_str()),
+            Some("postgres -p 5432 -D /tmp/pg-5432")
+        );
+        assert_eq!(
+            got.and_then(|s| s.ready.clone()),
+            Some(Readiness::Tcp("127.0.0.1:5432".into()))
+        );
+        for (ready, expected) in [
+            (
+                Readiness::Http("http://127.0.0.1:${{env.PORT}}/health".into()),
+                Readiness::Http("http://127.0.0.1:5432/health".into()),
+            ),
+            (
+                Readiness::Command("pg_isready -p ${{ env.PORT }}".into()),
+                Readiness::Command("pg_isready -p 5432".into()),
+            ),
+        ] {
+            let service = ServiceSpec {
+                ready: Some(ready),
+                ..service.clone()
+            };
+            let got = substitute_service(&service, &job)
+                .ok()
+                .and_then(|s| s.ready);
+            assert_eq!(got, Some(expected));
+        }
     }
 }
