@@ -142,6 +142,22 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Create or replace a target set's spec (validated before proposing). A new
+    /// or changed spec starts a new generation: its targets are kept until
+    /// discovery of the new spec reports. Answered by `Response::TargetSetPut`.
+    PutTargetSet { spec: crate::targets::TargetSetSpec },
+    /// Delete a target set and its targets; answered by `Response::TargetSetDeleted`.
+    DeleteTargetSet { name: String },
+    /// The leader's discovery of set `name` found `state` for the spec of
+    /// `generation`. Refused (nothing changes) when the set is gone or its spec
+    /// changed since; a state equal to the stored one changes nothing either, so a
+    /// repeat after a leader change commits no second event. Answered by
+    /// `Response::TargetsRecorded`.
+    RecordTargets {
+        name: String,
+        generation: u64,
+        state: crate::targets::TargetSetState,
+    },
     /// A node's scheduler runtime announces itself as a worker, once per process
     /// start, before it runs anything: its tags (matched against jobs' `tags`) and
     /// how many attempts it runs at once. A new `incarnation` for a known node means
@@ -393,6 +409,18 @@ pub enum Response {
     },
     WebhookDeleted {
         existed: bool,
+    },
+    /// A target set as stored by `PutTargetSet`.
+    TargetSetPut {
+        created: bool,
+        set: Box<crate::targets::TargetSet>,
+    },
+    TargetSetDeleted {
+        existed: bool,
+    },
+    /// What `RecordTargets` did: `changed` when the set's targets or error changed.
+    TargetsRecorded {
+        changed: bool,
     },
     WorkflowPut {
         created: bool,

@@ -32,9 +32,14 @@ pub mod types {
     pub const WORKFLOW_CREATED: &str = "workflow.created";
     pub const WORKFLOW_UPDATED: &str = "workflow.updated";
     pub const WORKFLOW_DELETED: &str = "workflow.deleted";
+    pub const TARGETS_CREATED: &str = "targets.created";
+    pub const TARGETS_UPDATED: &str = "targets.updated";
+    pub const TARGETS_DELETED: &str = "targets.deleted";
+    /// Discovery committed a change of a set's targets (or of its error).
+    pub const TARGETS_DISCOVERED: &str = "targets.discovered";
 
     /// Every type rota publishes itself; an external event may not use one.
-    pub const BUILT_IN: [&str; 18] = [
+    pub const BUILT_IN: [&str; 22] = [
         JOB_CREATED,
         JOB_UPDATED,
         JOB_DELETED,
@@ -53,6 +58,10 @@ pub mod types {
         WORKFLOW_CREATED,
         WORKFLOW_UPDATED,
         WORKFLOW_DELETED,
+        TARGETS_CREATED,
+        TARGETS_UPDATED,
+        TARGETS_DELETED,
+        TARGETS_DISCOVERED,
     ];
 }
 

@@ -258,6 +258,13 @@ impl Apply<'_, '_> {
             Command::CancelRun { id, status, reason } => {
                 self.cancel_run(*id, *status, reason.as_deref())
             }
+            Command::PutTargetSet { spec } => self.put_target_set(spec),
+            Command::DeleteTargetSet { name } => self.delete_target_set(name),
+            Command::RecordTargets {
+                name,
+                generation,
+                state,
+            } => self.record_targets(name, *generation, state),
             Command::RegisterNode {
                 node,
                 incarnation,
@@ -638,6 +645,7 @@ mod fire;
 mod members;
 mod notify;
 mod publish;
+mod targets;
 mod workflow;
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ mod events;
 mod notify;
 mod snapshot;
 mod tables;
+mod targets;
 #[cfg(test)]
 mod test_support;
 mod workflows;

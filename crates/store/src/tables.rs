@@ -56,6 +56,9 @@ pub(crate) const RUNS: TableDefinition<u128, &[u8]> = TableDefinition::new("runs
 pub(crate) const WORKFLOW_RUNS: TableDefinition<(&str, u128), ()> =
     TableDefinition::new("workflow_runs");
 
+/// Target set name → [`rota_core::targets::TargetSet`].
+pub(crate) const TARGET_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("target_sets");
+
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_RAFT: &str = "raft";
@@ -90,6 +93,7 @@ pub(crate) const WEBHOOK: &str = "webhook";
 pub(crate) const DELIVERY: &str = "delivery";
 pub(crate) const WORKFLOW: &str = "workflow";
 pub(crate) const RUN: &str = "workflow run";
+pub(crate) const TARGET_SET: &str = "target set";
 
 /// Every table of the state file, opened in one write transaction.
 pub(crate) struct Tables<'t> {
@@ -110,6 +114,7 @@ pub(crate) struct Tables<'t> {
     pub workflows: Table<'t, &'static str, &'static [u8]>,
     pub runs: Table<'t, u128, &'static [u8]>,
     pub workflow_runs: Table<'t, (&'static str, u128), ()>,
+    pub target_sets: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -132,6 +137,7 @@ impl<'t> Tables<'t> {
             workflows: txn.open_table(WORKFLOWS)?,
             runs: txn.open_table(RUNS)?,
             workflow_runs: txn.open_table(WORKFLOW_RUNS)?,
+            target_sets: txn.open_table(TARGET_SETS)?,
         })
     }
 

@@ -26,4 +26,5 @@ mod kv;
 mod notify;
 mod scheduler_and_nodes;
 mod sessions;
+mod targets;
 mod workflows;

@@ -1,0 +1,99 @@
+//! Target sets in apply: their specs (`PutTargetSet`, `DeleteTargetSet`) and what
+//! the leader's discovery found (`RecordTargets`).
+
+use redb::ReadableTable;
+use rota_core::event::types;
+use rota_core::targets::{TargetSet, TargetSetSpec, TargetSetState};
+use rota_core::Response;
+use serde_json::json;
+
+use super::Apply;
+use crate::codec::{decode, encode};
+use crate::tables::TARGET_SET;
+use crate::StoreError;
+
+impl Apply<'_, '_> {
+    fn get_target_set(&self, name: &str) -> Result<Option<TargetSet>, StoreError> {
+        self.t
+            .target_sets
+            .get(name)?
+            .map(|v| decode(TARGET_SET, v.value()))
+            .transpose()
+    }
+
+    fn put_target_set_record(&mut self, set: &TargetSet) -> Result<(), StoreError> {
+        self.t
+            .target_sets
+            .insert(set.spec.name.as_str(), encode(TARGET_SET, set)?.as_slice())?;
+        Ok(())
+    }
+
+    pub(super) fn put_target_set(&mut self, spec: &TargetSetSpec) -> Result<Response, StoreError> {
+        let previous = self.get_target_set(&spec.name)?;
+        let created = previous.is_none();
+        let set = match previous {
+            // An unchanged spec keeps its generation: discovery goes on undisturbed.
+            Some(previous) if previous.spec == *spec => previous,
+            // A changed spec keeps the old targets until discovery of the new one
+            // reports, so jobs fanning out meanwhile still find their set.
+            Some(previous) => TargetSet {
+                spec: spec.clone(),
+                generation: self.index,
+                ..previous
+            },
+            None => TargetSet {
+                spec: spec.clone(),
+                generation: self.index,
+                targets: Vec::new(),
+                refreshed_at: None,
+                error: None,
+            },
+        };
+        self.put_target_set_record(&set)?;
+        let event = if created {
+            types::TARGETS_CREATED
+        } else {
+            types::TARGETS_UPDATED
+        };
+        let data = json!({"set": spec.name, "provider": spec.provider.kind(), "generation": set.generation});
+        self.publish(event, &spec.name, data)?;
+        Ok(Response::TargetSetPut {
+            created,
+            set: Box::new(set),
+        })
+    }
+
+    pub(super) fn delete_target_set(&mut self, name: &str) -> Result<Response, StoreError> {
+        let existed = self.t.target_sets.remove(name)?.is_some();
+        if existed {
+            self.publish(types::TARGETS_DELETED, name, json!({"set": name}))?;
+        }
+        Ok(Response::TargetSetDeleted { existed })
+    }
+
+    pub(super) fn record_targets(
+        &mut self,
+        name: &str,
+        generation: u64,
+        state: &TargetSetState,
+    ) -> Result<Response, StoreError> {
+        let Some(mut set) = self.get_target_set(name)? else {
+            return Ok(Response::TargetsRecorded { changed: false });
+        };
+        if set.generation != generation || set.refreshed_at.is_some() && set.state() == *state {
+            return Ok(Response::TargetsRecorded { changed: false });
+        }
+        set.targets = state.targets.clone();
+        set.error = state.error.clone();
+        set.refreshed_at = Some(self.at);
+        self.put_target_set_record(&set)?;
+        let data = json!({
+            "set": name,
+            "targets": set.targets.len(),
+            "error": set.error,
+            "generation": generation,
+        });
+        self.publish(types::TARGETS_DISCOVERED, name, data)?;
+        Ok(Response::TargetsRecorded { changed: true })
+    }
+}
