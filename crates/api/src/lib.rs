@@ -36,6 +36,8 @@ mod docs_tests;
 mod tests;
 
 #[cfg(test)]
+mod targets_tests;
+#[cfg(test)]
 mod workflow_tests;
 
 pub use error::ApiError;

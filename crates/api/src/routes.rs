@@ -6,7 +6,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 
-use crate::handlers::{cluster, executions, jobs, kv, notify, runs, system, workflows};
+use crate::handlers::{cluster, executions, jobs, kv, notify, runs, system, targets, workflows};
 use crate::watch;
 use crate::AppState;
 
@@ -57,6 +57,10 @@ pub(crate) fn routes() -> Vec<Route> {
         delete("/v1/workflows/{name}", workflows::delete),
         post("/v1/workflows/{name}/run", workflows::run),
         get("/v1/workflows/{name}/runs", workflows::runs),
+        get("/v1/targets", targets::list),
+        get("/v1/targets/{name}", targets::get),
+        put("/v1/targets/{name}", targets::put),
+        delete("/v1/targets/{name}", targets::delete),
         get("/v1/runs/{id}", runs::get),
         post("/v1/runs/{id}/cancel", runs::cancel),
         get("/v1/runs/{id}/artifacts", runs::artifacts),

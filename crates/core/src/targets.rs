@@ -427,6 +427,50 @@ pub struct TargetSetSpec {
     pub provider: ProviderSpec,
 }
 
+/// Reads a target set document (`{"name", "provider", ...}`), naming the field of
+/// the first type error, and checks it.
+pub fn parse_target_set_value(value: &serde_json::Value) -> Result<TargetSetSpec, ValidationError> {
+    if !value.is_object() {
+        return Err(ValidationError::new(
+            "",
+            "a target set is an object with name and provider, e.g. {\"provider\": \"static\", \"groups\": [...]}",
+        ));
+    }
+    // Read field by field rather than through serde's tagged, flattened enum,
+    // which buffers the document and loses the path of an error inside it.
+    let mut rest = value.as_object().cloned().unwrap_or_default();
+    let name = match rest.remove("name") {
+        Some(serde_json::Value::String(name)) => name,
+        Some(_) => return Err(ValidationError::new("name", "must be a string")),
+        None => return Err(ValidationError::new("name", "missing field `name`")),
+    };
+    let kind = match rest.remove("provider") {
+        Some(serde_json::Value::String(kind)) => kind,
+        Some(_) | None => {
+            return Err(ValidationError::new(
+                "provider",
+                "missing or not a string; accepted: static, file, dns, kubernetes",
+            ))
+        }
+    };
+    let rest = serde_json::Value::Object(rest);
+    let provider = match kind.as_str() {
+        "static" => ProviderSpec::Static(crate::validate::deserialize_at(&rest)?),
+        "file" => ProviderSpec::File(crate::validate::deserialize_at(&rest)?),
+        "dns" => ProviderSpec::Dns(crate::validate::deserialize_at(&rest)?),
+        "kubernetes" => ProviderSpec::Kubernetes(crate::validate::deserialize_at(&rest)?),
+        other => {
+            return Err(ValidationError::new(
+                "provider",
+                format!("{other:?} is not a provider; accepted: static, file, dns, kubernetes"),
+            ))
+        }
+    };
+    let spec = TargetSetSpec { name, provider };
+    spec.validate()?;
+    Ok(spec)
+}
+
 impl TargetSetSpec {
     /// The first thing wrong, naming the field.
     pub fn validate(&self) -> Result<(), ValidationError> {

@@ -72,6 +72,9 @@ pub enum Command {
     /// Inspect and cancel workflow runs, and fetch their artifacts.
     #[command(subcommand)]
     Run(RunCommand),
+    /// Target sets: what jobs fan out to, as discovered (static, file, DNS,
+    /// Kubernetes). Without a subcommand: `ls`.
+    Targets(TargetsArgs),
     /// Read and write the linearizable key/value space.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -193,6 +196,33 @@ pub enum WorkflowCommand {
               value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TargetsArgs {
+    #[command(subcommand)]
+    pub command: Option<TargetsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// Create or replace the target sets of one or more files (TOML, YAML or JSON).
+    Apply {
+        /// A target set file; `-` reads standard input (then --format is required).
+        #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Format of the files, instead of guessing it from their extension.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<FileFormat>,
+    },
+    /// List target sets with their number of targets, last refresh and error.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one target set and its targets.
+    Get { name: String },
+    /// Delete a target set (its discovery stops).
+    #[command(visible_alias = "delete")]
+    Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,6 @@
 //! Job files: what `rota job apply -f FILE` and `rota server --demo` read. The
 //! document readers (TOML, YAML, JSON into one `serde_json::Value`) also serve
-//! workflow files ([`crate::workflowfile`]).
+//! workflow files ([`crate::docfile`]).
 //!
 //! A file holds one job or many, in TOML, YAML or JSON:
 //!

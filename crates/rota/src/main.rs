@@ -5,18 +5,18 @@
 //! `error: ...` on stderr when the command failed; 2 for usage errors (clap's own).
 //! Everything else lives in the modules: [`cli`] (arguments), [`commands`] (client
 //! subcommands), [`client`] (HTTP), [`output`] (tables, JSON), [`server`] (wiring
-//! of `rota server`), [`config`] (`rota.toml`), [`jobfile`] (job files), [`workflowfile`]
+//! of `rota server`), [`config`] (`rota.toml`), [`jobfile`] (job files), [`docfile`]
 //! (workflow files).
 
 mod cli;
 mod client;
 mod commands;
 mod config;
+mod docfile;
 mod error;
 mod jobfile;
 mod output;
 mod server;
-mod workflowfile;
 
 #[cfg(test)]
 mod docs_tests;

@@ -7,6 +7,7 @@ pub(crate) mod kv;
 pub(crate) mod notify;
 pub(crate) mod runs;
 pub(crate) mod system;
+pub(crate) mod targets;
 pub(crate) mod workflows;
 
 use crate::error::ApiError;

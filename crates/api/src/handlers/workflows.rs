@@ -14,7 +14,7 @@ use ulid::Ulid;
 
 use super::blocking;
 use crate::error::ApiError;
-use crate::extract::{body_bytes, parse_json, ApiPath, Params, Session};
+use crate::extract::{body_bytes, named_document, ApiPath, Params, Session};
 use crate::view::{RunView, WorkflowView};
 use crate::AppState;
 
@@ -106,28 +106,14 @@ pub(crate) async fn put(
     }
 }
 
-/// Parses a workflow document whose `name` may be omitted (then the path's) but
-/// must not contradict the path.
+/// Parses a workflow document whose `name` may be omitted (then the path's).
 fn workflow_from_body(name: &str, bytes: &[u8]) -> Result<WorkflowSpec, ApiError> {
-    let mut doc: Value = parse_json(bytes)?;
-    let Some(obj) = doc.as_object_mut() else {
-        return Err(ApiError::invalid(
-            "",
-            "a workflow document is a JSON object, e.g. {\"schedule\": {...}, \"jobs\": {...}}",
-        ));
-    };
-    match obj.get("name") {
-        None => {
-            obj.insert("name".into(), Value::String(name.to_string()));
-        }
-        Some(Value::String(n)) if n == name => {}
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "name",
-                format!("the body names the workflow {other} but the path names it {name:?}; omit it or make them match"),
-            ));
-        }
-    }
+    let doc = named_document(
+        "workflow",
+        name,
+        bytes,
+        "{\"schedule\": {...}, \"jobs\": {...}}",
+    )?;
     Ok(parse_workflow_value(&doc)?)
 }
 

@@ -9,6 +9,7 @@ mod follow;
 mod job;
 mod kv;
 mod run;
+mod targets;
 mod watch;
 mod workflow;
 
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workflow(cmd) => workflow::run(&client()?, cmd).await,
         Command::Run(cmd) => run::run(&client()?, cmd).await,
         Command::Kv(cmd) => kv::run(&client()?, cmd).await,
+        Command::Targets(args) => targets::run(&client()?, args.command).await,
         Command::Cluster(cmd) => cluster::run(&client()?, cmd).await,
         Command::Watch(args) => watch::watch(&client()?, args).await,
         Command::Event(cmd) => watch::event(&client()?, cmd).await,

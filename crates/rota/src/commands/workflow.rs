@@ -14,8 +14,8 @@ use super::job::{apply_documents, read_documents, DocumentKind};
 use super::run::check_succeeded;
 use super::Ctx;
 use crate::cli::{FileFormat, WorkflowCommand};
+use crate::docfile::parse_workflow_file;
 use crate::output;
-use crate::workflowfile::parse_workflow_file;
 
 pub async fn run(ctx: &Ctx, cmd: WorkflowCommand) -> anyhow::Result<()> {
     match cmd {

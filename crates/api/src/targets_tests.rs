@@ -1,0 +1,128 @@
+//! Target set routes against a real single-node cluster (see [`Harness`]). The
+//! server here runs no discovery: a test records what discovery found by
+//! committing `RecordTargets` itself, as the leader's discovery would.
+
+use axum::http::{Method, StatusCode};
+use rota_core::targets::{Target, TargetSetState};
+use rota_core::{ClientRequest, Command, Response};
+use serde_json::json;
+
+use crate::tests::Harness;
+
+async fn commit(h: &Harness, command: Command) -> Response {
+    let req = ClientRequest {
+        session: None,
+        at: chrono::Utc::now(),
+        command,
+    };
+    h.node.write(req).await.expect("committed").1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_set_crud_pages_and_shows_what_discovery_recorded() {
+    let h = Harness::start().await;
+    let spec = json!({"provider": "static", "groups": [{"targets": ["a:1", "b:2"], "labels": {"zone": "x"}}]});
+    let a = h
+        .send(Method::PUT, "/v1/targets/gw", Some(spec.clone()))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    assert_eq!(a.body["name"], "gw");
+    assert_eq!(a.body["provider"], "static");
+    assert_eq!(a.body["targets"], json!([]));
+    assert!(a.body["refreshed_at"].is_null());
+    let generation = a.body["generation"].as_u64().expect("generation");
+
+    let same = h.send(Method::PUT, "/v1/targets/gw", Some(spec)).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.text);
+    assert_eq!(same.body["generation"].as_u64(), Some(generation));
+
+    let recorded = commit(
+        &h,
+        Command::RecordTargets {
+            name: "gw".into(),
+            generation,
+            state: TargetSetState {
+                targets: vec![Target {
+                    address: "a:1".into(),
+                    labels: [("zone".to_string(), "x".to_string())].into(),
+                }],
+                error: None,
+            },
+        },
+    )
+    .await;
+    assert!(matches!(
+        recorded,
+        Response::TargetsRecorded { changed: true }
+    ));
+    let got = h.send(Method::GET, "/v1/targets/gw", None).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        got.body["targets"],
+        json!([{"address": "a:1", "labels": {"zone": "x"}}])
+    );
+    assert!(got.body["refreshed_at"].is_string());
+
+    for name in ["gx", "gy"] {
+        let r = h
+            .send(
+                Method::PUT,
+                &format!("/v1/targets/{name}"),
+                Some(json!({"provider": "file", "files": ["sd/*.json"]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let page = h.send(Method::GET, "/v1/targets?limit=2", None).await;
+    assert_eq!(page.body["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page.body["next"], "gx");
+    let rest = h
+        .send(Method::GET, "/v1/targets?limit=2&after=gx", None)
+        .await;
+    assert_eq!(rest.body["items"][0]["name"], "gy");
+    assert!(rest.body["next"].is_null());
+
+    let del = h.send(Method::DELETE, "/v1/targets/gw", None).await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    let gone = h.send(Method::GET, "/v1/targets/gw", None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let again = h.send(Method::DELETE, "/v1/targets/gw", None).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_target_sets_are_400_naming_the_field() {
+    let h = Harness::start().await;
+    for (body, field) in [
+        (json!({"groups": []}), "provider"),
+        (json!({"provider": "ftp"}), "provider"),
+        (
+            json!({"provider": "static", "groups": [{"targets": ["a:1", ""]}]}),
+            "groups[0].targets[1]",
+        ),
+        (
+            json!({"provider": "static", "groups": [{"targets": [], "lables": {}}]}),
+            "groups[0].lables",
+        ),
+        (
+            json!({"provider": "dns", "names": ["gw"], "record": "A"}),
+            "port",
+        ),
+        (
+            json!({"provider": "file", "files": ["a/*/b.json"]}),
+            "files[0]",
+        ),
+        (
+            json!({"name": "other", "provider": "static", "groups": []}),
+            "name",
+        ),
+    ] {
+        let r = h
+            .send(Method::PUT, "/v1/targets/gw", Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.text);
+    }
+    let list = h.send(Method::GET, "/v1/targets", None).await;
+    assert_eq!(list.body["items"], json!([]), "nothing was stored");
+}
