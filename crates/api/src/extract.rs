@@ -289,6 +289,37 @@ fn field_of(message: &str) -> String {
         .to_string()
 }
 
+/// Parses a JSON object document whose `name` may be omitted (then the path's is
+/// used) but must not contradict the path. `kind` names it in errors ("workflow");
+/// `example` shows its shape.
+pub fn named_document(
+    kind: &str,
+    name: &str,
+    bytes: &[u8],
+    example: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let mut doc: serde_json::Value = parse_json(bytes)?;
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(ApiError::invalid(
+            "",
+            format!("a {kind} document is a JSON object, e.g. {example}"),
+        ));
+    };
+    match obj.get("name") {
+        None => {
+            obj.insert("name".into(), serde_json::Value::String(name.to_string()));
+        }
+        Some(serde_json::Value::String(n)) if n == name => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "name",
+                format!("the body names the {kind} {other} but the path names it {name:?}; omit it or make them match"),
+            ));
+        }
+    }
+    Ok(doc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,35 +458,4 @@ mod tests {
         );
         assert_eq!(parse_json::<Body>(br#"{"value": "a"}"#).unwrap().value, "a");
     }
-}
-
-/// Parses a JSON object document whose `name` may be omitted (then the path's is
-/// used) but must not contradict the path. `kind` names it in errors ("workflow");
-/// `example` shows its shape.
-pub fn named_document(
-    kind: &str,
-    name: &str,
-    bytes: &[u8],
-    example: &str,
-) -> Result<serde_json::Value, ApiError> {
-    let mut doc: serde_json::Value = parse_json(bytes)?;
-    let Some(obj) = doc.as_object_mut() else {
-        return Err(ApiError::invalid(
-            "",
-            format!("a {kind} document is a JSON object, e.g. {example}"),
-        ));
-    };
-    match obj.get("name") {
-        None => {
-            obj.insert("name".into(), serde_json::Value::String(name.to_string()));
-        }
-        Some(serde_json::Value::String(n)) if n == name => {}
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "name",
-                format!("the body names the {kind} {other} but the path names it {name:?}; omit it or make them match"),
-            ));
-        }
-    }
-    Ok(doc)
 }
