@@ -55,6 +55,8 @@ pub struct ApiState {
     /// The node's live watchers, fed by its `watch` worker
     /// ([`WatchHub::spawn_worker`]).
     pub watch: Arc<WatchHub>,
+    /// Counters and histograms that `/metrics` reports beside the gauges.
+    pub telemetry: Arc<rota_scheduler::telemetry::Telemetry>,
 }
 
 /// The state handlers get: the caller's [`ApiState`] plus what the API keeps for

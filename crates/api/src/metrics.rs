@@ -13,7 +13,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use rota_background::{WorkerState, WorkerStatus};
 use rota_cluster::NodeStatus;
-use rota_scheduler::SchedulerStats;
+use rota_scheduler::telemetry::Counts;
+use rota_scheduler::{SchedulerStats, DISPATCH_LAG_BUCKETS_SECONDS};
 
 use crate::AppState;
 
@@ -54,13 +55,27 @@ pub async fn count_requests(State(state): State<AppState>, req: Request, next: N
     resp
 }
 
+/// What `/metrics` reads.
+pub struct Sources<'a> {
+    pub node: &'a NodeStatus,
+    pub sched: &'a SchedulerStats,
+    pub workers: &'a [WorkerStatus],
+    pub http: &'a HttpCounters,
+    pub telemetry: &'a Counts,
+    /// Every target set and its number of targets, by name.
+    pub targets: &'a [(String, usize)],
+}
+
 /// Renders every series.
-pub fn render(
-    node: &NodeStatus,
-    sched: &SchedulerStats,
-    workers: &[WorkerStatus],
-    http: &HttpCounters,
-) -> String {
+pub fn render(src: &Sources<'_>) -> String {
+    let Sources {
+        node,
+        sched,
+        workers,
+        http,
+        telemetry,
+        targets,
+    } = *src;
     let mut out = String::with_capacity(2048);
     let mut series = |name: &str, help: &str, kind: &str, value: u64| {
         // Writing to a String cannot fail.
@@ -144,7 +159,155 @@ pub fn render(
             escape_label(&route)
         );
     }
+    let lag = &sched.dispatch_lag;
+    histogram(
+        &mut out,
+        "rota_schedule_lag_seconds",
+        "From a scheduled instant to the hand-over of its first attempt to an executor on this node.",
+        &DISPATCH_LAG_BUCKETS_SECONDS,
+        &lag.buckets,
+        lag.count,
+        lag.sum_seconds,
+    );
+    family(
+        &mut out,
+        "rota_executions_total",
+        "Executions ended for good, by job and final status (counted by the leader).",
+        "counter",
+        telemetry.executions.iter().map(|((job, status), n)| {
+            (
+                format!(
+                    "job=\"{}\",status=\"{}\"",
+                    escape_label(job),
+                    escape_label(status)
+                ),
+                n.to_string(),
+            )
+        }),
+    );
+    let d = &telemetry.duration;
+    histogram(
+        &mut out,
+        "rota_execution_duration_seconds",
+        "From the start of an execution's final attempt to its end (counted by the leader).",
+        d.bounds,
+        &d.buckets,
+        d.count,
+        d.sum,
+    );
+    family(
+        &mut out,
+        "rota_job_last_success_timestamp_seconds",
+        "When each job last ended succeeded (seen by the leader since it leads).",
+        "gauge",
+        telemetry
+            .last_success
+            .iter()
+            .map(|(job, at)| (format!("job=\"{}\"", escape_label(job)), at.to_string())),
+    );
+    family(
+        &mut out,
+        "rota_targets",
+        "Targets of each target set, as committed.",
+        "gauge",
+        targets
+            .iter()
+            .map(|(set, n)| (format!("set=\"{}\"", escape_label(set)), n.to_string())),
+    );
+    family(
+        &mut out,
+        "rota_discovery_updates_total",
+        "Discovery updates received from providers and changes committed, by set (on the leader).",
+        "counter",
+        telemetry
+            .discovery
+            .iter()
+            .flat_map(|(set, (received, committed))| {
+                let set = escape_label(set);
+                [
+                    (
+                        format!("set=\"{set}\",stage=\"received\""),
+                        received.to_string(),
+                    ),
+                    (
+                        format!("set=\"{set}\",stage=\"committed\""),
+                        committed.to_string(),
+                    ),
+                ]
+            }),
+    );
+    family(
+        &mut out,
+        "rota_sink_points_total",
+        "Points written to or dropped by each sink on this node.",
+        "counter",
+        telemetry
+            .sink_points
+            .iter()
+            .flat_map(|(sink, (written, dropped))| {
+                let sink = escape_label(sink);
+                [
+                    (
+                        format!("sink=\"{sink}\",outcome=\"written\""),
+                        written.to_string(),
+                    ),
+                    (
+                        format!("sink=\"{sink}\",outcome=\"dropped\""),
+                        dropped.to_string(),
+                    ),
+                ]
+            }),
+    );
+    family(
+        &mut out,
+        "rota_probe_results_total",
+        "Probe runs on this node by job and aggregate status.",
+        "counter",
+        telemetry.probes.iter().map(|((job, status), n)| {
+            (
+                format!(
+                    "job=\"{}\",status=\"{}\"",
+                    escape_label(job),
+                    escape_label(status)
+                ),
+                n.to_string(),
+            )
+        }),
+    );
     out
+}
+
+/// One family: its HELP and TYPE lines, then a line per label set.
+fn family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    rows: impl Iterator<Item = (String, String)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+/// A histogram family from cumulative buckets.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    buckets: &[u64],
+    count: u64,
+    sum: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, n) in bounds.iter().zip(buckets) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {count}");
 }
 
 /// Escapes a label value per the exposition format.
@@ -197,7 +360,19 @@ mod tests {
             worker("scheduler", WorkerState::Running),
             worker("proposals", WorkerState::Failed),
         ];
-        let text = render(&status(), &stats, &workers, &http);
+        let telemetry = rota_scheduler::telemetry::Telemetry::new();
+        telemetry.execution_finished("nightly", "succeeded", Some(1.5), Some(1_700_000_000.0));
+        telemetry.discovery("gw", 3, 1);
+        let counts = telemetry.counts();
+        let targets = [("gw".to_string(), 4)];
+        let text = render(&Sources {
+            node: &status(),
+            sched: &stats,
+            workers: &workers,
+            http: &http,
+            telemetry: &counts,
+            targets: &targets,
+        });
         for line in [
             "rota_jobs 5",
             "rota_executions_running 2",
@@ -210,6 +385,15 @@ mod tests {
             "rota_worker_up{worker=\"proposals\"} 0",
             "rota_http_requests_total{method=\"GET\",route=\"/v1/jobs/{name}\",status=\"200\"} 2",
             "rota_http_requests_total{method=\"GET\",route=\"a\\\"b\",status=\"404\"} 1",
+            "rota_executions_total{job=\"nightly\",status=\"succeeded\"} 1",
+            "rota_execution_duration_seconds_bucket{le=\"2.5\"} 1",
+            "rota_execution_duration_seconds_bucket{le=\"1\"} 0",
+            "rota_execution_duration_seconds_count 1",
+            "rota_job_last_success_timestamp_seconds{job=\"nightly\"} 1700000000",
+            "rota_targets{set=\"gw\"} 4",
+            "rota_discovery_updates_total{set=\"gw\",stage=\"received\"} 3",
+            "rota_discovery_updates_total{set=\"gw\",stage=\"committed\"} 1",
+            "rota_schedule_lag_seconds_count 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -220,6 +404,6 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         assert_eq!(types, helps);
-        assert_eq!(types, 11);
+        assert_eq!(types, 19);
     }
 }

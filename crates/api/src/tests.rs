@@ -75,6 +75,7 @@ impl Harness {
             started_at: chrono::Utc::now(),
             workers: workers.clone(),
             watch,
+            telemetry: rota_scheduler::telemetry::Telemetry::new(),
         });
         Harness {
             app,

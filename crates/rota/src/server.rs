@@ -124,6 +124,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     rota_scheduler::notifier::spawn(node.clone(), &scheduling);
     rota_scheduler::run_timeouts::spawn(node.clone(), &scheduling);
     rota_scheduler::artifact_sweep::spawn(node.clone(), &scheduling);
+    let telemetry = rota_scheduler::telemetry::Telemetry::new();
+    rota_scheduler::telemetry::spawn(node.clone(), telemetry.clone(), &scheduling);
 
     let startup = Startup {
         join: args.join.clone(),
@@ -141,6 +143,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         started_at: Utc::now(),
         workers: workers.clone(),
         watch,
+        telemetry,
     };
     let served = serve(
         &node,

@@ -102,6 +102,47 @@ executor = {{ type = "shell", command = "echo to-stderr >&2; exit 3" }}
         .await;
     assert!(output.contains("to-stderr"), "{output:?}");
 
+    // --- /metrics counts what the records say. With `tick` paused the records stop
+    // changing; the leader's telemetry worker counts from the store's events a
+    // moment after they were applied, so wait until both agree exactly.
+    let (status, _) = server.send("POST", "/v1/jobs/tick/pause", None).await;
+    assert_eq!(status, 200);
+    let metrics = eventually(
+        Duration::from_secs(10),
+        "metrics to match the records",
+        || async {
+            let (_, records) = server.get("/v1/jobs/tick/executions?limit=1000").await;
+            let succeeded = records["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["status"] == "succeeded")
+                .count();
+            let (_, text) = server.get_text("/metrics").await;
+            let want = [
+                format!("rota_executions_total{{job=\"tick\",status=\"succeeded\"}} {succeeded}"),
+                "rota_executions_total{job=\"fails\",status=\"failed\"} 1".to_string(),
+            ];
+            want.iter()
+                .all(|line| text.lines().any(|l| l == line))
+                .then_some(text)
+        },
+    )
+    .await;
+    let lag_count = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("rota_schedule_lag_seconds_count ")?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(lag_count >= 3, "{metrics}");
+    assert!(
+        metrics.contains("rota_job_last_success_timestamp_seconds{job=\"tick\"}"),
+        "{metrics}"
+    );
+
     // --- the file the job wrote has one line per instant, no duplicates
     let lines = std::fs::read_to_string(&marks).unwrap();
     let mut seen = std::collections::HashSet::new();

@@ -15,6 +15,7 @@ mod error;
 pub mod notifier;
 pub mod run_timeouts;
 mod runtime;
+pub mod telemetry;
 
 pub use error::SchedulerError;
 // Re-exported so the binary's default and the runtime's are one constant.

@@ -41,12 +41,28 @@ pub(crate) async fn health(
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let text = prom::render(
-        &s.node.status(),
-        &s.scheduler.stats(),
-        &s.workers.statuses(),
-        &s.http,
-    );
+    // Target counts come from the replicated store (every node answers the same);
+    // a read error leaves the family empty rather than failing the scrape.
+    let targets: Vec<(String, usize)> = s
+        .node
+        .store()
+        .target_sets()
+        .map(|sets| {
+            sets.iter()
+                .map(|t| (t.spec.name.clone(), t.targets.len()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let counts = s.telemetry.counts();
+    let text = prom::render(&prom::Sources {
+        node: &s.node.status(),
+        sched: &s.scheduler.stats(),
+        workers: &s.workers.statuses(),
+        http: &s.http,
+        telemetry: &counts,
+        targets: &targets,
+    });
+    drop(counts);
     (
         [(
             header::CONTENT_TYPE,

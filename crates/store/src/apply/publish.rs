@@ -72,6 +72,7 @@ impl Apply<'_, '_> {
             "scheduled_at": exec.scheduled_at,
         });
         if event_type == types::EXECUTION_FINISHED {
+            data["started_at"] = json!(exec.started_at);
             data["finished_at"] = json!(exec.finished_at);
             data["exit_code"] = json!(exec.exit_code);
             data["error"] = json!(exec.error);
