@@ -22,6 +22,7 @@ pub mod notify;
 pub mod retry;
 pub mod rng;
 pub mod schedule;
+pub mod sink;
 pub mod trigger;
 pub mod validate;
 pub mod workflow;
