@@ -222,7 +222,12 @@ impl InfluxDbSpec {
                 format!("{} is out of 1-100000", self.batch_size),
             ));
         }
-        check_duration("flush_interval", self.flush_interval, MAX_FLUSH_INTERVAL, "1h")?;
+        check_duration(
+            "flush_interval",
+            self.flush_interval,
+            MAX_FLUSH_INTERVAL,
+            "1h",
+        )?;
         if self.buffer_points < self.batch_size {
             return Err(ValidationError::new(
                 "buffer_points",
@@ -372,19 +377,72 @@ mod tests {
     fn mixed_missing_and_out_of_range_values_name_the_field() {
         let base = r#""type": "influxdb", "url": "http://i:8086""#;
         let cases = [
-            (format!(r#"{{{base}, "database": "a", "bucket": "b"}}"#), "bucket", "cannot be given together with database"),
-            (format!(r#"{{{base}, "username": "u", "token": "t"}}"#), "token", "cannot be given together with username"),
-            (format!(r#"{{{base}}}"#), "database", "missing; accepted: {\"type\": \"influxdb\""),
-            (format!(r#"{{{base}, "org": "o", "bucket": "b"}}"#), "token", "missing"),
-            (format!(r#"{{{base}, "database": ""}}"#), "database", "must not be empty"),
-            (format!(r#"{{{base}, "database": "d", "password": "p"}}"#), "password", "only accepted together with username"),
-            (format!(r#"{{{base}, "database": "d", "batch_size": 0}}"#), "batch_size", "0 is out of 1-100000"),
-            (format!(r#"{{{base}, "database": "d", "batch_size": 100001}}"#), "batch_size", "out of 1-100000"),
-            (format!(r#"{{{base}, "database": "d", "batch_size": 600, "buffer_points": 599}}"#), "buffer_points", "599 is less than batch_size (600)"),
-            (format!(r#"{{{base}, "database": "d", "flush_interval": "0s"}}"#), "flush_interval", "more than 0s"),
-            (format!(r#"{{{base}, "database": "d", "timeout": "1h"}}"#), "timeout", "longer than the maximum, 10m"),
-            (r#"{"type": "influxdb", "url": "ftp://i", "database": "d"}"#.to_string(), "url", "must start with http:// or https://"),
-            (r#"{"type": "influxdb", "url": "http://i:8086/?db=x", "database": "d"}"#.to_string(), "url", "has a query"),
+            (
+                format!(r#"{{{base}, "database": "a", "bucket": "b"}}"#),
+                "bucket",
+                "cannot be given together with database",
+            ),
+            (
+                format!(r#"{{{base}, "username": "u", "token": "t"}}"#),
+                "token",
+                "cannot be given together with username",
+            ),
+            (
+                format!(r#"{{{base}}}"#),
+                "database",
+                "missing; accepted: {\"type\": \"influxdb\"",
+            ),
+            (
+                format!(r#"{{{base}, "org": "o", "bucket": "b"}}"#),
+                "token",
+                "missing",
+            ),
+            (
+                format!(r#"{{{base}, "database": ""}}"#),
+                "database",
+                "must not be empty",
+            ),
+            (
+                format!(r#"{{{base}, "database": "d", "password": "p"}}"#),
+                "password",
+                "only accepted together with username",
+            ),
+            (
+                format!(r#"{{{base}, "database": "d", "batch_size": 0}}"#),
+                "batch_size",
+                "0 is out of 1-100000",
+            ),
+            (
+                format!(r#"{{{base}, "database": "d", "batch_size": 100001}}"#),
+                "batch_size",
+                "out of 1-100000",
+            ),
+            (
+                format!(r#"{{{base}, "database": "d", "batch_size": 600, "buffer_points": 599}}"#),
+                "buffer_points",
+                "599 is less than batch_size (600)",
+            ),
+            (
+                format!(r#"{{{base}, "database": "d", "flush_interval": "0s"}}"#),
+                "flush_interval",
+                "more than 0s",
+            ),
+            (
+                format!(r#"{{{base}, "database": "d", "timeout": "1h"}}"#),
+                "timeout",
+                "longer than the maximum, 10m",
+            ),
+            (
+                r#"{"type": "influxdb", "url": "ftp://i", "database": "d"}"#.to_string(),
+                "url",
+                "must start with http:// or https://",
+            ),
+            (
+                r#"{"type": "influxdb", "url": "http://i:8086/?db=x", "database": "d"}"#
+                    .to_string(),
+                "url",
+                "has a query",
+            ),
         ];
         for (json, field, message) in cases {
             let (f, m) = rejected(&json);
@@ -395,16 +453,21 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_types_are_refused() {
-        let (f, m) = rejected(r#"{"type": "influxdb", "url": "http://i", "database": "d", "db": "x"}"#);
+        let (f, m) =
+            rejected(r#"{"type": "influxdb", "url": "http://i", "database": "d", "db": "x"}"#);
         assert!(f == "db" || m.contains("db"), "{f}: {m}");
         let (f, m) = rejected(r#"{"type": "graphite", "url": "http://i"}"#);
         assert_eq!(f, "type");
         assert!(m.contains("accepted: influxdb"), "{m}");
         let (f, _) = rejected(r#"{"url": "http://i", "database": "d"}"#);
         assert_eq!(f, "type");
-        let (f, m) = rejected(r#"{"type": "influxdb", "url": "http://i", "database": "d", "batch_size": "many"}"#);
+        let (f, m) = rejected(
+            r#"{"type": "influxdb", "url": "http://i", "database": "d", "batch_size": "many"}"#,
+        );
         assert_eq!(f, "batch_size", "{m}");
-        let (f, m) = rejected(r#"{"type": "influxdb", "url": "http://i", "database": "d", "flush_interval": "soon"}"#);
+        let (f, m) = rejected(
+            r#"{"type": "influxdb", "url": "http://i", "database": "d", "flush_interval": "soon"}"#,
+        );
         assert_eq!(f, "flush_interval", "{m}");
         let (f, _) = rejected("[1]");
         assert_eq!(f, "");
