@@ -23,6 +23,7 @@ pub mod notify;
 pub mod retry;
 pub mod rng;
 pub mod schedule;
+pub mod sink;
 pub mod targets;
 pub mod trigger;
 pub mod validate;

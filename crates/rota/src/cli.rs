@@ -90,6 +90,9 @@ pub enum Command {
     /// Show the cluster's members and leader; add or remove members.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Read a Prow deck's jobs and print them as a table, as build records (JSON)
+    /// or as InfluxDB line protocol. Talks to the deck only, not to a rota server.
+    Prow(crate::commands::prow::ProwArgs),
 }
 
 /// `rota server`: the settings that `rota.toml` can also hold, plus start-up actions.

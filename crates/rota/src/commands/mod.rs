@@ -8,6 +8,7 @@ mod exec;
 mod follow;
 mod job;
 mod kv;
+pub mod prow;
 mod run;
 mod targets;
 mod watch;
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(cmd) => cluster::run(&client()?, cmd).await,
         Command::Watch(args) => watch::watch(&client()?, args).await,
         Command::Event(cmd) => watch::event(&client()?, cmd).await,
+        Command::Prow(args) => prow::run(args, cli.output).await,
         Command::Config(ConfigCommand::Show(flags)) => {
             let cfg = ServerConfig::load(&flags, std::env::var("RUST_LOG").ok())?;
             show_config(&cfg, cli.output)
