@@ -6,7 +6,9 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 
-use crate::handlers::{cluster, executions, jobs, kv, notify, runs, system, targets, workflows};
+use crate::handlers::{
+    cluster, executions, jobs, kv, notify, runs, sinks, system, targets, workflows,
+};
 use crate::watch;
 use crate::AppState;
 
@@ -61,6 +63,10 @@ pub(crate) fn routes() -> Vec<Route> {
         get("/v1/targets/{name}", targets::get),
         put("/v1/targets/{name}", targets::put),
         delete("/v1/targets/{name}", targets::delete),
+        get("/v1/sinks", sinks::list),
+        get("/v1/sinks/{name}", sinks::get),
+        put("/v1/sinks/{name}", sinks::put),
+        delete("/v1/sinks/{name}", sinks::delete),
         get("/v1/runs/{id}", runs::get),
         post("/v1/runs/{id}/cancel", runs::cancel),
         get("/v1/runs/{id}/artifacts", runs::artifacts),

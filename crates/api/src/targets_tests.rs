@@ -126,3 +126,46 @@ async fn bad_target_sets_are_400_naming_the_field() {
     let list = h.send(Method::GET, "/v1/targets", None).await;
     assert_eq!(list.body["items"], json!([]), "nothing was stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinks_are_stored_with_secrets_hidden_and_bad_ones_refused() {
+    let h = Harness::start().await;
+    let v2 = json!({"type": "influxdb", "url": "http://127.0.0.1:8086", "org": "o", "bucket": "ci", "token": "s3cret"});
+    let a = h.send(Method::PUT, "/v1/sinks/ci", Some(v2)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    assert_eq!(a.body["token"], "***");
+    assert_eq!(a.body["bucket"], "ci");
+    assert!(!a.text.contains("s3cret"), "{}", a.text);
+    let stored = h.node.store().get_sink("ci").unwrap().expect("stored");
+    let rota_core::sink::SinkSpec::InfluxDb(spec) = &stored.spec;
+    assert_eq!(spec.token.as_deref(), Some("s3cret"), "kept for writing");
+    let list = h.send(Method::GET, "/v1/sinks", None).await;
+    assert_eq!(list.body["items"][0]["name"], "ci");
+    assert!(!list.text.contains("s3cret"));
+
+    for (body, field) in [
+        (
+            json!({"type": "influxdb", "url": "ftp://x", "database": "d"}),
+            "url",
+        ),
+        (json!({"type": "kafka"}), "type"),
+        (
+            json!({"type": "influxdb", "url": "http://x", "database": "d", "bucket": "b"}),
+            "bucket",
+        ),
+        (
+            json!({"type": "influxdb", "url": "http://x", "database": "d", "batchsize": 5}),
+            "batchsize",
+        ),
+    ] {
+        let r = h
+            .send(Method::PUT, "/v1/sinks/bad", Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.text);
+    }
+    let del = h.send(Method::DELETE, "/v1/sinks/ci", None).await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    let gone = h.send(Method::GET, "/v1/sinks/ci", None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}

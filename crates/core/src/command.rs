@@ -158,6 +158,14 @@ pub enum Command {
         generation: u64,
         state: crate::targets::TargetSetState,
     },
+    /// Create or replace a sink (validated before proposing); answered by
+    /// `Response::SinkPut`.
+    PutSink {
+        name: String,
+        spec: crate::sink::SinkSpec,
+    },
+    /// Delete a sink; answered by `Response::SinkDeleted`.
+    DeleteSink { name: String },
     /// A node's scheduler runtime announces itself as a worker, once per process
     /// start, before it runs anything: its tags (matched against jobs' `tags`) and
     /// how many attempts it runs at once. A new `incarnation` for a known node means
@@ -416,6 +424,13 @@ pub enum Response {
         set: Box<crate::targets::TargetSet>,
     },
     TargetSetDeleted {
+        existed: bool,
+    },
+    SinkPut {
+        created: bool,
+        sink: Box<crate::sink::SinkRecord>,
+    },
+    SinkDeleted {
         existed: bool,
     },
     /// What `RecordTargets` did: `changed` when the set's targets or error changed.

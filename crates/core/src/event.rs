@@ -37,9 +37,12 @@ pub mod types {
     pub const TARGETS_DELETED: &str = "targets.deleted";
     /// Discovery committed a change of a set's targets (or of its error).
     pub const TARGETS_DISCOVERED: &str = "targets.discovered";
+    pub const SINK_CREATED: &str = "sink.created";
+    pub const SINK_UPDATED: &str = "sink.updated";
+    pub const SINK_DELETED: &str = "sink.deleted";
 
     /// Every type rota publishes itself; an external event may not use one.
-    pub const BUILT_IN: [&str; 22] = [
+    pub const BUILT_IN: [&str; 25] = [
         JOB_CREATED,
         JOB_UPDATED,
         JOB_DELETED,
@@ -62,6 +65,9 @@ pub mod types {
         TARGETS_UPDATED,
         TARGETS_DELETED,
         TARGETS_DISCOVERED,
+        SINK_CREATED,
+        SINK_UPDATED,
+        SINK_DELETED,
     ];
 }
 

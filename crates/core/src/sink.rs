@@ -308,6 +308,39 @@ pub fn parse_sink_json(bytes: &[u8]) -> Result<SinkSpec, ValidationError> {
     }
 }
 
+/// A sink as stored (`PUT /v1/sinks/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkRecord {
+    /// `[a-z0-9][a-z0-9_-]{0,62}`; jobs name it in `sink`.
+    pub name: String,
+    /// Where and how points are written.
+    pub spec: SinkSpec,
+    pub created_at: crate::Timestamp,
+    pub updated_at: crate::Timestamp,
+    /// The log index of the last change.
+    pub revision: u64,
+}
+
+impl SinkRecord {
+    /// The record as the API shows it: the spec's fields beside the record's, with
+    /// secrets (`password`, `token`) replaced by `"***"`.
+    pub fn redacted_view(&self) -> serde_json::Value {
+        let mut view = serde_json::to_value(&self.spec).unwrap_or_default();
+        if let Some(obj) = view.as_object_mut() {
+            for secret in ["password", "token"] {
+                if obj.contains_key(secret) {
+                    obj.insert(secret.into(), serde_json::Value::String("***".into()));
+                }
+            }
+            obj.insert("name".into(), serde_json::json!(self.name));
+            obj.insert("created_at".into(), serde_json::json!(self.created_at));
+            obj.insert("updated_at".into(), serde_json::json!(self.updated_at));
+            obj.insert("revision".into(), serde_json::json!(self.revision));
+        }
+        view
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -265,6 +265,8 @@ impl Apply<'_, '_> {
                 generation,
                 state,
             } => self.record_targets(name, *generation, state),
+            Command::PutSink { name, spec } => self.put_sink(name, spec),
+            Command::DeleteSink { name } => self.delete_sink(name),
             Command::RegisterNode {
                 node,
                 incarnation,

@@ -12,7 +12,7 @@
 //! [`crate::codec`]); an event log row's key is `revision:u64 seq:u32`, a delivery
 //! row's `revision:u64 id`. Version 2 added the event log and its compact revision,
 //! version 3 webhooks, the delivery log and the notification cursor, version 4
-//! workflows and their runs, the members and the clock of membership events (a run's index row is rebuilt from the run), and target sets; older streams
+//! workflows and their runs, the members and the clock of membership events (a run's index row is rebuilt from the run), target sets and sinks; older streams
 //! (without them) still import. Every record is decoded on import, so a damaged or foreign
 //! stream is refused before it replaces anything.
 
@@ -26,6 +26,7 @@ use crate::tables::{self, Tables};
 use crate::StoreError;
 use rota_core::event::Event;
 use rota_core::notify::{Delivery, WebhookRecord};
+use rota_core::sink::SinkRecord;
 use rota_core::targets::TargetSet;
 use rota_core::workflow::{WorkflowRecord, WorkflowRun};
 use rota_core::{Execution, JobRecord, KvEntry, NodeRecord};
@@ -65,6 +66,7 @@ const TAG_MEMBERS: u8 = 19;
 /// The clock of the latest request (key `clock`); only when set.
 const TAG_CLOCK: u8 = 20;
 const TAG_TARGET_SETS: u8 = 21;
+const TAG_SINKS: u8 = 22;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -192,6 +194,7 @@ pub(crate) fn export(
     str_bytes(&mut out, txn, TAG_WORKFLOWS, tables::WORKFLOWS)?;
     id_bytes(&mut out, txn, TAG_RUNS, tables::RUNS)?;
     str_bytes(&mut out, txn, TAG_TARGET_SETS, tables::TARGET_SETS)?;
+    str_bytes(&mut out, txn, TAG_SINKS, tables::SINKS)?;
     let meta = txn.open_table(tables::META)?;
     for (tag, name) in [
         (TAG_SCHEDULER_EPOCH, tables::META_SCHEDULER_EPOCH),
@@ -302,6 +305,7 @@ pub(crate) fn import(
     txn.delete_table(tables::RUNS)?;
     txn.delete_table(tables::WORKFLOW_RUNS)?;
     txn.delete_table(tables::TARGET_SETS)?;
+    txn.delete_table(tables::SINKS)?;
     let mut t = Tables::open(txn)?;
 
     let mut key = Vec::new();
@@ -480,6 +484,17 @@ pub(crate) fn import(
                     )));
                 }
                 t.target_sets.insert(name, value.as_slice())?;
+            }
+            TAG_SINKS => {
+                let name = utf8("sinks", &key)?;
+                let sink: SinkRecord = decode(tables::SINK, &value)?;
+                if sink.name != name {
+                    return Err(malformed(format!(
+                        "sink row {name:?} holds sink {:?}",
+                        sink.name
+                    )));
+                }
+                t.sinks.insert(name, value.as_slice())?;
             }
             TAG_WORKFLOWS => {
                 let name = utf8("workflows", &key)?;

@@ -59,6 +59,9 @@ pub(crate) const WORKFLOW_RUNS: TableDefinition<(&str, u128), ()> =
 /// Target set name → [`rota_core::targets::TargetSet`].
 pub(crate) const TARGET_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("target_sets");
 
+/// Sink name → [`rota_core::sink::SinkRecord`].
+pub(crate) const SINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sinks");
+
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_RAFT: &str = "raft";
@@ -94,6 +97,7 @@ pub(crate) const DELIVERY: &str = "delivery";
 pub(crate) const WORKFLOW: &str = "workflow";
 pub(crate) const RUN: &str = "workflow run";
 pub(crate) const TARGET_SET: &str = "target set";
+pub(crate) const SINK: &str = "sink";
 
 /// Every table of the state file, opened in one write transaction.
 pub(crate) struct Tables<'t> {
@@ -115,6 +119,7 @@ pub(crate) struct Tables<'t> {
     pub runs: Table<'t, u128, &'static [u8]>,
     pub workflow_runs: Table<'t, (&'static str, u128), ()>,
     pub target_sets: Table<'t, &'static str, &'static [u8]>,
+    pub sinks: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -138,6 +143,7 @@ impl<'t> Tables<'t> {
             runs: txn.open_table(RUNS)?,
             workflow_runs: txn.open_table(WORKFLOW_RUNS)?,
             target_sets: txn.open_table(TARGET_SETS)?,
+            sinks: txn.open_table(SINKS)?,
         })
     }
 

@@ -1,11 +1,12 @@
 //! Reads of target sets (written by `Command::PutTargetSet`, `DeleteTargetSet` and
-//! `RecordTargets`).
+//! `RecordTargets`) and of sinks (`PutSink`, `DeleteSink`).
 
 use redb::{ReadableDatabase, ReadableTable};
+use rota_core::sink::SinkRecord;
 use rota_core::targets::TargetSet;
 
 use crate::codec::decode;
-use crate::tables::{self, TARGET_SET};
+use crate::tables::{self, SINK, TARGET_SET};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -26,6 +27,27 @@ impl Store {
         let mut out = Vec::new();
         for row in table.iter()? {
             out.push(decode(TARGET_SET, row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn get_sink(&self, name: &str) -> Result<Option<SinkRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::SINKS)?;
+        let sink = table
+            .get(name)?
+            .map(|v| decode(SINK, v.value()))
+            .transpose()?;
+        Ok(sink)
+    }
+
+    /// Every sink, by name.
+    pub fn sinks(&self) -> Result<Vec<SinkRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::SINKS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            out.push(decode(SINK, row?.1.value())?);
         }
         Ok(out)
     }

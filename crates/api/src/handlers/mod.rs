@@ -6,6 +6,7 @@ pub(crate) mod jobs;
 pub(crate) mod kv;
 pub(crate) mod notify;
 pub(crate) mod runs;
+pub(crate) mod sinks;
 pub(crate) mod system;
 pub(crate) mod targets;
 pub(crate) mod workflows;

@@ -1,15 +1,17 @@
 //! Target sets in apply: their specs (`PutTargetSet`, `DeleteTargetSet`) and what
-//! the leader's discovery found (`RecordTargets`).
+//! the leader's discovery found (`RecordTargets`); and sinks (`PutSink`,
+//! `DeleteSink`), where jobs send their records.
 
 use redb::ReadableTable;
 use rota_core::event::types;
+use rota_core::sink::{SinkRecord, SinkSpec};
 use rota_core::targets::{TargetSet, TargetSetSpec, TargetSetState};
 use rota_core::Response;
 use serde_json::json;
 
 use super::Apply;
 use crate::codec::{decode, encode};
-use crate::tables::TARGET_SET;
+use crate::tables::{SINK, TARGET_SET};
 use crate::StoreError;
 
 impl Apply<'_, '_> {
@@ -95,5 +97,43 @@ impl Apply<'_, '_> {
         });
         self.publish(types::TARGETS_DISCOVERED, name, data)?;
         Ok(Response::TargetsRecorded { changed: true })
+    }
+
+    pub(super) fn put_sink(&mut self, name: &str, spec: &SinkSpec) -> Result<Response, StoreError> {
+        let previous: Option<SinkRecord> = self
+            .t
+            .sinks
+            .get(name)?
+            .map(|v| decode(SINK, v.value()))
+            .transpose()?;
+        let record = SinkRecord {
+            name: name.to_string(),
+            spec: spec.clone(),
+            created_at: previous.as_ref().map_or(self.at, |p| p.created_at),
+            updated_at: self.at,
+            revision: self.index,
+        };
+        self.t
+            .sinks
+            .insert(name, encode(SINK, &record)?.as_slice())?;
+        let event = if previous.is_none() {
+            types::SINK_CREATED
+        } else {
+            types::SINK_UPDATED
+        };
+        let data = json!({"sink": name, "type": spec.type_name(), "revision": self.index});
+        self.publish(event, name, data)?;
+        Ok(Response::SinkPut {
+            created: previous.is_none(),
+            sink: Box::new(record),
+        })
+    }
+
+    pub(super) fn delete_sink(&mut self, name: &str) -> Result<Response, StoreError> {
+        let existed = self.t.sinks.remove(name)?.is_some();
+        if existed {
+            self.publish(types::SINK_DELETED, name, json!({"sink": name}))?;
+        }
+        Ok(Response::SinkDeleted { existed })
     }
 }

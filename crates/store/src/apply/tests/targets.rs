@@ -130,6 +130,14 @@ fn target_sets_survive_a_snapshot() {
     let (_, generation) = put(&mut source, set("gw", &["a:1", "b:2"]));
     record(&mut source, "gw", generation, state(&["a:1", "b:2"], None));
     put(&mut source, set("other", &[]));
+    let sink: rota_core::sink::SinkSpec = serde_json::from_value(serde_json::json!(
+        {"type": "influxdb", "url": "http://127.0.0.1:8086", "database": "ci"}
+    ))
+    .unwrap();
+    source.run(Command::PutSink {
+        name: "ci".into(),
+        spec: sink,
+    });
     let mut bytes = Vec::new();
     source.store.export_snapshot(&mut bytes).unwrap();
     let target = Harness::new();
@@ -139,4 +147,6 @@ fn target_sets_survive_a_snapshot() {
         source.store.target_sets().unwrap()
     );
     assert_eq!(target.store.target_sets().unwrap().len(), 2);
+    assert_eq!(target.store.sinks().unwrap(), source.store.sinks().unwrap());
+    assert_eq!(target.store.sinks().unwrap().len(), 1);
 }
