@@ -74,8 +74,9 @@ fn default_timeout() -> HumanDuration {
 }
 
 /// `{"type": "influxdb", ...}`: the 1.x form or the 2.x form (see
-/// [`InfluxDbSpec::api`]), never a mix of both.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// [`InfluxDbSpec::api`]), never a mix of both. Its `Debug` hides the password
+/// and the token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfluxDbSpec {
     /// The server's base URL, `http://` or `https://` (e.g.
@@ -113,6 +114,25 @@ pub struct InfluxDbSpec {
     /// Longest one write request (connect, send, answer) may take.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+}
+
+impl std::fmt::Debug for InfluxDbSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "<hidden>");
+        f.debug_struct("InfluxDbSpec")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &hidden(&self.token))
+            .field("batch_size", &self.batch_size)
+            .field("flush_interval", &self.flush_interval)
+            .field("buffer_points", &self.buffer_points)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Which InfluxDB API a spec writes to, with its credentials.
@@ -404,6 +424,11 @@ mod tests {
         );
         assert_eq!(spec.batching().flush_interval.0, Duration::from_millis(250));
         assert_eq!(spec.batching().batch_size, 10);
+        let debug = format!("{spec:?}");
+        assert!(
+            !debug.contains("t0k") && debug.contains("token: Some(\"<hidden>\")"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -46,8 +46,28 @@ impl Build {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Parsed {
     pub builds: Vec<Build>,
-    /// `job #3 ("name"): missing status.startTime`.
-    pub skipped: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// A job of the page that could not be read; it shows as
+/// `job #3 ("name"): missing status.startTime`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its position in `items`, from 0.
+    pub index: usize,
+    /// `spec.job`, when it has one.
+    pub job: Option<String>,
+    /// What was wrong: the field and what it held.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.job {
+            Some(job) => write!(f, "job #{} ({job:?}): {}", self.index, self.reason),
+            None => write!(f, "job #{}: {}", self.index, self.reason),
+        }
+    }
 }
 
 /// success 0, pending 1, failure 2, aborted 3, flake 4, anything else 10.
@@ -107,13 +127,17 @@ pub fn parse_deck(text: &str, deck_base: Option<&str>) -> Result<Parsed, Error> 
     for (index, item) in items.iter().enumerate() {
         match build(item, deck_base) {
             Ok(b) => parsed.builds.push(b),
-            Err(why) => {
-                let warning = match item.pointer("/spec/job").and_then(Value::as_str) {
-                    Some(job) => format!("job #{index} ({job:?}): {why}"),
-                    None => format!("job #{index}: {why}"),
+            Err(reason) => {
+                let skipped = Skipped {
+                    index,
+                    job: item
+                        .pointer("/spec/job")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    reason,
                 };
-                tracing::debug!(%warning, "deck job skipped");
-                parsed.skipped.push(warning);
+                tracing::debug!(%skipped, "deck job skipped");
+                parsed.skipped.push(skipped);
             }
         }
     }
@@ -234,7 +258,7 @@ mod tests {
         let parsed = parse_deck(page, None).unwrap();
         assert!(parsed.builds.is_empty());
         assert_eq!(
-            parsed.skipped,
+            parsed.skipped.iter().map(ToString::to_string).collect::<Vec<_>>(),
             vec![
                 "job #0 (\"a\"): spec.refs.pulls[0].number: expected a number, found \"7\"",
                 "job #1 (\"b\"): spec.type: expected a string, found 3",

@@ -16,7 +16,7 @@ mod filter;
 mod point;
 mod url;
 
-pub use deck::{parse_deck, state_int, Build, Parsed};
+pub use deck::{parse_deck, state_int, Build, Parsed, Skipped};
 pub use error::Error;
 pub use fetch::{fetch, read_deck};
 pub use filter::{glob_match, Filter};

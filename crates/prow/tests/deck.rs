@@ -22,7 +22,11 @@ fn both_wrappers_give_the_same_builds() {
 fn the_malformed_job_is_skipped_with_a_warning_and_the_rest_kept() {
     let parsed = parse_deck(PLAIN, Some(BASE)).unwrap();
     assert_eq!(
-        parsed.skipped,
+        parsed
+            .skipped
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
         vec![
             "job #4 (\"pull-ci-openshift-oadp-operator-oadp-dev-lint\"): missing status.startTime"
         ]

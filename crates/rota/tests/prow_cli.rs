@@ -170,6 +170,24 @@ async fn types_and_states_filter() {
             "pull-ci-openshift-origin-main-e2e-aws-ovn"
         ]
     );
+    // No glob: the malformed job might have been one of these.
+    assert_eq!(stderr(&out), SKIPPED);
+}
+
+#[tokio::test]
+async fn a_malformed_job_the_glob_would_not_keep_is_not_warned_about() {
+    let deck = Deck::start().await;
+    let out = rota(&[
+        "prow",
+        "--url",
+        &format!("{}/prowjobs.js", deck.url),
+        "--job",
+        "*origin*",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
 }
 
 #[tokio::test]

@@ -280,7 +280,7 @@ impl Writer {
                 Mode::Draining(deadline) => {
                     while Instant::now() < deadline && self.shared.len() > 0 {
                         let batch = self.shared.take(batch_size);
-                        self.write(batch, Some(deadline)).await;
+                        self.write(batch).await;
                     }
                     return;
                 }
@@ -306,25 +306,34 @@ impl Writer {
                 while due > 0 && self.mode() == Mode::Running {
                     let batch = self.shared.take(batch_size.min(due));
                     due = due.saturating_sub(batch.len());
-                    self.write(batch, None).await;
+                    self.write(batch).await;
                 }
                 next_flush = Instant::now() + self.flush_interval;
             } else if self.shared.len() >= batch_size {
                 let batch = self.shared.take(batch_size);
-                self.write(batch, None).await;
+                self.write(batch).await;
             }
         }
     }
 
-    /// Writes one batch with retries; counts it as written or dropped.
-    async fn write(&mut self, batch: Vec<Point>, deadline: Option<Instant>) {
+    /// The shutdown deadline, once a shutdown has begun.
+    fn deadline(&self) -> Option<Instant> {
+        match self.mode() {
+            Mode::Draining(deadline) => Some(deadline),
+            Mode::Running | Mode::Abandoned => None,
+        }
+    }
+
+    /// Writes one batch with retries; counts it as written or dropped. A shutdown
+    /// that begins meanwhile bounds the retries by its deadline.
+    async fn write(&mut self, batch: Vec<Point>) {
         if batch.is_empty() {
             return;
         }
         let shared = self.shared.clone();
         let n = batch.len();
         let target = match &self.target {
-            Ok(target) => target,
+            Ok(target) => target.clone(),
             Err(e) => {
                 tracing::error!(sink = %shared.name, error = %chain(e), points = n, "points dropped");
                 shared.failed(e);
@@ -336,9 +345,10 @@ impl Writer {
         let mut delay = self.backoff.initial;
         let mut attempt = 1;
         loop {
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let outcome = target.write(&self.client, body.clone(), timeout).await;
-            let error = match outcome {
+            let timeout = self
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            let error = match target.write(&self.client, body.clone(), timeout).await {
                 Ok(()) => {
                     tracing::debug!(sink = %shared.name, points = n, "batch written");
                     shared.settle(&shared.written, n);
@@ -348,11 +358,12 @@ impl Writer {
             };
             shared.failed(&error);
             let retry_at = Instant::now() + delay;
-            let may_retry = error.is_retryable()
-                && attempt < self.backoff.attempts
-                && deadline.is_none_or(|d| retry_at < d)
-                && self.mode() != Mode::Abandoned;
-            if !may_retry {
+            let in_time = |mode: Mode| match mode {
+                Mode::Running => true,
+                Mode::Draining(deadline) => retry_at < deadline,
+                Mode::Abandoned => false,
+            };
+            if !(error.is_retryable() && attempt < self.backoff.attempts && in_time(self.mode())) {
                 tracing::error!(
                     sink = %shared.name,
                     url = %target.url(),
@@ -372,12 +383,24 @@ impl Writer {
                 "write failed; retrying"
             );
             shared.retries.fetch_add(1, Ordering::SeqCst);
-            tokio::select! {
-                _ = tokio::time::sleep_until(retry_at) => {}
-                _ = self.mode.wait_for(|m| *m == Mode::Abandoned) => {
-                    shared.settle(&shared.dropped, n);
-                    return;
+            if self.mode() == Mode::Running {
+                // A shutdown or a drop during the wait is looked at when it comes.
+                let changed = tokio::select! {
+                    _ = tokio::time::sleep_until(retry_at) => None,
+                    mode = self.mode.wait_for(|m| *m != Mode::Running) => {
+                        Some(mode.map(|m| *m).unwrap_or(Mode::Abandoned))
+                    }
+                };
+                if let Some(mode) = changed {
+                    if !in_time(mode) {
+                        tracing::warn!(sink = %shared.name, points = n, "batch dropped: the sink is stopping");
+                        shared.settle(&shared.dropped, n);
+                        return;
+                    }
+                    tokio::time::sleep_until(retry_at).await;
                 }
+            } else {
+                tokio::time::sleep_until(retry_at).await;
             }
             delay = (delay * 2).min(self.backoff.max);
             attempt += 1;

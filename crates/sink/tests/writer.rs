@@ -265,3 +265,43 @@ async fn the_flush_interval_writes_a_partial_batch() {
     assert_eq!(sink.stats().buffered, 0);
     sink.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_shutdown_bounds_the_retries_of_a_batch() {
+    let server = Recorder::start(vec![(StatusCode::SERVICE_UNAVAILABLE, "busy"); 100]).await;
+    let sink = Sink::start_with(
+        "busy",
+        spec(
+            json!({"type": "influxdb", "url": server.url, "database": "ci",
+                    "batch_size": 1, "flush_interval": "1h"}),
+        ),
+        client(),
+        Backoff {
+            initial: Duration::from_secs(30),
+            max: Duration::from_secs(30),
+            attempts: 10,
+        },
+    );
+    sink.send(points(1));
+    // The first attempt failed and the writer waits 30 s before the next one.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while sink.stats().retries == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the first attempt fails");
+    let started = std::time::Instant::now();
+    let stats = sink.shutdown_within(Duration::from_millis(200)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (stats.written, stats.dropped, stats.retries, stats.buffered),
+        (0, 1, 1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}

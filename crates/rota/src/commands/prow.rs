@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, ValueEnum};
 use rota_core::HumanDuration;
-use rota_prow::{deck_url, influx_lines, read_deck, Build, Filter};
+use rota_prow::{deck_url, glob_match, influx_lines, read_deck, Build, Filter};
 use serde_json::json;
 
 use crate::cli::OutputFormat;
@@ -74,8 +74,16 @@ pub async fn run(args: ProwArgs, output: OutputFormat) -> anyhow::Result<()> {
         .build()
         .context("building the HTTP client")?;
     let parsed = read_deck(&client, &deck, args.timeout).await?;
-    for warning in &parsed.skipped {
-        eprintln!("warning: skipped {warning}");
+    // A job the glob would not keep is no concern of this command; one without
+    // a name might be.
+    for skipped in &parsed.skipped {
+        let wanted = match (&filter.job_glob, &skipped.job) {
+            (Some(glob), Some(job)) => glob_match(glob, job),
+            _ => true,
+        };
+        if wanted {
+            eprintln!("warning: skipped {skipped}");
+        }
     }
     let builds = filter.apply(parsed.builds);
     let format = args.format.unwrap_or(match output {

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,8 +26,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-const INFLUXD_CANDIDATES: &[&str] = &["/usr/bin/influxd", "/usr/local/bin/influxd"];
-
 /// An `influxd` (InfluxDB 1.x) of the test's own: a generated config in a temp
 /// dir, loopback ports, no reporting. Killed on drop.
 pub struct Influxd {
@@ -44,14 +41,14 @@ impl Influxd {
         let binary = std::env::var("ROTA_TEST_INFLUXD")
             .ok()
             .or_else(|| {
-                INFLUXD_CANDIDATES
-                    .iter()
-                    .find(|p| Path::new(p).exists())
-                    .map(|p| p.to_string())
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                    .map(|dir| dir.join("influxd"))
+                    .find(|p| p.is_file())
+                    .map(|p| p.display().to_string())
             })
             .expect(
                 "these tests need InfluxDB 1.x: install Debian's `influxdb` package \
-                 (which provides /usr/bin/influxd), or set ROTA_TEST_INFLUXD to an influxd binary",
+                 (which puts influxd on the PATH), or set ROTA_TEST_INFLUXD to an influxd binary",
             );
         let dir = tempfile::tempdir().expect("temp dir");
         let (http, rpc) = (free_port(), free_port());
