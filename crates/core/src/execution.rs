@@ -140,6 +140,8 @@ pub struct RunOutcome {
     pub error: Option<String>,
     /// What a workflow job kept of its workspace (its files stay on this node).
     pub artifacts: Vec<crate::workflow::ArtifactRecord>,
+    /// For a probe or a fan-out over a target set: what each target did.
+    pub result: Option<crate::probe::RunResult>,
 }
 
 impl RunOutcome {
@@ -150,6 +152,7 @@ impl RunOutcome {
             exit_code: None,
             error: None,
             artifacts: Vec::new(),
+            result: None,
         }
     }
 
@@ -160,6 +163,7 @@ impl RunOutcome {
             exit_code,
             error: Some(error.into()),
             artifacts: Vec::new(),
+            result: None,
         }
     }
 
@@ -170,7 +174,14 @@ impl RunOutcome {
             exit_code: None,
             error: Some(format!("timed out after {}", HumanDuration(after))),
             artifacts: Vec::new(),
+            result: None,
         }
+    }
+
+    /// This outcome with a target set's result attached.
+    pub fn with_result(mut self, result: crate::probe::RunResult) -> Self {
+        self.result = Some(result);
+        self
     }
 
     /// The attempt was stopped by its cancellation token.
@@ -180,6 +191,7 @@ impl RunOutcome {
             exit_code: None,
             error: None,
             artifacts: Vec::new(),
+            result: None,
         }
     }
 }

@@ -77,6 +77,27 @@ pub struct JobSpec {
     /// Webhooks told when this job's runs start or finish (see [`crate::notify`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<crate::notify::NotifySpec>,
+    /// A target set: the executor runs once per target of it, with
+    /// `{{target.address}}` and `{{target.labels.NAME}}` substituted. Not with a
+    /// `probe` executor, which names its set itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<String>,
+    /// With `targets`: at most this many targets at once, 1-1024;
+    /// [`DEFAULT_PARALLELISM`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+}
+
+/// Targets of a fan-out run at once when the job does not say.
+pub const DEFAULT_PARALLELISM: u32 = 32;
+
+impl JobSpec {
+    /// For a job that fans out (`targets` set): how many targets run at once.
+    pub fn fan_out_parallelism(&self) -> Option<u32> {
+        self.targets
+            .as_ref()
+            .map(|_| self.parallelism.unwrap_or(DEFAULT_PARALLELISM))
+    }
 }
 
 /// When a job fires. Exactly one of the keys `cron`, `every`, `at`, `after`,
@@ -206,6 +227,9 @@ pub enum ExecutorSpec {
     /// rota's own executor of a workflow job (see [`crate::workflow`]); not
     /// accepted in users' jobs.
     WorkflowJob(Box<crate::workflow::WorkflowJobSpec>),
+    /// One request per target of a set, summed up as synced, partial, not synced or
+    /// timeout (see [`crate::probe`]).
+    Probe(crate::probe::ProbeSpec),
 }
 
 impl ExecutorSpec {
@@ -215,6 +239,7 @@ impl ExecutorSpec {
             ExecutorSpec::Http(_) => "http",
             ExecutorSpec::Record(_) => "record",
             ExecutorSpec::WorkflowJob(_) => "workflow_job",
+            ExecutorSpec::Probe(_) => "probe",
         }
     }
 }

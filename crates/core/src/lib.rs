@@ -20,6 +20,7 @@ pub mod glob;
 pub mod job;
 pub mod name;
 pub mod notify;
+pub mod probe;
 pub mod retry;
 pub mod rng;
 pub mod schedule;
@@ -41,6 +42,7 @@ pub use job::{
     Schedule, ShellSpec,
 };
 pub use name::validate_name;
+pub use probe::{ProbeSpec, ProbeStatus, ResultStatus, RunResult, TargetResult};
 pub use schedule::CompiledSchedule;
 
 /// Re-exported so that dependants name one time type.

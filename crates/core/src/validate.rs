@@ -32,7 +32,9 @@ const HISTORY_LIMITS: std::ops::RangeInclusive<u32> = 1..=10_000;
 const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 const MULTIPLIERS: std::ops::RangeInclusive<f64> = 1.0..=10.0;
 const MAX_TAG_CHARS: usize = 63;
-const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+const PARALLELISMS: std::ops::RangeInclusive<u32> = 1..=1024;
+pub(crate) const HTTP_METHODS: &[&str] =
+    &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 fn error(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
     ValidationError::new(field, message)
@@ -124,7 +126,46 @@ impl JobSpec {
             ));
         }
         crate::notify::validate_notify(&self.notify)?;
+        self.validate_fan_out()?;
         Ok(compiled)
+    }
+}
+
+impl JobSpec {
+    fn validate_fan_out(&self) -> Result<(), ValidationError> {
+        if let Some(set) = &self.targets {
+            validate_name("targets", set)?;
+            match &self.executor {
+                ExecutorSpec::Probe(_) => {
+                    return Err(error(
+                        "targets",
+                        "a probe job names its set in executor.targets; leave the job's targets out",
+                    ))
+                }
+                ExecutorSpec::WorkflowJob(_) => {
+                    return Err(error(
+                        "targets",
+                        "a workflow_job executor cannot fan out; targets is accepted with shell, http and record",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let Some(parallelism) = self.parallelism {
+            if self.targets.is_none() {
+                return Err(error(
+                    "parallelism",
+                    "only applies to a job with targets (it bounds how many targets run at once); set targets or leave parallelism out",
+                ));
+            }
+            if !PARALLELISMS.contains(&parallelism) {
+                return Err(error(
+                    "parallelism",
+                    format!("{parallelism} is out of 1-1024"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -151,8 +192,9 @@ fn validate_executor(executor: &ExecutorSpec) -> Result<(), ValidationError> {
     match executor {
         ExecutorSpec::WorkflowJob(_) => Err(error(
             "type",
-            "\"workflow_job\" is rota's own executor of workflow jobs; a job takes shell, http or record",
+            "\"workflow_job\" is rota's own executor of workflow jobs; a job takes shell, http, record or probe",
         )),
+        ExecutorSpec::Probe(probe) => probe.validate(),
         other => validate_executor_for_workflow(other),
     }
 }
@@ -165,9 +207,12 @@ pub(crate) fn validate_executor_for_workflow(
         ExecutorSpec::Shell(shell) => validate_shell(shell),
         ExecutorSpec::Http(http) => validate_http(http),
         ExecutorSpec::Record(record) => validate_record(record),
-        ExecutorSpec::WorkflowJob(_) => Err(error(
+        ExecutorSpec::WorkflowJob(_) | ExecutorSpec::Probe(_) => Err(error(
             "type",
-            "\"workflow_job\" is not accepted here; accepted: shell, http, record",
+            format!(
+                "{:?} is not accepted here; accepted: shell, http, record",
+                executor.type_name()
+            ),
         )),
     }
 }
@@ -479,6 +524,7 @@ fn explain_executor(executor: Option<&Value>, original: ValidationError) -> Vali
             "shell" => deserialize_at::<ShellSpec>(&fields).err(),
             "http" => deserialize_at::<HttpSpec>(&fields).err(),
             "record" => deserialize_at::<RecordSpec>(&fields).err(),
+            "probe" => deserialize_at::<crate::ProbeSpec>(&fields).err(),
             // A type this function does not know yet: serde's own message stands.
             _ => None,
         },

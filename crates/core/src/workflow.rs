@@ -360,6 +360,8 @@ impl WorkflowSpec {
             max_output_bytes: 0,
             delete_after_run: false,
             notify: Vec::new(),
+            targets: None,
+            parallelism: None,
         });
         for (name, job) in &self.jobs {
             let mut env = self.env.clone();
@@ -397,6 +399,8 @@ impl WorkflowSpec {
                 max_output_bytes: 1024 * 1024,
                 delete_after_run: false,
                 notify: Vec::new(),
+                targets: None,
+                parallelism: None,
             });
         }
         jobs

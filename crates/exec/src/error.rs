@@ -314,6 +314,49 @@ pub enum ExecError {
     /// The blocking task that copies artifacts died.
     #[error("the artifact copy task failed")]
     ArtifactTask(#[source] tokio::task::JoinError),
+    /// A probe run came without the targets of its set.
+    #[error("the targets of set {set:?} were not resolved for this run; a probe needs them")]
+    TargetsNotResolved {
+        /// The probe's set.
+        set: String,
+    },
+    /// A fan-out over a set that has no targets.
+    #[error("target set has no targets")]
+    NoTargets,
+    /// An executor that cannot run once per target was handed targets.
+    #[error("a {spec} executor cannot fan out over targets")]
+    CannotFanOut {
+        /// The executor's kind.
+        spec: &'static str,
+    },
+    /// `{{target.labels.NAME}}` names a label the target does not have.
+    #[error(
+        "{{{{target.labels.{label}}}}}: target {address} has no label {label:?} ({})",
+        label_names(labels)
+    )]
+    UnknownLabel {
+        /// The label asked for.
+        label: String,
+        /// The target.
+        address: String,
+        /// The labels it has, sorted.
+        labels: Vec<String>,
+    },
+    /// `{{target.X}}` with X other than `address` or `labels.NAME`.
+    #[error("{{{{{expression}}}}} is not understood; accepted: {{{{target.address}}}}, {{{{target.labels.NAME}}}}")]
+    UnknownTargetField {
+        /// What stood between the braces, trimmed.
+        expression: String,
+    },
+}
+
+/// `labels: a, b`, or that there are none.
+fn label_names(labels: &[String]) -> String {
+    if labels.is_empty() {
+        "it has no labels".to_string()
+    } else {
+        format!("labels: {}", labels.join(", "))
+    }
 }
 
 /// `set: A, B`, or that nothing is set.

@@ -1,7 +1,8 @@
 //! Executors: what a run does. One trait, [`Executor`], one implementation per module
-//! folder (`shell`, `http`, `record`, and `workflow`, which runs one job of a
-//! workflow run through the others), chosen from the job's
-//! [`rota_core::ExecutorSpec`] by a `match` in [`executor_for`].
+//! folder (`shell`, `http`, `record`, `probe`, and `workflow`, which runs one job of
+//! a workflow run through the others), chosen from the job's
+//! [`rota_core::ExecutorSpec`] by a `match` in [`executor_for`]. A job with a target
+//! set runs through [`fanout`] instead, once per target; [`run_attempt`] picks.
 //!
 //! An executor gets a [`RunRequest`], writes what the run prints into an
 //! [`OutputBuffer`] (bounded by the job's `max_output_bytes`, readable live while the
@@ -13,17 +14,22 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod fanout;
 pub mod http;
 mod output;
+pub mod probe;
 pub mod record;
 pub mod shell;
+mod texts;
 pub mod workflow;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use rota_core::targets::Target;
 use rota_core::{ExecutorSpec, Timestamp};
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
@@ -31,6 +37,7 @@ use ulid::Ulid;
 pub use error::ExecError;
 pub use http::HttpExecutor;
 pub use output::OutputBuffer;
+pub use probe::{run_probe, ProbeExecutor};
 pub use record::RecordExecutor;
 pub use rota_core::RunOutcome;
 pub use shell::ShellExecutor;
@@ -55,6 +62,17 @@ pub struct RunRequest {
     pub timeout: Option<Duration>,
     /// For a workflow job (`workflow_job` spec): where it works and what it gets.
     pub workflow: Option<WorkflowContext>,
+    /// The targets of the job's set, as the replicated store holds them when the
+    /// attempt starts: `None` when the job does not fan out (and for a probe whose
+    /// set was not resolved), `Some` (possibly empty) when it does. For a probe,
+    /// the set of its executor's `targets`.
+    pub targets: Option<Vec<Target>>,
+    /// With `targets` (not for a probe): at most this many targets run at once.
+    pub parallelism: u32,
+    /// Header values sent by whoever asked for the run now (the check endpoint),
+    /// by header name; a probe passes on those its `forward_headers` name. Empty
+    /// for scheduled runs.
+    pub forward_headers: BTreeMap<String, String>,
 }
 
 /// Where a workflow job's attempt works, and the artifacts of its needs.
@@ -112,6 +130,21 @@ pub fn executor_for(spec: &ExecutorSpec) -> Arc<dyn Executor> {
         ExecutorSpec::Http(_) => Arc::new(HttpExecutor),
         ExecutorSpec::Record(_) => Arc::new(RecordExecutor),
         ExecutorSpec::WorkflowJob(_) => Arc::new(WorkflowExecutor),
+        ExecutorSpec::Probe(_) => Arc::new(ProbeExecutor),
+    }
+}
+
+/// Runs one attempt of `req`: once per target through [`fanout`] when the request
+/// carries targets and its executor is not a probe (a probe asks its targets
+/// itself), else with the spec's own executor. What the dispatcher calls.
+pub fn run_attempt(
+    req: RunRequest,
+    output: OutputBuffer,
+    cancel: CancellationToken,
+) -> BoxFuture<'static, RunOutcome> {
+    match (&req.spec, &req.targets) {
+        (ExecutorSpec::Probe(_), _) | (_, None) => executor_for(&req.spec).run(req, output, cancel),
+        (_, Some(_)) => Box::pin(fanout::run_fan_out(req, output, cancel)),
     }
 }
 
@@ -169,6 +202,9 @@ pub(crate) fn test_request(spec: ExecutorSpec, timeout: Option<Duration>) -> Run
         spec,
         timeout,
         workflow: None,
+        targets: None,
+        parallelism: rota_core::job::DEFAULT_PARALLELISM,
+        forward_headers: BTreeMap::new(),
     }
 }
 

@@ -425,3 +425,56 @@ async fn events_published_while_no_scheduler_ran_fire_once_when_one_starts() {
         .await
         .expect("scheduler stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_over_target_sets_fail_with_a_reason_until_sets_are_resolved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(&dir.path().join("data")).await;
+    let (_scheduler, workers) = start_scheduler(&node);
+    let mut events = node.store().subscribe();
+    let record = dir.path().join("record.txt");
+    // A fan-out job and a probe job, each due every second.
+    put_job(
+        &node,
+        json!({
+            "name": "fan",
+            "schedule": {"every": "1s"},
+            "targets": "gw",
+            "executor": {"type": "record", "path": record.to_string_lossy()},
+        }),
+    )
+    .await;
+    put_job(
+        &node,
+        json!({
+            "name": "sync-check",
+            "schedule": {"every": "1s"},
+            "executor": {"type": "probe", "targets": "gw", "path": "/v1/synced"},
+        }),
+    )
+    .await;
+
+    let mut errors = std::collections::BTreeMap::new();
+    until(&mut events, |e| {
+        if e.status == ExecStatus::Failed {
+            errors.insert(e.job.clone(), e.error.clone().unwrap_or_default());
+        }
+        errors.len() == 2
+    })
+    .await;
+    assert_eq!(
+        errors["fan"],
+        "target set \"gw\": this node cannot resolve target sets yet"
+    );
+    assert_eq!(
+        errors["sync-check"],
+        "the targets of set \"gw\" were not resolved for this run; a probe needs them"
+    );
+    // The fan-out job did not run once with its targets unresolved.
+    assert!(!record.exists());
+
+    tokio::time::timeout(GIVE_UP, workers.stop())
+        .await
+        .expect("scheduler stops");
+    node.shutdown().await.expect("node stops");
+}

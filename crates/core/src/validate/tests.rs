@@ -584,3 +584,81 @@ fn delete_after_run_only_on_jobs_that_run_once() {
         .get("delete_after_run")
         .is_none());
 }
+
+#[test]
+fn fan_out_targets_and_parallelism() {
+    let mut doc = base();
+    doc["targets"] = json!("gw");
+    let spec = parse_job_value(&doc).unwrap();
+    spec.validate().unwrap();
+    assert_eq!(spec.fan_out_parallelism(), Some(32));
+    // Written back as given, and absent when not given.
+    assert_eq!(serde_json::to_value(&spec).unwrap()["targets"], json!("gw"));
+    let plain = parse_job_value(&base()).unwrap();
+    assert_eq!(plain.fan_out_parallelism(), None);
+    let value = serde_json::to_value(&plain).unwrap();
+    assert!(value.get("targets").is_none() && value.get("parallelism").is_none());
+
+    doc["parallelism"] = json!(3);
+    let spec = parse_job_value(&doc).unwrap();
+    spec.validate().unwrap();
+    assert_eq!(spec.fan_out_parallelism(), Some(3));
+    let back: JobSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+    assert_eq!(back, spec);
+
+    for bad in [0, 1025] {
+        doc["parallelism"] = json!(bad);
+        assert_field(&invalid(&doc), "parallelism", &["1-1024"]);
+    }
+    doc["targets"] = json!("Gw");
+    doc["parallelism"] = json!(2);
+    assert_field(&invalid(&doc), "targets", &["[a-z0-9]"]);
+
+    let mut doc = base();
+    doc["parallelism"] = json!(4);
+    assert_field(&invalid(&doc), "parallelism", &["only applies", "targets"]);
+}
+
+#[test]
+fn probe_executor() {
+    let probe = json!({"type": "probe", "targets": "gw", "path": "/v1/synced",
+        "forward_headers": ["Authorization"], "retry_on": [401], "min_targets": 2,
+        "below_min": "synced"});
+    let spec = parse_job_value(&with("executor", probe.clone())).unwrap();
+    spec.validate().unwrap();
+    assert_eq!(spec.executor.type_name(), "probe");
+    let back: JobSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+    assert_eq!(back, spec);
+
+    // Its fields are checked under `executor`.
+    let mut bad = probe.clone();
+    bad["retry_on"] = json!([200]);
+    assert_field(
+        &invalid(&with("executor", bad)),
+        "executor.retry_on[0]",
+        &["expect_status"],
+    );
+    let mut bad = probe.clone();
+    bad["path"] = json!("synced");
+    assert_field(&invalid(&with("executor", bad)), "executor.path", &["/"]);
+    // A wrong type inside names the field, as for the other executors.
+    let mut bad = probe.clone();
+    bad["max_retries"] = json!("five");
+    assert_field(
+        &parse_error(&with("executor", bad)),
+        "executor.max_retries",
+        &[],
+    );
+    let mut bad = probe.clone();
+    bad["retries"] = json!(1);
+    assert_field(
+        &parse_error(&with("executor", bad)),
+        "executor.retries",
+        &[],
+    );
+
+    // A probe names its set itself.
+    let mut doc = with("executor", probe);
+    doc["targets"] = json!("gw");
+    assert_field(&invalid(&doc), "targets", &["executor.targets"]);
+}

@@ -53,22 +53,29 @@ impl Executor for HttpExecutor {
     }
 }
 
-/// The client every run shares, built once. A build failure is kept too, so every
-/// run reports it rather than retrying the TLS set-up.
+/// The client every run shares (http and probe runs), built once. A build failure
+/// is kept too, so every run reports it rather than retrying the TLS set-up.
 pub(crate) fn client() -> Result<&'static Client, ExecError> {
     static CLIENT: OnceLock<Result<Client, Arc<reqwest::Error>>> = OnceLock::new();
     CLIENT
-        .get_or_init(|| {
-            // reqwest is built without a crypto provider; this picks ring unless the
-            // process already installed one (then the call fails, harmlessly).
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            Client::builder()
-                .user_agent(concat!("rota/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(Arc::new)
-        })
+        .get_or_init(|| client_builder().build().map_err(Arc::new))
         .as_ref()
         .map_err(|err| ExecError::HttpClient(Arc::clone(err)))
+}
+
+/// The settings of the shared client: rustls with ring, the platform's certificate
+/// verification, and TLS secrets written to the file `SSLKEYLOGFILE` names when
+/// that variable is set as the client is built (so that a capture of the probes
+/// can be decrypted); nothing is written when it is not set.
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    // reqwest is built without a crypto provider; this picks ring unless the
+    // process already installed one (then the call fails, harmlessly).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .user_agent(concat!("rota/", env!("CARGO_PKG_VERSION")))
+        // Sets rustls's `key_log` to a `KeyLogFile`, which opens the file named by
+        // SSLKEYLOGFILE; the verifier stays the one reqwest builds.
+        .tls_sslkeylogfile(std::env::var_os("SSLKEYLOGFILE").is_some())
 }
 
 /// Sends the request and copies the answer to `output`; `Ok` when its status is one
@@ -132,3 +139,6 @@ fn check_status(status: StatusCode, expected: &[u16]) -> Result<(), ExecError> {
         expected,
     })
 }
+
+#[cfg(test)]
+mod tls_tests;

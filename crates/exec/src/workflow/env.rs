@@ -16,8 +16,9 @@
 use std::collections::BTreeMap;
 
 use rota_core::workflow::{Readiness, ServiceSpec};
-use rota_core::{ExecutorSpec, HttpSpec, ShellSpec};
+use rota_core::ExecutorSpec;
 
+use crate::texts::{map_http, map_shell};
 use crate::ExecError;
 
 /// Variable names to values.
@@ -86,32 +87,13 @@ pub(crate) fn substitute_step(
         ExecutorSpec::Shell(shell) => {
             let env = substitute_values(&shell.env, job_env)?;
             let vars = overlay(job_env, &env);
-            ExecutorSpec::Shell(ShellSpec {
-                command: substitute(&shell.command, &vars)?,
-                args: shell
-                    .args
-                    .as_ref()
-                    .map(|args| args.iter().map(|a| substitute(a, &vars)).collect())
-                    .transpose()?,
-                cwd: shell
-                    .cwd
-                    .as_ref()
-                    .map(|cwd| substitute(cwd, &vars))
-                    .transpose()?,
-                env,
-            })
+            let mut shell = map_shell(shell, &mut |text| substitute(text, &vars))?;
+            shell.env = env;
+            ExecutorSpec::Shell(shell)
         }
-        ExecutorSpec::Http(http) => ExecutorSpec::Http(HttpSpec {
-            method: http.method.clone(),
-            url: substitute(&http.url, job_env)?,
-            headers: substitute_values(&http.headers, job_env)?,
-            body: http
-                .body
-                .as_ref()
-                .map(|body| substitute(body, job_env))
-                .transpose()?,
-            expect_status: http.expect_status.clone(),
-        }),
+        ExecutorSpec::Http(http) => {
+            ExecutorSpec::Http(map_http(http, &mut |text| substitute(text, job_env))?)
+        }
         other => other.clone(),
     })
 }
@@ -141,7 +123,7 @@ pub(crate) fn substitute_service(
 
 #[cfg(test)]
 mod tests {
-    use rota_core::HumanDuration;
+    use rota_core::{HttpSpec, HumanDuration, ShellSpec};
 
     use super::*;
 

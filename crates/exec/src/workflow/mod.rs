@@ -221,6 +221,10 @@ async fn run_job(
             // The job's timeout and cancel stop the step by dropping its future.
             timeout: None,
             workflow: None,
+            // Validation keeps fan-out and probes out of workflows.
+            targets: None,
+            parallelism: rota_core::job::DEFAULT_PARALLELISM,
+            forward_headers: Default::default(),
         };
         let outcome = runner
             .run(step_req, output.clone(), CancellationToken::new())

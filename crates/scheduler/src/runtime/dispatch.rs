@@ -8,7 +8,7 @@ use rota_core::workflow::WorkflowJobSpec;
 use rota_core::{ExecutorSpec, Timestamp, Trigger};
 use rota_engine::Completion;
 use rota_exec::{
-    executor_for, ArtifactInput, OutputBuffer, RunOutcome, RunRequest, WorkflowContext,
+    run_attempt, ArtifactInput, OutputBuffer, RunOutcome, RunRequest, WorkflowContext,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -50,6 +50,18 @@ impl Runtime {
             },
             _ => None,
         };
+        if let Some(set) = &spec.targets {
+            // Until the dispatcher reads target sets from the store, a job meant to
+            // fan out must not run once with its `{{target.*}}` left unsubstituted.
+            return self.cannot_run(
+                id,
+                attempt,
+                format!("target set {set:?}: this node cannot resolve target sets yet"),
+            );
+        }
+        let parallelism = spec
+            .fan_out_parallelism()
+            .unwrap_or(rota_core::job::DEFAULT_PARALLELISM);
         let output = OutputBuffer::new(spec.max_output_bytes);
         let cancel = CancellationToken::new();
         lock(&self.shared.live).insert(
@@ -70,12 +82,15 @@ impl Runtime {
             timeout: spec.timeout.map(|t| t.0),
             spec: spec.executor,
             workflow,
+            targets: None,
+            parallelism,
+            forward_headers: Default::default(),
         };
-        let executor = executor_for(&request.spec);
         let tx = self.completions_tx.clone();
         info!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
         let handle = self.runs.spawn(async move {
-            let outcome = executor.run(request, output.clone(), cancel).await;
+            // Picks fan-out when the request carries targets.
+            let outcome = run_attempt(request, output.clone(), cancel).await;
             output.close();
             let (bytes, truncated) = output.snapshot();
             // The receiver lives as long as the runtime; after it, nobody records.
