@@ -232,6 +232,7 @@ mod tests {
             attempts: vec![],
             event_revision: None,
             run: None,
+            result: None,
         };
         let v = serde_json::to_value(JobView::full(&rec, at(11, 0, 0), Some(exec))).expect("json");
         assert_eq!(v["last_execution"]["status"], "queued");

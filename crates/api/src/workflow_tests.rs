@@ -423,6 +423,7 @@ async fn artifacts_are_listed_and_served_from_the_node_that_keeps_them() {
         output_truncated: false,
         retry_at: None,
         artifacts: records.clone(),
+        result: None,
     };
     commit(
         &h,

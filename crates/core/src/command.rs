@@ -280,6 +280,9 @@ pub struct Finish {
     /// for good).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<crate::workflow::ArtifactRecord>,
+    /// Per-target results of a probe or a fan-out (kept on the execution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<crate::probe::RunResult>,
 }
 
 impl Finish {
@@ -313,6 +316,7 @@ impl Finish {
                 now,
             ),
             artifacts: Vec::new(),
+            result: None,
         }
     }
 }

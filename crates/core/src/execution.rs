@@ -45,6 +45,10 @@ pub struct Execution {
     /// For `trigger: workflow`: the workflow run it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Ulid>,
+    /// Of the final (or latest) attempt of a probe or a fan-out over a target set:
+    /// the aggregate status and each target's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<crate::probe::RunResult>,
 }
 
 impl Execution {

@@ -232,6 +232,7 @@ impl Engine {
             output_truncated: false,
             retry_at: None,
             artifacts: Vec::new(),
+            result: None,
         }));
         self.set_phase(id, Phase::Finishing { retry: false });
     }
@@ -399,5 +400,6 @@ pub fn finish_for(
         output: (!c.output.is_empty()).then_some(c.output),
         output_truncated: c.output_truncated,
         artifacts: c.outcome.artifacts,
+        result: c.outcome.result,
     }
 }

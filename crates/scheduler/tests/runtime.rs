@@ -426,21 +426,32 @@ async fn events_published_while_no_scheduler_ran_fire_once_when_one_starts() {
         .expect("scheduler stops");
 }
 
+async fn commit(node: &Node, command: Command) -> Response {
+    node.write(ClientRequest {
+        session: None,
+        at: Utc::now(),
+        command,
+    })
+    .await
+    .expect("written")
+    .1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_over_target_sets_fail_with_a_reason_until_sets_are_resolved() {
+async fn jobs_over_target_sets_run_once_per_discovered_target_and_fail_without_a_set() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_node(&dir.path().join("data")).await;
     let (_scheduler, workers) = start_scheduler(&node);
     let mut events = node.store().subscribe();
     let record = dir.path().join("record.txt");
-    // A fan-out job and a probe job, each due every second.
+    // A fan-out job and a probe job over a set that does not exist yet.
     put_job(
         &node,
         json!({
             "name": "fan",
-            "schedule": {"every": "1s"},
+            "schedule": {"manual": true},
             "targets": "gw",
-            "executor": {"type": "record", "path": record.to_string_lossy()},
+            "executor": {"type": "record", "path": format!("{}.{{{{target.labels.zone}}}}", record.display())},
         }),
     )
     .await;
@@ -448,12 +459,33 @@ async fn jobs_over_target_sets_fail_with_a_reason_until_sets_are_resolved() {
         &node,
         json!({
             "name": "sync-check",
-            "schedule": {"every": "1s"},
+            "schedule": {"manual": true},
             "executor": {"type": "probe", "targets": "gw", "path": "/v1/synced"},
         }),
     )
     .await;
-
+    let run = |job: &'static str| {
+        let node = node.clone();
+        async move {
+            commit(
+                &node,
+                Command::Fire {
+                    fires: vec![rota_core::Fire {
+                        id: ulid::Ulid::generate(),
+                        job: job.to_string(),
+                        scheduled_at: Utc::now(),
+                        trigger: rota_core::Trigger::Manual,
+                        start: None,
+                        skip_reason: None,
+                        event_revision: None,
+                    }],
+                },
+            )
+            .await
+        }
+    };
+    run("fan").await;
+    run("sync-check").await;
     let mut errors = std::collections::BTreeMap::new();
     until(&mut events, |e| {
         if e.status == ExecStatus::Failed {
@@ -462,16 +494,69 @@ async fn jobs_over_target_sets_fail_with_a_reason_until_sets_are_resolved() {
         errors.len() == 2
     })
     .await;
-    assert_eq!(
-        errors["fan"],
-        "target set \"gw\": this node cannot resolve target sets yet"
-    );
-    assert_eq!(
-        errors["sync-check"],
-        "the targets of set \"gw\" were not resolved for this run; a probe needs them"
-    );
-    // The fan-out job did not run once with its targets unresolved.
-    assert!(!record.exists());
+    assert_eq!(errors["fan"], "target set \"gw\" does not exist");
+    assert_eq!(errors["sync-check"], "target set \"gw\" does not exist");
+
+    // The set exists but discovery has not reported: still no run.
+    let spec: rota_core::targets::TargetSetSpec = serde_json::from_value(json!(
+        {"name": "gw", "provider": "static", "groups": [{"targets": ["a:1", "b:2"]}]}
+    ))
+    .expect("set");
+    let Response::TargetSetPut { set, .. } = commit(&node, Command::PutTargetSet { spec }).await
+    else {
+        panic!("set not stored")
+    };
+    run("fan").await;
+    until(&mut events, |e| {
+        e.job == "fan"
+            && e.status == ExecStatus::Failed
+            && e.error.as_deref() == Some("target set \"gw\" has not been discovered yet")
+    })
+    .await;
+
+    // Discovered: one run per target, each with its own labels.
+    let target = |address: &str, zone: &str| rota_core::targets::Target {
+        address: address.into(),
+        labels: [("zone".to_string(), zone.to_string())].into(),
+    };
+    commit(
+        &node,
+        Command::RecordTargets {
+            name: "gw".into(),
+            generation: set.generation,
+            state: rota_core::targets::TargetSetState {
+                targets: vec![target("a:1", "x"), target("b:2", "y")],
+                error: None,
+            },
+        },
+    )
+    .await;
+    run("fan").await;
+    let mut done = None;
+    until(&mut events, |e| {
+        if e.job == "fan" && e.status == ExecStatus::Succeeded {
+            done = Some(e.clone());
+        }
+        done.is_some()
+    })
+    .await;
+    let done = done.expect("succeeded");
+    let result = done.result.expect("per-target results are recorded");
+    assert_eq!(result.status, rota_core::probe::ResultStatus::Succeeded);
+    let addresses: Vec<&str> = result.targets.iter().map(|t| t.address.as_str()).collect();
+    assert_eq!(addresses, ["a:1", "b:2"]);
+    for zone in ["x", "y"] {
+        let path = format!("{}.{zone}", record.display());
+        let lines = std::fs::read_to_string(&path).expect("one record per target");
+        assert_eq!(lines.lines().count(), 1, "{path}: {lines}");
+    }
+    // Stored as well, for the API.
+    let stored = node
+        .store()
+        .get_execution(done.id)
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.result.map(|r| r.targets.len()), Some(2));
 
     tokio::time::timeout(GIVE_UP, workers.stop())
         .await

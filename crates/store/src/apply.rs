@@ -508,6 +508,8 @@ impl Apply<'_, '_> {
                     exec.exit_code = None;
                     exec.error = None;
                     exec.output_truncated = false;
+                    // The retried attempt's per-target results, until the next one ends.
+                    exec.result = finish.result.clone();
                 }
                 _ => {
                     exec.status = if exec.cancel_requested {
@@ -522,6 +524,7 @@ impl Apply<'_, '_> {
                     exec.exit_code = finish.exit_code;
                     exec.error = finish.error.as_deref().map(truncate_error);
                     exec.output_truncated = finish.output_truncated;
+                    exec.result = finish.result.clone();
                     exec.next_attempt_at = None;
                     if let Some(output) = &finish.output {
                         self.t

@@ -68,6 +68,7 @@ pub(crate) fn finish(id: u128, attempt: u32, status: ExecStatus, at: i64) -> Fin
         output_truncated: false,
         retry_at: None,
         artifacts: Vec::new(),
+        result: None,
     }
 }
 

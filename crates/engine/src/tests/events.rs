@@ -305,6 +305,7 @@ fn a_run_that_ended_while_no_engine_ran_deletes_its_job_at_the_next_start() {
         output_truncated: false,
         retry_at: None,
         artifacts: Vec::new(),
+        result: None,
     };
     sim.seed(
         t0(11),

@@ -241,6 +241,7 @@ fn overlap_holds_against_runs_of_the_previous_leader() {
         output_truncated: false,
         retry_at: None,
         artifacts: Vec::new(),
+        result: None,
     };
     sim.apply_and_feed(Command::Finish {
         finishes: vec![done],

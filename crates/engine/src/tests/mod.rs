@@ -252,6 +252,7 @@ impl Sim {
                 output: None,
                 output_truncated: false,
                 artifacts: Vec::new(),
+                result: None,
             };
             self.seed(
                 at,
@@ -416,6 +417,7 @@ impl Sim {
             output: None,
             output_truncated: false,
             artifacts: Vec::new(),
+            result: None,
         };
         self.apply_and_feed(Command::Finish {
             finishes: vec![finish],
@@ -599,6 +601,7 @@ fn execution(
         attempts: Vec::new(),
         event_revision: None,
         run: None,
+        result: None,
     }
 }
 

@@ -192,6 +192,7 @@ mod tests {
             output_truncated: false,
             retry_at: None,
             artifacts: Vec::new(),
+            result: None,
         };
         let command = Command::Batch {
             commands: vec![

@@ -50,15 +50,39 @@ impl Runtime {
             },
             _ => None,
         };
-        if let Some(set) = &spec.targets {
-            // Until the dispatcher reads target sets from the store, a job meant to
-            // fan out must not run once with its `{{target.*}}` left unsubstituted.
-            return self.cannot_run(
-                id,
-                attempt,
-                format!("target set {set:?}: this node cannot resolve target sets yet"),
-            );
-        }
+        // A probe names its set in the executor, a fan-out on the job; either is
+        // read from this node's replica of the store, as committed by discovery.
+        let set_name = match &spec.executor {
+            ExecutorSpec::Probe(probe) => Some(probe.targets.clone()),
+            _ => spec.targets.clone(),
+        };
+        let targets = match set_name {
+            None => None,
+            Some(name) => match self.node.store().get_target_set(&name) {
+                Ok(Some(set)) if set.refreshed_at.is_none() => {
+                    return self.cannot_run(
+                        id,
+                        attempt,
+                        format!("target set {name:?} has not been discovered yet"),
+                    )
+                }
+                Ok(Some(set)) => Some(set.targets),
+                Ok(None) => {
+                    return self.cannot_run(
+                        id,
+                        attempt,
+                        format!("target set {name:?} does not exist"),
+                    )
+                }
+                Err(err) => {
+                    return self.cannot_run(
+                        id,
+                        attempt,
+                        format!("reading target set {name:?}: {err}"),
+                    )
+                }
+            },
+        };
         let parallelism = spec
             .fan_out_parallelism()
             .unwrap_or(rota_core::job::DEFAULT_PARALLELISM);
@@ -82,7 +106,7 @@ impl Runtime {
             timeout: spec.timeout.map(|t| t.0),
             spec: spec.executor,
             workflow,
-            targets: None,
+            targets,
             parallelism,
             forward_headers: Default::default(),
         };

@@ -219,6 +219,7 @@ fn new_execution(fire: &Fire, priority: i32, now: Timestamp) -> Execution {
         attempts: Vec::new(),
         event_revision: fire.event_revision,
         run: None,
+        result: None,
     };
     if let Some(reason) = &fire.skip_reason {
         exec.status = ExecStatus::Skipped;

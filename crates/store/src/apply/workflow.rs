@@ -422,6 +422,7 @@ impl Apply<'_, '_> {
             attempts: Vec::new(),
             event_revision: None,
             run: Some(run.id),
+            result: None,
         };
         self.t.put_execution(&exec)?;
         self.t
