@@ -109,6 +109,8 @@ pub enum ApiError {
         source: std::io::Error,
     },
     /// Reading the local state machine failed.
+    #[error("target set {set:?} has not been discovered yet; try again once discovery reported (GET /v1/targets/{set})")]
+    NotDiscovered { set: String },
     #[error("reading the store failed")]
     Store(#[from] StoreError),
     /// An answer could not be serialized (a bug).
@@ -179,7 +181,8 @@ impl ApiError {
             ApiError::NotLeader { .. }
             | ApiError::Timeout(_)
             | ApiError::ShuttingDown
-            | ApiError::NodeUnknown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::NodeUnknown { .. }
+            | ApiError::NotDiscovered { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NodeUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Membership(MembershipError::LastVoter { .. }) => StatusCode::CONFLICT,
             ApiError::Membership(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -211,6 +214,7 @@ impl ApiError {
             ApiError::ShuttingDown => "unavailable",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NodeUnknown { .. } => "node_unknown",
+            ApiError::NotDiscovered { .. } => "not_discovered",
             ApiError::NodeUnreachable { .. } => "node_unreachable",
             ApiError::Membership(MembershipError::LastVoter { .. }) => "last_voter",
             ApiError::Membership(_) => "membership_in_progress",

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 
 use crate::handlers::{
-    cluster, executions, jobs, kv, notify, runs, sinks, system, targets, workflows,
+    check, cluster, executions, jobs, kv, notify, runs, sinks, system, targets, workflows,
 };
 use crate::watch;
 use crate::AppState;
@@ -59,6 +59,7 @@ pub(crate) fn routes() -> Vec<Route> {
         delete("/v1/workflows/{name}", workflows::delete),
         post("/v1/workflows/{name}/run", workflows::run),
         get("/v1/workflows/{name}/runs", workflows::runs),
+        get("/v1/jobs/{name}/check", check::check),
         get("/v1/targets", targets::list),
         get("/v1/targets/{name}", targets::get),
         put("/v1/targets/{name}", targets::put),

@@ -158,6 +158,21 @@ pub enum Command {
         generation: u64,
         state: crate::targets::TargetSetState,
     },
+    /// Records a probe a node ran on request (`GET /v1/jobs/{name}/check?record=true`)
+    /// as a finished execution of `job` (trigger `manual`): `succeeded` when the
+    /// result is `synced`, else `failed` with `error`. Answered by `Response::Fired`
+    /// with the one outcome, or `NotFound` when the job is gone.
+    RecordCheck {
+        id: Ulid,
+        job: String,
+        node: String,
+        started_at: Timestamp,
+        result: crate::probe::RunResult,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
     /// Create or replace a sink (validated before proposing); answered by
     /// `Response::SinkPut`.
     PutSink {

@@ -266,6 +266,23 @@ impl Apply<'_, '_> {
                 state,
             } => self.record_targets(name, *generation, state),
             Command::PutSink { name, spec } => self.put_sink(name, spec),
+            Command::RecordCheck {
+                id,
+                job,
+                node,
+                started_at,
+                result,
+                error,
+                output,
+            } => self.record_check(
+                *id,
+                job,
+                node,
+                *started_at,
+                result,
+                error.as_deref(),
+                output.as_deref(),
+            ),
             Command::DeleteSink { name } => self.delete_sink(name),
             Command::RegisterNode {
                 node,

@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource.
 
+pub(crate) mod check;
 pub(crate) mod cluster;
 pub(crate) mod executions;
 pub(crate) mod jobs;

@@ -324,8 +324,8 @@ fn list(statuses: &[u16]) -> String {
         .join(", ")
 }
 
-/// One line per target, then the summary.
-fn describe(result: &RunResult) -> String {
+/// One line per target, then the summary, for people (a run's output).
+pub fn describe(result: &RunResult) -> String {
     let mut text = String::new();
     for t in &result.targets {
         let verdict = match t.status {
@@ -368,7 +368,8 @@ fn synced(result: &RunResult) -> usize {
 
 /// `succeeded` iff the probe's status is `synced`; else `failed`, naming the
 /// targets that were not.
-fn outcome_of(spec: &ProbeSpec, result: RunResult) -> RunOutcome {
+/// The run's outcome for a result: succeeded iff synced, else failed saying why.
+pub fn outcome_of(spec: &ProbeSpec, result: RunResult) -> RunOutcome {
     if result.status == ResultStatus::Synced {
         return RunOutcome::succeeded().with_result(result);
     }

@@ -8,10 +8,13 @@ use tracing::debug;
 use ulid::Ulid;
 
 use super::Apply;
+use crate::codec::encode;
 use crate::codec::{
     event_fired_key, fired_key, job_exec_key, job_range, split_job_exec_key, JOB_EXEC_SUFFIX,
 };
+use crate::tables::OUTPUT;
 use crate::StoreError;
+use rota_core::probe::{ResultStatus, RunResult};
 use rota_core::{
     ExecStatus, Execution, Fire, FireOutcome, JobRecord, Response, Timestamp, Trigger,
 };
@@ -133,6 +136,76 @@ impl Apply<'_, '_> {
             self.prune_history(name, job.spec.history_limit)?;
         }
         Ok(Response::Fired { outcomes })
+    }
+
+    /// A probe run on request, recorded as a finished execution (see
+    /// `Command::RecordCheck`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_check(
+        &mut self,
+        id: Ulid,
+        job: &str,
+        node: &str,
+        started_at: Timestamp,
+        result: &RunResult,
+        error: Option<&str>,
+        output: Option<&str>,
+    ) -> Result<Response, StoreError> {
+        let Some(record) = self.t.get_job(job)? else {
+            return Ok(Response::NotFound {
+                what: format!("job {job:?}"),
+            });
+        };
+        let created = self.t.get_execution(id)?.is_none();
+        if created {
+            let synced = result.status == ResultStatus::Synced;
+            let exec = Execution {
+                id,
+                job: job.to_string(),
+                scheduled_at: started_at,
+                started_at: Some(started_at),
+                finished_at: Some(self.at.max(started_at)),
+                attempt: 1,
+                node: Some(node.to_string()),
+                trigger: Trigger::Manual,
+                status: if synced {
+                    ExecStatus::Succeeded
+                } else {
+                    ExecStatus::Failed
+                },
+                exit_code: None,
+                error: error.map(rota_core::workflow::truncate_error),
+                output_truncated: false,
+                priority: record.spec.priority,
+                next_attempt_at: None,
+                cancel_requested: false,
+                attempts: Vec::new(),
+                event_revision: None,
+                run: None,
+                result: Some(result.clone()),
+            };
+            self.t.put_execution(&exec)?;
+            if let Some(output) = output {
+                self.t
+                    .outputs
+                    .insert(id.0, encode(OUTPUT, &output)?.as_slice())?;
+            }
+            self.t
+                .job_execs
+                .insert(job_exec_key(job, id).as_slice(), ())?;
+            let count = self.t.job_count(job)?;
+            self.t.set_job_count(job, count + 1)?;
+            self.emit_execution(&exec);
+            self.publish_created(&exec)?;
+            self.prune_history(job, record.spec.history_limit)?;
+        }
+        Ok(Response::Fired {
+            outcomes: vec![FireOutcome {
+                id,
+                job: job.to_string(),
+                created,
+            }],
+        })
     }
 
     /// Deletes the oldest terminal executions of `job` beyond `limit`. Active ones
