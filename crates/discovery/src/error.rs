@@ -1,0 +1,86 @@
+//! Why a source's targets could not be read. A provider reports these (as text,
+//! with their causes) in the `Err` of an [`crate::Update`]; the manager keeps the
+//! source's last good targets meanwhile.
+
+use std::io;
+
+/// A failure to read the targets of one source, named by its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The file could not be read (permissions, a directory, an I/O error).
+    #[error("cannot read {path}")]
+    Read {
+        /// The file as the provider names it.
+        path: String,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The directory a glob looks into could not be listed.
+    #[error("cannot list {dir}")]
+    ListDir {
+        /// The directory.
+        dir: String,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not a JSON list of groups (syntax, an unknown field, a wrong type).
+    #[error("{path} is not a file_sd JSON list of {{\"targets\": [...], \"labels\": {{...}}}}")]
+    Json {
+        /// The file.
+        path: String,
+        /// Where and what, as the parser says it.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file is not a YAML list of groups (syntax, an unknown field, a wrong type).
+    #[error("{path} is not a file_sd YAML list of {{targets: [...], labels: {{...}}}}")]
+    Yaml {
+        /// The file.
+        path: String,
+        /// Where and what, as the parser says it.
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    /// The file is empty (perhaps being written): `[]` is a file with no targets.
+    #[error("{path} is empty; accepted: a list of groups, [] for none")]
+    Empty {
+        /// The file.
+        path: String,
+    },
+    /// An item of the list is `null`.
+    #[error("{path}: item {index} is null (items are counted from 0)")]
+    NullItem {
+        /// The file.
+        path: String,
+        /// The item's position, from 0.
+        index: usize,
+    },
+    /// A group lists an empty target address.
+    #[error("{path}: item {index}: targets[{target}] is empty; accepted: host:port")]
+    EmptyAddress {
+        /// The file.
+        path: String,
+        /// The group's position, from 0.
+        index: usize,
+        /// The target's position in the group, from 0.
+        target: usize,
+    },
+    /// A group's label name is not a Prometheus label name.
+    #[error("{path}: item {index}: label {name:?} is not a label name; accepted: [a-zA-Z_][a-zA-Z0-9_]*")]
+    LabelName {
+        /// The file.
+        path: String,
+        /// The group's position, from 0.
+        index: usize,
+        /// The rejected name.
+        name: String,
+    },
+    /// The file's name ends in neither `.json`, `.yml` nor `.yaml`.
+    #[error("{path}: unknown format; accepted: a name ending in .json, .yml or .yaml")]
+    UnknownFormat {
+        /// The file.
+        path: String,
+    },
+}
