@@ -1,4 +1,4 @@
-//! Why a source's targets could not be read. A provider reports these (as text,
+//! Why a source's targets could not be found. A provider reports these (as text,
 //! with their causes) in the `Err` of an [`crate::Update`]; the manager keeps the
 //! source's last good targets meanwhile.
 
@@ -82,5 +82,25 @@ pub enum DiscoveryError {
     UnknownFormat {
         /// The file.
         path: String,
+    },
+    /// The system's resolver configuration (`/etc/resolv.conf`) could not be read
+    /// (give `nameservers` in the spec to do without it).
+    #[error("dns: cannot read the system's resolver configuration")]
+    DnsConfig {
+        /// What the resolver said.
+        #[source]
+        source: hickory_resolver::net::NetError,
+    },
+    /// A DNS name could not be resolved (a timeout, SERVFAIL, REFUSED, ...); a name
+    /// that does not exist or has no such records is no error, it has no targets.
+    #[error("dns: resolving {record} {name}")]
+    Dns {
+        /// `SRV`, `A` or `AAAA`.
+        record: &'static str,
+        /// The name as the spec gives it.
+        name: String,
+        /// What the resolver said.
+        #[source]
+        source: hickory_resolver::net::NetError,
     },
 }

@@ -12,6 +12,7 @@
 //! Nothing here writes anywhere: the leader commits each state it receives through
 //! Raft, so every node answers the same.
 
+pub mod dns_sd;
 pub mod error;
 pub mod file_sd;
 pub mod manager;
@@ -23,6 +24,7 @@ use rota_core::ValidationError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use dns_sd::DnsProvider;
 pub use error::DiscoveryError;
 pub use file_sd::FileProvider;
 pub use manager::{Manager, ManagerStats, DEFAULT_THROTTLE};
@@ -72,7 +74,8 @@ pub fn build(
             spec.files.clone(),
             spec.refresh_interval.as_duration(),
         )),
-        ProviderSpec::Dns(_) | ProviderSpec::Kubernetes(_) => todo!(),
+        ProviderSpec::Dns(spec) => Box::new(DnsProvider::new(spec)),
+        ProviderSpec::Kubernetes(_) => todo!(),
     })
 }
 
