@@ -15,6 +15,7 @@
 pub mod dns_sd;
 pub mod error;
 pub mod file_sd;
+pub mod kubernetes_sd;
 pub mod manager;
 pub mod static_sd;
 
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use dns_sd::DnsProvider;
 pub use error::DiscoveryError;
 pub use file_sd::FileProvider;
+pub use kubernetes_sd::KubernetesProvider;
 pub use manager::{Manager, ManagerStats, DEFAULT_THROTTLE};
 pub use static_sd::StaticProvider;
 
@@ -67,7 +69,6 @@ pub fn build(
     http: reqwest::Client,
 ) -> Result<Box<dyn Provider>, ValidationError> {
     spec.validate()?;
-    let _ = &http;
     Ok(match spec {
         ProviderSpec::Static(spec) => Box::new(StaticProvider::new(spec.groups.clone())),
         ProviderSpec::File(spec) => Box::new(FileProvider::new(
@@ -75,7 +76,7 @@ pub fn build(
             spec.refresh_interval.as_duration(),
         )),
         ProviderSpec::Dns(spec) => Box::new(DnsProvider::new(spec)),
-        ProviderSpec::Kubernetes(_) => todo!(),
+        ProviderSpec::Kubernetes(spec) => Box::new(KubernetesProvider::new(spec, http)),
     })
 }
 

@@ -93,7 +93,9 @@ impl DnsProvider {
 
     fn resolver(&self) -> Result<TokioResolver, DiscoveryError> {
         let mut builder = if self.nameservers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|source| DiscoveryError::DnsConfig { source })?
+            TokioResolver::builder_tokio().map_err(|source| DiscoveryError::DnsConfig {
+                source: Box::new(source),
+            })?
         } else {
             let servers = self
                 .nameservers
@@ -117,9 +119,9 @@ impl DnsProvider {
         let options = builder.options_mut();
         options.timeout = self.timeout;
         options.attempts = self.attempts;
-        builder
-            .build()
-            .map_err(|source| DiscoveryError::DnsConfig { source })
+        builder.build().map_err(|source| DiscoveryError::DnsConfig {
+            source: Box::new(source),
+        })
     }
 
     /// One round: every name's update, in the order of the spec.
@@ -218,7 +220,7 @@ async fn resolve(
             return Err(DiscoveryError::Dns {
                 record: record_name(record),
                 name: name.to_string(),
-                source,
+                source: Box::new(source),
             })
         }
     };

@@ -162,12 +162,16 @@ impl Running {
         source: &str,
         want: impl Fn(&Result<Vec<Target>, String>) -> bool,
     ) -> Result<Vec<Target>, String> {
-        loop {
-            let targets = self.next_for(source).await;
-            if want(&targets) {
-                return targets;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let targets = self.next_for(source).await;
+                if want(&targets) {
+                    return targets;
+                }
             }
-        }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no update as wanted within {WAIT:?}"))
     }
 
     async fn stop(self) {
