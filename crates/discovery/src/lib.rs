@@ -95,3 +95,43 @@ pub async fn discover(
         manager.run(rx, out, stop.clone())
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> ProviderSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn build_checks_the_spec_then_makes_its_provider() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        for (json, kind) in [
+            (
+                r#"{"provider": "static", "groups": [{"targets": ["a:1"]}]}"#,
+                "static",
+            ),
+            (r#"{"provider": "file", "files": ["sd/*.json"]}"#, "file"),
+            (
+                r#"{"provider": "dns", "names": ["_http._tcp.gw"], "nameservers": ["127.0.0.1:53"]}"#,
+                "dns",
+            ),
+            (
+                r#"{"provider": "kubernetes", "namespace": "gw", "deployment": "api", "port": 80}"#,
+                "kubernetes",
+            ),
+        ] {
+            let provider = build(&spec(json), http.clone()).unwrap();
+            assert_eq!(provider.kind(), kind);
+        }
+        let err = build(
+            &spec(r#"{"provider": "dns", "names": ["gw"], "record": "A"}"#),
+            http,
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().starts_with("port: required"), "{err}");
+    }
+}
