@@ -80,6 +80,32 @@ pub fn build(
     })
 }
 
+/// Sends one round of a provider's updates as a burst: the channel slots are
+/// reserved first and then filled without awaiting in between, so the manager
+/// (which takes in everything already queued before it decides) sees the round
+/// whole rather than its first source alone. Returns `false` when the provider
+/// should end (`stop` fired or nobody listens).
+pub(crate) async fn send_all(
+    tx: &mpsc::Sender<Update>,
+    mut updates: Vec<Update>,
+    stop: &CancellationToken,
+) -> bool {
+    while !updates.is_empty() {
+        let n = updates.len().min(tx.max_capacity());
+        let permits = tokio::select! {
+            _ = stop.cancelled() => return false,
+            permits = tx.reserve_many(n) => match permits {
+                Ok(permits) => permits,
+                Err(_) => return false,
+            },
+        };
+        for (permit, update) in permits.zip(updates.drain(..n)) {
+            permit.send(update);
+        }
+    }
+    true
+}
+
 /// Runs `provider` and `manager` together until `stop` fires, sending every
 /// changed state of the set to `out`. Neither is spawned: both end before this
 /// returns.

@@ -174,12 +174,11 @@ impl Provider for DnsProvider {
                     _ = stop.cancelled() => return,
                     updates = self.round(&resolver) => updates,
                 };
-                for update in updates {
+                for update in &updates {
                     debug!(source = %update.source, ok = update.targets.is_ok(), "dns update");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        sent = tx.send(update) => if sent.is_err() { return },
-                    }
+                }
+                if !crate::send_all(&tx, updates, &stop).await {
+                    return;
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,

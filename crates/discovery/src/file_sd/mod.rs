@@ -77,12 +77,12 @@ impl Provider for FileProvider {
                 if force {
                     next_refresh = Instant::now() + self.refresh;
                 }
-                for update in files.scan(force).await {
+                let updates = files.scan(force).await;
+                for update in &updates {
                     debug!(source = %update.source, ok = update.targets.is_ok(), "file_sd update");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        sent = tx.send(update) => if sent.is_err() { return },
-                    }
+                }
+                if !crate::send_all(&tx, updates, &stop).await {
+                    return;
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,

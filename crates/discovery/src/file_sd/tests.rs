@@ -323,3 +323,47 @@ async fn next(out: &mut mpsc::Receiver<TargetSetState>) -> TargetSetState {
         .expect("a state within the wait")
         .expect("the manager ended")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_with_the_committed_state_sends_only_what_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", r#"[{"targets": ["a:1"]}]"#);
+    let b = write(dir.path(), "b.json", r#"[{"targets": ["b:1"]}]"#);
+    let target = |address: &str, file: &str| Target {
+        address: address.to_string(),
+        labels: [(parse::META_FILEPATH.to_string(), file.to_string())].into(),
+    };
+    // What an earlier leader committed: both files' targets. The two files are
+    // read in one round and reach the manager as one burst, so it never sees
+    // (and sends) a's targets alone.
+    let committed = TargetSetState {
+        targets: vec![target("a:1", &a), target("b:1", &b)],
+        error: None,
+    };
+    let provider =
+        FileProvider::new(vec![path(dir.path(), "*.json")], HOUR).with_poll_interval(POLL);
+    let manager = Manager::new("gw", Duration::from_secs(5)).with_last_committed(Some(committed));
+    let stats = manager.stats();
+    let (out_tx, mut out) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(crate::discover(
+        Box::new(provider),
+        manager,
+        out_tx,
+        stop.clone(),
+    ));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), out.recv())
+            .await
+            .is_err(),
+        "the state found is the one committed"
+    );
+    assert!(stats.updates_received() >= 2, "both files were read");
+    assert_eq!(stats.updates_emitted(), 0);
+
+    write(dir.path(), "b.json", r#"[{"targets": ["b:2"]}]"#);
+    let state = next(&mut out).await;
+    assert_eq!(addresses(&state.targets), ["a:1", "b:2"]);
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -49,6 +49,7 @@ struct ApiState {
 #[derive(Clone)]
 struct FakeApi {
     addr: SocketAddr,
+    tls: bool,
     state: Arc<Mutex<ApiState>>,
     task: Arc<JoinHandle<()>>,
 }
@@ -146,8 +147,68 @@ async fn answer(state: Arc<Mutex<ApiState>>, uri: Uri, headers: HeaderMap) -> Re
     }
 }
 
+/// Accepts TLS connections for the fake API (a failed handshake, from a client
+/// that does not trust the certificate, is dropped).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The test CA, and the server certificate it signed for 127.0.0.1 (test-only
+/// keys, valid until 2126).
+const CA_PEM: &str = include_str!("fixtures/tls/ca.pem");
+const OTHER_CA_PEM: &str = include_str!("fixtures/tls/other-ca.pem");
+
+fn server_tls() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(include_bytes!("fixtures/tls/server.pem"))
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("fixtures/tls/server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
 impl FakeApi {
     async fn start(mode: Mode) -> FakeApi {
+        FakeApi::start_on(mode, false).await
+    }
+
+    /// The fake API over HTTPS, with the certificate the test CA signed.
+    async fn start_tls(mode: Mode) -> FakeApi {
+        FakeApi::start_on(mode, true).await
+    }
+
+    async fn start_on(mode: Mode, tls: bool) -> FakeApi {
         let state = Arc::new(Mutex::new(ApiState {
             mode,
             token: None,
@@ -158,18 +219,30 @@ impl FakeApi {
         let shared = state.clone();
         let app = axum::Router::new()
             .fallback(move |uri: Uri, headers: HeaderMap| answer(shared.clone(), uri, headers));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let task = if tls {
+            let listener = TlsListener {
+                tcp: listener,
+                acceptor: server_tls(),
+            };
+            tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            })
+        } else {
+            tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            })
+        };
         FakeApi {
             addr,
+            tls,
             state,
             task: Arc::new(task),
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     fn set(&self, mode: Mode) {
@@ -614,6 +687,83 @@ fn kubeconfig_and_credential_mistakes_are_named() {
         err.starts_with("kubernetes: not running in a cluster"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn over_https_the_ca_file_is_trusted_and_no_other() {
+    let api = FakeApi::start_tls(Mode::Scenario("steady")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, CA_PEM).unwrap();
+    let spec = KubernetesSpec {
+        ca_file: Some(ca.display().to_string()),
+        ..spec_for(&api, "t")
+    };
+    let mut p = start(&spec);
+    assert_eq!(addresses(&p.next().await.unwrap()), STEADY);
+    p.stop().await;
+
+    // The same server, trusting a CA that did not sign its certificate.
+    std::fs::write(&ca, OTHER_CA_PEM).unwrap();
+    let mut p = start(&spec);
+    let err = p.next().await.unwrap_err();
+    assert!(
+        err.starts_with(&format!("kubernetes: GET {}{DEPLOYMENT_PATH}: ", api.url())),
+        "{err}"
+    );
+    assert!(err.contains("certificate"), "{err}");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_kubeconfig_s_certificate_authority_data_is_trusted() {
+    use base64::Engine;
+    let api = FakeApi::start_tls(Mode::Scenario("steady")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = base64::engine::general_purpose::STANDARD.encode(CA_PEM);
+    let kubeconfig = write_kubeconfig(
+        dir.path(),
+        &format!(
+            "current-context: lab\nclusters:\n- name: lab\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: rota}}\nusers:\n- name: rota\n  user: {{token: kube-t0ken}}\n",
+            api.url()
+        ),
+    );
+    let spec = KubernetesSpec {
+        kubeconfig: Some(kubeconfig),
+        ..spec()
+    };
+    let mut p = start(&spec);
+    assert_eq!(addresses(&p.next().await.unwrap()), STEADY);
+    p.stop().await;
+    assert_eq!(
+        api.take_seen()[0].authorization.as_deref(),
+        Some("Bearer kube-t0ken")
+    );
+}
+
+#[tokio::test]
+async fn in_cluster_the_service_account_s_token_and_ca_are_used() {
+    let api = FakeApi::start_tls(Mode::Scenario("steady")).await;
+    api.require_token("sa-t0ken");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.crt"), CA_PEM).unwrap();
+    std::fs::write(dir.path().join("token"), "sa-t0ken").unwrap();
+    let mut provider = KubernetesProvider::new(&spec(), http()).with_refresh_interval(REFRESH);
+    provider.in_cluster = InCluster {
+        host: Some("127.0.0.1".into()),
+        port: Some(api.addr.port().to_string()),
+        dir: dir.path().to_path_buf(),
+    };
+    let (tx, mut rx) = mpsc::channel(4);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(Box::new(provider).run(tx, stop.clone()));
+    let update = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(addresses(&update.targets.unwrap()), STEADY);
+    stop.cancel();
+    task.await.unwrap();
 }
 
 /// The first state from `out` that satisfies `want`.
