@@ -126,6 +126,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     rota_scheduler::artifact_sweep::spawn(node.clone(), &scheduling);
     let telemetry = rota_scheduler::telemetry::Telemetry::new();
     rota_scheduler::telemetry::spawn(node.clone(), telemetry.clone(), &scheduling);
+    rota_scheduler::discovery::spawn(
+        node.clone(),
+        telemetry.clone(),
+        cfg.discovery_throttle,
+        &scheduling,
+    );
 
     let startup = Startup {
         join: args.join.clone(),

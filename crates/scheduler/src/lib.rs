@@ -11,10 +11,12 @@ use rota_exec::OutputBuffer;
 use ulid::Ulid;
 
 pub mod artifact_sweep;
+pub mod discovery;
 mod error;
 pub mod notifier;
 pub mod run_timeouts;
 mod runtime;
+pub mod sinks;
 pub mod telemetry;
 
 pub use error::SchedulerError;

@@ -63,6 +63,16 @@ pub(crate) fn client() -> Result<&'static Client, ExecError> {
         .map_err(|err| ExecError::HttpClient(Arc::clone(err)))
 }
 
+/// The shared client for other parts of the node (discovery, sinks, prow): the
+/// same settings; when it could not be built, a plain one (its error is reported by
+/// every http run).
+pub fn shared_client() -> Client {
+    match client() {
+        Ok(client) => client.clone(),
+        Err(_) => Client::new(),
+    }
+}
+
 /// The settings of the shared client: rustls with ring, the platform's certificate
 /// verification, and TLS secrets written to the file `SSLKEYLOGFILE` names when
 /// that variable is set as the client is built (so that a capture of the probes

@@ -125,6 +125,11 @@ pub fn check_watch_retention_age(text: String) -> Result<Duration, String> {
     )
 }
 
+/// From 100 ms to 1 h.
+pub fn check_discovery_throttle(text: String) -> Result<Duration, String> {
+    duration_within(&text, Duration::from_millis(100), Duration::from_secs(3600))
+}
+
 /// From 1 s to 1 h.
 pub fn check_node_timeout(text: String) -> Result<Duration, String> {
     duration_within(&text, Duration::from_secs(1), Duration::from_secs(3600))

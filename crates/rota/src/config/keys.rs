@@ -34,9 +34,9 @@ use reqwest::Url;
 use super::checks::*;
 use super::{advertise_for, Source};
 use super::{
-    DEFAULT_DATA_DIR, DEFAULT_ELECTION_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LISTEN,
-    DEFAULT_LOG, DEFAULT_MAX_RUNNING, DEFAULT_NODE_ID, DEFAULT_NODE_TIMEOUT,
-    DEFAULT_SNAPSHOT_EVERY, DEFAULT_WATCH_BUFFER, DEFAULT_WATCH_RETENTION,
+    DEFAULT_DATA_DIR, DEFAULT_DISCOVERY_THROTTLE, DEFAULT_ELECTION_TIMEOUT,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LISTEN, DEFAULT_LOG, DEFAULT_MAX_RUNNING, DEFAULT_NODE_ID,
+    DEFAULT_NODE_TIMEOUT, DEFAULT_SNAPSHOT_EVERY, DEFAULT_WATCH_BUFFER, DEFAULT_WATCH_RETENTION,
     DEFAULT_WATCH_RETENTION_AGE,
 };
 use crate::error::ConfigError;
@@ -282,6 +282,17 @@ server_settings! {
     watch_buffer: usize,
         file u64 => check_watch_buffer,
         value usize = |v| v.unwrap_or(DEFAULT_WATCH_BUFFER);
+
+    /// Least time between two committed changes of one target set, 100ms-1h
+    /// [default: 5s].
+    ///
+    /// Discovery on the leader passes a set's change on at once, then at most once
+    /// per this window (the latest state, never an intermediate one), so a chatty
+    /// provider cannot flood the log.
+    #[arg(long, value_name = "DURATION", value_parser = flag(check_discovery_throttle))]
+    discovery_throttle: Duration,
+        file String => check_discovery_throttle,
+        value Duration = |v| v.unwrap_or(DEFAULT_DISCOVERY_THROTTLE);
 
     /// How long a node running attempts may stay silent before the leader presumes
     /// it dead and retries its runs, 1s-1h [default: 10s].

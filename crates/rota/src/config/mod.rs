@@ -43,6 +43,8 @@ pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 pub const DEFAULT_WATCH_RETENTION: u64 = 100_000;
 /// The default of `watch_retention_age`: the event log keeps every event this young.
 pub const DEFAULT_WATCH_RETENTION_AGE: std::time::Duration = std::time::Duration::from_secs(86_400);
+/// The default of `discovery_throttle`.
+pub const DEFAULT_DISCOVERY_THROTTLE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The default of `watch_buffer`: events a watcher may have waiting.
 pub const DEFAULT_WATCH_BUFFER: usize = rota_api::DEFAULT_WATCH_BUFFER;
 pub const DEFAULT_HEARTBEAT_INTERVAL: std::time::Duration =
