@@ -73,6 +73,13 @@ async fn replica(behaviour: Behaviour, seen: Seen) -> String {
     address
 }
 
+/// Replaces `path` whole: written beside it, then renamed over it.
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 async fn put_set(server: &Server, name: &str, body: Value) -> Value {
     let (status, set) = server
         .send("PUT", &format!("/v1/targets/{name}"), Some(body))
@@ -151,8 +158,9 @@ async fn file_sd_discovery_is_committed_by_the_leader_and_keeps_the_last_good_ta
         .unwrap()
         .ends_with("a.json"));
 
-    // The file shrinks: its targets go with it.
-    std::fs::write(sd.join("a.json"), r#"[{"targets": ["10.0.0.1:80"]}]"#).unwrap();
+    // The file shrinks: its targets go with it. (Files are replaced whole, by
+    // rename, as a deploy tool would: a reader never sees one half written.)
+    replace(&sd.join("a.json"), r#"[{"targets": ["10.0.0.1:80"]}]"#);
     discovered(&server, "files", &["10.0.0.1:80", "10.0.0.3:80"]).await;
 
     // A null item makes the file an error: its last good targets stay, `error` says why.
