@@ -64,6 +64,7 @@ impl Harness {
                 node_name: "n1".into(),
                 max_running: 4,
                 tags: Default::default(),
+                sinks: None,
             },
             &workers,
         );

@@ -86,6 +86,11 @@ pub struct JobSpec {
     /// [`DEFAULT_PARALLELISM`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// A sink (`PUT /v1/sinks/{name}`) that gets an `execution` point for every
+    /// attempt that ends, and a probe's `probe` points (a prow executor names its
+    /// own sink, or uses this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
 }
 
 /// Targets of a fan-out run at once when the job does not say.
@@ -230,6 +235,8 @@ pub enum ExecutorSpec {
     /// One request per target of a set, summed up as synced, partial, not synced or
     /// timeout (see [`crate::probe`]).
     Probe(crate::probe::ProbeSpec),
+    /// Reads a Prow deck's builds and sends them to a sink (see [`crate::prow`]).
+    Prow(crate::prow::ProwSpec),
 }
 
 impl ExecutorSpec {
@@ -240,6 +247,7 @@ impl ExecutorSpec {
             ExecutorSpec::Record(_) => "record",
             ExecutorSpec::WorkflowJob(_) => "workflow_job",
             ExecutorSpec::Probe(_) => "probe",
+            ExecutorSpec::Prow(_) => "prow",
         }
     }
 }

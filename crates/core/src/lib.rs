@@ -21,6 +21,7 @@ pub mod job;
 pub mod name;
 pub mod notify;
 pub mod probe;
+pub mod prow;
 pub mod retry;
 pub mod rng;
 pub mod schedule;

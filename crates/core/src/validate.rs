@@ -127,6 +127,9 @@ impl JobSpec {
         }
         crate::notify::validate_notify(&self.notify)?;
         self.validate_fan_out()?;
+        if let Some(sink) = &self.sink {
+            validate_name("sink", sink)?;
+        }
         Ok(compiled)
     }
 }
@@ -142,10 +145,10 @@ impl JobSpec {
                         "a probe job names its set in executor.targets; leave the job's targets out",
                     ))
                 }
-                ExecutorSpec::WorkflowJob(_) => {
+                ExecutorSpec::WorkflowJob(_) | ExecutorSpec::Prow(_) => {
                     return Err(error(
                         "targets",
-                        "a workflow_job executor cannot fan out; targets is accepted with shell, http and record",
+                        format!("a {} executor cannot fan out; targets is accepted with shell, http and record", self.executor.type_name()),
                     ))
                 }
                 _ => {}
@@ -195,6 +198,7 @@ fn validate_executor(executor: &ExecutorSpec) -> Result<(), ValidationError> {
             "\"workflow_job\" is rota's own executor of workflow jobs; a job takes shell, http, record or probe",
         )),
         ExecutorSpec::Probe(probe) => probe.validate(),
+        ExecutorSpec::Prow(prow) => prow.validate(),
         other => validate_executor_for_workflow(other),
     }
 }
@@ -207,13 +211,15 @@ pub(crate) fn validate_executor_for_workflow(
         ExecutorSpec::Shell(shell) => validate_shell(shell),
         ExecutorSpec::Http(http) => validate_http(http),
         ExecutorSpec::Record(record) => validate_record(record),
-        ExecutorSpec::WorkflowJob(_) | ExecutorSpec::Probe(_) => Err(error(
-            "type",
-            format!(
-                "{:?} is not accepted here; accepted: shell, http, record",
-                executor.type_name()
-            ),
-        )),
+        ExecutorSpec::WorkflowJob(_) | ExecutorSpec::Probe(_) | ExecutorSpec::Prow(_) => {
+            Err(error(
+                "type",
+                format!(
+                    "{:?} is not accepted here; accepted: shell, http, record",
+                    executor.type_name()
+                ),
+            ))
+        }
     }
 }
 
@@ -525,6 +531,7 @@ fn explain_executor(executor: Option<&Value>, original: ValidationError) -> Vali
             "http" => deserialize_at::<HttpSpec>(&fields).err(),
             "record" => deserialize_at::<RecordSpec>(&fields).err(),
             "probe" => deserialize_at::<crate::ProbeSpec>(&fields).err(),
+            "prow" => deserialize_at::<crate::prow::ProwSpec>(&fields).err(),
             // A type this function does not know yet: serde's own message stands.
             _ => None,
         },

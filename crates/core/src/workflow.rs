@@ -362,6 +362,7 @@ impl WorkflowSpec {
             notify: Vec::new(),
             targets: None,
             parallelism: None,
+            sink: None,
         });
         for (name, job) in &self.jobs {
             let mut env = self.env.clone();
@@ -401,6 +402,7 @@ impl WorkflowSpec {
                 notify: Vec::new(),
                 targets: None,
                 parallelism: None,
+                sink: None,
             });
         }
         jobs

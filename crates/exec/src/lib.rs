@@ -18,6 +18,7 @@ pub mod fanout;
 pub mod http;
 mod output;
 pub mod probe;
+pub mod prow;
 pub mod record;
 pub mod shell;
 mod texts;
@@ -38,6 +39,7 @@ pub use error::ExecError;
 pub use http::HttpExecutor;
 pub use output::OutputBuffer;
 pub use probe::{run_probe, ProbeExecutor};
+pub use prow::ProwExecutor;
 pub use record::RecordExecutor;
 pub use rota_core::RunOutcome;
 pub use shell::ShellExecutor;
@@ -73,6 +75,18 @@ pub struct RunRequest {
     /// by header name; a probe passes on those its `forward_headers` name. Empty
     /// for scheduled runs.
     pub forward_headers: BTreeMap<String, String>,
+    /// Where the run's records go (a prow run's builds, a probe's results), when
+    /// its job names a sink that this node writes to.
+    pub sink: Option<Arc<dyn RecordSink>>,
+}
+
+/// A sink a run sends records to without waiting (points beyond its buffer are
+/// dropped and counted by the sink).
+pub trait RecordSink: Send + Sync + std::fmt::Debug {
+    /// The sink's name, for output and logs.
+    fn name(&self) -> &str;
+    /// Queues `points`; answers how many were queued.
+    fn send(&self, points: Vec<rota_sink::Point>) -> usize;
 }
 
 /// Where a workflow job's attempt works, and the artifacts of its needs.
@@ -131,6 +145,7 @@ pub fn executor_for(spec: &ExecutorSpec) -> Arc<dyn Executor> {
         ExecutorSpec::Record(_) => Arc::new(RecordExecutor),
         ExecutorSpec::WorkflowJob(_) => Arc::new(WorkflowExecutor),
         ExecutorSpec::Probe(_) => Arc::new(ProbeExecutor),
+        ExecutorSpec::Prow(_) => Arc::new(ProwExecutor),
     }
 }
 
@@ -205,6 +220,7 @@ pub(crate) fn test_request(spec: ExecutorSpec, timeout: Option<Duration>) -> Run
         targets: None,
         parallelism: rota_core::job::DEFAULT_PARALLELISM,
         forward_headers: BTreeMap::new(),
+        sink: None,
     }
 }
 

@@ -106,12 +106,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // The scheduler runs as a worker of its own scope: stopped, and awaited, before
     // the node.
     let scheduling = workers.scope();
+    // Counters `/metrics` reports, and the sinks runs send records to; the sinks
+    // flush what they hold when the scope stops.
+    let telemetry = rota_scheduler::telemetry::Telemetry::new();
+    let sinks = rota_scheduler::sinks::SinkRegistry::new();
+    rota_scheduler::sinks::spawn(node.clone(), sinks.clone(), telemetry.clone(), &scheduling);
     let scheduler = SchedulerHandle::spawn_with(
         node.clone(),
         SchedulerConfig {
             node_name: cfg.node_name.clone(),
             max_running: cfg.max_running,
             tags: cfg.tags.clone(),
+            sinks: Some(sinks),
         },
         LivenessConfig {
             node_timeout: cfg.node_timeout,
@@ -124,7 +130,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     rota_scheduler::notifier::spawn(node.clone(), &scheduling);
     rota_scheduler::run_timeouts::spawn(node.clone(), &scheduling);
     rota_scheduler::artifact_sweep::spawn(node.clone(), &scheduling);
-    let telemetry = rota_scheduler::telemetry::Telemetry::new();
     rota_scheduler::telemetry::spawn(node.clone(), telemetry.clone(), &scheduling);
     rota_scheduler::discovery::spawn(
         node.clone(),

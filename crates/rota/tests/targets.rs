@@ -29,9 +29,12 @@ enum Behaviour {
     Hangs,
 }
 
+/// A request a replica saw: the token asked about and the Authorization header.
+type Request = (String, Option<String>);
+
 #[derive(Clone, Default)]
 struct Seen {
-    requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
 }
 
 /// Starts a replica on a free loopback port; answers its address.

@@ -52,6 +52,9 @@ pub struct SchedulerConfig {
     /// This node's tags: runs of jobs whose `tags` are all among them may be placed
     /// here.
     pub tags: std::collections::BTreeMap<String, String>,
+    /// The sinks runs on this node send their records to (`None`: records of jobs
+    /// that name a sink are dropped, with a warning).
+    pub sinks: Option<Arc<sinks::SinkRegistry>>,
 }
 
 /// How nodes vouch for the runs recorded on them, and how long the leader trusts

@@ -32,6 +32,35 @@ pub struct SinkRegistry {
     sinks: Mutex<BTreeMap<String, Entry>>,
 }
 
+impl std::fmt::Debug for SinkRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.lock().keys()).finish()
+    }
+}
+
+/// One sink of a registry, as a run sends to it.
+#[derive(Debug)]
+pub struct NamedSink {
+    registry: Arc<SinkRegistry>,
+    name: String,
+}
+
+impl rota_exec::RecordSink for NamedSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn send(&self, points: Vec<Point>) -> usize {
+        match self.registry.send(&self.name, points) {
+            Ok(queued) => queued,
+            Err(why) => {
+                warn!(sink = %self.name, "{why}: records dropped");
+                0
+            }
+        }
+    }
+}
+
 impl SinkRegistry {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
@@ -51,9 +80,38 @@ impl SinkRegistry {
         Ok(entry.sink.send(points))
     }
 
-    /// Whether sink `name` is known here.
-    pub fn contains(&self, name: &str) -> bool {
-        self.lock().contains_key(name)
+    /// Starts the writer of `record` unless one runs already (a run may come
+    /// before the worker saw the sink), and answers the sink as a run sends to it.
+    pub fn start(
+        self: &Arc<Self>,
+        record: &rota_core::sink::SinkRecord,
+    ) -> Arc<dyn rota_exec::RecordSink> {
+        self.lock().entry(record.name.clone()).or_insert_with(|| {
+            info!(sink = %record.name, kind = record.spec.type_name(), "sink writer started");
+            Entry {
+                revision: record.revision,
+                sink: Sink::start(
+                    record.name.clone(),
+                    record.spec.clone(),
+                    rota_exec::http::shared_client(),
+                ),
+                counted: (0, 0),
+            }
+        });
+        Arc::new(NamedSink {
+            registry: self.clone(),
+            name: record.name.clone(),
+        })
+    }
+
+    /// Sink `name` as a run sends to it, when it is known here.
+    pub fn handle(self: &Arc<Self>, name: &str) -> Option<Arc<dyn rota_exec::RecordSink>> {
+        self.lock().contains_key(name).then(|| {
+            Arc::new(NamedSink {
+                registry: self.clone(),
+                name: name.to_string(),
+            }) as Arc<dyn rota_exec::RecordSink>
+        })
     }
 }
 

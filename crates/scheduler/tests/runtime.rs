@@ -48,6 +48,7 @@ fn start_scheduler_with(node: &Arc<Node>, max_running: usize) -> (Arc<SchedulerH
             node_name: "n1".into(),
             max_running,
             tags: Default::default(),
+            sinks: None,
         },
         &workers,
     );

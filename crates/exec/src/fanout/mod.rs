@@ -142,6 +142,7 @@ async fn run_target(
         targets: None,
         parallelism: req.parallelism,
         forward_headers: req.forward_headers.clone(),
+        sink: None,
     };
     let outcome = executor_for(&one.spec).run(one, own.clone(), cancel).await;
     own.close();

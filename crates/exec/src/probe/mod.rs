@@ -71,6 +71,9 @@ impl Executor for ProbeExecutor {
             let outcome = match interruptible(probe, req.timeout, &cancel).await {
                 Ok(result) => {
                     output.push(describe(&result).as_bytes());
+                    if let Some(sink) = &req.sink {
+                        sink.send(probe_points(&req.job, &result));
+                    }
                     outcome_of(spec, result)
                 }
                 Err(interrupted) => interrupted.outcome(),
@@ -322,6 +325,32 @@ fn list(statuses: &[u16]) -> String {
         .map(u16::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The `probe` points of a result, one per target: tags `job`, `target`, `status`
+/// (`synced`, `not_synced`, `timeout`, `skipped`); fields `code` (0 when none
+/// came), `attempts`, `duration_ms`; at the time they are made.
+pub fn probe_points(job: &str, result: &RunResult) -> Vec<rota_sink::Point> {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    result
+        .targets
+        .iter()
+        .map(|t| {
+            let status = match t.status {
+                ExecStatus::Succeeded => "synced",
+                ExecStatus::TimedOut => "timeout",
+                ExecStatus::Skipped => "skipped",
+                _ => "not_synced",
+            };
+            rota_sink::Point::new("probe", now)
+                .tag("job", job)
+                .tag("target", t.address.as_str())
+                .tag("status", status)
+                .field("code", t.code.unwrap_or(0))
+                .field("attempts", i64::from(t.attempts))
+                .field("duration_ms", t.duration_ms)
+        })
+        .collect()
 }
 
 /// One line per target, then the summary, for people (a run's output).

@@ -225,6 +225,7 @@ async fn run_job(
             targets: None,
             parallelism: rota_core::job::DEFAULT_PARALLELISM,
             forward_headers: Default::default(),
+            sink: None,
         };
         let outcome = runner
             .run(step_req, output.clone(), CancellationToken::new())

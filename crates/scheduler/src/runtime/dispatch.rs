@@ -97,6 +97,31 @@ impl Runtime {
                 completion: None,
             },
         );
+        // A prow run names its sink in the executor (or uses the job's); every run
+        // of a job with `sink` also sends an `execution` point when it ends.
+        let sink_name = match &spec.executor {
+            ExecutorSpec::Prow(prow) => prow.sink.clone().or_else(|| spec.sink.clone()),
+            _ => spec.sink.clone(),
+        };
+        let sink = match (&sink_name, &self.cfg.sinks) {
+            (Some(name), Some(registry)) => match registry.handle(name).or_else(|| {
+                let record = self.node.store().get_sink(name).ok().flatten()?;
+                Some(registry.start(&record))
+            }) {
+                Some(sink) => Some(sink),
+                None if matches!(spec.executor, ExecutorSpec::Prow(_)) => {
+                    return self.cannot_run(id, attempt, format!("sink {name:?} does not exist"))
+                }
+                None => {
+                    warn!(job = %job, sink = %name, "the job's sink does not exist; its records are dropped");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let execution_sink = spec.sink.as_ref().and(sink.clone());
+        let handed_at = Utc::now();
+        let node_name = self.cfg.node_name.clone();
         let request = RunRequest {
             execution_id: id,
             job: job.clone(),
@@ -109,12 +134,24 @@ impl Runtime {
             targets,
             parallelism,
             forward_headers: Default::default(),
+            sink,
         };
         let tx = self.completions_tx.clone();
         info!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
         let handle = self.runs.spawn(async move {
             // Picks fan-out when the request carries targets.
+            let job_name = request.job.clone();
             let outcome = run_attempt(request, output.clone(), cancel).await;
+            if let Some(sink) = execution_sink {
+                sink.send(vec![execution_point(
+                    &job_name,
+                    &node_name,
+                    &outcome,
+                    attempt,
+                    scheduled_at,
+                    handed_at,
+                )]);
+            }
             output.close();
             let (bytes, truncated) = output.snapshot();
             // The receiver lives as long as the runtime; after it, nobody records.
@@ -223,4 +260,29 @@ impl Runtime {
             self.cannot_run(id, attempt, format!("the executor task failed: {err}"));
         }
     }
+}
+
+/// The `execution` point of an attempt that ended: tags `job`, `status`, `node`;
+/// fields `duration_s` (from the hand-over to the executor to now), `lag_ms` (from
+/// the instant it was for to the hand-over) and `attempt`; at the hand-over time.
+fn execution_point(
+    job: &str,
+    node: &str,
+    outcome: &RunOutcome,
+    attempt: u32,
+    scheduled_at: Timestamp,
+    handed_at: Timestamp,
+) -> rota_sink::Point {
+    let duration = (Utc::now() - handed_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    let lag = (handed_at - scheduled_at).num_microseconds().unwrap_or(0) as f64 / 1e3;
+    rota_sink::Point::new(
+        "execution",
+        handed_at.timestamp_nanos_opt().unwrap_or_default(),
+    )
+    .tag("job", job)
+    .tag("status", outcome.status.as_str())
+    .tag("node", node)
+    .field("duration_s", duration.max(0.0))
+    .field("lag_ms", lag.max(0.0))
+    .field("attempt", i64::from(attempt))
 }
