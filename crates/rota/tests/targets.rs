@@ -1,7 +1,8 @@
 //! Target sets, discovery, fan-out and the probe with a real `rota server`:
 //! file_sd discovery committed by the leader, a probe over local HTTP replicas
 //! (synced after retries, partial, timeout), the check endpoint with forwarded
-//! headers, and its recording.
+//! headers, and its recording; in a three-node cluster, a leader killed while a
+//! throttled change is pending.
 
 mod common;
 
@@ -13,7 +14,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use common::{eventually, stderr, stdout, Server};
+use common::{
+    agreed_leader, eventually, launch_member, peers_arg, ports, send_anywhere, stderr, stdout,
+    Server,
+};
 use serde_json::{json, Value};
 
 /// How each replica answers `GET /v1/synced/{token}`.
@@ -368,4 +372,100 @@ async fn a_probe_answers_synced_partial_and_timeout_and_the_check_endpoint_forwa
     assert_eq!(err["error"]["field"], "executor.type");
     let (status, _) = server.get("/v1/jobs/nope/check").await;
     assert_eq!(status, 404);
+}
+
+/// The `targets.discovered` events of `set` in the log, replayed from the start
+/// of the watch until `caught_up`: their `targets` counts, in order.
+async fn discovered_events(server: &Server, set: &str) -> Vec<u64> {
+    use futures_util::StreamExt;
+    let resp = common::client()
+        .get(format!(
+            "{}/v1/watch?since=0&type=targets.discovered&prefix={set}",
+            server.url
+        ))
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("event: caught_up") {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await
+            .expect("the replay ends with caught_up")
+            .expect("the stream stays open")
+            .expect("a chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|e| e["type"] == "targets.discovered" && e["key"] == set)
+        .filter_map(|e| e["data"]["targets"].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_with_a_throttled_change_pending_leaves_it_to_the_next_leader_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sd = tmp.path().join("sd");
+    std::fs::create_dir(&sd).unwrap();
+    let file = sd.join("gw.json");
+    std::fs::write(&file, r#"[{"targets": ["10.0.0.1:80"]}]"#).unwrap();
+    let ports = ports(3);
+    let peers = peers_arg(&ports);
+    // A long throttle: a change right after the first commit waits for the window.
+    let extra = ["--discovery-throttle", "30s"];
+    let mut servers: Vec<Server> = (0..3)
+        .map(|i| launch_member(tmp.path(), i as u64 + 1, ports[i], &peers, &extra))
+        .collect();
+    let deadline = Duration::from_secs(30);
+    let leader = eventually(deadline, "a leader", || agreed_leader(&servers)).await;
+    send_anywhere(
+        &servers,
+        deadline,
+        "PUT",
+        "/v1/targets/gw",
+        json!({"provider": "file", "files": [file.display().to_string()]}),
+    )
+    .await;
+    discovered(&servers[leader], "gw", &["10.0.0.1:80"]).await;
+
+    // The file grows; the leader's discovery receives it and holds it for the window.
+    let received = |text: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("rota_discovery_updates_total{set=\"gw\",stage=\"received\"} ")
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (_, before) = servers[leader].get_text("/metrics").await;
+    replace(&file, r#"[{"targets": ["10.0.0.1:80", "10.0.0.2:80"]}]"#);
+    eventually(deadline, "the leader to receive the change", || async {
+        let (_, text) = servers[leader].get_text("/metrics").await;
+        (received(&text) > received(&before)).then_some(())
+    })
+    .await;
+    let (_, set) = servers[leader].get("/v1/targets/gw").await;
+    assert_eq!(
+        set["targets"].as_array().map(Vec::len),
+        Some(1),
+        "still throttled: {set}"
+    );
+
+    // The leader dies with the change pending; the next one finds and commits it.
+    servers[leader].kill9();
+    let survivor = (leader + 1) % 3;
+    discovered(&servers[survivor], "gw", &["10.0.0.1:80", "10.0.0.2:80"]).await;
+    // Back to full strength, every node has the same two commits, none twice.
+    servers[leader].relaunch();
+    eventually(deadline, "a leader after the restart", || {
+        agreed_leader(&servers)
+    })
+    .await;
+    discovered(&servers[leader], "gw", &["10.0.0.1:80", "10.0.0.2:80"]).await;
+    for server in &servers {
+        assert_eq!(discovered_events(server, "gw").await, [1, 2]);
+    }
 }
