@@ -406,4 +406,58 @@ mod tests {
         assert_eq!(types, helps);
         assert_eq!(types, 19);
     }
+
+    /// deploy/grafana/rota.json is a Grafana dashboard whose every query names
+    /// only series this module renders.
+    #[test]
+    fn the_grafana_dashboard_asks_only_for_exported_series() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../deploy/grafana/rota.json"))
+                .expect("valid JSON");
+        assert!(dashboard["title"].is_string() && dashboard["schemaVersion"].is_u64());
+        let http = HttpCounters::default();
+        let stats = SchedulerStats::default();
+        let telemetry = rota_scheduler::telemetry::Telemetry::new();
+        let counts = telemetry.counts();
+        let text = render(&Sources {
+            node: &status(),
+            sched: &stats,
+            workers: &[],
+            http: &http,
+            telemetry: &counts,
+            targets: &[],
+        });
+        let families: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(!panels.is_empty());
+        let mut asked = 0;
+        for panel in panels {
+            assert!(panel["gridPos"].is_object(), "{panel}");
+            let targets = panel["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{panel}");
+            for target in targets {
+                let expr = target["expr"].as_str().expect("expr");
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if !word.starts_with("rota_") {
+                        continue;
+                    }
+                    let family = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|suffix| word.strip_suffix(suffix))
+                        .filter(|f| families.contains(f))
+                        .unwrap_or(word);
+                    assert!(
+                        families.contains(family),
+                        "{word} in {expr:?} is not exported"
+                    );
+                    asked += 1;
+                }
+            }
+        }
+        assert!(asked >= panels.len(), "every panel asks for a series");
+    }
 }

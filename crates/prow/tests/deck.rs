@@ -165,3 +165,44 @@ fn influx_lines_carry_what_the_recorded_jobs_say() {
     assert_eq!(expected.len(), 4);
     assert_eq!(lines, expected);
 }
+
+/// deploy/grafana/ci-builds.json is a Grafana dashboard whose `build` queries
+/// name only the tags and fields a build point has.
+#[test]
+fn the_ci_dashboard_asks_only_for_what_build_points_hold() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../deploy/grafana/ci-builds.json"))
+            .expect("valid JSON");
+    assert!(dashboard["title"].is_string() && dashboard["schemaVersion"].is_u64());
+    let parsed = parse_deck(PLAIN, Some(BASE)).unwrap();
+    // A finished pull-request build has every field.
+    let full = parsed
+        .builds
+        .iter()
+        .find(|b| b.pull_request.is_some() && b.duration_s.is_some() && b.log_url.is_some())
+        .expect("a finished PR build in the fixture");
+    let point = rota_prow::build_point(full);
+    let mut known: std::collections::BTreeSet<String> = point.tags.keys().cloned().collect();
+    known.extend(point.fields.iter().map(|(k, _)| k.clone()));
+    known.insert("build".into());
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let query = target["query"].as_str().expect("query");
+            if !query.contains("FROM \"build\"") {
+                continue;
+            }
+            // Double quotes hold identifiers in InfluxQL; single quotes hold values.
+            for (i, ident) in query.split('"').enumerate() {
+                if i % 2 == 1 {
+                    assert!(
+                        known.contains(ident),
+                        "{ident:?} in {query:?} is not in a build point"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "the dashboard's build panels were read");
+}
