@@ -42,12 +42,29 @@ fn full_specs() -> Vec<Value> {
         serde_json::json!({"type": "shell", "command": "true", "args": ["a"], "env": {"K": "V"}, "cwd": "/"}),
         serde_json::json!({"type": "http", "method": "POST", "url": "http://x/", "headers": {"h": "v"}, "body": "b", "expect_status": [200]}),
         serde_json::json!({"type": "record", "path": "/tmp/x"}),
+        serde_json::json!({"type": "probe", "targets": "gw", "path": "/p", "scheme": "https", "method": "GET",
+            "headers": {"h": "v"}, "forward_headers": ["Authorization"], "expect_status": [200], "retry_on": [401],
+            "retry_delay": "1s", "max_retries": 2, "deadline": "5s", "min_targets": 2, "below_min": "synced"}),
+        serde_json::json!({"type": "prow", "url": "https://prow.example/?job=*x*", "job": "*x*",
+            "types": ["periodic"], "states": ["failure"], "sink": "ci", "timeout": "10s"}),
     ];
     let mut out = Vec::new();
     for (i, s) in schedules.iter().enumerate() {
         let mut v = base.clone();
         v["schedule"] = s.clone();
         v["executor"] = executors[i % executors.len()].clone();
+        out.push(v);
+    }
+    // Every executor once, and the fan-out fields.
+    for e in &executors {
+        let mut v = base.clone();
+        v["schedule"] = serde_json::json!({"manual": true});
+        v["executor"] = e.clone();
+        v["sink"] = serde_json::json!("ci");
+        if e["type"] == "shell" {
+            v["targets"] = serde_json::json!("gw");
+            v["parallelism"] = serde_json::json!(4);
+        }
         out.push(v);
     }
     out
@@ -67,7 +84,7 @@ fn every_spec_field_is_documented() {
             }
         }
     }
-    for t in ["shell", "http", "record"] {
+    for t in ["shell", "http", "record", "probe", "prow"] {
         if !DOC.contains(&format!("`{t}`")) {
             missing.push(format!("executor type {t}"));
         }

@@ -317,6 +317,16 @@ needs = ["a"]
     }
 
     #[test]
+    fn the_example_target_sets_parse_and_validate() {
+        let text = include_str!("../../../examples/targets.yaml");
+        let sets = parse_target_set_file(text, JobFileFormat::Yaml).expect("examples/targets.yaml");
+        assert_eq!(
+            sets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["gateways", "batch-hosts"]
+        );
+    }
+
+    #[test]
     fn target_set_files_in_every_format() {
         let yaml = "targets:\n- name: gw\n  provider: static\n  groups: [{targets: ['a:1']}]\n- name: files\n  provider: file\n  files: [sd/*.json]\n";
         let sets = parse_target_set_file(yaml, JobFileFormat::Yaml).unwrap();

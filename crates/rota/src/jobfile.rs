@@ -409,6 +409,14 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_example_parses_and_validates() {
+        let text = include_str!("../../../examples/probe.yaml");
+        let specs = parse_job_file(text, JobFileFormat::Yaml).expect("examples/probe.yaml");
+        assert_eq!(names(&specs), ["token-synced", "gateway-logs"]);
+        assert_eq!(specs[1].targets.as_deref(), Some("gateways"));
+    }
+
+    #[test]
     fn the_event_trigger_example_parses_and_validates() {
         let text = include_str!("../../../examples/events.toml");
         let specs = parse_job_file(text, JobFileFormat::Toml).expect("examples/events.toml");
