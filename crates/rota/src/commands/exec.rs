@@ -62,7 +62,32 @@ fn execution_details(e: &Value) -> String {
     if e["cancel_requested"] == Value::Bool(true) {
         rows.push(("cancel requested", "yes".to_string()));
     }
-    output::key_values(&rows)
+    let details = output::key_values(&rows);
+    // A probe or a fan-out: its aggregate and one row per target.
+    let Some(targets) = e["result"]["targets"].as_array() else {
+        return details;
+    };
+    let table = targets
+        .iter()
+        .map(|r| {
+            vec![
+                t(&r["address"]),
+                t(&r["status"]),
+                t(&r["code"]),
+                t(&r["attempts"]),
+                format!("{}ms", t(&r["duration_ms"])),
+                t(&r["error"]),
+            ]
+        })
+        .collect();
+    format!(
+        "{details}\nresult: {}\n\n{}",
+        t(&e["result"]["status"]),
+        output::table(
+            &["TARGET", "STATUS", "CODE", "ATTEMPTS", "DURATION", "ERROR"],
+            table
+        )
+    )
 }
 
 /// Copies the output to stdout as it arrives: bytes, not text, so that partial
@@ -139,6 +164,27 @@ mod tests {
             assert!(text.contains(want), "{want} missing in\n{text}");
         }
         assert!(!text.contains("next attempt"), "{text}");
+    }
+
+    #[test]
+    fn a_probe_shows_its_result_per_target() {
+        let e = json!({
+            "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "synced", "status": "failed",
+            "result": {"status": "partial", "targets": [
+                {"address": "10.0.0.1:80", "code": 200, "status": "succeeded", "attempts": 1, "duration_ms": 3, "error": null},
+                {"address": "10.0.0.2:80", "code": 401, "status": "failed", "attempts": 6, "duration_ms": 1012, "error": "401 after 6 attempts"}
+            ]}
+        });
+        let text = execution_details(&e);
+        assert!(text.contains("result: partial"), "{text}");
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("10.0.0.2:80"))
+            .expect(&text);
+        for want in ["failed", "401", "6", "1012ms", "401 after 6 attempts"] {
+            assert!(row.contains(want), "{want} missing in {row}");
+        }
+        assert!(!execution_details(&json!({"id": "x"})).contains("result"));
     }
 
     #[test]
