@@ -26,34 +26,10 @@ impl Filter {
     }
 }
 
-/// Whole-string glob match with `*` and `?`, in linear space: on a mismatch the
-/// last `*` takes one more character and matching resumes after it.
+/// Whole-string glob match: `*` any run of characters, `?` one, `[...]` one of a
+/// class (the same globs as file_sd paths, see [`rota_core::glob`]).
 pub fn glob_match(glob: &str, text: &str) -> bool {
-    let glob: Vec<char> = glob.chars().collect();
-    let text: Vec<char> = text.chars().collect();
-    let (mut g, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match glob.get(g) {
-            Some('*') => {
-                star = Some((g, t));
-                g += 1;
-            }
-            Some(&c) if c == '?' || c == text[t] => {
-                g += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sg, st)) => {
-                    g = sg + 1;
-                    t = st + 1;
-                    star = Some((sg, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    glob[g..].iter().all(|&c| c == '*')
+    rota_core::glob::matches(glob, text)
 }
 
 #[cfg(test)]
@@ -77,5 +53,6 @@ mod tests {
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exactly"));
         assert!(glob_match("é?", "éü"));
+        assert!(glob_match("pull-[ab]*", "pull-b-x"));
     }
 }
