@@ -33,6 +33,29 @@ impl Ctx {
     }
 }
 
+/// Every item of the paged list `/v1/{collection}`, page after page (`after` cursors).
+pub(crate) async fn list_all(
+    ctx: &Ctx,
+    collection: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "1000".to_string())];
+        if let Some(after) = &after {
+            query.push(("after", after.clone()));
+        }
+        let url = ctx.client.url_with_query(["v1", collection], &query);
+        let page = ctx.client.get(url).await?.body;
+        items.extend(output::items(&page).iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    Ok(items)
+}
+
 /// Runs the parsed command line to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || -> anyhow::Result<Ctx> {

@@ -62,21 +62,7 @@ async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyh
 
 /// Every workflow, page after page.
 async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let mut items = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut query = vec![("limit", "1000".to_string())];
-        if let Some(after) = &after {
-            query.push(("after", after.clone()));
-        }
-        let url = ctx.client.url_with_query(["v1", "workflows"], &query);
-        let page = ctx.client.get(url).await?.body;
-        items.extend(output::items(&page).iter().cloned());
-        match page["next"].as_str() {
-            Some(next) => after = Some(next.to_string()),
-            None => break,
-        }
-    }
+    let items = super::list_all(ctx, "workflows").await?;
     if ctx.json() {
         return Ok(output::json(&json!({ "items": items }))?);
     }
