@@ -64,6 +64,8 @@ pub struct Sources<'a> {
     pub telemetry: &'a Counts,
     /// Every target set and its number of targets, by name.
     pub targets: &'a [(String, usize)],
+    /// The highest log index this node knows committed, when it could be read.
+    pub commit_index: Option<u64>,
 }
 
 /// Renders every series.
@@ -75,6 +77,7 @@ pub fn render(src: &Sources<'_>) -> String {
         http,
         telemetry,
         targets,
+        commit_index,
     } = *src;
     let mut out = String::with_capacity(2048);
     let mut series = |name: &str, help: &str, kind: &str, value: u64| {
@@ -121,6 +124,14 @@ pub fn render(src: &Sources<'_>) -> String {
         "gauge",
         node.last_applied,
     );
+    if let Some(commit_index) = commit_index {
+        series(
+            "rota_raft_commit_index",
+            "Highest log index this node knows committed.",
+            "gauge",
+            commit_index,
+        );
+    }
     series(
         "rota_raft_last_log_index",
         "Log index of the last entry in this node's log.",
@@ -372,6 +383,7 @@ mod tests {
             http: &http,
             telemetry: &counts,
             targets: &targets,
+            commit_index: Some(40),
         });
         for line in [
             "rota_jobs 5",
@@ -380,6 +392,7 @@ mod tests {
             "rota_fired_total 9",
             "rota_raft_term 3",
             "rota_raft_last_applied 41",
+            "rota_raft_commit_index 40",
             "rota_raft_is_leader 1",
             "rota_worker_up{worker=\"scheduler\"} 1",
             "rota_worker_up{worker=\"proposals\"} 0",
@@ -404,7 +417,7 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         assert_eq!(types, helps);
-        assert_eq!(types, 19);
+        assert_eq!(types, 20);
     }
 
     /// deploy/grafana/rota.json is a Grafana dashboard whose every query names
@@ -426,6 +439,7 @@ mod tests {
             http: &http,
             telemetry: &counts,
             targets: &[],
+            commit_index: Some(1),
         });
         let families: std::collections::BTreeSet<&str> = text
             .lines()

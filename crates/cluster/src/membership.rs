@@ -170,14 +170,18 @@ impl Node {
         Ok(())
     }
 
+    /// The highest log index this node knows to be committed (0 before any).
+    pub async fn commit_index(&self) -> Result<u64, WriteError> {
+        self.raft
+            .with_raft_state(|st| st.committed.map_or(0, |id| id.index))
+            .await
+            .map_err(WriteError::from)
+    }
+
     /// Members, leader, term and indexes, as this node knows them. `matched_index`
     /// (how far a member's log matches the leader's) is only known by the leader.
     pub async fn cluster_status(&self) -> Result<ClusterStatus, WriteError> {
-        let commit_index = self
-            .raft
-            .with_raft_state(|st| st.committed.map_or(0, |id| id.index))
-            .await
-            .map_err(WriteError::from)?;
+        let commit_index = self.commit_index().await?;
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();

@@ -53,6 +53,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
                 .collect()
         })
         .unwrap_or_default();
+    let commit_index = s.node.commit_index().await.ok();
     let counts = s.telemetry.counts();
     let text = prom::render(&prom::Sources {
         node: &s.node.status(),
@@ -61,6 +62,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         http: &s.http,
         telemetry: &counts,
         targets: &targets,
+        commit_index,
     });
     drop(counts);
     (
