@@ -65,6 +65,7 @@ impl Harness {
                 max_running: 4,
                 tags: Default::default(),
                 sinks: None,
+                telemetry: None,
             },
             &workers,
         );

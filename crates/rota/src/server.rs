@@ -118,6 +118,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_running: cfg.max_running,
             tags: cfg.tags.clone(),
             sinks: Some(sinks),
+            telemetry: Some(telemetry.clone()),
         },
         LivenessConfig {
             node_timeout: cfg.node_timeout,

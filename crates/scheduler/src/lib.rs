@@ -55,6 +55,8 @@ pub struct SchedulerConfig {
     /// The sinks runs on this node send their records to (`None`: records of jobs
     /// that name a sink are dropped, with a warning).
     pub sinks: Option<Arc<sinks::SinkRegistry>>,
+    /// Where probe results of runs on this node are counted (`/metrics`).
+    pub telemetry: Option<Arc<telemetry::Telemetry>>,
 }
 
 /// How nodes vouch for the runs recorded on them, and how long the leader trusts

@@ -49,6 +49,7 @@ fn start_scheduler_with(node: &Arc<Node>, max_running: usize) -> (Arc<SchedulerH
             max_running,
             tags: Default::default(),
             sinks: None,
+            telemetry: None,
         },
         &workers,
     );

@@ -120,6 +120,9 @@ impl Runtime {
             _ => None,
         };
         let execution_sink = spec.sink.as_ref().and(sink.clone());
+        let probe_counter = matches!(spec.executor, ExecutorSpec::Probe(_))
+            .then(|| self.cfg.telemetry.clone())
+            .flatten();
         let handed_at = Utc::now();
         let node_name = self.cfg.node_name.clone();
         let request = RunRequest {
@@ -142,6 +145,9 @@ impl Runtime {
             // Picks fan-out when the request carries targets.
             let job_name = request.job.clone();
             let outcome = run_attempt(request, output.clone(), cancel).await;
+            if let (Some(telemetry), Some(result)) = (&probe_counter, &outcome.result) {
+                telemetry.probe_result(&job_name, result.status.as_str());
+            }
             if let Some(sink) = execution_sink {
                 sink.send(vec![execution_point(
                     &job_name,
