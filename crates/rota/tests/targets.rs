@@ -357,6 +357,11 @@ async fn a_probe_answers_synced_partial_and_timeout_and_the_check_endpoint_forwa
         metrics.contains("rota_probe_results_total{job=\"token-synced\",status=\"synced\"} 1"),
         "{metrics}"
     );
+    // The check that timed out and the scheduled run that did.
+    assert!(
+        metrics.contains("rota_probe_results_total{job=\"token-synced\",status=\"timeout\"} 2"),
+        "{metrics}"
+    );
 
     // --- a job that is not a probe cannot be checked; an unknown one is 404
     let (status, _) = server
