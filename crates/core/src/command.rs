@@ -298,6 +298,11 @@ pub struct Finish {
     /// Per-target results of a probe or a fan-out (kept on the execution).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<crate::probe::RunResult>,
+    /// When the attempt was really handed to its executor on its node, reported
+    /// with its outcome; it replaces the `started_at` the start was recorded with
+    /// (the leader's decision time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
 }
 
 impl Finish {
@@ -332,6 +337,7 @@ impl Finish {
             ),
             artifacts: Vec::new(),
             result: None,
+            started_at: None,
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Completion {
     /// What the attempt printed, already cut to the job's limit.
     pub output: String,
     pub output_truncated: bool,
+    /// When the attempt was handed to its executor on its node (none when it
+    /// never was): becomes the execution's `started_at`.
+    pub started_at: Option<Timestamp>,
 }
 
 /// What the engine is told.

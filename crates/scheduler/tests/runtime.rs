@@ -162,6 +162,35 @@ async fn an_every_second_job_runs_and_is_recorded() {
             output.starts_with(&format!("tick {} 1 ", e.id)),
             "{output:?}"
         );
+        // `started_at` is when the attempt was handed to its executor: after its
+        // start was recorded (the `execution.started` event), no later than the
+        // moment the record executor noted.
+        let id = e.id.to_string();
+        let page = node
+            .store()
+            .events_after(
+                0,
+                &|ev: &rota_core::event::Event| {
+                    ev.event_type == "execution.started" && ev.key == id
+                },
+                10_000,
+            )
+            .expect("event log");
+        let started_event = page.events.first().expect("execution.started").at;
+        let started_at = stored.started_at.expect("started_at");
+        assert!(
+            started_at > started_event,
+            "{started_at} vs {started_event}"
+        );
+        let handed_ns: i64 = output
+            .split_whitespace()
+            .nth(4)
+            .and_then(|n| n.parse().ok())
+            .expect("the record's hand-over time");
+        assert!(
+            started_at.timestamp_nanos_opt().unwrap() <= handed_ns,
+            "{output}"
+        );
     }
     let lines = std::fs::read_to_string(&record).expect("record file");
     assert!(lines.lines().count() >= 3, "{lines}");

@@ -507,6 +507,9 @@ impl Apply<'_, '_> {
                 debug!(execution = %finish.id, attempt = finish.attempt, "stale finish ignored");
                 continue;
             }
+            if let Some(at) = finish.started_at {
+                exec.started_at = Some(at);
+            }
             match finish.retry_at {
                 Some(retry_at) if !exec.cancel_requested => {
                     exec.attempts.push(AttemptRecord {

@@ -253,6 +253,7 @@ impl Sim {
                 output_truncated: false,
                 artifacts: Vec::new(),
                 result: None,
+                started_at: None,
             };
             self.seed(
                 at,
@@ -395,6 +396,7 @@ impl Sim {
             outcome,
             output: "out".to_string(),
             output_truncated: false,
+            started_at: None,
         }));
     }
 
@@ -418,6 +420,7 @@ impl Sim {
             output_truncated: false,
             artifacts: Vec::new(),
             result: None,
+            started_at: None,
         };
         self.apply_and_feed(Command::Finish {
             finishes: vec![finish],

@@ -193,6 +193,7 @@ mod tests {
             retry_at: None,
             artifacts: Vec::new(),
             result: None,
+            started_at: None,
         };
         let command = Command::Batch {
             commands: vec![

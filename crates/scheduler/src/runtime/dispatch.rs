@@ -25,16 +25,9 @@ impl Runtime {
         scheduled_at: Timestamp,
         trigger: Trigger,
     ) {
-        let now = Utc::now();
-        if attempt == 1 && matches!(trigger, Trigger::Schedule | Trigger::Catchup) {
-            let lag = now
-                .signed_duration_since(scheduled_at)
-                .to_std()
-                .unwrap_or(Duration::ZERO);
-            lock(&self.shared.stats)
-                .dispatch_lag
-                .observe(lag.as_secs_f64());
-        }
+        // The lag of a scheduled first attempt is measured where `started_at` is
+        // taken: when its executor gets it, in the run's own task below.
+        let observe_lag = attempt == 1 && matches!(trigger, Trigger::Schedule | Trigger::Catchup);
         let record = match self.node.store().get_job(&job) {
             Ok(Some(record)) => record,
             Ok(None) => {
@@ -123,8 +116,8 @@ impl Runtime {
         let probe_counter = matches!(spec.executor, ExecutorSpec::Probe(_))
             .then(|| self.cfg.telemetry.clone())
             .flatten();
-        let handed_at = Utc::now();
         let node_name = self.cfg.node_name.clone();
+        let shared = self.shared.clone();
         let request = RunRequest {
             execution_id: id,
             job: job.clone(),
@@ -142,6 +135,15 @@ impl Runtime {
         let tx = self.completions_tx.clone();
         info!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
         let handle = self.runs.spawn(async move {
+            // The attempt's real start: reported with its outcome as `started_at`.
+            let handed_at = Utc::now();
+            if observe_lag {
+                let lag = handed_at
+                    .signed_duration_since(scheduled_at)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                lock(&shared.stats).dispatch_lag.observe(lag.as_secs_f64());
+            }
             // Picks fan-out when the request carries targets.
             let job_name = request.job.clone();
             let outcome = run_attempt(request, output.clone(), cancel).await;
@@ -167,6 +169,7 @@ impl Runtime {
                 outcome,
                 output: String::from_utf8_lossy(&bytes).into_owned(),
                 output_truncated: truncated,
+                started_at: Some(handed_at),
             });
         });
         self.run_ids.insert(handle.id(), (id, attempt));
@@ -237,6 +240,7 @@ impl Runtime {
             outcome: RunOutcome::failed(None, why),
             output: String::new(),
             output_truncated: false,
+            started_at: None,
         });
     }
 
