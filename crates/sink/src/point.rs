@@ -1,6 +1,7 @@
 //! A time series point and its InfluxDB line protocol.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use crate::Error;
 
@@ -94,7 +95,7 @@ impl Point {
         if self.measurement.is_empty() {
             return Err(invalid("the measurement is empty".into()));
         }
-        check_name("measurement", &self.measurement).map_err(invalid)?;
+        check_name(|| "measurement".into(), &self.measurement).map_err(invalid)?;
         if self.fields.is_empty() {
             return Err(invalid("it has no fields".into()));
         }
@@ -102,14 +103,14 @@ impl Point {
             if key.is_empty() {
                 return Err(invalid("a tag key is empty".into()));
             }
-            check_name(&format!("tag key {key:?}"), key).map_err(invalid)?;
-            check_name(&format!("tag {key:?}"), value).map_err(invalid)?;
+            check_name(|| format!("tag key {key:?}"), key).map_err(invalid)?;
+            check_name(|| format!("tag {key:?}"), value).map_err(invalid)?;
         }
         for (key, value) in &self.fields {
             if key.is_empty() {
                 return Err(invalid("a field key is empty".into()));
             }
-            check_name(&format!("field key {key:?}"), key).map_err(invalid)?;
+            check_name(|| format!("field key {key:?}"), key).map_err(invalid)?;
             if let FieldValue::Float(f) = value {
                 if !f.is_finite() {
                     return Err(invalid(format!(
@@ -129,49 +130,59 @@ impl Point {
     /// in key order, which is what InfluxDB prefers. Call [`Point::validate`]
     /// first: a point it refuses (no fields, say) gives a line InfluxDB refuses.
     pub fn line(&self) -> String {
-        let mut line = escape(&self.measurement, &[',', ' ']);
+        let mut line = String::with_capacity(128);
+        escape_into(&mut line, &self.measurement, &[',', ' ']);
         for (key, value) in &self.tags {
             if value.is_empty() {
                 continue;
             }
             line.push(',');
-            line.push_str(&escape(key, &[',', '=', ' ']));
+            escape_into(&mut line, key, &[',', '=', ' ']);
             line.push('=');
-            line.push_str(&escape(value, &[',', '=', ' ']));
+            escape_into(&mut line, value, &[',', '=', ' ']);
         }
         for (i, (key, value)) in self.fields.iter().enumerate() {
             line.push(if i == 0 { ' ' } else { ',' });
-            line.push_str(&escape(key, &[',', '=', ' ']));
+            escape_into(&mut line, key, &[',', '=', ' ']);
             line.push('=');
             match value {
-                FieldValue::Float(f) => line.push_str(&f.to_string()),
-                FieldValue::Int(n) => line.push_str(&format!("{n}i")),
-                FieldValue::UInt(n) => line.push_str(&format!("{n}u")),
+                // Writing to a String cannot fail.
+                FieldValue::Float(f) => {
+                    let _ = write!(line, "{f}");
+                }
+                FieldValue::Int(n) => {
+                    let _ = write!(line, "{n}i");
+                }
+                FieldValue::UInt(n) => {
+                    let _ = write!(line, "{n}u");
+                }
                 FieldValue::Bool(b) => line.push_str(if *b { "true" } else { "false" }),
                 FieldValue::Str(s) => {
                     line.push('"');
-                    line.push_str(&escape(s, &['"', '\\']));
+                    escape_into(&mut line, s, &['"', '\\']);
                     line.push('"');
                 }
             }
         }
-        line.push(' ');
-        line.push_str(&self.time_ns.to_string());
+        let _ = write!(line, " {}", self.time_ns);
         line
     }
 }
 
 /// Names and tag values: no line breaks (they cannot be escaped), no backslash
 /// the protocol would take for an escape.
-fn check_name(what: &str, s: &str) -> Result<(), String> {
-    if s.contains(['\n', '\r']) {
-        return Err(format!("{what} contains a line break"));
+fn check_name(what: impl Fn() -> String, s: &str) -> Result<(), String> {
+    // Every character that matters is ASCII: look at bytes, and only build a
+    // message for a name that is refused (valid points allocate nothing here).
+    let bytes = s.as_bytes();
+    if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return Err(format!("{} contains a line break", what()));
     }
-    let chars: Vec<char> = s.chars().collect();
-    for (i, c) in chars.iter().enumerate() {
-        if *c == '\\' && matches!(chars.get(i + 1), None | Some(',' | '=' | ' ')) {
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\\' && matches!(bytes.get(i + 1), None | Some(b',' | b'=' | b' ')) {
             return Err(format!(
-                "{what} has a backslash at its end or before a comma, `=` or space, which line protocol cannot carry"
+                "{} has a backslash at its end or before a comma, `=` or space, which line protocol cannot carry",
+                what()
             ));
         }
     }
@@ -180,8 +191,11 @@ fn check_name(what: &str, s: &str) -> Result<(), String> {
 
 /// `special` characters get a backslash; line breaks, which no escape can carry,
 /// become spaces (only in points [`Point::validate`] refuses).
-fn escape(s: &str, special: &[char]) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+fn escape_into(out: &mut String, s: &str, special: &[char]) {
+    if !s.contains(|c: char| special.contains(&c) || c == '\n' || c == '\r') {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\n' | '\r' if !special.contains(&'"') => out.push(' '),
@@ -192,7 +206,6 @@ fn escape(s: &str, special: &[char]) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 #[cfg(test)]
