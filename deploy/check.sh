@@ -303,6 +303,82 @@ if [ -x "$ROTA" ] && [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   else
     fail "compose commands: write on rota-3, read on rota-1"
   fi
+
+  # Prometheus with deploy/prometheus/prometheus.yml (targets mapped, 1 s
+  # interval) scrapes the cluster after a job ran: rota's own `job` label must
+  # survive the scrape (honor_labels), as the dashboards group by it.
+  PROMETHEUS="$(dirname "${PROMTOOL:-/nonexistent}")/prometheus"
+  if [ -x "$PROMETHEUS" ]; then
+    printf '[[job]]\nname = "deploy-check"\nschedule = { manual = true }\nexecutor = { type = "shell", command = "true" }\n' >"$WORK/job.toml"
+    "$ROTA" --server "http://127.0.0.1:${PORT_OF[rota-1]}" job apply -f "$WORK/job.toml" >/dev/null &&
+      "$ROTA" --server "http://127.0.0.1:${PORT_OF[rota-1]}" job run deploy-check --wait >/dev/null ||
+      echo "the deploy-check job did not run" >&2
+    PROM_PORT="$(free_port)"
+    "$PY" - "$DEPLOY/prometheus/prometheus.yml" "$WORK/prometheus.yml" \
+      "${PORT_OF[rota-1]}" "${PORT_OF[rota-2]}" "${PORT_OF[rota-3]}" <<'PYEOF'
+import sys, yaml
+src, dst, *ports = sys.argv[1:]
+conf = yaml.safe_load(open(src))
+conf["global"]["scrape_interval"] = "1s"
+for job in conf["scrape_configs"]:
+    for sc in job["static_configs"]:
+        sc["targets"] = [f"127.0.0.1:{p}" for p in ports]
+yaml.safe_dump(conf, open(dst, "w"))
+PYEOF
+    "$PROMETHEUS" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus-data" \
+      --web.listen-address="127.0.0.1:$PROM_PORT" >"$WORK/prometheus.log" 2>&1 &
+    PIDS+=("$!")
+    prom_pid=$!
+    labels=""
+    for _ in $(seq 1 60); do
+      labels="$(curl -s "http://127.0.0.1:$PROM_PORT/api/v1/query?query=rota_executions_total" |
+        "$PY" -c 'import json, sys
+r = json.load(sys.stdin)["data"]["result"]
+print(" ".join(sorted({m["metric"].get("job", "") + "/" + m["metric"].get("status", "") for m in r})))' 2>/dev/null)"
+      [ -n "$labels" ] && break
+      sleep 0.5
+    done
+    if [ "$labels" = "deploy-check/succeeded" ]; then
+      pass "Prometheus (Debian's) scrapes the cluster with prometheus.yml; rota_executions_total keeps job=\"deploy-check\""
+    else
+      tail -5 "$WORK/prometheus.log"
+      fail "Prometheus scrape: rota_executions_total labels are '${labels}', expected deploy-check/succeeded"
+    fi
+    # Every PromQL expression of the rota dashboard, asked of that Prometheus.
+    if "$PY" - "$DEPLOY/grafana/rota.json" "http://127.0.0.1:$PROM_PORT" <<'PYEOF'; then
+import json, sys, urllib.parse, urllib.request
+board, base = sys.argv[1:]
+exprs = []
+def walk(o):
+    if isinstance(o, dict):
+        if isinstance(o.get("expr"), str):
+            exprs.append(o["expr"])
+        for v in o.values():
+            walk(v)
+    elif isinstance(o, list):
+        for v in o:
+            walk(v)
+walk(json.load(open(board)))
+bad = []
+for e in exprs:
+    url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": e})
+    try:
+        status = json.load(urllib.request.urlopen(url))["status"]
+    except Exception as err:
+        status = str(err)
+    if status != "success":
+        bad.append(f"{e}: {status}")
+print("\n".join(bad) or f"{len(exprs)} expressions")
+sys.exit(1 if bad or not exprs else 0)
+PYEOF
+      pass "every PromQL expression of grafana/rota.json is accepted by that Prometheus"
+    else
+      fail "PromQL expressions of grafana/rota.json"
+    fi
+    kill "$prom_pid" 2>/dev/null
+  else
+    skip "Prometheus scrape of the cluster (no prometheus binary)"
+  fi
   for pid in "${cluster_pids[@]}"; do stop_node "$pid" >/dev/null; done
 else
   skip "compose commands as a cluster (needs the binary, root and setpriv)"
