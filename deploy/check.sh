@@ -94,7 +94,7 @@ cargo metadata --no-deps --format-version 1 --locked |
 d = json.load(sys.stdin)
 print(json.dumps(sorted(os.path.relpath(os.path.dirname(p["manifest_path"]), d["workspace_root"]) for p in d["packages"])))' \
     >"$WORK/members.json"
-check "Dockerfile: stages, COPY of every workspace member, USER, data dir, EXPOSE, ENTRYPOINT, CMD, HEALTHCHECK" \
+check "Dockerfile: stages, COPY of every workspace member and of every file compiled in, USER, data dir, EXPOSE, ENTRYPOINT, CMD, HEALTHCHECK" \
   "${STRUCT[@]}" dockerfile "$DEPLOY/Dockerfile" "$WORK/members.json"
 check ".dockerignore excludes target/" grep -qx '\*\*/target' "$ROOT/.dockerignore"
 FACTS="$("${STRUCT[@]}" dockerfile-facts "$DEPLOY/Dockerfile")"

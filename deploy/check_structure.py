@@ -84,6 +84,7 @@ def check_dockerfile(path, members_json):
         expect(manifest in copied, f"builder does not COPY {manifest} (a workspace member)")
     for src in ["crates", "bench", "examples"]:
         expect(src in copied, f"builder does not COPY {src}")
+    check_included_files(Path(path).resolve().parent.parent, copied)
     runs = [t for w, t in builder["steps"] if w == "RUN"]
     expect(any("cargo fetch --locked" in r for r in runs), "no `cargo fetch --locked` layer")
     expect(
@@ -122,6 +123,31 @@ def check_dockerfile(path, members_json):
     )
     health = text_of("HEALTHCHECK")
     expect(len(health) == 1 and "/v1/health" in health[0], "HEALTHCHECK on /v1/health")
+
+
+def check_included_files(root, copied):
+    """Files that non-test code compiles in (include_str!, include_bytes!) must be
+    in what the builder copies. Test code is a file under tests/, a module
+    declared `#[cfg(test)] mod NAME;`, or a file's part after its first
+    `#[cfg(test)]` (test modules close their files here)."""
+    pattern = re.compile(r'include_(?:str|bytes)!\(\s*"([^"]+)"')
+    sources = sorted(root.glob("crates/*/src/**/*.rs")) + sorted(root.glob("bench/*/src/**/*.rs"))
+    test_files = set()
+    for src in sources:
+        for name in re.findall(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod (\w+);", src.read_text()):
+            base = src.parent if src.name in ("lib.rs", "main.rs", "mod.rs") else src.with_suffix("")
+            test_files.update({base / f"{name}.rs", base / name / "mod.rs"})
+    for src in sources:
+        rel = src.relative_to(root)
+        if "tests" in rel.parts or src in test_files:
+            continue
+        text = src.read_text().split("#[cfg(test)]")[0]
+        for included in pattern.findall(text):
+            target = (src.parent / included).resolve().relative_to(root)
+            expect(
+                any(target.parts[: len(Path(c).parts)] == Path(c).parts for c in copied),
+                f"{rel} compiles in {target}, which the builder does not COPY",
+            )
 
 
 def dockerfile_facts(path):
