@@ -286,7 +286,9 @@ impl From<ValidationError> for ApiError {
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::NotLeader { leader_url } => ApiError::NotLeader { leader_url },
+            WriteError::NotLeader { leader_url } | WriteError::LeaderMoved { leader_url } => {
+                ApiError::NotLeader { leader_url }
+            }
             WriteError::Timeout(d) => ApiError::Timeout(d),
             WriteError::ShuttingDown => ApiError::ShuttingDown,
             #[allow(unreachable_patterns)]

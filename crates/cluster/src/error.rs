@@ -87,6 +87,13 @@ pub enum WriteError {
     /// writes never change the membership).
     #[error("raft refused the write")]
     Refused(#[source] Box<openraft::error::ChangeMembershipError<u64>>),
+    /// Another node became the leader while a request forwarded to the old one
+    /// was unanswered (that one is frozen or cut off). The request may still
+    /// apply (it may have reached a majority before), so it is not sent again
+    /// unless it carries a client session, whose sequence makes a repeat harmless;
+    /// `leader_url` is the new leader, for the client to retry at.
+    #[error("the leader changed while the request was forwarded to the old one")]
+    LeaderMoved { leader_url: Option<String> },
     /// The call to the leader broke after the request may have been delivered.
     #[error("forwarding to the leader failed")]
     Forward(#[source] Arc<PeerError>),

@@ -32,21 +32,67 @@ impl Node {
         self.with_leader(|route| async move {
             match route {
                 Route::Here => self.write_here(req.clone(), deadline).await,
-                Route::Leader(url) => self
-                    .transport
-                    .call::<_, Result<ForwardedWrite, WireError>>(
+                Route::Leader(url) => {
+                    let call = self.transport.call::<_, Result<ForwardedWrite, WireError>>(
                         &url,
                         "forward",
                         req,
                         left(deadline),
-                    )
-                    .await
-                    .map_err(|e| peer_failure(e, &url))?
-                    .map(|w| (w.index, w.response))
-                    .map_err(WireError::into_write_error),
+                    );
+                    match self.unless_leader_moves(&url, call).await {
+                        Ok(answer) => answer
+                            .map_err(|e| peer_failure(e, &url))?
+                            .map(|w| (w.index, w.response))
+                            .map_err(WireError::into_write_error),
+                        // A session makes a repeat harmless: go to the new leader.
+                        Err(_) if req.session.is_some() => {
+                            Err(WriteError::NotLeader { leader_url: None })
+                        }
+                        Err(leader_url) => Err(WriteError::LeaderMoved { leader_url }),
+                    }
+                }
             }
         })
         .await
+    }
+
+    /// Awaits `call`, a request forwarded to the leader at `url`, unless another
+    /// node becomes the leader first: a leader frozen or cut off after it took the
+    /// connection never answers, and waiting out the whole write timeout for it
+    /// would hold the client long after a new leader took over. `Err` carries the
+    /// new leader's URL.
+    async fn unless_leader_moves<T>(
+        &self,
+        url: &str,
+        call: impl std::future::Future<Output = T>,
+    ) -> Result<T, Option<String>> {
+        let mut metrics = self.raft.metrics();
+        tokio::pin!(call);
+        loop {
+            let moved = {
+                let m = metrics.borrow_and_update();
+                let now = if m.state == ServerState::Leader {
+                    Some(self.cfg.advertise_url.clone())
+                } else {
+                    m.current_leader
+                        .and_then(|id| m.membership_config.membership().get_node(&id))
+                        .map(|n| n.addr.clone())
+                };
+                now.filter(|now| now != url)
+            };
+            if let Some(new) = moved {
+                debug!(old = %url, new = %new, "the leader moved while a forwarded write waited");
+                return Err(Some(new));
+            }
+            tokio::select! {
+                answer = &mut call => return Ok(answer),
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return Ok(call.await);
+                    }
+                }
+            }
+        }
     }
 
     /// A write proposed by this node only (a forwarded one: forwarding again could

@@ -382,3 +382,42 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
     assert!(nodes.len() >= 2, "runs moved with the leader: {nodes:?}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A write sent to a follower right after the leader froze is forwarded to the
+/// frozen leader, which never answers. Once another node leads, the follower
+/// gives up on the old one and the write (carrying a client session, so a repeat
+/// is harmless) goes to the new leader: it succeeds while the old leader is still
+/// frozen, instead of failing when the write timeout runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_to_a_frozen_leader_goes_to_the_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = ports(3);
+    let peers = peers_arg(&ports);
+    // An election takes at least half a second: the write, sent at once, reaches
+    // the frozen leader before another one exists (and a new one is found well
+    // within the 3 s a write waits for a leader).
+    let timing = ["--heartbeat-interval", "50ms", "--election-timeout", "500ms"];
+    let mut servers: Vec<Server> = (0..3)
+        .map(|i| launch_member(tmp.path(), i as u64 + 1, ports[i], &peers, &timing))
+        .collect();
+    let leader = eventually(DEADLINE, "a leader", || agreed_leader(&servers)).await;
+    let follower = (leader + 1) % 3;
+    servers[leader].pause();
+    let answer = common::client()
+        .put(format!("{}/v1/kv/after-freeze", servers[follower].url))
+        .header("Rota-Client-Id", "freeze-test")
+        .header("Rota-Request-Seq", "1")
+        .json(&json!({"value": "x"}))
+        .send()
+        .await
+        .expect("an answer");
+    let status = answer.status().as_u16();
+    let body: Value = answer.json().await.unwrap_or(Value::Null);
+    assert!(servers[leader].is_paused(), "the old leader stayed frozen");
+    assert_eq!(status, 200, "{body}");
+    let now = eventually(DEADLINE, "the new leader", || agreed_leader(&servers)).await;
+    assert_ne!(now, leader);
+    let (_, read) = servers[now].get("/v1/kv/after-freeze").await;
+    assert_eq!(read["value"], "x", "{read}");
+    servers[leader].resume();
+}
