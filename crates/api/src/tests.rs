@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use futures_util::StreamExt;
 use rota_background::Runner;
-use rota_cluster::{Node, NodeConfig};
+use rota_cluster::{Bootstrap, ClusterOptions, Node, NodeConfig};
 use rota_core::{EventKind, ExecStatus, Execution};
 use rota_scheduler::{SchedulerConfig, SchedulerHandle};
 use serde_json::{json, Value};
@@ -43,8 +43,14 @@ impl Harness {
 
     /// A node whose event log keeps at least `watch_retention` events.
     pub async fn start_with(watch_retention: u64) -> Harness {
+        Harness::start_node(watch_retention, ClusterOptions::default()).await
+    }
+
+    /// A node started with `options` (e.g. waiting to join, or one of several
+    /// voters whose peers never come up).
+    pub async fn start_node(watch_retention: u64, options: ClusterOptions) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let node = Node::start(
+        let node = Node::start_with(
             NodeConfig {
                 node_id: 1,
                 node_name: "n1".into(),
@@ -53,6 +59,7 @@ impl Harness {
                 snapshot_every: 10_000,
                 watch_retention: rota_store::EventRetention::events(watch_retention),
             },
+            options,
             &Default::default(),
         )
         .await
@@ -621,6 +628,36 @@ async fn health_metrics_openapi_and_index() {
     assert!(a.body["term"].as_u64().is_some(), "{}", a.text);
     assert!(a.body["last_applied"].as_u64().is_some(), "{}", a.text);
     assert!(a.body["scheduler"]["jobs"].as_u64().is_some(), "{}", a.text);
+    // The machine's figures, read from /proc (this runs on Linux).
+    for window in ["1m", "5m", "15m"] {
+        let avg = a.body["load"][window].as_f64();
+        assert!(avg.is_some_and(|v| v >= 0.0), "load {window}: {}", a.text);
+    }
+    let mem = &a.body["memory"];
+    let (rss, total, available) = (
+        mem["rss_bytes"].as_u64().unwrap_or(0),
+        mem["total_bytes"].as_u64().unwrap_or(0),
+        mem["available_bytes"].as_u64().unwrap_or(0),
+    );
+    assert!(rss > 0, "{}", a.text);
+    assert!(total > available && available > 0, "{}", a.text);
+    assert!(rss < total, "{}", a.text);
+
+    let a = h.get("/healthz").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body, json!({"status": "ok"}));
+
+    // A one-node cluster leads itself and has applied what it committed.
+    let a = h.get("/readyz").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["status"], "ready", "{}", a.text);
+    assert_eq!(a.body["leader"], 1, "{}", a.text);
+    assert!(a.body.get("reason").is_none(), "{}", a.text);
+    let (commit, applied) = (
+        a.body["commit_index"].as_u64().expect("commit_index"),
+        a.body["last_applied"].as_u64().expect("last_applied"),
+    );
+    assert!(applied > 0 && commit >= applied, "{}", a.text);
 
     let a = h.get("/metrics").await;
     assert_eq!(a.status, StatusCode::OK);
@@ -643,6 +680,56 @@ async fn health_metrics_openapi_and_index() {
     assert!(a.text.contains("/v1/openapi.json"));
 
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_why_a_node_is_not_ready() {
+    info!("--- a node waiting to be added to a cluster");
+    let h = Harness::start_node(
+        rota_store::DEFAULT_EVENT_RETENTION,
+        ClusterOptions {
+            bootstrap: Bootstrap::Join,
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = h.get("/readyz").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
+    assert_eq!(a.body["status"], "not_ready", "{}", a.text);
+    assert_eq!(a.body["reason"], "not a cluster member", "{}", a.text);
+    // Alive all the same.
+    let a = h.get("/healthz").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    h.stop().await;
+
+    info!("--- one of two voters whose peer never comes up: no quorum, no leader");
+    let h = Harness::start_node(
+        rota_store::DEFAULT_EVENT_RETENTION,
+        ClusterOptions {
+            bootstrap: Bootstrap::Peers(
+                [
+                    (1, "http://127.0.0.1:7700".to_string()),
+                    (2, format!("http://127.0.0.1:{}", closed_port())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = h.get("/readyz").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
+    assert_eq!(a.body["reason"], "no leader known", "{}", a.text);
+    assert!(a.body["leader"].is_null(), "{}", a.text);
+    h.stop().await;
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
