@@ -509,6 +509,65 @@ async fn a_retried_write_answers_the_same_and_applies_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_run_records_its_cpu_time_and_peak_memory() {
+    let h = Harness::start().await;
+    let mut events = h.node.store().subscribe();
+
+    // CPU in the shell's own busy loop; memory in a child that fills a buffer well
+    // above this process's own peak (the kernel charges every child with that
+    // peak, so the executor reports only what exceeds it).
+    let peak_kib: u64 = std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("VmHWM");
+    let bytes = (2 * peak_kib + 64 * 1024) * 1024;
+    let burn = format!(
+        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
+         dd if=/dev/zero of=/dev/null bs={bytes} count=1 2>/dev/null"
+    );
+    let a = h
+        .send(Method::PUT, "/v1/jobs/burn", Some(shell_job(&burn)))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let a = h.send(Method::POST, "/v1/jobs/burn/run", None).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    assert!(
+        a.body.get("usage").is_none(),
+        "not known before it ran: {}",
+        a.text
+    );
+    let id = a.body["id"].as_str().expect("id").to_string();
+    let done = wait_for_execution(&mut events, &id, "finished", |e| e.status.is_terminal()).await;
+    assert_eq!(done.status, ExecStatus::Succeeded, "{done:?}");
+
+    let a = h.get(&format!("/v1/executions/{id}")).await;
+    let usage = &a.body["usage"];
+    assert!(
+        usage["cpu_user_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{}",
+        a.text
+    );
+    assert!(usage["cpu_system_ms"].as_u64().is_some(), "{}", a.text);
+    assert!(
+        usage["max_rss_kib"]
+            .as_u64()
+            .is_some_and(|kib| kib >= bytes / 1024),
+        "{} after filling {bytes} bytes",
+        a.text
+    );
+
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_runs_output_follow_and_cancel() {
     let h = Harness::start().await;
     let mut events = h.node.store().subscribe();

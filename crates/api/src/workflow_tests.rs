@@ -424,6 +424,7 @@ async fn artifacts_are_listed_and_served_from_the_node_that_keeps_them() {
         retry_at: None,
         artifacts: records.clone(),
         result: None,
+        usage: None,
     };
     commit(
         &h,

@@ -298,6 +298,9 @@ pub struct Finish {
     /// Per-target results of a probe or a fan-out (kept on the execution).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<crate::probe::RunResult>,
+    /// CPU time and peak memory of the attempt's process (kept on the execution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::ResourceUsage>,
 }
 
 impl Finish {
@@ -332,6 +335,7 @@ impl Finish {
             ),
             artifacts: Vec::new(),
             result: None,
+            usage: None,
         }
     }
 }

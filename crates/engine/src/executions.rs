@@ -233,6 +233,7 @@ impl Engine {
             retry_at: None,
             artifacts: Vec::new(),
             result: None,
+            usage: None,
         }));
         self.set_phase(id, Phase::Finishing { retry: false });
     }
@@ -401,5 +402,6 @@ pub fn finish_for(
         output_truncated: c.output_truncated,
         artifacts: c.outcome.artifacts,
         result: c.outcome.result,
+        usage: c.outcome.usage,
     }
 }

@@ -69,6 +69,7 @@ pub(crate) fn finish(id: u128, attempt: u32, status: ExecStatus, at: i64) -> Fin
         retry_at: None,
         artifacts: Vec::new(),
         result: None,
+        usage: None,
     }
 }
 

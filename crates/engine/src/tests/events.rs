@@ -306,6 +306,7 @@ fn a_run_that_ended_while_no_engine_ran_deletes_its_job_at_the_next_start() {
         retry_at: None,
         artifacts: Vec::new(),
         result: None,
+        usage: None,
     };
     sim.seed(
         t0(11),

@@ -242,6 +242,7 @@ fn overlap_holds_against_runs_of_the_previous_leader() {
         retry_at: None,
         artifacts: Vec::new(),
         result: None,
+        usage: None,
     };
     sim.apply_and_feed(Command::Finish {
         finishes: vec![done],

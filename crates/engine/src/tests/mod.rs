@@ -253,6 +253,7 @@ impl Sim {
                 output_truncated: false,
                 artifacts: Vec::new(),
                 result: None,
+                usage: None,
             };
             self.seed(
                 at,
@@ -418,6 +419,7 @@ impl Sim {
             output_truncated: false,
             artifacts: Vec::new(),
             result: None,
+            usage: None,
         };
         self.apply_and_feed(Command::Finish {
             finishes: vec![finish],
@@ -602,6 +604,7 @@ fn execution(
         event_revision: None,
         run: None,
         result: None,
+        usage: None,
     }
 }
 

@@ -193,6 +193,7 @@ mod tests {
             retry_at: None,
             artifacts: Vec::new(),
             result: None,
+            usage: None,
         };
         let command = Command::Batch {
             commands: vec![
