@@ -11,7 +11,7 @@ use rota_exec::{
     run_attempt, ArtifactInput, OutputBuffer, RunOutcome, RunRequest, WorkflowContext,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 use ulid::Ulid;
 
 use super::{lock, LiveRun, Runtime};
@@ -140,7 +140,7 @@ impl Runtime {
             sink,
         };
         let tx = self.completions_tx.clone();
-        info!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
+        debug!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
         let handle = self.runs.spawn(async move {
             // Picks fan-out when the request carries targets.
             let job_name = request.job.clone();
@@ -247,7 +247,7 @@ impl Runtime {
                 run.completion = Some(c.clone());
             }
         }
-        info!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
+        debug!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
     }
 
     /// An executor task ended; one that panicked still gets an outcome.
