@@ -1,5 +1,5 @@
 //! rota's HTTP API (axum): the contract's `/v1` routes for jobs, executions,
-//! workflows and their runs, and the linearizable KV space, plus `/v1/health`, `/metrics`, `/v1/openapi.json` and `/`.
+//! workflows and their runs, and the linearizable KV space, plus `/v1/health`, the `/healthz` and `/readyz` probes, `/metrics`, `/v1/openapi.json` and `/`.
 //!
 //! [`router`] builds the whole API from [`ApiState`] (the Raft [`Node`], the
 //! [`SchedulerHandle`] and the node's worker [`rota_background::Runner`]). Writes become [`rota_core::Command`]s committed through
@@ -24,6 +24,7 @@ use rota_scheduler::SchedulerHandle;
 mod error;
 mod extract;
 mod handlers;
+mod host;
 mod metrics;
 mod routes;
 mod view;

@@ -26,6 +26,8 @@ pub(crate) fn routes() -> Vec<Route> {
         get("/", system::index),
         get("/metrics", system::metrics),
         get("/v1/health", system::health),
+        get("/healthz", system::healthz),
+        get("/readyz", system::readyz),
         get("/v1/openapi.json", system::openapi),
         get("/v1/jobs", jobs::list),
         get("/v1/jobs/{name}", jobs::get),

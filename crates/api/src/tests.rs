@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use futures_util::StreamExt;
 use rota_background::Runner;
-use rota_cluster::{Node, NodeConfig};
+use rota_cluster::{Bootstrap, ClusterOptions, Node, NodeConfig};
 use rota_core::{EventKind, ExecStatus, Execution};
 use rota_scheduler::{SchedulerConfig, SchedulerHandle};
 use serde_json::{json, Value};
@@ -43,8 +43,14 @@ impl Harness {
 
     /// A node whose event log keeps at least `watch_retention` events.
     pub async fn start_with(watch_retention: u64) -> Harness {
+        Harness::start_node(watch_retention, ClusterOptions::default()).await
+    }
+
+    /// A node started with `options` (e.g. waiting to join, or one of several
+    /// voters whose peers never come up).
+    pub async fn start_node(watch_retention: u64, options: ClusterOptions) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let node = Node::start(
+        let node = Node::start_with(
             NodeConfig {
                 node_id: 1,
                 node_name: "n1".into(),
@@ -53,6 +59,7 @@ impl Harness {
                 snapshot_every: 10_000,
                 watch_retention: rota_store::EventRetention::events(watch_retention),
             },
+            options,
             &Default::default(),
         )
         .await
@@ -502,6 +509,65 @@ async fn a_retried_write_answers_the_same_and_applies_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_run_records_its_cpu_time_and_peak_memory() {
+    let h = Harness::start().await;
+    let mut events = h.node.store().subscribe();
+
+    // CPU in the shell's own busy loop; memory in a child that fills a buffer well
+    // above this process's own peak (the kernel charges every child with that
+    // peak, so the executor reports only what exceeds it).
+    let peak_kib: u64 = std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("VmHWM");
+    let bytes = (2 * peak_kib + 64 * 1024) * 1024;
+    let burn = format!(
+        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
+         dd if=/dev/zero of=/dev/null bs={bytes} count=1 2>/dev/null"
+    );
+    let a = h
+        .send(Method::PUT, "/v1/jobs/burn", Some(shell_job(&burn)))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let a = h.send(Method::POST, "/v1/jobs/burn/run", None).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    assert!(
+        a.body.get("usage").is_none(),
+        "not known before it ran: {}",
+        a.text
+    );
+    let id = a.body["id"].as_str().expect("id").to_string();
+    let done = wait_for_execution(&mut events, &id, "finished", |e| e.status.is_terminal()).await;
+    assert_eq!(done.status, ExecStatus::Succeeded, "{done:?}");
+
+    let a = h.get(&format!("/v1/executions/{id}")).await;
+    let usage = &a.body["usage"];
+    assert!(
+        usage["cpu_user_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{}",
+        a.text
+    );
+    assert!(usage["cpu_system_ms"].as_u64().is_some(), "{}", a.text);
+    assert!(
+        usage["max_rss_kib"]
+            .as_u64()
+            .is_some_and(|kib| kib >= bytes / 1024),
+        "{} after filling {bytes} bytes",
+        a.text
+    );
+
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_runs_output_follow_and_cancel() {
     let h = Harness::start().await;
     let mut events = h.node.store().subscribe();
@@ -621,6 +687,36 @@ async fn health_metrics_openapi_and_index() {
     assert!(a.body["term"].as_u64().is_some(), "{}", a.text);
     assert!(a.body["last_applied"].as_u64().is_some(), "{}", a.text);
     assert!(a.body["scheduler"]["jobs"].as_u64().is_some(), "{}", a.text);
+    // The machine's figures, read from /proc (this runs on Linux).
+    for window in ["1m", "5m", "15m"] {
+        let avg = a.body["load"][window].as_f64();
+        assert!(avg.is_some_and(|v| v >= 0.0), "load {window}: {}", a.text);
+    }
+    let mem = &a.body["memory"];
+    let (rss, total, available) = (
+        mem["rss_bytes"].as_u64().unwrap_or(0),
+        mem["total_bytes"].as_u64().unwrap_or(0),
+        mem["available_bytes"].as_u64().unwrap_or(0),
+    );
+    assert!(rss > 0, "{}", a.text);
+    assert!(total > available && available > 0, "{}", a.text);
+    assert!(rss < total, "{}", a.text);
+
+    let a = h.get("/healthz").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body, json!({"status": "ok"}));
+
+    // A one-node cluster leads itself and has applied what it committed.
+    let a = h.get("/readyz").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["status"], "ready", "{}", a.text);
+    assert_eq!(a.body["leader"], 1, "{}", a.text);
+    assert!(a.body.get("reason").is_none(), "{}", a.text);
+    let (commit, applied) = (
+        a.body["commit_index"].as_u64().expect("commit_index"),
+        a.body["last_applied"].as_u64().expect("last_applied"),
+    );
+    assert!(applied > 0 && commit >= applied, "{}", a.text);
 
     let a = h.get("/metrics").await;
     assert_eq!(a.status, StatusCode::OK);
@@ -643,6 +739,56 @@ async fn health_metrics_openapi_and_index() {
     assert!(a.text.contains("/v1/openapi.json"));
 
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_why_a_node_is_not_ready() {
+    info!("--- a node waiting to be added to a cluster");
+    let h = Harness::start_node(
+        rota_store::DEFAULT_EVENT_RETENTION,
+        ClusterOptions {
+            bootstrap: Bootstrap::Join,
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = h.get("/readyz").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
+    assert_eq!(a.body["status"], "not_ready", "{}", a.text);
+    assert_eq!(a.body["reason"], "not a cluster member", "{}", a.text);
+    // Alive all the same.
+    let a = h.get("/healthz").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    h.stop().await;
+
+    info!("--- one of two voters whose peer never comes up: no quorum, no leader");
+    let h = Harness::start_node(
+        rota_store::DEFAULT_EVENT_RETENTION,
+        ClusterOptions {
+            bootstrap: Bootstrap::Peers(
+                [
+                    (1, "http://127.0.0.1:7700".to_string()),
+                    (2, format!("http://127.0.0.1:{}", closed_port())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = h.get("/readyz").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
+    assert_eq!(a.body["reason"], "no leader known", "{}", a.text);
+    assert!(a.body["leader"].is_null(), "{}", a.text);
+    h.stop().await;
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,6 +233,7 @@ mod tests {
             event_revision: None,
             run: None,
             result: None,
+            usage: None,
         };
         let v = serde_json::to_value(JobView::full(&rec, at(11, 0, 0), Some(exec))).expect("json");
         assert_eq!(v["last_execution"]["status"], "queued");

@@ -425,6 +425,7 @@ async fn artifacts_are_listed_and_served_from_the_node_that_keeps_them() {
         artifacts: records.clone(),
         result: None,
         started_at: None,
+        usage: None,
     };
     commit(
         &h,

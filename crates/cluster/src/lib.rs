@@ -37,7 +37,7 @@ pub use config::{
     DEFAULT_ELECTION_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL,
 };
 pub use error::{ClusterError, MembershipError, PeerError, WriteError};
-pub use membership::{ClusterStatus, MemberRole, MemberStatus};
+pub use membership::{ClusterStatus, MemberRole, MemberStatus, Readiness};
 pub use network::CLUSTER_SECRET_HEADER;
 pub use node::{Node, NodeStatus};
 /// What the event log keeps (part of [`NodeConfig`]).

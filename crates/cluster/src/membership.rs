@@ -20,6 +20,17 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest one membership change (a joint and a uniform entry) may take to commit.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Membership, leader and indexes as one node sees them (see [`Node::readiness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// This node is a voter or a learner of the effective membership.
+    pub member: bool,
+    pub leader: Option<u64>,
+    /// The highest index this node knows to be committed.
+    pub commit_index: u64,
+    pub last_applied: u64,
+}
+
 impl Node {
     /// Adds a node to the cluster: as a learner first, promoted to voter once it
     /// has caught up with the leader's log (a new node gets a snapshot when the log
@@ -176,6 +187,28 @@ impl Node {
             .with_raft_state(|st| st.committed.map_or(0, |id| id.index))
             .await
             .map_err(WriteError::from)
+    }
+
+    /// What decides whether this node is ready to serve (`/readyz`): membership and
+    /// the commit index come from the Raft core itself, since the metrics may not
+    /// show a membership just initialized yet.
+    pub async fn readiness(&self) -> Result<Readiness, WriteError> {
+        let id = self.cfg.node_id;
+        let (member, commit_index) = self
+            .raft
+            .with_raft_state(move |st| {
+                let member = st.membership_state.effective().get_node(&id).is_some();
+                (member, st.committed.map_or(0, |c| c.index))
+            })
+            .await
+            .map_err(WriteError::from)?;
+        let status = self.status();
+        Ok(Readiness {
+            member,
+            leader: status.leader,
+            commit_index,
+            last_applied: status.last_applied,
+        })
     }
 
     /// Members, leader, term and indexes, as this node knows them. `matched_index`

@@ -303,6 +303,9 @@ pub struct Finish {
     /// (the leader's decision time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
+    /// CPU time and peak memory of the attempt's process (kept on the execution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::ResourceUsage>,
 }
 
 impl Finish {
@@ -338,6 +341,7 @@ impl Finish {
             artifacts: Vec::new(),
             result: None,
             started_at: None,
+            usage: None,
         }
     }
 }

@@ -49,6 +49,38 @@ pub struct Execution {
     /// the aggregate status and each target's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<crate::probe::RunResult>,
+    /// What the final (or latest) attempt's process used, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
+}
+
+/// The resources an attempt's process used: its own and those of the descendants
+/// it waited for (a shell's commands), as the kernel accounts them when it exits.
+/// Processes it left behind, killed with its group, are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    /// CPU time spent in user mode, in milliseconds.
+    pub cpu_user_ms: u64,
+    /// CPU time spent in the kernel on its behalf, in milliseconds.
+    pub cpu_system_ms: u64,
+    /// The largest peak resident set of any one of the processes, in KiB; `None`
+    /// when it was no larger than the server's own peak. The kernel charges a
+    /// process started by the server with the server's resident memory at that
+    /// moment, so a smaller peak cannot be told apart from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rss_kib: Option<u64>,
+}
+
+impl ResourceUsage {
+    /// The usage of two processes run one after the other (a workflow job's
+    /// steps): CPU times add up, the peak is the larger one.
+    pub fn then(self, next: ResourceUsage) -> ResourceUsage {
+        ResourceUsage {
+            cpu_user_ms: self.cpu_user_ms.saturating_add(next.cpu_user_ms),
+            cpu_system_ms: self.cpu_system_ms.saturating_add(next.cpu_system_ms),
+            max_rss_kib: self.max_rss_kib.max(next.max_rss_kib),
+        }
+    }
 }
 
 impl Execution {
@@ -146,6 +178,8 @@ pub struct RunOutcome {
     pub artifacts: Vec<crate::workflow::ArtifactRecord>,
     /// For a probe or a fan-out over a target set: what each target did.
     pub result: Option<crate::probe::RunResult>,
+    /// For a process: the CPU time and peak memory it used.
+    pub usage: Option<ResourceUsage>,
 }
 
 impl RunOutcome {
@@ -157,6 +191,7 @@ impl RunOutcome {
             error: None,
             artifacts: Vec::new(),
             result: None,
+            usage: None,
         }
     }
 
@@ -168,6 +203,7 @@ impl RunOutcome {
             error: Some(error.into()),
             artifacts: Vec::new(),
             result: None,
+            usage: None,
         }
     }
 
@@ -179,12 +215,19 @@ impl RunOutcome {
             error: Some(format!("timed out after {}", HumanDuration(after))),
             artifacts: Vec::new(),
             result: None,
+            usage: None,
         }
     }
 
     /// This outcome with a target set's result attached.
     pub fn with_result(mut self, result: crate::probe::RunResult) -> Self {
         self.result = Some(result);
+        self
+    }
+
+    /// This outcome with the process's resource usage attached.
+    pub fn with_usage(mut self, usage: Option<ResourceUsage>) -> Self {
+        self.usage = usage;
         self
     }
 
@@ -196,6 +239,7 @@ impl RunOutcome {
             error: None,
             artifacts: Vec::new(),
             result: None,
+            usage: None,
         }
     }
 }
@@ -215,5 +259,51 @@ mod tests {
         assert_eq!(RunOutcome::succeeded().status, ExecStatus::Succeeded);
         assert_eq!(RunOutcome::succeeded().exit_code, None);
         assert_eq!(RunOutcome::cancelled().status, ExecStatus::Cancelled);
+    }
+
+    #[test]
+    fn usage_of_steps_adds_cpu_and_keeps_the_highest_peak() {
+        let a = ResourceUsage {
+            cpu_user_ms: 10,
+            cpu_system_ms: 1,
+            max_rss_kib: Some(5000),
+        };
+        let b = ResourceUsage {
+            cpu_user_ms: 20,
+            cpu_system_ms: 2,
+            max_rss_kib: None,
+        };
+        let both = ResourceUsage {
+            cpu_user_ms: 30,
+            cpu_system_ms: 3,
+            max_rss_kib: Some(5000),
+        };
+        assert_eq!(a.then(b), both);
+        assert_eq!(b.then(a), both);
+        let unknown = ResourceUsage {
+            max_rss_kib: None,
+            ..a
+        };
+        assert_eq!(unknown.then(unknown).max_rss_kib, None);
+    }
+
+    #[test]
+    fn usage_is_absent_from_the_json_when_unknown() {
+        let finish = |usage| crate::Finish {
+            usage,
+            ..crate::Finish::lost(Ulid::nil(), 1, None, false, "gone", chrono::Utc::now())
+        };
+        let v = serde_json::to_value(finish(None)).expect("json");
+        assert!(v.get("usage").is_none(), "{v}");
+        let usage = ResourceUsage {
+            cpu_user_ms: 1,
+            cpu_system_ms: 2,
+            max_rss_kib: Some(3),
+        };
+        let v = serde_json::to_value(finish(Some(usage))).expect("json");
+        assert_eq!(
+            v["usage"],
+            serde_json::json!({"cpu_user_ms": 1, "cpu_system_ms": 2, "max_rss_kib": 3})
+        );
     }
 }

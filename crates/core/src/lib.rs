@@ -37,7 +37,7 @@ pub use command::{
 };
 pub use duration::HumanDuration;
 pub use error::ValidationError;
-pub use execution::{AttemptRecord, ExecStatus, Execution, RunOutcome, Trigger};
+pub use execution::{AttemptRecord, ExecStatus, Execution, ResourceUsage, RunOutcome, Trigger};
 pub use job::{
     EventTrigger, ExecutorSpec, HttpSpec, JobSpec, Misfire, Overlap, RecordSpec, RetryPolicy,
     Schedule, ShellSpec,

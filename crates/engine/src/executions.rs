@@ -234,6 +234,7 @@ impl Engine {
             artifacts: Vec::new(),
             result: None,
             started_at: None,
+            usage: None,
         }));
         self.set_phase(id, Phase::Finishing { retry: false });
     }
@@ -403,5 +404,6 @@ pub fn finish_for(
         artifacts: c.outcome.artifacts,
         result: c.outcome.result,
         started_at: c.started_at,
+        usage: c.outcome.usage,
     }
 }

@@ -115,7 +115,7 @@ impl Engine {
             let Some(slot) = self.jobs.slot_of(&name) else {
                 continue;
             };
-            info!(job = %name, event = %event.event_type, revision = event.revision, "event trigger fired");
+            debug!(job = %name, event = %event.event_type, revision = event.revision, "event trigger fired");
             self.fire_run(slot, event.at, Trigger::Event, Some(event.revision), out);
         }
     }

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use rota_core::ExecutorSpec;
 use rota_prow::{build_point, deck_url, read_deck, Build, Filter};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::debug;
 
 use crate::{interruptible, ExecError, Executor, OutputBuffer, RunOutcome, RunRequest};
 
@@ -67,7 +67,7 @@ impl Executor for ProwExecutor {
                 summary.push_str(&format!("; {queued} points queued on sink {}", sink.name()));
             }
             output.push(format!("{summary}\n").as_bytes());
-            info!(job = %req.job, execution = %req.execution_id, deck = %deck.prowjobs_url,
+            debug!(job = %req.job, execution = %req.execution_id, deck = %deck.prowjobs_url,
                 builds = builds.len(), skipped = parsed.skipped.len(), "prow deck read");
             RunOutcome::succeeded()
         })

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cli::ServerArgs;
-use crate::config::{advertise_for, ServerConfig};
+use crate::config::{advertise_for, LogFormat, ServerConfig};
 use crate::jobfile::{parse_job_file, JobFileFormat};
 
 /// The jobs `--demo` creates: they work on any Linux machine without network.
@@ -52,7 +52,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.join.is_some() && !cfg.peers.is_empty() {
         bail!("--join and peers exclude each other: peers found a new cluster, --join enters an existing one");
     }
-    init_logging(&cfg.log)?;
+    init_logging(&cfg.log, cfg.log_format)?;
     let mut signals = Signals::new()?;
 
     let listener = TcpListener::bind(cfg.listen)
@@ -196,16 +196,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("log filter {filter:?}"))?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let started = match format {
         // Colour codes only help a person at a terminal; in files they are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // `message` and the event's fields at the top level, beside `level`, as log
+        // collectors expect them; the enclosing span as `span`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    started.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
 /// The HTTP server task and the token that stops it from accepting.

@@ -6,6 +6,9 @@
 //! log it needs was purged, and leaves again through the CLI; without a quorum a
 //! write is refused with 503 instead of hanging.
 //!
+//! Before its peers run, the first node is alive (`/healthz`) but not ready
+//! (`/readyz`: no leader known); once a leader is elected every node is ready.
+//!
 //! Every wait is on a condition with a deadline; nothing asserts on timing.
 
 mod common;
@@ -117,9 +120,19 @@ async fn three_processes_elect_replicate_fail_over_catch_up_and_grow() {
         .map(|i| format!("{}=http://127.0.0.1:{}", i + 1, p[i]))
         .collect::<Vec<_>>()
         .join(",");
-    let mut servers: Vec<Server> = (0..3)
-        .map(|i| launch(tmp.path(), i as u64 + 1, p[i], &["--peers", &peers]))
-        .collect();
+    let mut servers = vec![launch(tmp.path(), 1, p[0], &["--peers", &peers])];
+
+    eprintln!("--- alone, the first node is a member without a leader: alive, not ready");
+    let first = &servers[0];
+    let (status, body) = eventually(DEADLINE, "the first node serves /readyz", || {
+        answer(first, "/readyz")
+    })
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert_eq!(body["reason"], "no leader known", "{body}");
+    assert_eq!(first.get("/healthz").await, (200, json!({"status": "ok"})));
+    servers.extend((1..3).map(|i| launch(tmp.path(), i as u64 + 1, p[i], &["--peers", &peers])));
 
     eprintln!("--- one leader is elected and every node knows it");
     let leader = {
@@ -145,6 +158,14 @@ async fn three_processes_elect_replicate_fail_over_catch_up_and_grow() {
         .filter_map(|m| m["id"].as_u64())
         .collect();
     assert_eq!(voters, [1, 2, 3], "{cluster}");
+    for s in &servers {
+        let body = eventually(DEADLINE, "every node is ready", || async {
+            let (status, body) = s.get("/readyz").await;
+            (status == 200).then_some(body)
+        })
+        .await;
+        assert_eq!(body["status"], "ready", "{}: {body}", s.url);
+    }
 
     eprintln!("--- peer routes and membership changes need the cluster secret");
     let http = common::client();
@@ -294,6 +315,17 @@ async fn three_processes_elect_replicate_fail_over_catch_up_and_grow() {
     assert_eq!(status, 503, "{body}");
     let code = body["error"]["code"].as_str().unwrap_or_default();
     assert!(code == "not_leader" || code == "timeout", "{body}");
+}
+
+/// Status and body of `GET path`, or `None` while the server does not answer.
+async fn answer(server: &Server, path: &str) -> Option<(u16, Value)> {
+    let resp = common::client()
+        .get(format!("{}{path}", server.url))
+        .send()
+        .await
+        .ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.json().await.ok()?))
 }
 
 /// The text of a watch stream from its start through its `caught_up` event.

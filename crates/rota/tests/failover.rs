@@ -396,7 +396,12 @@ async fn a_write_forwarded_to_a_frozen_leader_goes_to_the_new_one() {
     // An election takes at least half a second: the write, sent at once, reaches
     // the frozen leader before another one exists (and a new one is found well
     // within the 3 s a write waits for a leader).
-    let timing = ["--heartbeat-interval", "50ms", "--election-timeout", "500ms"];
+    let timing = [
+        "--heartbeat-interval",
+        "50ms",
+        "--election-timeout",
+        "500ms",
+    ];
     let mut servers: Vec<Server> = (0..3)
         .map(|i| launch_member(tmp.path(), i as u64 + 1, ports[i], &peers, &timing))
         .collect();

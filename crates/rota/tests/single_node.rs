@@ -399,3 +399,66 @@ async fn state_survives_a_graceful_restart() {
     assert_eq!(kv["value"], "v");
     assert!(statuses(&server.history("keep", 10).await).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_a_line_and_runs_log_at_debug() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--log-format", "json"]).await;
+
+    eprintln!("--- a run, whose per-run lines are debug (the server logs at info)");
+    let (status, body) = server
+        .send(
+            "PUT",
+            "/v1/jobs/hello",
+            Some(json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": "echo hi"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.send("POST", "/v1/jobs/hello/run", None).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_string();
+    let server_ref = &server;
+    let done = eventually(Duration::from_secs(60), "the run ends", || async {
+        let (_, e) = server_ref.get(&format!("/v1/executions/{id}")).await;
+        (e["status"] == "succeeded").then_some(e)
+    })
+    .await;
+    assert_eq!(done["exit_code"], 0, "{done}");
+
+    eprintln!("--- a graceful stop, then every line of the log is a JSON object");
+    let exit = server.stop();
+    assert!(exit.success(), "graceful stop exited with {exit}");
+    let logs = server.logs();
+    let mut messages = Vec::new();
+    for line in logs.lines().filter(|l| !l.starts_with("--- server start")) {
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}\n{logs}"));
+        let level = entry["level"].as_str().unwrap_or_default();
+        assert!(
+            ["ERROR", "WARN", "INFO"].contains(&level),
+            "level {level:?} (the filter is info): {line}"
+        );
+        let message = entry["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message: {line}"));
+        assert!(entry["timestamp"].is_string(), "{line}");
+        messages.push(message.to_string());
+    }
+    for lifecycle in ["starting rota", "rota stopped"] {
+        assert!(
+            messages.iter().any(|m| m == lifecycle),
+            "{lifecycle:?} missing:\n{logs}"
+        );
+    }
+    for per_run in [
+        "run started",
+        "process started",
+        "process ended",
+        "run ended",
+    ] {
+        assert!(
+            !messages.iter().any(|m| m == per_run),
+            "{per_run:?} logged at info:\n{logs}"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use rota_cluster::Node;
 use rota_core::EventKind;
 use rota_sink::{Point, Sink};
 use tokio::sync::broadcast::error::RecvError;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::telemetry::Telemetry;
 
@@ -158,7 +158,7 @@ pub fn spawn(
                 stats.written.saturating_sub(entry.counted.0),
                 stats.dropped.saturating_sub(entry.counted.1),
             );
-            info!(sink = %name, written = stats.written, dropped = stats.dropped, "sink flushed");
+            debug!(sink = %name, written = stats.written, dropped = stats.dropped, "sink flushed");
         }
         Ok(())
     });

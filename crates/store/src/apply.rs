@@ -530,6 +530,7 @@ impl Apply<'_, '_> {
                     exec.output_truncated = false;
                     // The retried attempt's per-target results, until the next one ends.
                     exec.result = finish.result.clone();
+                    exec.usage = finish.usage;
                 }
                 _ => {
                     exec.status = if exec.cancel_requested {
@@ -545,6 +546,7 @@ impl Apply<'_, '_> {
                     exec.error = finish.error.as_deref().map(truncate_error);
                     exec.output_truncated = finish.output_truncated;
                     exec.result = finish.result.clone();
+                    exec.usage = finish.usage;
                     exec.next_attempt_at = None;
                     if let Some(output) = &finish.output {
                         self.t

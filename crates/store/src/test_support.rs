@@ -70,6 +70,7 @@ pub(crate) fn finish(id: u128, attempt: u32, status: ExecStatus, at: i64) -> Fin
         artifacts: Vec::new(),
         result: None,
         started_at: None,
+        usage: None,
     }
 }
 

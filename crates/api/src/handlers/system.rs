@@ -1,14 +1,21 @@
-//! Health, metrics, the API description, the landing page and the fallbacks.
+//! Health and readiness, metrics, the API description, the landing page and the
+//! fallbacks.
 
 use axum::extract::State;
-use axum::http::{header, Method, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse};
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::extract::Params;
-use crate::{metrics as prom, AppState};
+use crate::{host, metrics as prom, AppState};
+
+/// How many committed log entries a node may still have to apply and yet count as
+/// ready (`GET /readyz`). A follower under steady writes is always a few entries
+/// behind the commit index it has heard of; more than this means it is catching up
+/// (after a restart, a partition, a snapshot install) and would answer stale reads.
+pub(crate) const READY_MAX_APPLY_LAG: u64 = 100;
 
 /// The hand-written OpenAPI 3.1 description of every route.
 pub(crate) const OPENAPI: &str = include_str!("../../openapi.json");
@@ -22,7 +29,7 @@ pub(crate) async fn health(
     let node = s.node.status();
     let now = chrono::Utc::now();
     let uptime_s = (now - s.started_at).num_seconds().max(0);
-    Ok(Json(json!({
+    let mut body = json!({
         "status": "ok",
         "node": node.node,
         "node_id": node.node_id,
@@ -36,7 +43,71 @@ pub(crate) async fn health(
         "uptime_s": uptime_s,
         "scheduler": s.scheduler.stats(),
         "workers": s.workers.statuses(),
-    })))
+    });
+    // Unreadable figures are left out, never reported as zero.
+    if let Some(load) = host::load() {
+        body["load"] = json!(load);
+    }
+    let memory = host::memory();
+    if memory != host::Memory::default() {
+        body["memory"] = json!(memory);
+    }
+    Ok(Json(body))
+}
+
+/// `GET /healthz`: the process serves HTTP (a liveness probe).
+pub(crate) async fn healthz(params: Params) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// `GET /readyz`: 200 when this node is a member of a cluster with a known leader
+/// and has applied what it knows to be committed (within [`READY_MAX_APPLY_LAG`]);
+/// otherwise 503 with the reason (a readiness probe: a load balancer sends it no
+/// traffic meanwhile).
+pub(crate) async fn readyz(
+    State(s): State<AppState>,
+    params: Params,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    params.only(&[])?;
+    let (not_ready, mut body) = match s.node.readiness().await {
+        Ok(r) => {
+            let lag = r.commit_index.saturating_sub(r.last_applied);
+            let not_ready = if !r.member {
+                Some("not a cluster member".to_string())
+            } else if r.leader.is_none() {
+                Some("no leader known".to_string())
+            } else {
+                (lag > READY_MAX_APPLY_LAG).then(|| format!("applying behind by {lag} entries"))
+            };
+            let body = json!({
+                "status": "ready",
+                "leader": r.leader,
+                "commit_index": r.commit_index,
+                "last_applied": r.last_applied,
+            });
+            (not_ready, body)
+        }
+        Err(_) => {
+            let status = s.node.status();
+            let body = json!({
+                "status": "ready",
+                "leader": status.leader,
+                "commit_index": null,
+                "last_applied": status.last_applied,
+            });
+            (Some("raft is not running".to_string()), body)
+        }
+    };
+    let code = match not_ready {
+        None => StatusCode::OK,
+        Some(reason) => {
+            body["status"] = json!("not_ready");
+            body["reason"] = json!(reason);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    Ok((code, Json(body)))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -307,6 +307,7 @@ fn a_run_that_ended_while_no_engine_ran_deletes_its_job_at_the_next_start() {
         artifacts: Vec::new(),
         result: None,
         started_at: None,
+        usage: None,
     };
     sim.seed(
         t0(11),

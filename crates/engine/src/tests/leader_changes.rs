@@ -243,6 +243,7 @@ fn overlap_holds_against_runs_of_the_previous_leader() {
         artifacts: Vec::new(),
         result: None,
         started_at: None,
+        usage: None,
     };
     sim.apply_and_feed(Command::Finish {
         finishes: vec![done],

@@ -254,6 +254,7 @@ impl Sim {
                 artifacts: Vec::new(),
                 result: None,
                 started_at: None,
+                usage: None,
             };
             self.seed(
                 at,
@@ -421,6 +422,7 @@ impl Sim {
             artifacts: Vec::new(),
             result: None,
             started_at: None,
+            usage: None,
         };
         self.apply_and_feed(Command::Finish {
             finishes: vec![finish],
@@ -605,6 +607,7 @@ fn execution(
         event_revision: None,
         run: None,
         result: None,
+        usage: None,
     }
 }
 

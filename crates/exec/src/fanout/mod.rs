@@ -24,7 +24,7 @@ use rota_core::targets::Target;
 use rota_core::{ExecStatus, ExecutorSpec};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::debug;
 
 use crate::texts::{map_texts, substitute_target};
 use crate::{
@@ -91,7 +91,7 @@ pub async fn run_fan_out(
         .map(|((target, done), at)| done.unwrap_or_else(|| unfinished(target, at, interrupted)))
         .collect();
     let outcome = outcome_of(results, interrupted);
-    info!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
+    debug!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
         executor = req.spec.type_name(), targets = targets.len(),
         result = outcome.result.as_ref().map(|r| r.status.as_str()),
         "fan-out ended");

@@ -17,7 +17,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode};
 use rota_core::{ExecutorSpec, HttpSpec};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::debug;
 
 use crate::{interruptible, ExecError, Executor, OutputBuffer, RunOutcome, RunRequest};
 
@@ -45,7 +45,7 @@ impl Executor for HttpExecutor {
                 Ok(Err(err)) => ExecError::outcome(&err),
                 Err(interrupted) => interrupted.outcome(),
             };
-            info!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
+            debug!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
                 method = %spec.method, url = %spec.url, status = outcome.status.as_str(),
                 error = outcome.error.as_deref(), "http request ended");
             outcome

@@ -30,7 +30,7 @@ use rota_core::targets::Target;
 use rota_core::{ExecStatus, ExecutorSpec};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::debug;
 
 use crate::{interruptible, ExecError, Executor, OutputBuffer, RunOutcome, RunRequest};
 
@@ -78,7 +78,7 @@ impl Executor for ProbeExecutor {
                 }
                 Err(interrupted) => interrupted.outcome(),
             };
-            info!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
+            debug!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
                 set = %spec.targets, targets = targets.len(),
                 result = outcome.result.as_ref().map(|r| r.status.as_str()),
                 "probe ended");

@@ -9,6 +9,15 @@
 //! is left of it when the run ends, or when the run's future is dropped, is killed.
 //! So nothing a run starts outlives it, not even a background grandchild.
 //!
+//! The leader's exit is awaited without reaping it first (`waitid` with `WNOWAIT`),
+//! so that the kernel's account of it can be read: the CPU time and peak memory of
+//! the leader and of the descendants it waited for (a shell's commands) become the
+//! outcome's [`ResourceUsage`]. Processes the leader left behind, killed with the
+//! group, are not in that account. The kernel also charges the leader with the
+//! server's own resident memory when it was started (the memory it was forked or
+//! spawned from), so a peak no larger than the server's peak then is reported as
+//! unknown rather than as the server's.
+//!
 //! stdout and stderr go, interleaved as they arrive, into the run's
 //! [`OutputBuffer`]. After the leader exits, the pipes are read until EOF, for at
 //! most [`KILL_GRACE`] while a leftover process still holds them open.
@@ -23,9 +32,10 @@ use std::time::Duration;
 
 use chrono::SecondsFormat;
 use futures_util::future::BoxFuture;
-use rota_core::{ExecutorSpec, ShellSpec};
+use rota_core::{ExecutorSpec, ResourceUsage, ShellSpec};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -90,7 +100,8 @@ async fn run_process(
     // Declared after `child` so that it drops first: on an early drop the group gets
     // SIGKILL, then `kill_on_drop` reaps the leader.
     let mut group = ProcessGroup::of_leader(child.id());
-    info!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
+    let mut exit = LeaderExit::watch(child.id(), own_peak_rss_kib());
+    debug!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
         pid = child.id(), "process started");
 
     let pump = pump_output(child.stdout.take(), child.stderr.take(), output);
@@ -105,7 +116,7 @@ async fn run_process(
         tokio::select! {
             // An exit that coincides with the deadline or a cancel counts as an exit.
             biased;
-            status = child.wait() => break Ending::Exited(status),
+            status = exit.wait(&mut child) => break Ending::Exited(status),
             () = &mut pump, if !pump_done => pump_done = true,
             () = cancel.cancelled() => break Ending::Cancelled,
             () = sleep_until(deadline.map(|(_, at)| at)) => {
@@ -136,7 +147,7 @@ async fn run_process(
     while !leader_exited || !pump_done {
         tokio::select! {
             biased;
-            _ = child.wait(), if !leader_exited => leader_exited = true,
+            _ = exit.wait(&mut child), if !leader_exited => leader_exited = true,
             () = &mut pump, if !pump_done => pump_done = true,
             () = tokio::time::sleep_until(grace_end) => break,
         }
@@ -151,7 +162,7 @@ async fn run_process(
     }
     if !leader_exited {
         // SIGKILL cannot be ignored: the leader ends now.
-        let _ = child.wait().await;
+        let _ = exit.wait(&mut child).await;
     }
     group.disarm();
     if !pump_done && tokio::time::timeout(KILL_GRACE, &mut pump).await.is_err() {
@@ -164,10 +175,11 @@ async fn run_process(
         Ending::Exited(Err(source)) => ExecError::outcome(&ExecError::Wait(source)),
         Ending::TimedOut(after) => RunOutcome::timed_out(after),
         Ending::Cancelled => RunOutcome::cancelled(),
-    };
-    info!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
+    }
+    .with_usage(exit.usage);
+    debug!(job = %req.job, execution = %req.execution_id, attempt = req.attempt,
         status = outcome.status.as_str(), exit_code = outcome.exit_code,
-        error = outcome.error.as_deref(), "process ended");
+        error = outcome.error.as_deref(), usage = ?outcome.usage, "process ended");
     outcome
 }
 
@@ -307,6 +319,117 @@ async fn read_open<R: AsyncRead + Unpin>(
         Some(pipe) => pipe.read(buf).await,
         None => std::future::pending().await,
     }
+}
+
+/// The leader's exit, watched by a thread of its own that waits for it without
+/// reaping it and reads its resource usage; the reaping stays with tokio's
+/// [`Child`], so the pid cannot be reused while tokio still knows it.
+struct LeaderExit {
+    /// Answers once the leader has exited (with its usage, when it could be read);
+    /// `None` once answered, or when no watcher could be started.
+    watcher: Option<oneshot::Receiver<Option<ResourceUsage>>>,
+    usage: Option<ResourceUsage>,
+}
+
+impl LeaderExit {
+    /// `server_peak_kib`: this process's peak resident memory, read after the
+    /// leader was started (the most the kernel can have charged the leader with).
+    fn watch(pid: Option<u32>, server_peak_kib: Option<u64>) -> LeaderExit {
+        let watcher = pid
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+            .and_then(|pid| {
+                let (tx, rx) = oneshot::channel();
+                // A thread rather than the blocking pool: it is held for the whole
+                // run, however long, and must not crowd out the store's work.
+                std::thread::Builder::new()
+                    .name("rota-exit-wait".into())
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        let usage = exit_usage(pid).map(|usage| ResourceUsage {
+                            max_rss_kib: usage
+                                .max_rss_kib
+                                .filter(|kib| server_peak_kib.is_some_and(|peak| *kib > peak)),
+                            ..usage
+                        });
+                        let _ = tx.send(usage);
+                    })
+                    .map_err(|err| warn!(error = %err, "cannot watch the process's exit; its resource usage stays unknown"))
+                    .ok()
+                    .map(|_| rx)
+            });
+        LeaderExit {
+            watcher,
+            usage: None,
+        }
+    }
+
+    /// Waits for the leader to exit and reaps it. Cancel-safe, like
+    /// [`Child::wait`].
+    async fn wait(&mut self, child: &mut Child) -> io::Result<ExitStatus> {
+        if let Some(watcher) = &mut self.watcher {
+            self.usage = watcher.await.ok().flatten();
+            self.watcher = None;
+        }
+        child.wait().await
+    }
+}
+
+/// Blocks until the process `pid` (a child of this process) has exited, leaving it
+/// unreaped, and answers the kernel's account of it and of the children it waited
+/// for; `None` when that cannot be had (it was reaped already, or not on Linux).
+#[cfg(target_os = "linux")]
+fn exit_usage(pid: libc::pid_t) -> Option<ResourceUsage> {
+    // SAFETY: both are plain C structs for which all zeroes is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: Linux's waitid takes a fifth argument, a rusage to fill (glibc's
+        // wrapper does not pass it on); both pointers are valid for the call.
+        // WNOWAIT leaves the child a zombie, for tokio to reap.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info as *mut libc::siginfo_t,
+                libc::WEXITED | libc::WNOWAIT,
+                &mut usage as *mut libc::rusage,
+            )
+        };
+        if rc == 0 {
+            return Some(usage_of(&usage));
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exit_usage(_pid: libc::pid_t) -> Option<ResourceUsage> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn usage_of(ru: &libc::rusage) -> ResourceUsage {
+    let ms = |tv: libc::timeval| {
+        u64::try_from(tv.tv_sec).unwrap_or(0) * 1000 + u64::try_from(tv.tv_usec).unwrap_or(0) / 1000
+    };
+    ResourceUsage {
+        cpu_user_ms: ms(ru.ru_utime),
+        cpu_system_ms: ms(ru.ru_stime),
+        // KiB on Linux.
+        max_rss_kib: u64::try_from(ru.ru_maxrss).ok(),
+    }
+}
+
+/// This process's peak resident memory (`VmHWM`) in KiB, if it can be read.
+fn own_peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        let kib = line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?;
+        kib.trim().parse().ok()
+    })
 }
 
 /// The process group a run's leader heads (its pgid is the leader's pid). Until

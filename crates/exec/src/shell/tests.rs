@@ -133,16 +133,20 @@ async fn an_unreachable_timeout_is_no_timeout() {
 async fn non_zero_exit_fails_with_the_code() {
     let (outcome, _) = run(sh("exit 3")).await;
     assert_eq!(
-        outcome,
+        outcome.clone().with_usage(None),
         RunOutcome::failed(Some(3), "exit status 3"),
         "{outcome:?}"
     );
+    assert!(outcome.usage.is_some(), "{outcome:?}");
 }
 
 #[tokio::test]
 async fn death_by_signal_fails_without_code() {
     let (outcome, _) = run(sh("kill -9 $$")).await;
-    assert_eq!(outcome, RunOutcome::failed(None, "killed by signal 9"));
+    assert_eq!(
+        outcome.with_usage(None),
+        RunOutcome::failed(None, "killed by signal 9")
+    );
 }
 
 #[tokio::test]
@@ -305,7 +309,7 @@ async fn a_group_ignoring_sigterm_gets_sigkill() {
     wait_for_output(&output, "ready").await;
     cancel.cancel();
     let outcome = run.await.expect("run task");
-    assert_eq!(outcome, RunOutcome::cancelled());
+    assert_eq!(outcome.with_usage(None), RunOutcome::cancelled());
     let grandchild = read_pid(&pid_file);
     assert!(process_ends(grandchild), "grandchild {grandchild} survived");
 }
@@ -319,7 +323,7 @@ async fn cancel_stops_the_run() {
     wait_for_output(&output, "started").await;
     cancel.cancel();
     let outcome = run.await.expect("run task");
-    assert_eq!(outcome, RunOutcome::cancelled());
+    assert_eq!(outcome.with_usage(None), RunOutcome::cancelled());
     assert_eq!(text(&output), "started\n");
 }
 
@@ -423,4 +427,66 @@ async fn refuses_another_kind_of_spec() {
         outcome,
         RunOutcome::failed(None, "the shell executor cannot run a record spec")
     );
+}
+
+/// Bytes a child must fill to show up in `max_rss_kib`: well above this process's
+/// own peak, which the kernel charges every child with (and which the executor
+/// therefore reports as unknown).
+fn allocation_above_our_peak() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("VmHWM");
+    // Twice the peak, for what the other tests of this process add meanwhile.
+    (2 * peak_kib + 64 * 1024) * 1024
+}
+
+#[tokio::test]
+async fn usage_counts_the_cpu_and_memory_of_the_process_and_what_it_waited_for() {
+    // A busy loop in the shell itself, then a child that fills a buffer (dd
+    // allocates its block and reads /dev/zero into it, touching every page).
+    let bytes = allocation_above_our_peak();
+    let (outcome, output) = run(sh(&format!(
+        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
+         dd if=/dev/zero of=/dev/null bs={bytes} count=1 2>/dev/null; echo done"
+    )))
+    .await;
+    assert_eq!(
+        outcome.status,
+        ExecStatus::Succeeded,
+        "{outcome:?} {output}"
+    );
+    let usage = outcome.usage.expect("usage of an exited process");
+    assert!(usage.cpu_user_ms > 0, "{usage:?}");
+    // The child's peak, though the shell itself stays small.
+    assert!(
+        usage.max_rss_kib.is_some_and(|kib| kib >= bytes / 1024),
+        "{usage:?} after filling {bytes} bytes"
+    );
+}
+
+#[tokio::test]
+async fn usage_is_the_runs_own() {
+    // A run that does next to nothing is not charged with what another one did,
+    // nor with the memory of the process that started it.
+    let bytes = allocation_above_our_peak();
+    let busy = run(sh(&format!(
+        "dd if=/dev/zero of=/dev/null bs={bytes} count=1 2>/dev/null"
+    )));
+    let idle = run(sh("true"));
+    let ((busy, _), (idle, _)) = tokio::join!(busy, idle);
+    let (busy, idle) = (busy.usage.expect("busy"), idle.usage.expect("idle"));
+    assert!(
+        busy.max_rss_kib.is_some_and(|kib| kib >= bytes / 1024),
+        "{busy:?}"
+    );
+    assert_eq!(idle.max_rss_kib, None, "{idle:?}");
 }

@@ -46,9 +46,9 @@ use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
 use rota_core::workflow::{WorkflowJobSpec, TRIGGER_SUFFIX};
-use rota_core::{ExecStatus, ExecutorSpec};
+use rota_core::{ExecStatus, ExecutorSpec, ResourceUsage};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
 use self::env::{overlay, Vars};
 use self::services::Services;
@@ -85,9 +85,9 @@ impl Executor for WorkflowExecutor {
             let span = info_span!("workflow_job", job = %req.job,
                 execution = %req.execution_id, attempt = req.attempt, run = %ctx.run);
             async {
-                info!("workflow job started");
+                debug!("workflow job started");
                 let outcome = run_attempt(&req, spec, ctx, &output, &cancel).await;
-                info!(
+                debug!(
                     status = outcome.status.as_str(),
                     error = outcome.error.as_deref(),
                     artifacts = outcome.artifacts.len(),
@@ -181,6 +181,8 @@ async fn run_job(
             .await?;
     }
 
+    // The steps' processes, one after the other.
+    let mut usage: Option<ResourceUsage> = None;
     for step in &spec.steps {
         note(output, format_args!("step {}", step.name));
         debug!(step = %step.name, "step started");
@@ -230,6 +232,10 @@ async fn run_job(
         let outcome = runner
             .run(step_req, output.clone(), CancellationToken::new())
             .await;
+        usage = match (usage, outcome.usage) {
+            (Some(before), Some(step)) => Some(before.then(step)),
+            (before, step) => before.or(step),
+        };
         if outcome.status != ExecStatus::Succeeded {
             let why = outcome
                 .error
@@ -239,6 +245,7 @@ async fn run_job(
             return Ok(RunOutcome {
                 error: Some(format!("step {}: {why}", step.name)),
                 artifacts: Vec::new(),
+                usage,
                 ..outcome
             });
         }
@@ -257,6 +264,7 @@ async fn run_job(
     .await?;
     Ok(RunOutcome {
         artifacts,
+        usage,
         ..RunOutcome::succeeded()
     })
 }

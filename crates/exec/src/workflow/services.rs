@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::env::Vars;
 use super::note;
@@ -95,7 +95,7 @@ impl Services {
                 }),
             })?;
         let group = ProcessGroup::of_leader(child.id());
-        info!(service = %spec.name, pid = child.id(), "service started");
+        debug!(service = %spec.name, pid = child.id(), "service started");
         let prefix = format!("[service {}] ", spec.name);
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let output = self.output.clone();
@@ -256,7 +256,7 @@ impl Service {
         if !ended_before {
             note(output, format_args!("service {} stopped", self.name));
         }
-        info!(service = %self.name, "service stopped");
+        debug!(service = %self.name, "service stopped");
     }
 }
 

@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Router;
 use rota_core::workflow::{Step, WorkflowJobSpec};
-use rota_core::{ExecutorSpec, HttpSpec, ShellSpec};
+use rota_core::{ExecStatus, ExecutorSpec, HttpSpec, ShellSpec};
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
@@ -52,7 +52,14 @@ impl Fixture {
         req
     }
 
+    /// Runs the job; the outcome's `usage` is left out (see
+    /// `usage_adds_up_the_shell_steps` for it), so that outcomes compare whole.
     async fn run(&self, spec: WorkflowJobSpec) -> (RunOutcome, String) {
+        let (outcome, out) = self.run_with_usage(spec).await;
+        (outcome.with_usage(None), out)
+    }
+
+    async fn run_with_usage(&self, spec: WorkflowJobSpec) -> (RunOutcome, String) {
         let output = OutputBuffer::new(1 << 20);
         let outcome = WorkflowExecutor
             .run(
@@ -144,6 +151,24 @@ async fn steps_run_in_order_in_the_workspace_with_the_job_env() {
     );
     assert_eq!(out, expected);
     fx.assert_cleaned_up();
+}
+
+#[tokio::test]
+async fn usage_adds_up_the_shell_steps() {
+    let fx = Fixture::new();
+    let burn = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
+    let (one, out) = fx.run_with_usage(job(vec![sh("a", burn)])).await;
+    assert_eq!(one.status, ExecStatus::Succeeded, "{out}");
+    let one = one.usage.expect("usage of one step");
+    assert!(one.cpu_user_ms > 0, "{one:?}");
+    let fx = Fixture::new();
+    let (three, out) = fx
+        .run_with_usage(job(vec![sh("a", burn), sh("b", burn), sh("c", "exit 2")]))
+        .await;
+    assert_eq!(three.status, ExecStatus::Failed, "{out}");
+    // Kept when a step fails (how steps add up: ResourceUsage::then).
+    let three = three.usage.expect("usage of the steps");
+    assert!(three.cpu_user_ms > 0, "{three:?}");
 }
 
 #[tokio::test]

@@ -62,6 +62,10 @@ fn execution_details(e: &Value) -> String {
     if e["cancel_requested"] == Value::Bool(true) {
         rows.push(("cancel requested", "yes".to_string()));
     }
+    if let Some(usage) = e.get("usage").filter(|u| u.is_object()) {
+        rows.push(("cpu", cpu_time(usage)));
+        rows.push(("max memory", max_memory(&usage["max_rss_kib"])));
+    }
     let details = output::key_values(&rows);
     // A probe or a fan-out: its aggregate and one row per target.
     let Some(targets) = e["result"]["targets"].as_array() else {
@@ -88,6 +92,35 @@ fn execution_details(e: &Value) -> String {
             table
         )
     )
+}
+
+/// `0.31s user, 0.02s system`.
+fn cpu_time(usage: &Value) -> String {
+    let secs = |v: &Value| match v.as_u64() {
+        Some(ms) => format!("{}.{:02}s", ms / 1000, (ms % 1000) / 10),
+        None => "?".to_string(),
+    };
+    format!(
+        "{} user, {} system",
+        secs(&usage["cpu_user_ms"]),
+        secs(&usage["cpu_system_ms"])
+    )
+}
+
+/// KiB as the largest whole unit that keeps one decimal: `48.9 MiB`.
+fn max_memory(kib: &Value) -> String {
+    // Left out by the server when it cannot be told apart from its own memory.
+    let Some(kib) = kib.as_u64() else {
+        return "no more than the server's own".to_string();
+    };
+    let (value, unit) = if kib >= 1024 * 1024 {
+        (kib as f64 / (1024.0 * 1024.0), "GiB")
+    } else if kib >= 1024 {
+        (kib as f64 / 1024.0, "MiB")
+    } else {
+        return format!("{kib} KiB");
+    };
+    format!("{value:.1} {unit}")
 }
 
 /// Copies the output to stdout as it arrives: bytes, not text, so that partial
@@ -164,6 +197,27 @@ mod tests {
             assert!(text.contains(want), "{want} missing in\n{text}");
         }
         assert!(!text.contains("next attempt"), "{text}");
+        assert!(!text.contains("cpu"), "no usage, no cpu line:\n{text}");
+    }
+
+    #[test]
+    fn details_show_the_resources_a_process_used() {
+        let e = json!({
+            "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "backup", "status": "succeeded",
+            "usage": {"cpu_user_ms": 1234, "cpu_system_ms": 56, "max_rss_kib": 50_000}
+        });
+        let text = execution_details(&e);
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .unwrap_or_else(|| panic!("no {key} line in\n{text}"))
+                .to_string()
+        };
+        assert!(line("cpu:").contains("1.23s user, 0.05s system"), "{text}");
+        assert!(line("max memory:").contains("48.8 MiB"), "{text}");
+        assert_eq!(max_memory(&json!(900)), "900 KiB");
+        assert_eq!(max_memory(&json!(3 * 1024 * 1024)), "3.0 GiB");
+        assert_eq!(max_memory(&Value::Null), "no more than the server's own");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::time::Duration;
 use reqwest::Url;
 use rota_core::HumanDuration;
 
+use super::LogFormat;
+
 /// A flag's text as the raw value its key's check takes.
 pub trait FromFlag: Sized {
     fn from_flag(text: &str) -> Result<Self, String>;
@@ -227,4 +229,14 @@ pub fn check_log(filter: String) -> Result<String, String> {
         )
     })?;
     Ok(filter)
+}
+
+pub fn check_log_format(format: String) -> Result<LogFormat, String> {
+    match format.trim() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!(
+            "{format:?} is not a log format; expected text or json"
+        )),
+    }
 }

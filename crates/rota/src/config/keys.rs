@@ -32,7 +32,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 use super::checks::*;
-use super::{advertise_for, Source};
+use super::{advertise_for, LogFormat, Source};
 use super::{
     DEFAULT_DATA_DIR, DEFAULT_DISCOVERY_THROTTLE, DEFAULT_ELECTION_TIMEOUT,
     DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LISTEN, DEFAULT_LOG, DEFAULT_MAX_RUNNING, DEFAULT_NODE_ID,
@@ -60,6 +60,12 @@ shown_by_display!(u64, usize, String, SocketAddr);
 impl Shown for PathBuf {
     fn shown(&self) -> String {
         self.display().to_string()
+    }
+}
+
+impl Shown for LogFormat {
+    fn shown(&self) -> String {
+        self.as_str().to_string()
     }
 }
 
@@ -342,6 +348,16 @@ server_settings! {
     log: String,
         file String => check_log,
         value String = |v| v.unwrap_or_else(|| DEFAULT_LOG.to_string());
+
+    /// How log lines are written to stderr: `text`, or `json` with one object
+    /// a line [default: text].
+    ///
+    /// A JSON line holds `timestamp`, `level`, `message`, the event's own fields,
+    /// `target` and the enclosing `span` (its name and fields).
+    #[arg(long, value_name = "FORMAT", env = "ROTA_LOG_FORMAT", value_parser = flag(check_log_format))]
+    log_format: LogFormat,
+        file String => check_log_format,
+        value LogFormat = |v| v.unwrap_or_default();
 
     /// Voters of a new cluster as ID=URL pairs, this node among them, e.g.
     /// 1=http://10.0.0.1:7700,2=http://10.0.0.2:7700,3=http://10.0.0.3:7700; the

@@ -22,6 +22,7 @@ fn defaults_without_file_or_flags() {
     assert_eq!(cfg.max_running, 64);
     assert_eq!(cfg.snapshot_every, 10_000);
     assert_eq!(cfg.log, DEFAULT_LOG);
+    assert_eq!(cfg.log_format, LogFormat::Text);
     assert!(cfg.sources.values().all(|s| *s == Source::Default));
     assert_eq!(cfg.sources.len(), cfg.entries().len());
 }
@@ -120,6 +121,7 @@ fn bad_values_name_their_key() {
         ("node_timeout = \"2h\"", "node_timeout"),
         ("node_timeout = \"soon\"", "node_timeout"),
         ("log = \"info,[\"", "log"),
+        ("log_format = \"yaml\"", "log_format"),
         ("node_id = -3", "node_id"),
     ] {
         let err =
@@ -319,4 +321,24 @@ fn flags_go_through_the_checks_of_the_file_keys() {
         max_running("many").unwrap_err(),
         "\"many\" is not a whole number"
     );
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    let cfg = with_file(&Settings::default(), "log_format = \"json\"").unwrap();
+    assert_eq!(cfg.log_format, LogFormat::Json);
+    assert_eq!(cfg.sources["log_format"], Source::File);
+    let flags = Settings {
+        log_format: Some(LogFormat::Text),
+        ..Default::default()
+    };
+    let cfg = with_file(&flags, "log_format = \"json\"").unwrap();
+    assert_eq!(cfg.log_format, LogFormat::Text);
+    let shown: Vec<_> = cfg.entries().into_iter().map(|(k, v, _)| (k, v)).collect();
+    assert!(
+        shown.contains(&("log_format", "text".to_string())),
+        "{shown:?}"
+    );
+    let err = check_log_format("JSON-lines".to_string()).unwrap_err();
+    assert!(err.contains("expected text or json"), "{err}");
 }

@@ -12,7 +12,7 @@ use rota_core::notify::{
     delivery_backoff, truncate_error, Delivery, DeliveryStatus, DELIVERY_ATTEMPTS,
     DELIVERY_ID_HEADER, DELIVERY_TIMEOUT,
 };
-use tracing::{info, warn};
+use tracing::{debug, warn};
 use ulid::Ulid;
 
 /// A delivery waiting to be sent, with its payload already built.
@@ -92,7 +92,7 @@ impl Sender {
         }
         let delivered_at = (status == DeliveryStatus::Delivered).then(Utc::now);
         if status == DeliveryStatus::Delivered {
-            info!(delivery = %p.id, target = %p.target, url = %p.url, attempts, "webhook delivered");
+            debug!(delivery = %p.id, target = %p.target, url = %p.url, attempts, "webhook delivered");
         } else {
             warn!(delivery = %p.id, target = %p.target, url = %p.url, attempts, error = error.as_deref(), "webhook delivery failed");
         }

@@ -194,6 +194,7 @@ mod tests {
             artifacts: Vec::new(),
             result: None,
             started_at: None,
+            usage: None,
         };
         let command = Command::Batch {
             commands: vec![

@@ -11,7 +11,7 @@ use rota_exec::{
     run_attempt, ArtifactInput, OutputBuffer, RunOutcome, RunRequest, WorkflowContext,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 use ulid::Ulid;
 
 use super::{lock, LiveRun, Runtime};
@@ -133,7 +133,7 @@ impl Runtime {
             sink,
         };
         let tx = self.completions_tx.clone();
-        info!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
+        debug!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
         let handle = self.runs.spawn(async move {
             // The attempt's real start: reported with its outcome as `started_at`.
             let handed_at = Utc::now();
@@ -251,7 +251,7 @@ impl Runtime {
                 run.completion = Some(c.clone());
             }
         }
-        info!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
+        debug!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
     }
 
     /// An executor task ended; one that panicked still gets an outcome.

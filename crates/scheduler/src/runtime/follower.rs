@@ -152,7 +152,7 @@ impl Runtime {
         {
             return;
         }
-        info!(job = %current.job, execution = %current.id, attempt = current.attempt, "running an attempt placed on this node");
+        debug!(job = %current.job, execution = %current.id, attempt = current.attempt, "running an attempt placed on this node");
         self.dispatch(
             current.id,
             current.attempt,

@@ -183,6 +183,7 @@ impl Apply<'_, '_> {
                 event_revision: None,
                 run: None,
                 result: Some(result.clone()),
+                usage: None,
             };
             self.t.put_execution(&exec)?;
             if let Some(output) = output {
@@ -293,6 +294,7 @@ fn new_execution(fire: &Fire, priority: i32, now: Timestamp) -> Execution {
         event_revision: fire.event_revision,
         run: None,
         result: None,
+        usage: None,
     };
     if let Some(reason) = &fire.skip_reason {
         exec.status = ExecStatus::Skipped;

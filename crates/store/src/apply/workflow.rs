@@ -423,6 +423,7 @@ impl Apply<'_, '_> {
             event_revision: None,
             run: Some(run.id),
             result: None,
+            usage: None,
         };
         self.t.put_execution(&exec)?;
         self.t
