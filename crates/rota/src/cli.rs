@@ -119,7 +119,10 @@ pub struct ServerFlags {
     #[command(flatten)]
     pub keys: Settings,
 
-    /// Config file (TOML) [default: rota.toml when it exists].
+    /// Config file (TOML) [default: the first rota.toml in ./, $XDG_CONFIG_HOME/rota/, /etc/rota/].
+    ///
+    /// Settings come from their defaults, then this file, then ROTA_* variables
+    /// (ROTA_MAX_RUNNING for max_running), then flags.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

@@ -32,6 +32,13 @@ pub enum ConfigError {
     },
     #[error("{var}: {message}")]
     Env { var: &'static str, message: String },
+    /// A `ROTA_*` variable of a server setting holds a value the key refuses.
+    #[error("{var} (setting {key}): {message}")]
+    EnvVar {
+        var: String,
+        key: &'static str,
+        message: String,
+    },
     /// The peers (from flags and file together) do not describe a cluster with
     /// this node in it.
     #[error("peers: {0}")]

@@ -60,6 +60,39 @@ fn config_file_errors_name_the_file_and_the_cause_once() {
 }
 
 #[test]
+fn rota_variables_are_settings_and_a_bad_one_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("rota.toml"), "max_running = 4\n").unwrap();
+    let show = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["config", "show", "-o", "json"])
+            .env_remove("RUST_LOG")
+            .current_dir(tmp.path());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run rota")
+    };
+    let out = show(&[("ROTA_MAX_RUNNING", "9")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["settings"]["max_running"]["value"], "9", "{shown}");
+    assert_eq!(shown["settings"]["max_running"]["source"], "env", "{shown}");
+    // Without the variable, the file's value.
+    let out = show(&[]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        shown["settings"]["max_running"]["source"], "file",
+        "{shown}"
+    );
+    let out = show(&[("ROTA_MAX_RUNNING", "0")]);
+    failed_with(
+        &out,
+        "ROTA_MAX_RUNNING (setting max_running): must be at least 1",
+    );
+}
+
+#[test]
 fn an_invalid_job_file_names_the_file_job_line_and_field() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(

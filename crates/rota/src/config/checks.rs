@@ -38,6 +38,34 @@ impl FromFlag for PathBuf {
     }
 }
 
+/// A comma list, as `ROTA_PEERS=1=http://a:7700,2=http://b:7700` gives it.
+impl FromFlag for Vec<String> {
+    fn from_flag(text: &str) -> Result<Vec<String>, String> {
+        Ok(text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// `K=V` pairs joined by commas, as `ROTA_TAGS=zone=a,disk=ssd` gives them.
+impl FromFlag for BTreeMap<String, String> {
+    fn from_flag(text: &str) -> Result<BTreeMap<String, String>, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+                None => Err(format!(
+                    "{pair:?} is not KEY=VALUE; accepted: key=value pairs joined by commas"
+                )),
+            })
+            .collect()
+    }
+}
+
 /// A clap value parser made of a key's check, so that a flag and a file key accept
 /// exactly the same values.
 pub fn flag<R: FromFlag + 'static, T: 'static>(

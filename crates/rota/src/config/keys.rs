@@ -85,6 +85,12 @@ impl<K: std::fmt::Display, V: std::fmt::Display> Shown for BTreeMap<K, V> {
     }
 }
 
+/// The environment variable of a key: `ROTA_` and the key upper-cased
+/// (`max_running` → `ROTA_MAX_RUNNING`).
+pub fn env_var(key: &str) -> String {
+    format!("ROTA_{}", key.to_ascii_uppercase().replace(['.', '-'], "_"))
+}
+
 /// The shown form of one key: the entry's own, else [`Shown`].
 macro_rules! shown {
     ($cfg:ident, $key:ident, |$c:ident| $show:expr) => {{
@@ -138,6 +144,30 @@ macro_rules! server_settings {
                                 Some(($check)(raw.into_inner())
                                     .map_err(|m| bad(stringify!($key), m, span))?)
                             }
+                            None => None,
+                        },
+                    )*
+                })
+            }
+        }
+
+        impl Settings {
+            /// The layer of `ROTA_*` variables in `vars` (`ROTA_MAX_RUNNING` for
+            /// `max_running`), each read as its flag is and put through its key's
+            /// check; an error names the variable and the key.
+            pub(super) fn from_env(
+                vars: &BTreeMap<String, String>,
+            ) -> Result<Settings, ConfigError> {
+                Ok(Settings {
+                    $(
+                        $key: match vars.get(&env_var(stringify!($key))) {
+                            Some(text) => Some(flag($check)(text).map_err(|message| {
+                                ConfigError::EnvVar {
+                                    var: env_var(stringify!($key)),
+                                    key: stringify!($key),
+                                    message,
+                                }
+                            })?),
                             None => None,
                         },
                     )*
@@ -354,7 +384,7 @@ server_settings! {
     ///
     /// A JSON line holds `timestamp`, `level`, `message`, the event's own fields,
     /// `target` and the enclosing `span` (its name and fields).
-    #[arg(long, value_name = "FORMAT", env = "ROTA_LOG_FORMAT", value_parser = flag(check_log_format))]
+    #[arg(long, value_name = "FORMAT", value_parser = flag(check_log_format))]
     log_format: LogFormat,
         file String => check_log_format,
         value LogFormat = |v| v.unwrap_or_default();
@@ -374,7 +404,7 @@ server_settings! {
     /// Shared secret of the peer traffic and of membership changes [default: none].
     ///
     /// Printable ASCII without spaces. Without it the peer routes are open.
-    #[arg(long, value_name = "SECRET", env = "ROTA_CLUSTER_SECRET", hide_env_values = true,
+    #[arg(long, value_name = "SECRET",
           value_parser = flag(check_cluster_secret))]
     cluster_secret: String,
         file String => check_cluster_secret,

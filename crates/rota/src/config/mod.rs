@@ -18,6 +18,7 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
@@ -100,12 +101,14 @@ impl ServerConfig {
     /// directory when it exists), then resolves flags over it. `rust_log` is the
     /// value of `RUST_LOG`, passed in so that tests do not depend on the environment.
     pub fn load(flags: &ServerFlags, rust_log: Option<String>) -> Result<Self, ConfigError> {
+        let vars: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("ROTA_"))
+            .collect();
         let path = match &flags.config {
             Some(path) => Some(path.clone()),
-            None => {
-                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
-                default.is_file().then_some(default)
-            }
+            None => config_file_candidates(std::env::var_os("XDG_CONFIG_HOME"))
+                .into_iter()
+                .find(|p| p.is_file()),
         };
         let file = match path {
             Some(path) => {
@@ -118,14 +121,26 @@ impl ServerConfig {
             }
             None => None,
         };
-        Self::resolve(&flags.keys, file, rust_log)
+        Self::resolve_with_env(&flags.keys, file, rust_log, &vars)
     }
 
     /// Applies flag > file > default (and `RUST_LOG` > file > default for `log`).
+    #[cfg(test)]
     pub fn resolve(
         flags: &Settings,
         file: Option<(PathBuf, Settings)>,
         rust_log: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::resolve_with_env(flags, file, rust_log, &BTreeMap::new())
+    }
+
+    /// Applies flag > `ROTA_*` variables of `vars` > `RUST_LOG` (for `log`) >
+    /// file > default.
+    pub fn resolve_with_env(
+        flags: &Settings,
+        file: Option<(PathBuf, Settings)>,
+        rust_log: Option<String>,
+        vars: &BTreeMap<String, String>,
     ) -> Result<Self, ConfigError> {
         let (path, file) = match file {
             Some((path, file)) => (Some(path), file),
@@ -141,13 +156,30 @@ impl ServerConfig {
             },
             ..Settings::default()
         };
+        let rota_env = Settings::from_env(vars)?;
         let layers = [
             (Source::Flag, flags),
+            (Source::Env, &rota_env),
             (Source::Env, &env),
             (Source::File, &file),
         ];
         Self::from_layers(&layers, path)
     }
+}
+
+/// Where `rota server` looks for `rota.toml` without `--config`, in order: the
+/// working directory, `$XDG_CONFIG_HOME/rota/` (else `~/.config/rota/`), `/etc/rota/`.
+pub fn config_file_candidates(xdg_config_home: Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from(DEFAULT_CONFIG_FILE)];
+    let xdg = xdg_config_home
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(dir) = xdg {
+        out.push(dir.join("rota").join(DEFAULT_CONFIG_FILE));
+    }
+    out.push(PathBuf::from("/etc/rota").join(DEFAULT_CONFIG_FILE));
+    out
 }
 
 /// `http://<addr>`, with an unspecified address (`0.0.0.0`, `::`) replaced by

@@ -342,3 +342,70 @@ fn log_format_is_text_or_json() {
     let err = check_log_format("JSON-lines".to_string()).unwrap_err();
     assert!(err.contains("expected text or json"), "{err}");
 }
+
+#[test]
+fn rota_variables_sit_between_flags_and_the_file() {
+    let f = file("max_running = 7\nnode_timeout = \"20s\"").unwrap();
+    let vars: BTreeMap<String, String> = [
+        ("ROTA_MAX_RUNNING".to_string(), "9".to_string()),
+        ("ROTA_TAGS".to_string(), "zone=a,disk=ssd".to_string()),
+        ("ROTA_SERVER".to_string(), "http://client-only".to_string()),
+    ]
+    .into();
+    let cfg = ServerConfig::resolve_with_env(
+        &Settings::default(),
+        Some(("rota.toml".into(), f.clone())),
+        None,
+        &vars,
+    )
+    .unwrap();
+    assert_eq!(cfg.max_running, 9);
+    assert_eq!(cfg.sources["max_running"], Source::Env);
+    assert_eq!(cfg.sources["node_timeout"], Source::File);
+    assert_eq!(cfg.sources["tags"], Source::Env);
+    assert_eq!(cfg.tags.get("zone").map(String::as_str), Some("a"));
+    // A flag beats the variable.
+    let flags = Settings {
+        max_running: Some(3),
+        ..Settings::default()
+    };
+    let cfg =
+        ServerConfig::resolve_with_env(&flags, Some(("rota.toml".into(), f)), None, &vars).unwrap();
+    assert_eq!(cfg.max_running, 3);
+    assert_eq!(cfg.sources["max_running"], Source::Flag);
+}
+
+#[test]
+fn a_bad_rota_variable_names_the_variable_and_the_key() {
+    let vars: BTreeMap<String, String> =
+        [("ROTA_MAX_RUNNING".to_string(), "lots".to_string())].into();
+    let err = ServerConfig::resolve_with_env(&Settings::default(), None, None, &vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("ROTA_MAX_RUNNING (setting max_running): "),
+        "{err}"
+    );
+    let vars: BTreeMap<String, String> =
+        [("ROTA_NODE_TIMEOUT".to_string(), "5".to_string())].into();
+    let err = ServerConfig::resolve_with_env(&Settings::default(), None, None, &vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("ROTA_NODE_TIMEOUT (setting node_timeout): "),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_config_file_is_looked_for_in_the_documented_places() {
+    let places = super::config_file_candidates(Some("/xdg".into()));
+    assert_eq!(
+        places,
+        vec![
+            std::path::PathBuf::from("rota.toml"),
+            std::path::PathBuf::from("/xdg/rota/rota.toml"),
+            std::path::PathBuf::from("/etc/rota/rota.toml"),
+        ]
+    );
+}
