@@ -149,6 +149,18 @@ pub enum JobCommand {
         /// Wait until the run ends; exit non-zero unless it succeeded.
         #[arg(long)]
         wait: bool,
+        /// Print the run's output as it arrives (every attempt) until the run ends;
+        /// exit non-zero unless it succeeded. With `-o json` the output goes to
+        /// stderr and the ended execution to stdout.
+        #[arg(long, conflicts_with = "wait")]
+        follow: bool,
+    },
+    /// Print the output of a job's latest execution.
+    Logs {
+        name: String,
+        /// Keep printing output as it arrives until the run ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Stop a job from firing on its schedule (manual runs still work).
     Pause { name: String },

@@ -39,7 +39,10 @@ async fn reapplying_an_unchanged_after_job_keeps_its_instant() {
     let out = server.cli(&["job", "apply", "-f", file, "-o", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let answer: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(answer[0]["job"]["revision"], created["revision"], "{answer}");
+    assert_eq!(
+        answer[0]["job"]["revision"], created["revision"],
+        "{answer}"
+    );
     assert_eq!(
         answer[0]["job"]["updated_at"], created["updated_at"],
         "{answer}"
@@ -55,4 +58,85 @@ async fn reapplying_an_unchanged_after_job_keeps_its_instant() {
         at(&created["created_at"]) + chrono::TimeDelta::seconds(3),
         "{run}\n{created}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_run_can_be_followed_and_its_latest_logs_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &[]).await;
+    let file = tmp.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[job]]\nname = \"ok\"\nschedule = { manual = true }\n\
+         executor = { type = \"shell\", command = \"echo hello from ok\" }\n\
+         [[job]]\nname = \"bad\"\nschedule = { manual = true }\n\
+         executor = { type = \"shell\", command = \"echo about to fail; exit 3\" }\n\
+         [[job]]\nname = \"gated\"\nschedule = { manual = true }\n\
+         executor = { type = \"shell\", command = \"echo started; while [ ! -f go ]; do sleep 0.05; done; echo finished\" }\n",
+    )
+    .unwrap();
+    let out = server.cli(&["job", "apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // --- nothing to show before the first run
+    let out = server.cli(&["job", "logs", "ok"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: job \"ok\" has not run yet\n");
+
+    // --- a followed run prints its output and exits 0 iff it succeeded
+    let out = server.cli(&["job", "run", "ok", "--follow"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from ok\n");
+    let out = server.cli(&["job", "run", "bad", "--follow"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "about to fail\n");
+    let reason = stderr(&out);
+    let last = reason.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: execution ") && last.contains(" failed (exit 3)"),
+        "{reason}"
+    );
+
+    // --- with -o json, stdout is the ended execution
+    let out = server.cli(&["job", "run", "ok", "--follow", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ended: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    assert!(stderr(&out).contains("hello from ok"), "{}", stderr(&out));
+
+    // --- job logs: the latest execution's output
+    let out = server.cli(&["job", "logs", "bad"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "about to fail\n");
+
+    // --- job logs -f follows a running execution to its end
+    let out = server.cli(&["job", "run", "gated"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut follower = std::process::Command::new(common::BIN)
+        .args(["job", "logs", "gated", "-f"])
+        .env("ROTA_SERVER", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = follower.stdout.take().unwrap();
+    let gate = tmp.path().join("go");
+    let read = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(lines).lines() {
+            let line = line.unwrap();
+            if line == "started" {
+                // The follower has shown the first line: only now may the run end.
+                std::fs::write(&gate, "").unwrap();
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    let seen = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the follower ends when the run ends")
+        .unwrap();
+    assert!(follower.wait().unwrap().success());
+    assert_eq!(seen, ["started", "finished"]);
 }

@@ -170,11 +170,28 @@ fn job_subcommands() {
     ));
     assert!(matches!(
         ok(&["job", "run", "x", "--wait"]).command,
-        Command::Job(JobCommand::Run { name, wait: true }) if name == "x"
+        Command::Job(JobCommand::Run { name, wait: true, follow: false }) if name == "x"
     ));
     assert!(matches!(
         ok(&["job", "run", "x"]).command,
         Command::Job(JobCommand::Run { wait: false, .. })
+    ));
+    assert!(matches!(
+        ok(&["job", "run", "x", "--follow"]).command,
+        Command::Job(JobCommand::Run {
+            wait: false,
+            follow: true,
+            ..
+        })
+    ));
+    assert!(parse(&["job", "run", "x", "--follow", "--wait"]).is_err());
+    assert!(matches!(
+        ok(&["job", "logs", "x", "-f"]).command,
+        Command::Job(JobCommand::Logs { name, follow: true }) if name == "x"
+    ));
+    assert!(matches!(
+        ok(&["job", "logs", "x"]).command,
+        Command::Job(JobCommand::Logs { follow: false, .. })
     ));
     assert!(matches!(
         ok(&["job", "pause", "x"]).command,

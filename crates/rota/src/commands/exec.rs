@@ -92,7 +92,19 @@ fn execution_details(e: &Value) -> String {
 
 /// Copies the output to stdout as it arrives: bytes, not text, so that partial
 /// UTF-8 sequences and binary output pass through untouched.
-async fn logs(ctx: &Ctx, id: Ulid, follow: bool) -> anyhow::Result<()> {
+pub(super) async fn logs(ctx: &Ctx, id: Ulid, follow: bool) -> anyhow::Result<()> {
+    copy_output(ctx, id, follow, &mut std::io::stdout().lock()).await
+}
+
+/// Copies execution `id`'s output to `out`: what there is, or with `follow`
+/// everything of the current attempt until it ends (waiting for a queued one to
+/// start).
+pub(super) async fn copy_output(
+    ctx: &Ctx,
+    id: Ulid,
+    follow: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let id = id.to_string();
     let query: Vec<(&str, String)> = if follow {
         vec![("follow", "true".to_string())]
@@ -105,11 +117,10 @@ async fn logs(ctx: &Ctx, id: Ulid, follow: bool) -> anyhow::Result<()> {
     let timeout = (!follow).then_some(OUTPUT_TIMEOUT);
     let response = ctx.client.get_stream(url, timeout).await?;
     let mut body = response.bytes_stream();
-    let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ctx.client.transport(e))?;
-        stdout.write_all(&chunk).context("writing output")?;
-        stdout.flush().context("writing output")?;
+        out.write_all(&chunk).context("writing output")?;
+        out.flush().context("writing output")?;
     }
     Ok(())
 }

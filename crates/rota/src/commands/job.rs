@@ -26,7 +26,15 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<()> {
         JobCommand::Ls => list(ctx).await,
         JobCommand::Get { name } => show(ctx, &name).await,
         JobCommand::Rm { name } => remove(ctx, &name).await,
-        JobCommand::Run { name, wait } => run_now(ctx, &name, wait).await,
+        JobCommand::Run {
+            name,
+            wait,
+            follow: false,
+        } => run_now(ctx, &name, wait).await,
+        JobCommand::Run {
+            name, follow: true, ..
+        } => run_followed(ctx, &name).await,
+        JobCommand::Logs { name, follow } => latest_logs(ctx, &name, follow).await,
         JobCommand::Pause { name } => set_paused(ctx, &name, true).await,
         JobCommand::Resume { name } => set_paused(ctx, &name, false).await,
         JobCommand::History { name, limit } => history(ctx, &name, limit).await,
@@ -309,7 +317,8 @@ async fn set_paused(ctx: &Ctx, name: &str, paused: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
+/// `POST /v1/jobs/{name}/run`: the new execution and its id.
+async fn start_run(ctx: &Ctx, name: &str) -> anyhow::Result<(Value, String)> {
     check_name(name)?;
     let answer = ctx
         .client
@@ -323,9 +332,14 @@ async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
         .as_str()
         .ok_or_else(|| anyhow!("the server's answer has no execution id: {}", answer.body))?
         .to_string();
+    Ok((answer.body, id))
+}
+
+async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
+    let (execution, id) = start_run(ctx, name).await?;
     if !wait {
         if ctx.json() {
-            output::json(&answer.body)?;
+            output::json(&execution)?;
         } else {
             output::line(&id)?;
         }
@@ -345,16 +359,103 @@ async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
 
 /// Polls the execution until it reaches a terminal status (retries included).
 async fn wait_for_end(ctx: &Ctx, id: &str) -> anyhow::Result<Value> {
+    wait_until(ctx, id, |_, _| false).await
+}
+
+/// Polls the execution until it reaches a terminal status or `also` holds.
+async fn wait_until(
+    ctx: &Ctx,
+    id: &str,
+    also: impl Fn(&Value, ExecStatus) -> bool,
+) -> anyhow::Result<Value> {
     let url = ctx.client.url(["v1", "executions", id]);
     loop {
         let exec = ctx.client.get(url.clone()).await?.body;
         let status: ExecStatus = serde_json::from_value(exec["status"].clone())
             .map_err(|_| anyhow!("execution {id} has an unknown status {}", exec["status"]))?;
-        if status.is_terminal() {
+        if status.is_terminal() || also(&exec, status) {
             return Ok(exec);
         }
         tokio::time::sleep(WAIT_POLL).await;
     }
+}
+
+/// `job run --follow`: starts a run and copies the output of each of its attempts
+/// as it arrives (to stdout; to stderr with `-o json`, whose stdout is the ended
+/// execution), then answers whether it succeeded.
+async fn run_followed(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let (_, id) = start_run(ctx, name).await?;
+    let ulid: ulid::Ulid = id
+        .parse()
+        .map_err(|_| anyhow!("the server answered a malformed execution id {id:?}"))?;
+    eprintln!("-- execution {id} of job {name}");
+    let mut attempt = 1;
+    let done = loop {
+        if ctx.json() {
+            super::exec::copy_output(ctx, ulid, true, &mut std::io::stderr().lock()).await?;
+        } else {
+            super::exec::copy_output(ctx, ulid, true, &mut std::io::stdout().lock()).await?;
+        }
+        // The output ends with the attempt; its end is committed just after.
+        let exec = wait_until(ctx, &id, |e, status| {
+            status == ExecStatus::Queued && e["attempt"].as_u64().is_some_and(|a| a > attempt)
+        })
+        .await?;
+        if exec["status"] != "queued" {
+            break exec;
+        }
+        eprintln!("-- {}", retry_line(&exec, attempt));
+        attempt = exec["attempt"].as_u64().unwrap_or(attempt + 1);
+    };
+    if ctx.json() {
+        output::json(&done)?;
+    } else if done["status"] == "succeeded" {
+        eprintln!("-- {}", end_line(&done));
+    }
+    check_succeeded(&done)
+}
+
+/// `attempt 1 failed (exit 2); attempt 2 at TIME`, from the execution queued for
+/// its next attempt.
+fn retry_line(exec: &Value, attempt: u64) -> String {
+    let previous = exec["attempts"].as_array().and_then(|a| {
+        a.iter()
+            .rev()
+            .find(|r| r["attempt"].as_u64() == Some(attempt))
+    });
+    let mut line = format!("attempt {attempt}");
+    if let Some(previous) = previous {
+        line.push_str(&format!(" {}", output::text(&previous["status"])));
+        if !previous["exit_code"].is_null() {
+            line.push_str(&format!(" (exit {})", output::text(&previous["exit_code"])));
+        }
+    } else {
+        line.push_str(" ended");
+    }
+    line.push_str(&format!(
+        "; attempt {} at {}",
+        output::text(&exec["attempt"]),
+        output::time(&exec["next_attempt_at"])
+    ));
+    line
+}
+
+/// `job logs`: the output of the job's newest execution, followed with `follow`.
+async fn latest_logs(ctx: &Ctx, name: &str, follow: bool) -> anyhow::Result<()> {
+    check_name(name)?;
+    let url = ctx.client.url_with_query(
+        ["v1", "jobs", name, "executions"],
+        &[("limit", "1".to_string())],
+    );
+    let answer = ctx.client.get(url).await?;
+    let Some(latest) = output::items(&answer.body).first() else {
+        bail!("job {name:?} has not run yet");
+    };
+    let id = output::text(&latest["id"]);
+    let id: ulid::Ulid = id
+        .parse()
+        .map_err(|_| anyhow!("the server answered a malformed execution id {id:?}"))?;
+    super::exec::logs(ctx, id, follow).await
 }
 
 /// `execution <id> succeeded (exit 0) in 1.2s`.
@@ -505,6 +606,17 @@ mod tests {
         assert!(text.contains("2030-01-01T02:00:00Z"), "{text}");
         assert!(text.contains("failed (exit 2)"), "{text}");
         assert!(text.contains("shell: pg_dump"), "{text}");
+    }
+
+    #[test]
+    fn a_retry_names_the_attempt_that_ended_and_the_next() {
+        let exec = json!({"id": "x", "status": "queued", "attempt": 2,
+            "next_attempt_at": "2030-01-01T00:00:05Z",
+            "attempts": [{"attempt": 1, "status": "failed", "exit_code": 3}]});
+        assert_eq!(
+            retry_line(&exec, 1),
+            "attempt 1 failed (exit 3); attempt 2 at 2030-01-01T00:00:05Z"
+        );
     }
 
     #[test]

@@ -61,7 +61,10 @@ fn reapplying_an_unchanged_job_keeps_its_record_and_publishes_nothing() {
     let Response::JobPut { job, .. } = h.run(Command::PutJob { spec: changed }) else {
         panic!("expected JobPut");
     };
-    assert_eq!((job.revision, job.updated_at, job.created_at), (3, t(3), t(1)));
+    assert_eq!(
+        (job.revision, job.updated_at, job.created_at),
+        (3, t(3), t(1))
+    );
     assert!(!h.all_events().is_empty());
 }
 
