@@ -264,6 +264,13 @@ pub enum FileFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum ExecCommand {
+    /// List the queued and running executions of every job, oldest first.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only executions with this status.
+        #[arg(long, value_enum, value_name = "STATUS")]
+        status: Option<ActiveStatus>,
+    },
     /// Show one execution.
     Get { id: Ulid },
     /// Print an execution's output (stdout and stderr, interleaved).
@@ -275,6 +282,13 @@ pub enum ExecCommand {
     },
     /// Cancel a queued or running execution.
     Cancel { id: Ulid },
+}
+
+/// The statuses `exec ls` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActiveStatus {
+    Running,
+    Queued,
 }
 
 /// `rota watch`.

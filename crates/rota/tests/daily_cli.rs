@@ -112,6 +112,43 @@ async fn a_job_run_can_be_followed_and_its_latest_logs_read() {
     // --- job logs -f follows a running execution to its end
     let out = server.cli(&["job", "run", "gated"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // --- exec ls: the running execution, across jobs
+    let running = eventually(Duration::from_secs(30), "gated to run", || async {
+        let out = server.cli(&["exec", "ls", "--status", "running", "-o", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let page: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(running[0]["job"], "gated");
+    let out = server.cli(&["exec", "ls"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    for column in ["ID", "JOB", "STATUS", "NODE", "ATTEMPT", "STARTED"] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    assert!(
+        lines[1].contains("gated") && lines[1].contains("running"),
+        "{table}"
+    );
+    let (status, page) = server.get("/v1/executions?status=queued").await;
+    assert_eq!(
+        (status, page["items"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{page}"
+    );
+    assert_eq!(page["next"], Value::Null);
+    let (status, body) = server.get("/v1/executions?status=failed").await;
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (400, &Value::from("status")),
+        "{body}"
+    );
+
     let mut follower = std::process::Command::new(common::BIN)
         .args(["job", "logs", "gated", "-f"])
         .env("ROTA_SERVER", &server.url)

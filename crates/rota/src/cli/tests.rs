@@ -230,6 +230,17 @@ fn exec_subcommands_take_ulids() {
         Command::Exec(ExecCommand::Logs { follow: false, .. })
     ));
     assert!(matches!(
+        ok(&["exec", "ls"]).command,
+        Command::Exec(ExecCommand::Ls { status: None })
+    ));
+    assert!(matches!(
+        ok(&["exec", "ls", "--status", "running"]).command,
+        Command::Exec(ExecCommand::Ls {
+            status: Some(crate::cli::ActiveStatus::Running)
+        })
+    ));
+    assert!(parse(&["exec", "ls", "--status", "failed"]).is_err());
+    assert!(matches!(
         ok(&["exec", "cancel", &s]).command,
         Command::Exec(ExecCommand::Cancel { .. })
     ));

@@ -1,5 +1,5 @@
-//! `rota exec ...`: one execution's details, its output (followed live with `-f`),
-//! and cancelling it.
+//! `rota exec ...`: the active executions, one execution's details, its output
+//! (followed live with `-f`), and cancelling it.
 
 use std::io::Write;
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 use ulid::Ulid;
 
 use super::Ctx;
-use crate::cli::ExecCommand;
+use crate::cli::{ActiveStatus, ExecCommand};
 use crate::output;
 
 /// Bound on fetching the output of a finished execution (it is at most the job's
@@ -19,10 +19,44 @@ const OUTPUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub async fn run(ctx: &Ctx, cmd: ExecCommand) -> anyhow::Result<()> {
     match cmd {
+        ExecCommand::Ls { status } => list(ctx, status).await,
         ExecCommand::Get { id } => show(ctx, id).await,
         ExecCommand::Logs { id, follow } => logs(ctx, id, follow).await,
         ExecCommand::Cancel { id } => cancel(ctx, id).await,
     }
+}
+
+/// Every queued or running execution (`GET /v1/executions`), page after page.
+async fn list(ctx: &Ctx, status: Option<ActiveStatus>) -> anyhow::Result<()> {
+    let filters: Vec<(&str, String)> = match status {
+        None => Vec::new(),
+        Some(ActiveStatus::Running) => vec![("status", "running".to_string())],
+        Some(ActiveStatus::Queued) => vec![("status", "queued".to_string())],
+    };
+    let items = super::list_all(ctx, "executions", &filters).await?;
+    if ctx.json() {
+        return Ok(output::json(&serde_json::json!({ "items": items }))?);
+    }
+    output::line(&active_table(&items))?;
+    Ok(())
+}
+
+/// The table of `exec ls`.
+fn active_table(items: &[Value]) -> String {
+    let rows = items
+        .iter()
+        .map(|e| {
+            vec![
+                output::text(&e["id"]),
+                output::text(&e["job"]),
+                output::text(&e["status"]),
+                output::text(&e["node"]),
+                output::text(&e["attempt"]),
+                output::time(&e["started_at"]),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "JOB", "STATUS", "NODE", "ATTEMPT", "STARTED"], rows)
 }
 
 async fn show(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
@@ -196,6 +230,28 @@ mod tests {
             assert!(row.contains(want), "{want} missing in {row}");
         }
         assert!(!execution_details(&json!({"id": "x"})).contains("result"));
+    }
+
+    #[test]
+    fn active_executions_show_where_and_since_when() {
+        let table = active_table(&[json!({
+            "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "backup", "status": "running",
+            "node": "n1", "attempt": 2, "started_at": "2030-01-01T00:00:00.123Z"
+        })]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("ID"), "{table}");
+        let row: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                "backup",
+                "running",
+                "n1",
+                "2",
+                "2030-01-01T00:00:00Z"
+            ]
+        );
     }
 
     #[test]

@@ -33,15 +33,18 @@ impl Ctx {
     }
 }
 
-/// Every item of the paged list `/v1/{collection}`, page after page (`after` cursors).
+/// Every item of the paged list `/v1/{collection}` (with the query `filters`),
+/// page after page (`after` cursors).
 pub(crate) async fn list_all(
     ctx: &Ctx,
     collection: &str,
+    filters: &[(&str, String)],
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut items = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut query = vec![("limit", "1000".to_string())];
+        let mut query = filters.to_vec();
+        query.push(("limit", "1000".to_string()));
         if let Some(after) = &after {
             query.push(("after", after.clone()));
         }

@@ -39,7 +39,7 @@ async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyh
 
 /// Every target set, page after page.
 async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let items = super::list_all(ctx, "targets").await?;
+    let items = super::list_all(ctx, "targets", &[]).await?;
     if ctx.json() {
         return Ok(output::json(&json!({ "items": items }))?);
     }

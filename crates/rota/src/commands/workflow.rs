@@ -62,7 +62,7 @@ async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyh
 
 /// Every workflow, page after page.
 async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let items = super::list_all(ctx, "workflows").await?;
+    let items = super::list_all(ctx, "workflows", &[]).await?;
     if ctx.json() {
         return Ok(output::json(&json!({ "items": items }))?);
     }
