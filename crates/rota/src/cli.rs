@@ -90,6 +90,8 @@ pub enum Command {
     /// Show the cluster's members and leader; add or remove members.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Print this client's version and the server's.
+    Version,
     /// Read a Prow deck's jobs and print them as a table, as build records (JSON)
     /// or as InfluxDB line protocol. Talks to the deck only, not to a rota server.
     Prow(crate::commands::prow::ProwArgs),

@@ -177,3 +177,25 @@ async fn a_job_run_can_be_followed_and_its_latest_logs_read() {
     assert!(follower.wait().unwrap().success());
     assert_eq!(seen, ["started", "finished"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_names_the_client_s_and_the_server_s() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &[]).await;
+    let version = env!("CARGO_PKG_VERSION");
+    let (_, health) = server.get("/v1/health").await;
+    assert_eq!(health["version"], version, "{health}");
+
+    let out = server.cli(&["version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("client: {version}\nserver: {version} ({})\n", server.url)
+    );
+    let out = server.cli(&["version", "-o", "json"]);
+    let both: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (&both["client"], &both["server"]),
+        (&Value::from(version), &Value::from(version))
+    );
+}

@@ -24,6 +24,7 @@ pub(crate) async fn health(
     let uptime_s = (now - s.started_at).num_seconds().max(0);
     Ok(Json(json!({
         "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
         "node": node.node,
         "node_id": node.node_id,
         "role": node.role,

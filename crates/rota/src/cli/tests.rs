@@ -332,3 +332,10 @@ fn unknown_commands_are_usage_errors() {
     assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
     assert_eq!(parse(&["job", "explode", "x"]).unwrap_err().exit_code(), 2);
 }
+
+#[test]
+fn version_is_a_subcommand_and_a_flag() {
+    assert!(matches!(ok(&["version"]).command, Command::Version));
+    let err = parse(&["--version"]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+}

@@ -79,9 +79,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => watch::watch(&client()?, args).await,
         Command::Event(cmd) => watch::event(&client()?, cmd).await,
         Command::Prow(args) => prow::run(args, cli.output).await,
+        Command::Version => version(&client()?).await,
         Command::Config(ConfigCommand::Show(flags)) => {
             let cfg = ServerConfig::load(&flags, std::env::var("RUST_LOG").ok())?;
             show_config(&cfg, cli.output)
+        }
+    }
+}
+
+/// `rota version`: the client's version, and the server's as `/v1/health` says.
+/// The client's is printed even when the server cannot be asked (then the command
+/// fails, saying so).
+async fn version(ctx: &Ctx) -> anyhow::Result<()> {
+    let client = env!("CARGO_PKG_VERSION");
+    let health = ctx.client.get(ctx.client.url(["v1", "health"])).await;
+    let server = health
+        .as_ref()
+        .ok()
+        .map(|answer| output::text(&answer.body["version"]));
+    if ctx.json() {
+        output::json(&serde_json::json!({
+            "client": client,
+            "server": server,
+            "server_url": ctx.client.server(),
+        }))?;
+    } else {
+        output::line(&format!("client: {client}"))?;
+        if let Some(server) = &server {
+            output::line(&format!("server: {server} ({})", ctx.client.server()))?;
+        }
+    }
+    match health {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            Err(anyhow::Error::from(err).context("the server's version could not be asked"))
         }
     }
 }
