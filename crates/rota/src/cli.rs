@@ -34,7 +34,7 @@ pub struct Cli {
     )]
     pub server: String,
 
-    /// How results are printed: tables for people, JSON for scripts.
+    /// How results are printed: tables for people, JSON or YAML for scripts.
     #[arg(
         short = 'o',
         long,
@@ -54,6 +54,7 @@ pub struct Cli {
 pub enum OutputFormat {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +130,11 @@ pub struct ServerFlags {
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Create or replace the jobs of one or more files (TOML, YAML or JSON).
+    ///
+    /// A job equal to the stored one is left as it is. The fields only the server
+    /// sets (created_at, updated_at, revision, next_run_at, last_event_revision,
+    /// last_execution) are ignored, so what `job get -o yaml` or `-o json` prints
+    /// applies as-is.
     Apply {
         /// A job file; `-` reads standard input (then --format is required).
         #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]

@@ -199,3 +199,41 @@ async fn version_names_the_client_s_and_the_server_s() {
         (&Value::from(version), &Value::from(version))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_read_back_as_yaml_or_json_applies_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &[]).await;
+    let file = tmp.path().join("nightly.toml");
+    std::fs::write(
+        &file,
+        "[[job]]\nname = \"nightly\"\ndescription = \"backs up\"\n\
+         schedule = { cron = \"0 30 2 * * *\", timezone = \"Europe/Berlin\" }\n\
+         executor = { type = \"shell\", command = \"echo backup\", env = { A = \"1\" } }\n\
+         timeout = \"10m\"\npriority = 5\n\
+         retry = { max_attempts = 3, initial_delay = \"1s\", max_delay = \"1m\", multiplier = 2.0, jitter = true }\n",
+    )
+    .unwrap();
+    let out = server.cli(&["job", "apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Ran once, so that the view carries a last execution too.
+    let out = server.cli(&["job", "run", "nightly", "--wait"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, before) = server.get("/v1/jobs/nightly").await;
+    assert!(before["last_execution"].is_object(), "{before}");
+
+    for format in ["yaml", "json"] {
+        let out = server.cli(&["job", "get", "nightly", "-o", format]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let shown = tmp.path().join(format!("shown.{format}"));
+        std::fs::write(&shown, stdout(&out)).unwrap();
+        let out = server.cli(&["job", "apply", "-f", shown.to_str().unwrap(), "-o", "json"]);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        let (_, after) = server.get("/v1/jobs/nightly").await;
+        assert_eq!(
+            (&after["revision"], &after["updated_at"]),
+            (&before["revision"], &before["updated_at"]),
+            "{format}: {after}"
+        );
+    }
+}

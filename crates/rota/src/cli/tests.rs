@@ -29,7 +29,8 @@ fn global_flags_have_defaults_and_go_anywhere() {
     assert_eq!(cli.output, OutputFormat::Json);
     let cli = ok(&["--output", "json", "kv", "ls"]);
     assert_eq!(cli.output, OutputFormat::Json);
-    assert!(parse(&["-o", "yaml", "job", "ls"]).is_err());
+    assert_eq!(ok(&["-o", "yaml", "job", "ls"]).output, OutputFormat::Yaml);
+    assert!(parse(&["-o", "xml", "job", "ls"]).is_err());
 }
 
 #[test]

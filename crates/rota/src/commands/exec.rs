@@ -34,8 +34,8 @@ async fn list(ctx: &Ctx, status: Option<ActiveStatus>) -> anyhow::Result<()> {
         Some(ActiveStatus::Queued) => vec![("status", "queued".to_string())],
     };
     let items = super::list_all(ctx, "executions", &filters).await?;
-    if ctx.json() {
-        return Ok(output::json(&serde_json::json!({ "items": items }))?);
+    if ctx.machine() {
+        return Ok(ctx.data(&serde_json::json!({ "items": items }))?);
     }
     output::line(&active_table(&items))?;
     Ok(())
@@ -65,8 +65,8 @@ async fn show(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
         .client
         .get(ctx.client.url(["v1", "executions", id.as_str()]))
         .await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&execution_details(&answer.body))?;
     Ok(())
@@ -163,8 +163,8 @@ async fn cancel(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
     let id = id.to_string();
     let url = ctx.client.url(["v1", "executions", id.as_str(), "cancel"]);
     let answer = ctx.client.write(Method::POST, url, None).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&cancel_line(&id, &answer.body))?;
     Ok(())

@@ -191,8 +191,8 @@ pub(super) async fn apply_documents<T: serde::Serialize>(
             Ok(answer) => answer,
             Err(err) => {
                 // Say what did get applied before the failure, in the chosen format.
-                if ctx.json() {
-                    output::json(&Value::Array(applied))?;
+                if ctx.machine() {
+                    ctx.data(&Value::Array(applied))?;
                 }
                 return Err(err).with_context(|| format!("{origin}: {}/{name}", kind.one));
             }
@@ -202,22 +202,22 @@ pub(super) async fn apply_documents<T: serde::Serialize>(
         } else {
             "updated"
         };
-        if ctx.json() {
+        if ctx.machine() {
             applied.push(json!({"name": name, "action": action, kind.one: answer.body}));
         } else {
             output::line(&format!("{}/{name} {action}", kind.one))?;
         }
     }
-    if ctx.json() {
-        output::json(&Value::Array(applied))?;
+    if ctx.machine() {
+        ctx.data(&Value::Array(applied))?;
     }
     Ok(())
 }
 
 async fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let answer = ctx.client.get(ctx.client.url(["v1", "jobs"])).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     let rows = output::items(&answer.body)
         .iter()
@@ -241,8 +241,8 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
 async fn show(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     check_name(name)?;
     let answer = ctx.client.get(ctx.client.url(["v1", "jobs", name])).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&job_details(&answer.body))?;
     Ok(())
@@ -290,8 +290,8 @@ async fn remove(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     ctx.client
         .write(Method::DELETE, ctx.client.url(["v1", "jobs", name]), None)
         .await?;
-    if ctx.json() {
-        output::json(&json!({"name": name, "deleted": true}))?;
+    if ctx.machine() {
+        ctx.data(&json!({"name": name, "deleted": true}))?;
     } else {
         output::line(&format!("job/{name} deleted"))?;
     }
@@ -309,8 +309,8 @@ async fn set_paused(ctx: &Ctx, name: &str, paused: bool) -> anyhow::Result<()> {
             None,
         )
         .await?;
-    if ctx.json() {
-        output::json(&answer.body)?;
+    if ctx.machine() {
+        ctx.data(&answer.body)?;
     } else {
         output::line(&format!("job/{name} {action}d"))?;
     }
@@ -338,19 +338,19 @@ async fn start_run(ctx: &Ctx, name: &str) -> anyhow::Result<(Value, String)> {
 async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
     let (execution, id) = start_run(ctx, name).await?;
     if !wait {
-        if ctx.json() {
-            output::json(&execution)?;
+        if ctx.machine() {
+            ctx.data(&execution)?;
         } else {
             output::line(&id)?;
         }
         return Ok(());
     }
-    if !ctx.json() {
+    if !ctx.machine() {
         output::line(&id)?;
     }
     let done = wait_for_end(ctx, &id).await?;
-    if ctx.json() {
-        output::json(&done)?;
+    if ctx.machine() {
+        ctx.data(&done)?;
     } else {
         output::line(&end_line(&done))?;
     }
@@ -391,7 +391,7 @@ async fn run_followed(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     eprintln!("-- execution {id} of job {name}");
     let mut attempt = 1;
     let done = loop {
-        if ctx.json() {
+        if ctx.machine() {
             super::exec::copy_output(ctx, ulid, true, &mut std::io::stderr().lock()).await?;
         } else {
             super::exec::copy_output(ctx, ulid, true, &mut std::io::stdout().lock()).await?;
@@ -407,8 +407,8 @@ async fn run_followed(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         eprintln!("-- {}", retry_line(&exec, attempt));
         attempt = exec["attempt"].as_u64().unwrap_or(attempt + 1);
     };
-    if ctx.json() {
-        output::json(&done)?;
+    if ctx.machine() {
+        ctx.data(&done)?;
     } else if done["status"] == "succeeded" {
         eprintln!("-- {}", end_line(&done));
     }
@@ -495,8 +495,8 @@ async fn history(ctx: &Ctx, name: &str, limit: u32) -> anyhow::Result<()> {
         &[("limit", limit.to_string())],
     );
     let answer = ctx.client.get(url).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     let now = chrono::Utc::now();
     let rows = output::items(&answer.body)

@@ -28,8 +28,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn json(&self) -> bool {
-        self.output == OutputFormat::Json
+    /// Whether the output is data for scripts (JSON or YAML) rather than tables.
+    pub fn machine(&self) -> bool {
+        self.output != OutputFormat::Table
+    }
+
+    /// Prints the server's data in the chosen format (JSON or YAML).
+    pub fn data(&self, value: &serde_json::Value) -> std::io::Result<()> {
+        output::data(self.output, value)
     }
 }
 
@@ -97,8 +103,8 @@ async fn version(ctx: &Ctx) -> anyhow::Result<()> {
         .as_ref()
         .ok()
         .map(|answer| output::text(&answer.body["version"]));
-    if ctx.json() {
-        output::json(&serde_json::json!({
+    if ctx.machine() {
+        ctx.data(&serde_json::json!({
             "client": client,
             "server": server,
             "server_url": ctx.client.server(),
@@ -120,7 +126,7 @@ async fn version(ctx: &Ctx) -> anyhow::Result<()> {
 fn show_config(cfg: &ServerConfig, format: OutputFormat) -> anyhow::Result<()> {
     let entries = cfg.entries();
     match format {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let settings: serde_json::Map<String, serde_json::Value> = entries
                 .iter()
                 .map(|(key, value, source)| {
@@ -130,10 +136,13 @@ fn show_config(cfg: &ServerConfig, format: OutputFormat) -> anyhow::Result<()> {
                     )
                 })
                 .collect();
-            output::json(&serde_json::json!({
-                "config_file": cfg.config_file,
-                "settings": settings,
-            }))
+            output::data(
+                format,
+                &serde_json::json!({
+                    "config_file": cfg.config_file,
+                    "settings": settings,
+                }),
+            )
         }
         OutputFormat::Table => {
             let rows = entries
