@@ -93,6 +93,13 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// Print this client's version and the server's.
     Version,
+    /// Print a completion script for a shell, e.g. `source <(rota completion bash)`;
+    /// zsh: put `rota completion zsh` in a file `_rota` on `$fpath`; fish:
+    /// `rota completion fish > ~/.config/fish/completions/rota.fish`.
+    Completion {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
     /// Read a Prow deck's jobs and print them as a table, as build records (JSON)
     /// or as InfluxDB line protocol. Talks to the deck only, not to a rota server.
     Prow(crate::commands::prow::ProwArgs),
@@ -290,6 +297,14 @@ pub enum ExecCommand {
     },
     /// Cancel a queued or running execution.
     Cancel { id: Ulid },
+}
+
+/// The shells `rota completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// The statuses `exec ls` lists.

@@ -340,3 +340,15 @@ fn version_is_a_subcommand_and_a_flag() {
     let err = parse(&["--version"]).unwrap_err();
     assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
 }
+
+#[test]
+fn completion_takes_a_known_shell() {
+    assert!(matches!(
+        ok(&["completion", "zsh"]).command,
+        Command::Completion {
+            shell: crate::cli::CompletionShell::Zsh
+        }
+    ));
+    assert!(parse(&["completion", "tcsh"]).is_err());
+    assert!(parse(&["completion"]).is_err());
+}

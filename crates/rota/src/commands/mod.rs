@@ -16,7 +16,7 @@ mod workflow;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, ConfigCommand, OutputFormat};
+use crate::cli::{Cli, Command, CompletionShell, ConfigCommand, OutputFormat};
 use crate::client::Client;
 use crate::config::ServerConfig;
 use crate::output;
@@ -86,6 +86,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Event(cmd) => watch::event(&client()?, cmd).await,
         Command::Prow(args) => prow::run(args, cli.output).await,
         Command::Version => version(&client()?).await,
+        Command::Completion { shell } => {
+            let mut out = std::io::stdout().lock();
+            completion(shell, &mut out).context("writing the completion script")
+        }
         Command::Config(ConfigCommand::Show(flags)) => {
             let cfg = ServerConfig::load(&flags, std::env::var("RUST_LOG").ok())?;
             show_config(&cfg, cli.output)
@@ -123,6 +127,21 @@ async fn version(ctx: &Ctx) -> anyhow::Result<()> {
     }
 }
 
+/// Writes the completion script of `shell` for every subcommand and flag.
+fn completion(shell: CompletionShell, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match shell {
+        CompletionShell::Bash => Shell::Bash,
+        CompletionShell::Zsh => Shell::Zsh,
+        CompletionShell::Fish => Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "rota", &mut script);
+    out.write_all(&script)?;
+    out.flush()
+}
+
 fn show_config(cfg: &ServerConfig, format: OutputFormat) -> anyhow::Result<()> {
     let entries = cfg.entries();
     match format {
@@ -158,4 +177,25 @@ fn show_config(cfg: &ServerConfig, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     .context("writing output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_scripts_know_the_subcommands_and_flags() {
+        for shell in [
+            CompletionShell::Bash,
+            CompletionShell::Zsh,
+            CompletionShell::Fish,
+        ] {
+            let mut out = Vec::new();
+            completion(shell, &mut out).unwrap();
+            let script = String::from_utf8(out).unwrap();
+            for word in ["rota", "apply", "logs", "follow", "completion", "yaml"] {
+                assert!(script.contains(word), "{shell:?}: {word} missing");
+            }
+        }
+    }
 }
