@@ -149,10 +149,18 @@ pub enum JobCommand {
         /// Format of the files, instead of guessing it from their extension.
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<FileFormat>,
+        /// Say for each job whether it would be created, updated or left unchanged,
+        /// and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List jobs.
     #[command(visible_alias = "list")]
-    Ls,
+    Ls {
+        /// Only jobs whose name starts with this.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+    },
     /// Show one job, with its next run and last execution.
     Get { name: String },
     /// Delete a job and its history.

@@ -170,7 +170,8 @@ pub const SERVER_FIELDS: [&str; 6] = [
     "last_execution",
 ];
 
-fn strip_server_fields(job: &mut Value) {
+/// Drops the [`SERVER_FIELDS`] of a job document.
+pub(crate) fn strip_server_fields(job: &mut Value) {
     if let Value::Object(map) = job {
         for field in SERVER_FIELDS {
             map.remove(field);

@@ -227,6 +227,13 @@ async fn a_job_read_back_as_yaml_or_json_applies_unchanged() {
         assert!(out.status.success(), "{}", stderr(&out));
         let shown = tmp.path().join(format!("shown.{format}"));
         std::fs::write(&shown, stdout(&out)).unwrap();
+        let out = server.cli(&["job", "apply", "--dry-run", "-f", shown.to_str().unwrap()]);
+        assert_eq!(
+            (stdout(&out).as_str(), out.status.success()),
+            ("job/nightly unchanged (dry run)\n", true),
+            "{}",
+            stderr(&out)
+        );
         let out = server.cli(&["job", "apply", "-f", shown.to_str().unwrap(), "-o", "json"]);
         assert!(out.status.success(), "{format}: {}", stderr(&out));
         let (_, after) = server.get("/v1/jobs/nightly").await;
@@ -236,4 +243,36 @@ async fn a_job_read_back_as_yaml_or_json_applies_unchanged() {
             "{format}: {after}"
         );
     }
+
+    // --- a dry run of a new job and a changed one sends nothing
+    let other = tmp.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        "- name: other\n  schedule: {manual: true}\n  executor: {type: shell, command: 'true'}\n\
+         - name: nightly\n  schedule: {manual: true}\n  executor: {type: shell, command: 'true'}\n",
+    )
+    .unwrap();
+    let out = server.cli(&["job", "apply", "--dry-run", "-f", other.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "job/other created (dry run)\njob/nightly updated (dry run)\n"
+    );
+    let (status, _) = server.get("/v1/jobs/other").await;
+    assert_eq!(status, 404);
+    let (_, after) = server.get("/v1/jobs/nightly").await;
+    assert_eq!(after["revision"], before["revision"]);
+
+    // --- job ls --prefix
+    let out = server.cli(&["job", "apply", "-f", other.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.cli(&["job", "ls", "--prefix", "oth", "-o", "json"]);
+    let listed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    assert_eq!(names, ["other"]);
 }

@@ -142,7 +142,7 @@ fn bad_server_flags_are_usage_errors() {
 
 #[test]
 fn job_subcommands() {
-    let Command::Job(JobCommand::Apply { files, format }) = ok(&[
+    let Command::Job(JobCommand::Apply { files, format, .. }) = ok(&[
         "job", "apply", "-f", "a.toml", "--file", "-", "--format", "yaml",
     ])
     .command
@@ -155,11 +155,11 @@ fn job_subcommands() {
 
     assert!(matches!(
         ok(&["job", "ls"]).command,
-        Command::Job(JobCommand::Ls)
+        Command::Job(JobCommand::Ls { .. })
     ));
     assert!(matches!(
         ok(&["job", "list"]).command,
-        Command::Job(JobCommand::Ls)
+        Command::Job(JobCommand::Ls { prefix: None })
     ));
     assert!(matches!(
         ok(&["job", "get", "x"]).command,
@@ -351,4 +351,16 @@ fn completion_takes_a_known_shell() {
     ));
     assert!(parse(&["completion", "tcsh"]).is_err());
     assert!(parse(&["completion"]).is_err());
+}
+
+#[test]
+fn job_apply_dry_run_and_ls_prefix() {
+    assert!(matches!(
+        ok(&["job", "apply", "-f", "a.toml", "--dry-run"]).command,
+        Command::Job(JobCommand::Apply { dry_run: true, .. })
+    ));
+    assert!(matches!(
+        ok(&["job", "ls", "--prefix", "ci-"]).command,
+        Command::Job(JobCommand::Ls { prefix: Some(p) }) if p == "ci-"
+    ));
 }

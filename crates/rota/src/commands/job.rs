@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::cli::{FileFormat, JobCommand};
-use crate::jobfile::{parse_job_file, JobFileFormat};
+use crate::error::ClientError;
+use crate::jobfile::{parse_job_file, strip_server_fields, JobFileFormat};
 use crate::output;
 
 /// How often `job run --wait` asks whether the run has ended. A person is waiting,
@@ -22,8 +23,12 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 
 pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<()> {
     match cmd {
-        JobCommand::Apply { files, format } => apply(ctx, &files, format).await,
-        JobCommand::Ls => list(ctx).await,
+        JobCommand::Apply {
+            files,
+            format,
+            dry_run,
+        } => apply(ctx, &files, format, dry_run).await,
+        JobCommand::Ls { prefix } => list(ctx, prefix.as_deref()).await,
         JobCommand::Get { name } => show(ctx, &name).await,
         JobCommand::Rm { name } => remove(ctx, &name).await,
         JobCommand::Run {
@@ -123,9 +128,55 @@ fn read_job_files(
     )
 }
 
-async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyhow::Result<()> {
+async fn apply(
+    ctx: &Ctx,
+    files: &[PathBuf],
+    format: Option<FileFormat>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
     let jobs = read_job_files(files, format)?;
+    if dry_run {
+        return plan(ctx, &jobs).await;
+    }
     apply_documents(ctx, &JOB, &jobs, |spec| &spec.name).await
+}
+
+/// `job apply --dry-run`: reads each job from the server and says what applying
+/// the file would do; writes nothing.
+async fn plan(ctx: &Ctx, jobs: &[(JobSpec, String)]) -> anyhow::Result<()> {
+    let mut planned = Vec::new();
+    for (spec, origin) in jobs {
+        let url = ctx.client.url(["v1", "jobs", spec.name.as_str()]);
+        let stored = match ctx.client.get(url).await {
+            Ok(answer) => Some(answer.body),
+            Err(ClientError::Api { status: 404, .. }) => None,
+            Err(err) => return Err(err).with_context(|| format!("{origin}: job/{}", spec.name)),
+        };
+        let action = planned_action(spec, stored);
+        if ctx.machine() {
+            planned.push(json!({"name": spec.name, "action": action}));
+        } else {
+            output::line(&format!("job/{} {action} (dry run)", spec.name))?;
+        }
+    }
+    if ctx.machine() {
+        ctx.data(&Value::Array(planned))?;
+    }
+    Ok(())
+}
+
+/// What applying `spec` does to the job the server shows as `stored` (`None`:
+/// there is none): `created`, `updated` or `unchanged`.
+fn planned_action(spec: &JobSpec, stored: Option<Value>) -> &'static str {
+    let Some(mut stored) = stored else {
+        return "created";
+    };
+    strip_server_fields(&mut stored);
+    // A view this client cannot read as a spec (a newer server's fields) differs.
+    match serde_json::from_value::<JobSpec>(stored) {
+        Ok(current) if current == *spec => "unchanged",
+        _ => "updated",
+    }
 }
 
 /// Jobs as documents of a file.
@@ -214,8 +265,15 @@ pub(super) async fn apply_documents<T: serde::Serialize>(
     Ok(())
 }
 
-async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get(ctx.client.url(["v1", "jobs"])).await?;
+async fn list(ctx: &Ctx, prefix: Option<&str>) -> anyhow::Result<()> {
+    let query: Vec<(&str, String)> = prefix
+        .map(|p| ("prefix", p.to_string()))
+        .into_iter()
+        .collect();
+    let answer = ctx
+        .client
+        .get(ctx.client.url_with_query(["v1", "jobs"], &query))
+        .await?;
     if ctx.machine() {
         return Ok(ctx.data(&answer.body)?);
     }
@@ -617,6 +675,21 @@ mod tests {
             retry_line(&exec, 1),
             "attempt 1 failed (exit 3); attempt 2 at 2030-01-01T00:00:05Z"
         );
+    }
+
+    #[test]
+    fn a_dry_run_compares_the_spec_without_the_server_s_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "a.toml", ONE);
+        let spec = read_job_files(&[file], None).unwrap().remove(0).0;
+        assert_eq!(planned_action(&spec, None), "created");
+        let mut shown = serde_json::to_value(&spec).unwrap();
+        shown["revision"] = json!(4);
+        shown["next_run_at"] = Value::Null;
+        shown["last_execution"] = json!({"id": "x"});
+        assert_eq!(planned_action(&spec, Some(shown.clone())), "unchanged");
+        shown["priority"] = json!(9);
+        assert_eq!(planned_action(&spec, Some(shown)), "updated");
     }
 
     #[test]
