@@ -275,4 +275,13 @@ async fn a_job_read_back_as_yaml_or_json_applies_unchanged() {
         .filter_map(|j| j["name"].as_str())
         .collect();
     assert_eq!(names, ["other"]);
+    let out = server.cli(&["job", "ls", "--prefix", "night"]);
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].trim_end().ends_with("LAST STATUS"), "{table}");
+    assert!(
+        lines[1].starts_with("nightly ") && lines[1].trim_end().ends_with("succeeded"),
+        "{table}"
+    );
 }

@@ -266,10 +266,8 @@ pub(super) async fn apply_documents<T: serde::Serialize>(
 }
 
 async fn list(ctx: &Ctx, prefix: Option<&str>) -> anyhow::Result<()> {
-    let query: Vec<(&str, String)> = prefix
-        .map(|p| ("prefix", p.to_string()))
-        .into_iter()
-        .collect();
+    let mut query = vec![("last_execution", "true".to_string())];
+    query.extend(prefix.map(|p| ("prefix", p.to_string())));
     let answer = ctx
         .client
         .get(ctx.client.url_with_query(["v1", "jobs"], &query))
@@ -286,11 +284,19 @@ async fn list(ctx: &Ctx, prefix: Option<&str>) -> anyhow::Result<()> {
                 output::text(&job["executor"]["type"]),
                 output::time(&job["next_run_at"]),
                 output::yes_no(&job["paused"]),
+                output::text(&job["last_execution"]["status"]),
             ]
         })
         .collect();
     output::line(&output::table(
-        &["NAME", "SCHEDULE", "EXECUTOR", "NEXT RUN", "PAUSED"],
+        &[
+            "NAME",
+            "SCHEDULE",
+            "EXECUTOR",
+            "NEXT RUN",
+            "PAUSED",
+            "LAST STATUS",
+        ],
         rows,
     ))?;
     Ok(())
