@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Vec<Route> {
         post("/v1/jobs/{name}/pause", jobs::pause),
         post("/v1/jobs/{name}/resume", jobs::resume),
         get("/v1/jobs/{name}/executions", jobs::executions),
+        get("/v1/executions", executions::list),
         get("/v1/executions/{id}", executions::get),
         get("/v1/executions/{id}/output", executions::output),
         post("/v1/executions/{id}/cancel", executions::cancel),

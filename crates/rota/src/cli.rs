@@ -34,7 +34,7 @@ pub struct Cli {
     )]
     pub server: String,
 
-    /// How results are printed: tables for people, JSON for scripts.
+    /// How results are printed: tables for people, JSON or YAML for scripts.
     #[arg(
         short = 'o',
         long,
@@ -54,6 +54,7 @@ pub struct Cli {
 pub enum OutputFormat {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +91,15 @@ pub enum Command {
     /// Show the cluster's members and leader; add or remove members.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Print this client's version and the server's.
+    Version,
+    /// Print a completion script for a shell, e.g. `source <(rota completion bash)`;
+    /// zsh: put `rota completion zsh` in a file `_rota` on `$fpath`; fish:
+    /// `rota completion fish > ~/.config/fish/completions/rota.fish`.
+    Completion {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
     /// Read a Prow deck's jobs and print them as a table, as build records (JSON)
     /// or as InfluxDB line protocol. Talks to the deck only, not to a rota server.
     Prow(crate::commands::prow::ProwArgs),
@@ -130,6 +140,11 @@ pub struct ServerFlags {
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Create or replace the jobs of one or more files (TOML, YAML or JSON).
+    ///
+    /// A job equal to the stored one is left as it is. The fields only the server
+    /// sets (created_at, updated_at, revision, next_run_at, last_event_revision,
+    /// last_execution) are ignored, so what `job get -o yaml` or `-o json` prints
+    /// applies as-is.
     Apply {
         /// A job file; `-` reads standard input (then --format is required).
         #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
@@ -137,10 +152,18 @@ pub enum JobCommand {
         /// Format of the files, instead of guessing it from their extension.
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<FileFormat>,
+        /// Say for each job whether it would be created, updated or left unchanged,
+        /// and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List jobs.
     #[command(visible_alias = "list")]
-    Ls,
+    Ls {
+        /// Only jobs whose name starts with this.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+    },
     /// Show one job, with its next run and last execution.
     Get { name: String },
     /// Delete a job and its history.
@@ -152,6 +175,18 @@ pub enum JobCommand {
         /// Wait until the run ends; exit non-zero unless it succeeded.
         #[arg(long)]
         wait: bool,
+        /// Print the run's output as it arrives (every attempt) until the run ends;
+        /// exit non-zero unless it succeeded. With `-o json` the output goes to
+        /// stderr and the ended execution to stdout.
+        #[arg(long, conflicts_with = "wait")]
+        follow: bool,
+    },
+    /// Print the output of a job's latest execution.
+    Logs {
+        name: String,
+        /// Keep printing output as it arrives until the run ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Stop a job from firing on its schedule (manual runs still work).
     Pause { name: String },
@@ -255,6 +290,13 @@ pub enum FileFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum ExecCommand {
+    /// List the queued and running executions of every job, oldest first.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only executions with this status.
+        #[arg(long, value_enum, value_name = "STATUS")]
+        status: Option<ActiveStatus>,
+    },
     /// Show one execution.
     Get { id: Ulid },
     /// Print an execution's output (stdout and stderr, interleaved).
@@ -266,6 +308,21 @@ pub enum ExecCommand {
     },
     /// Cancel a queued or running execution.
     Cancel { id: Ulid },
+}
+
+/// The shells `rota completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The statuses `exec ls` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActiveStatus {
+    Running,
+    Queued,
 }
 
 /// `rota watch`.

@@ -9,7 +9,7 @@ const HEADER: &str = "# CLI reference\n\n\
 Generated from the argument definitions (`crates/rota/src/cli.rs`); a test fails when \
 this file and the code disagree (`ROTA_BLESS=1 cargo test -p rota docs` rewrites it).\n\n\
 Every client command finds the server through `--server` or `ROTA_SERVER` \
-(default `http://127.0.0.1:7700`), prints tables for people or JSON with `-o json`, \
+(default `http://127.0.0.1:7700`), prints tables for people or JSON or YAML with `-o json` or `-o yaml`, \
 and exits 0 on success, 1 with a one-line `error: ...` on stderr when the command \
 failed, 2 on a usage error.\n";
 

@@ -127,8 +127,11 @@ pub fn parse_job_file(text: &str, format: JobFileFormat) -> Result<Vec<JobSpec>,
     let jobs = split_jobs(document)?;
     let mut specs = Vec::with_capacity(jobs.len());
     let mut numbers: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, (location, value)) in jobs.iter().enumerate() {
+    for (i, (location, mut value)) in jobs.into_iter().enumerate() {
         let number = i + 1;
+        strip_server_fields(&mut value);
+        let value = &value;
+        let location = &location;
         let spec = parse_job_value(value)
             .and_then(|spec| spec.validate().map(|_| spec))
             .map_err(|error| JobFileError::Job {
@@ -153,6 +156,27 @@ pub fn parse_job_file(text: &str, format: JobFileFormat) -> Result<Vec<JobSpec>,
     }
     tracing::debug!(%format, jobs = specs.len(), "job file read");
     Ok(specs)
+}
+
+/// The fields of a job as the server shows it (`job get -o json|yaml`) that only
+/// the server sets. A file may carry them, so that a job read back applies as-is;
+/// they are dropped before the job is read, never sent.
+pub const SERVER_FIELDS: [&str; 6] = [
+    "created_at",
+    "updated_at",
+    "revision",
+    "next_run_at",
+    "last_event_revision",
+    "last_execution",
+];
+
+/// Drops the [`SERVER_FIELDS`] of a job document.
+pub(crate) fn strip_server_fields(job: &mut Value) {
+    if let Value::Object(map) = job {
+        for field in SERVER_FIELDS {
+            map.remove(field);
+        }
+    }
 }
 
 /// A step from the document root to a job: a key, or a position in a list.
@@ -714,6 +738,25 @@ retry = { max_attempts = "x" }
         assert!(err.to_string().contains("`jobs` must be a list"), "{err}");
         let err = parse_job_file("jobs: []\nname: a\n", JobFileFormat::Yaml).unwrap_err();
         assert!(err.to_string().contains("no other top-level keys"), "{err}");
+    }
+
+    #[test]
+    fn a_job_as_the_server_shows_it_reads_as_its_spec() {
+        let spec = "name: a\nschedule: {every: 5m}\nexecutor: {type: shell, command: 'true'}\n";
+        let shown = format!(
+            "{spec}created_at: 2030-01-01T00:00:00Z\nupdated_at: 2030-01-01T00:00:00Z\n\
+             revision: 7\nnext_run_at: null\nlast_event_revision: 3\n\
+             last_execution: {{id: x, status: failed}}\n"
+        );
+        assert_eq!(
+            parse_job_file(&shown, JobFileFormat::Yaml).unwrap(),
+            parse_job_file(spec, JobFileFormat::Yaml).unwrap()
+        );
+        // Only those: any other unknown field is still an error.
+        let err = parse_job_file(&format!("{spec}revison: 7\n"), JobFileFormat::Yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("revison"), "{err}");
     }
 
     #[test]

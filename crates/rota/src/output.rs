@@ -1,5 +1,5 @@
 //! How results are shown: tables and key/value listings for people, the server's
-//! JSON (pretty) for scripts.
+//! JSON (pretty) or YAML for scripts.
 //!
 //! Renderers read the server's JSON as `serde_json::Value` rather than typed
 //! structs, so that a newer server adding fields never breaks an older CLI; a
@@ -12,6 +12,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{presets, Attribute, Cell, Table};
 use serde_json::Value;
 
+use crate::cli::OutputFormat;
+
 /// Writes `text` and a newline to stdout. Errors (a closed pipe) are returned, not
 /// panicked on as `println!` would.
 pub fn line(text: &str) -> io::Result<()> {
@@ -21,10 +23,22 @@ pub fn line(text: &str) -> io::Result<()> {
     out.flush()
 }
 
-/// Pretty JSON on stdout.
-pub fn json(value: &Value) -> io::Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
-    line(&text)
+/// The server's data for scripts on stdout: pretty JSON, or YAML. (A table
+/// format prints JSON: commands draw their tables themselves.)
+pub fn data(format: OutputFormat, value: &Value) -> io::Result<()> {
+    line(&render(format, value)?)
+}
+
+fn render(format: OutputFormat, value: &Value) -> io::Result<String> {
+    match format {
+        OutputFormat::Yaml => {
+            let text = serde_yaml_ng::to_string(value).map_err(io::Error::other)?;
+            Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+        }
+        OutputFormat::Json | OutputFormat::Table => {
+            serde_json::to_string_pretty(value).map_err(io::Error::other)
+        }
+    }
 }
 
 /// A borderless table with a header row.
@@ -265,6 +279,19 @@ mod tests {
             !t.contains('|') && !t.contains('+') && !t.contains('\u{1b}'),
             "{t}"
         );
+    }
+
+    #[test]
+    fn data_is_pretty_json_or_yaml() {
+        let value = json!({"name": "a", "tags": {"x": "1"}, "n": 2});
+        assert_eq!(
+            render(OutputFormat::Json, &value).unwrap(),
+            "{\n  \"n\": 2,\n  \"name\": \"a\",\n  \"tags\": {\n    \"x\": \"1\"\n  }\n}"
+        );
+        let yaml = render(OutputFormat::Yaml, &value).unwrap();
+        assert_eq!(yaml, "n: 2\nname: a\ntags:\n  x: '1'");
+        let back: Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

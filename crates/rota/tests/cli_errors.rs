@@ -131,3 +131,21 @@ fn a_bad_server_url_says_what_is_accepted() {
         "--server \"ftp://x\" must start with http:// or https://",
     );
 }
+
+#[test]
+fn version_prints_the_client_s_even_without_a_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = rota(tmp.path(), &url, &["version"]);
+    assert_eq!(
+        common::stdout(&out),
+        format!("client: {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    failed_with(
+        &out,
+        &format!(
+            "the server's version could not be asked: cannot reach rota at {url} \
+             (is the server running?)"
+        ),
+    );
+}

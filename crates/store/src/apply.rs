@@ -370,6 +370,15 @@ impl Apply<'_, '_> {
 
     fn put_job(&mut self, spec: &JobSpec) -> Result<Response, StoreError> {
         let previous = self.t.get_job(&spec.name)?;
+        // Re-applying the same spec changes nothing: a new revision or `updated_at`
+        // would re-arm an `after` job and shift the phase of an `every` one.
+        if let Some(unchanged) = previous.as_ref().filter(|p| p.spec == *spec) {
+            debug!(job = %spec.name, revision = unchanged.revision, "unchanged job kept");
+            return Ok(Response::JobPut {
+                created: false,
+                job: Box::new(unchanged.clone()),
+            });
+        }
         let created = previous.is_none();
         // An `on` job handles the events after its trigger was set: a new or changed
         // trigger starts at this entry, an unchanged one keeps its mark.

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use rota_core::{
-    ClientRequest, EventKind, Execution, JobRecord, KvEntry, NodeRecord, Response, StoreEvent,
+    ClientRequest, EventKind, ExecStatus, Execution, JobRecord, KvEntry, NodeRecord, Response,
+    StoreEvent,
 };
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
@@ -438,6 +439,43 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// A page of the `queued` or `running` executions, oldest first (by id):
+    /// those after `after` whose status is `status` (any active one when `None`),
+    /// at most `limit`, and the cursor of the next page when there is one.
+    pub fn active_executions_page(
+        &self,
+        status: Option<ExecStatus>,
+        limit: usize,
+        after: Option<Ulid>,
+    ) -> Result<(Vec<Execution>, Option<Ulid>), StoreError> {
+        let txn = self.db.begin_read()?;
+        let active = txn.open_table(tables::ACTIVE)?;
+        let execs = txn.open_table(tables::EXECUTIONS)?;
+        let lower = match after {
+            Some(id) => Bound::Excluded(id.0),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for row in active.range::<u128>((lower, Bound::Unbounded))? {
+            let (id, _) = row?;
+            let Some(v) = execs.get(id.value())? else {
+                warn!(execution = %Ulid(id.value()), "active index names a missing execution");
+                continue;
+            };
+            let exec: Execution = decode(EXECUTION, v.value())?;
+            if status.is_some_and(|want| exec.status != want) {
+                continue;
+            }
+            if out.len() == limit {
+                // One more matches: the page ends at the last one taken.
+                let next = out.last().map(|e: &Execution| e.id);
+                return Ok((out, next));
+            }
+            out.push(exec);
+        }
+        Ok((out, None))
     }
 
     /// Every registered worker node, by name.

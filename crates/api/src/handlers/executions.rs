@@ -42,6 +42,44 @@ impl AppState {
     }
 }
 
+/// `GET /v1/executions?status=running|queued&limit=&after=`: the active executions
+/// of every job, oldest first, as `{"items", "next"}`; `after` is an execution id
+/// (the `next` of the previous page).
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&["status", "limit", "after", "stale"])?;
+    let status = active_status(params.get("status"))?;
+    // At most 1000, so the conversion cannot truncate.
+    let limit = params.bounded("limit", 1, 1000, 100)? as usize;
+    let after = params.ulid("after")?;
+    s.read_barrier(&params).await?;
+    let node = s.node.clone();
+    super::blocking(move || {
+        let (items, next) = node.store().active_executions_page(status, limit, after)?;
+        let next = next.map(|id| id.to_string());
+        Ok(Json(json!({ "items": items, "next": next })))
+    })
+    .await
+}
+
+/// The `status` filter of the execution list: only active statuses are listed.
+fn active_status(status: Option<&str>) -> Result<Option<ExecStatus>, ApiError> {
+    match status {
+        None => Ok(None),
+        Some("running") => Ok(Some(ExecStatus::Running)),
+        Some("queued") => Ok(Some(ExecStatus::Queued)),
+        Some(other) => Err(ApiError::invalid(
+            "status",
+            format!(
+                "{other:?} is not listed here; accepted: running, queued (ended executions \
+                 are in each job's history, /v1/jobs/{{name}}/executions)"
+            ),
+        )),
+    }
+}
+
 /// `GET /v1/executions/{id}`.
 pub(crate) async fn get(
     State(s): State<AppState>,

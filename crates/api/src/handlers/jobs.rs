@@ -54,16 +54,18 @@ impl AppState {
     }
 }
 
-/// `GET /v1/jobs[?prefix=]`: every job (optionally those whose name starts with
-/// `prefix`), by name, as `{"items": [view]}`; workflows' internal jobs are left
-/// out. Listed views omit `last_execution` so that a listing is one pass over the
-/// jobs table.
+/// `GET /v1/jobs[?prefix=][&last_execution=true]`: every job (optionally those
+/// whose name starts with `prefix`), by name, as `{"items": [view]}`; workflows'
+/// internal jobs are left out. Listed views omit `last_execution` so that a
+/// listing is one pass over the jobs table, unless it is asked for (one more read
+/// per job).
 pub(crate) async fn list(
     State(s): State<AppState>,
     params: Params,
 ) -> Result<HttpResponse, ApiError> {
-    params.only(&["prefix", "stale"])?;
+    params.only(&["prefix", "last_execution", "stale"])?;
     let prefix = params.get("prefix").unwrap_or_default().to_string();
+    let with_last = params.flag("last_execution")?;
     s.read_barrier(&params).await?;
     let node = s.node.clone();
     let body = blocking(move || {
@@ -72,7 +74,8 @@ pub(crate) async fn list(
         out.extend_from_slice(b"{\"items\":[");
         let mut first = true;
         let mut failed = None;
-        node.store().for_each_job(&mut |record| {
+        let store = node.store();
+        store.for_each_job(&mut |record| {
             if failed.is_some()
                 || !record.spec.name.starts_with(&prefix)
                 || split_job_name(&record.spec.name).is_some()
@@ -83,12 +86,23 @@ pub(crate) async fn list(
                 out.push(b',');
             }
             first = false;
-            if let Err(e) = serde_json::to_writer(&mut out, &JobView::brief(&record, now)) {
-                failed = Some(e);
+            let view = if with_last {
+                match store.list_executions(&record.spec.name, 1, None) {
+                    Ok(last) => JobView::full(&record, now, last.into_iter().next()),
+                    Err(e) => {
+                        failed = Some(ApiError::from(e));
+                        return;
+                    }
+                }
+            } else {
+                JobView::brief(&record, now)
+            };
+            if let Err(e) = serde_json::to_writer(&mut out, &view) {
+                failed = Some(ApiError::Serialize(e));
             }
         })?;
         if let Some(e) = failed {
-            return Err(ApiError::Serialize(e));
+            return Err(e);
         }
         out.extend_from_slice(b"]}");
         Ok(out)

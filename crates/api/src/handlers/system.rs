@@ -31,6 +31,7 @@ pub(crate) async fn health(
     let uptime_s = (now - s.started_at).num_seconds().max(0);
     let mut body = json!({
         "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
         "node": node.node,
         "node_id": node.node_id,
         "role": node.role,

@@ -29,7 +29,8 @@ fn global_flags_have_defaults_and_go_anywhere() {
     assert_eq!(cli.output, OutputFormat::Json);
     let cli = ok(&["--output", "json", "kv", "ls"]);
     assert_eq!(cli.output, OutputFormat::Json);
-    assert!(parse(&["-o", "yaml", "job", "ls"]).is_err());
+    assert_eq!(ok(&["-o", "yaml", "job", "ls"]).output, OutputFormat::Yaml);
+    assert!(parse(&["-o", "xml", "job", "ls"]).is_err());
 }
 
 #[test]
@@ -141,7 +142,7 @@ fn bad_server_flags_are_usage_errors() {
 
 #[test]
 fn job_subcommands() {
-    let Command::Job(JobCommand::Apply { files, format }) = ok(&[
+    let Command::Job(JobCommand::Apply { files, format, .. }) = ok(&[
         "job", "apply", "-f", "a.toml", "--file", "-", "--format", "yaml",
     ])
     .command
@@ -154,11 +155,11 @@ fn job_subcommands() {
 
     assert!(matches!(
         ok(&["job", "ls"]).command,
-        Command::Job(JobCommand::Ls)
+        Command::Job(JobCommand::Ls { .. })
     ));
     assert!(matches!(
         ok(&["job", "list"]).command,
-        Command::Job(JobCommand::Ls)
+        Command::Job(JobCommand::Ls { prefix: None })
     ));
     assert!(matches!(
         ok(&["job", "get", "x"]).command,
@@ -170,11 +171,28 @@ fn job_subcommands() {
     ));
     assert!(matches!(
         ok(&["job", "run", "x", "--wait"]).command,
-        Command::Job(JobCommand::Run { name, wait: true }) if name == "x"
+        Command::Job(JobCommand::Run { name, wait: true, follow: false }) if name == "x"
     ));
     assert!(matches!(
         ok(&["job", "run", "x"]).command,
         Command::Job(JobCommand::Run { wait: false, .. })
+    ));
+    assert!(matches!(
+        ok(&["job", "run", "x", "--follow"]).command,
+        Command::Job(JobCommand::Run {
+            wait: false,
+            follow: true,
+            ..
+        })
+    ));
+    assert!(parse(&["job", "run", "x", "--follow", "--wait"]).is_err());
+    assert!(matches!(
+        ok(&["job", "logs", "x", "-f"]).command,
+        Command::Job(JobCommand::Logs { name, follow: true }) if name == "x"
+    ));
+    assert!(matches!(
+        ok(&["job", "logs", "x"]).command,
+        Command::Job(JobCommand::Logs { follow: false, .. })
     ));
     assert!(matches!(
         ok(&["job", "pause", "x"]).command,
@@ -212,6 +230,17 @@ fn exec_subcommands_take_ulids() {
         ok(&["exec", "logs", &s]).command,
         Command::Exec(ExecCommand::Logs { follow: false, .. })
     ));
+    assert!(matches!(
+        ok(&["exec", "ls"]).command,
+        Command::Exec(ExecCommand::Ls { status: None })
+    ));
+    assert!(matches!(
+        ok(&["exec", "ls", "--status", "running"]).command,
+        Command::Exec(ExecCommand::Ls {
+            status: Some(crate::cli::ActiveStatus::Running)
+        })
+    ));
+    assert!(parse(&["exec", "ls", "--status", "failed"]).is_err());
     assert!(matches!(
         ok(&["exec", "cancel", &s]).command,
         Command::Exec(ExecCommand::Cancel { .. })
@@ -303,4 +332,35 @@ fn config_show_takes_the_server_flags() {
 fn unknown_commands_are_usage_errors() {
     assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
     assert_eq!(parse(&["job", "explode", "x"]).unwrap_err().exit_code(), 2);
+}
+
+#[test]
+fn version_is_a_subcommand_and_a_flag() {
+    assert!(matches!(ok(&["version"]).command, Command::Version));
+    let err = parse(&["--version"]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+}
+
+#[test]
+fn completion_takes_a_known_shell() {
+    assert!(matches!(
+        ok(&["completion", "zsh"]).command,
+        Command::Completion {
+            shell: crate::cli::CompletionShell::Zsh
+        }
+    ));
+    assert!(parse(&["completion", "tcsh"]).is_err());
+    assert!(parse(&["completion"]).is_err());
+}
+
+#[test]
+fn job_apply_dry_run_and_ls_prefix() {
+    assert!(matches!(
+        ok(&["job", "apply", "-f", "a.toml", "--dry-run"]).command,
+        Command::Job(JobCommand::Apply { dry_run: true, .. })
+    ));
+    assert!(matches!(
+        ok(&["job", "ls", "--prefix", "ci-"]).command,
+        Command::Job(JobCommand::Ls { prefix: Some(p) }) if p == "ci-"
+    ));
 }

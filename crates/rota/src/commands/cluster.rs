@@ -36,7 +36,7 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> anyhow::Result<()> {
             let target = ctx.client.url(["v1", "cluster", "members"]);
             let answer =
                 change(ctx, Method::POST, target, Some(body), secret.cluster_secret).await?;
-            if !ctx.json() {
+            if !ctx.machine() {
                 output::line(&format!("node {id} ({url}) joined as voter"))?;
             }
             show(ctx, &answer.body)
@@ -45,7 +45,7 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> anyhow::Result<()> {
             let id_text = id.to_string();
             let target = ctx.client.url(["v1", "cluster", "members", &id_text]);
             let answer = change(ctx, Method::DELETE, target, None, secret.cluster_secret).await?;
-            if !ctx.json() {
+            if !ctx.machine() {
                 output::line(&format!("node {id} removed"))?;
             }
             show(ctx, &answer.body)
@@ -102,8 +102,8 @@ async fn change(
 }
 
 fn show(ctx: &Ctx, status: &Value) -> anyhow::Result<()> {
-    if ctx.json() {
-        return Ok(output::json(status)?);
+    if ctx.machine() {
+        return Ok(ctx.data(status)?);
     }
     let leader = status["leader"].as_u64();
     let rows = status["members"]

@@ -1,5 +1,5 @@
-//! `rota exec ...`: one execution's details, its output (followed live with `-f`),
-//! and cancelling it.
+//! `rota exec ...`: the active executions, one execution's details, its output
+//! (followed live with `-f`), and cancelling it.
 
 use std::io::Write;
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 use ulid::Ulid;
 
 use super::Ctx;
-use crate::cli::ExecCommand;
+use crate::cli::{ActiveStatus, ExecCommand};
 use crate::output;
 
 /// Bound on fetching the output of a finished execution (it is at most the job's
@@ -19,10 +19,44 @@ const OUTPUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub async fn run(ctx: &Ctx, cmd: ExecCommand) -> anyhow::Result<()> {
     match cmd {
+        ExecCommand::Ls { status } => list(ctx, status).await,
         ExecCommand::Get { id } => show(ctx, id).await,
         ExecCommand::Logs { id, follow } => logs(ctx, id, follow).await,
         ExecCommand::Cancel { id } => cancel(ctx, id).await,
     }
+}
+
+/// Every queued or running execution (`GET /v1/executions`), page after page.
+async fn list(ctx: &Ctx, status: Option<ActiveStatus>) -> anyhow::Result<()> {
+    let filters: Vec<(&str, String)> = match status {
+        None => Vec::new(),
+        Some(ActiveStatus::Running) => vec![("status", "running".to_string())],
+        Some(ActiveStatus::Queued) => vec![("status", "queued".to_string())],
+    };
+    let items = super::list_all(ctx, "executions", &filters).await?;
+    if ctx.machine() {
+        return Ok(ctx.data(&serde_json::json!({ "items": items }))?);
+    }
+    output::line(&active_table(&items))?;
+    Ok(())
+}
+
+/// The table of `exec ls`.
+fn active_table(items: &[Value]) -> String {
+    let rows = items
+        .iter()
+        .map(|e| {
+            vec![
+                output::text(&e["id"]),
+                output::text(&e["job"]),
+                output::text(&e["status"]),
+                output::text(&e["node"]),
+                output::text(&e["attempt"]),
+                output::time(&e["started_at"]),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "JOB", "STATUS", "NODE", "ATTEMPT", "STARTED"], rows)
 }
 
 async fn show(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
@@ -31,8 +65,8 @@ async fn show(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
         .client
         .get(ctx.client.url(["v1", "executions", id.as_str()]))
         .await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&execution_details(&answer.body))?;
     Ok(())
@@ -125,7 +159,19 @@ fn max_memory(kib: &Value) -> String {
 
 /// Copies the output to stdout as it arrives: bytes, not text, so that partial
 /// UTF-8 sequences and binary output pass through untouched.
-async fn logs(ctx: &Ctx, id: Ulid, follow: bool) -> anyhow::Result<()> {
+pub(super) async fn logs(ctx: &Ctx, id: Ulid, follow: bool) -> anyhow::Result<()> {
+    copy_output(ctx, id, follow, &mut std::io::stdout().lock()).await
+}
+
+/// Copies execution `id`'s output to `out`: what there is, or with `follow`
+/// everything of the current attempt until it ends (waiting for a queued one to
+/// start).
+pub(super) async fn copy_output(
+    ctx: &Ctx,
+    id: Ulid,
+    follow: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let id = id.to_string();
     let query: Vec<(&str, String)> = if follow {
         vec![("follow", "true".to_string())]
@@ -138,11 +184,10 @@ async fn logs(ctx: &Ctx, id: Ulid, follow: bool) -> anyhow::Result<()> {
     let timeout = (!follow).then_some(OUTPUT_TIMEOUT);
     let response = ctx.client.get_stream(url, timeout).await?;
     let mut body = response.bytes_stream();
-    let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ctx.client.transport(e))?;
-        stdout.write_all(&chunk).context("writing output")?;
-        stdout.flush().context("writing output")?;
+        out.write_all(&chunk).context("writing output")?;
+        out.flush().context("writing output")?;
     }
     Ok(())
 }
@@ -151,8 +196,8 @@ async fn cancel(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
     let id = id.to_string();
     let url = ctx.client.url(["v1", "executions", id.as_str(), "cancel"]);
     let answer = ctx.client.write(Method::POST, url, None).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&cancel_line(&id, &answer.body))?;
     Ok(())
@@ -239,6 +284,28 @@ mod tests {
             assert!(row.contains(want), "{want} missing in {row}");
         }
         assert!(!execution_details(&json!({"id": "x"})).contains("result"));
+    }
+
+    #[test]
+    fn active_executions_show_where_and_since_when() {
+        let table = active_table(&[json!({
+            "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "backup", "status": "running",
+            "node": "n1", "attempt": 2, "started_at": "2030-01-01T00:00:00.123Z"
+        })]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("ID"), "{table}");
+        let row: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                "backup",
+                "running",
+                "n1",
+                "2",
+                "2030-01-01T00:00:00Z"
+            ]
+        );
     }
 
     #[test]

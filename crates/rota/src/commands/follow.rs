@@ -131,7 +131,7 @@ pub(super) async fn follow(
                     }
                 }
                 Ok(None) | Err(_) => {
-                    if !ctx.json() {
+                    if !ctx.machine() {
                         eprintln!("-- the event stream was cut; reconnecting");
                     }
                     watch.reconnect(ctx).await.context("following the run")?;
@@ -166,7 +166,7 @@ impl Shown {
                 continue;
             }
             self.jobs.insert(name.to_string(), status.clone());
-            if !ctx.json() {
+            if !ctx.machine() {
                 output::line(&job_line(name, self.width, &status, &job["error"]))?;
             }
         }

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::cli::{FileFormat, JobCommand};
-use crate::jobfile::{parse_job_file, JobFileFormat};
+use crate::error::ClientError;
+use crate::jobfile::{parse_job_file, strip_server_fields, JobFileFormat};
 use crate::output;
 
 /// How often `job run --wait` asks whether the run has ended. A person is waiting,
@@ -22,11 +23,23 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 
 pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<()> {
     match cmd {
-        JobCommand::Apply { files, format } => apply(ctx, &files, format).await,
-        JobCommand::Ls => list(ctx).await,
+        JobCommand::Apply {
+            files,
+            format,
+            dry_run,
+        } => apply(ctx, &files, format, dry_run).await,
+        JobCommand::Ls { prefix } => list(ctx, prefix.as_deref()).await,
         JobCommand::Get { name } => show(ctx, &name).await,
         JobCommand::Rm { name } => remove(ctx, &name).await,
-        JobCommand::Run { name, wait } => run_now(ctx, &name, wait).await,
+        JobCommand::Run {
+            name,
+            wait,
+            follow: false,
+        } => run_now(ctx, &name, wait).await,
+        JobCommand::Run {
+            name, follow: true, ..
+        } => run_followed(ctx, &name).await,
+        JobCommand::Logs { name, follow } => latest_logs(ctx, &name, follow).await,
         JobCommand::Pause { name } => set_paused(ctx, &name, true).await,
         JobCommand::Resume { name } => set_paused(ctx, &name, false).await,
         JobCommand::History { name, limit } => history(ctx, &name, limit).await,
@@ -115,9 +128,55 @@ fn read_job_files(
     )
 }
 
-async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyhow::Result<()> {
+async fn apply(
+    ctx: &Ctx,
+    files: &[PathBuf],
+    format: Option<FileFormat>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
     let jobs = read_job_files(files, format)?;
+    if dry_run {
+        return plan(ctx, &jobs).await;
+    }
     apply_documents(ctx, &JOB, &jobs, |spec| &spec.name).await
+}
+
+/// `job apply --dry-run`: reads each job from the server and says what applying
+/// the file would do; writes nothing.
+async fn plan(ctx: &Ctx, jobs: &[(JobSpec, String)]) -> anyhow::Result<()> {
+    let mut planned = Vec::new();
+    for (spec, origin) in jobs {
+        let url = ctx.client.url(["v1", "jobs", spec.name.as_str()]);
+        let stored = match ctx.client.get(url).await {
+            Ok(answer) => Some(answer.body),
+            Err(ClientError::Api { status: 404, .. }) => None,
+            Err(err) => return Err(err).with_context(|| format!("{origin}: job/{}", spec.name)),
+        };
+        let action = planned_action(spec, stored);
+        if ctx.machine() {
+            planned.push(json!({"name": spec.name, "action": action}));
+        } else {
+            output::line(&format!("job/{} {action} (dry run)", spec.name))?;
+        }
+    }
+    if ctx.machine() {
+        ctx.data(&Value::Array(planned))?;
+    }
+    Ok(())
+}
+
+/// What applying `spec` does to the job the server shows as `stored` (`None`:
+/// there is none): `created`, `updated` or `unchanged`.
+fn planned_action(spec: &JobSpec, stored: Option<Value>) -> &'static str {
+    let Some(mut stored) = stored else {
+        return "created";
+    };
+    strip_server_fields(&mut stored);
+    // A view this client cannot read as a spec (a newer server's fields) differs.
+    match serde_json::from_value::<JobSpec>(stored) {
+        Ok(current) if current == *spec => "unchanged",
+        _ => "updated",
+    }
 }
 
 /// Jobs as documents of a file.
@@ -183,8 +242,8 @@ pub(super) async fn apply_documents<T: serde::Serialize>(
             Ok(answer) => answer,
             Err(err) => {
                 // Say what did get applied before the failure, in the chosen format.
-                if ctx.json() {
-                    output::json(&Value::Array(applied))?;
+                if ctx.machine() {
+                    ctx.data(&Value::Array(applied))?;
                 }
                 return Err(err).with_context(|| format!("{origin}: {}/{name}", kind.one));
             }
@@ -194,22 +253,27 @@ pub(super) async fn apply_documents<T: serde::Serialize>(
         } else {
             "updated"
         };
-        if ctx.json() {
+        if ctx.machine() {
             applied.push(json!({"name": name, "action": action, kind.one: answer.body}));
         } else {
             output::line(&format!("{}/{name} {action}", kind.one))?;
         }
     }
-    if ctx.json() {
-        output::json(&Value::Array(applied))?;
+    if ctx.machine() {
+        ctx.data(&Value::Array(applied))?;
     }
     Ok(())
 }
 
-async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get(ctx.client.url(["v1", "jobs"])).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+async fn list(ctx: &Ctx, prefix: Option<&str>) -> anyhow::Result<()> {
+    let mut query = vec![("last_execution", "true".to_string())];
+    query.extend(prefix.map(|p| ("prefix", p.to_string())));
+    let answer = ctx
+        .client
+        .get(ctx.client.url_with_query(["v1", "jobs"], &query))
+        .await?;
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     let rows = output::items(&answer.body)
         .iter()
@@ -220,11 +284,19 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
                 output::text(&job["executor"]["type"]),
                 output::time(&job["next_run_at"]),
                 output::yes_no(&job["paused"]),
+                output::text(&job["last_execution"]["status"]),
             ]
         })
         .collect();
     output::line(&output::table(
-        &["NAME", "SCHEDULE", "EXECUTOR", "NEXT RUN", "PAUSED"],
+        &[
+            "NAME",
+            "SCHEDULE",
+            "EXECUTOR",
+            "NEXT RUN",
+            "PAUSED",
+            "LAST STATUS",
+        ],
         rows,
     ))?;
     Ok(())
@@ -233,8 +305,8 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
 async fn show(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     check_name(name)?;
     let answer = ctx.client.get(ctx.client.url(["v1", "jobs", name])).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&job_details(&answer.body))?;
     Ok(())
@@ -282,8 +354,8 @@ async fn remove(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     ctx.client
         .write(Method::DELETE, ctx.client.url(["v1", "jobs", name]), None)
         .await?;
-    if ctx.json() {
-        output::json(&json!({"name": name, "deleted": true}))?;
+    if ctx.machine() {
+        ctx.data(&json!({"name": name, "deleted": true}))?;
     } else {
         output::line(&format!("job/{name} deleted"))?;
     }
@@ -301,15 +373,16 @@ async fn set_paused(ctx: &Ctx, name: &str, paused: bool) -> anyhow::Result<()> {
             None,
         )
         .await?;
-    if ctx.json() {
-        output::json(&answer.body)?;
+    if ctx.machine() {
+        ctx.data(&answer.body)?;
     } else {
         output::line(&format!("job/{name} {action}d"))?;
     }
     Ok(())
 }
 
-async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
+/// `POST /v1/jobs/{name}/run`: the new execution and its id.
+async fn start_run(ctx: &Ctx, name: &str) -> anyhow::Result<(Value, String)> {
     check_name(name)?;
     let answer = ctx
         .client
@@ -323,20 +396,25 @@ async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
         .as_str()
         .ok_or_else(|| anyhow!("the server's answer has no execution id: {}", answer.body))?
         .to_string();
+    Ok((answer.body, id))
+}
+
+async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
+    let (execution, id) = start_run(ctx, name).await?;
     if !wait {
-        if ctx.json() {
-            output::json(&answer.body)?;
+        if ctx.machine() {
+            ctx.data(&execution)?;
         } else {
             output::line(&id)?;
         }
         return Ok(());
     }
-    if !ctx.json() {
+    if !ctx.machine() {
         output::line(&id)?;
     }
     let done = wait_for_end(ctx, &id).await?;
-    if ctx.json() {
-        output::json(&done)?;
+    if ctx.machine() {
+        ctx.data(&done)?;
     } else {
         output::line(&end_line(&done))?;
     }
@@ -345,16 +423,103 @@ async fn run_now(ctx: &Ctx, name: &str, wait: bool) -> anyhow::Result<()> {
 
 /// Polls the execution until it reaches a terminal status (retries included).
 async fn wait_for_end(ctx: &Ctx, id: &str) -> anyhow::Result<Value> {
+    wait_until(ctx, id, |_, _| false).await
+}
+
+/// Polls the execution until it reaches a terminal status or `also` holds.
+async fn wait_until(
+    ctx: &Ctx,
+    id: &str,
+    also: impl Fn(&Value, ExecStatus) -> bool,
+) -> anyhow::Result<Value> {
     let url = ctx.client.url(["v1", "executions", id]);
     loop {
         let exec = ctx.client.get(url.clone()).await?.body;
         let status: ExecStatus = serde_json::from_value(exec["status"].clone())
             .map_err(|_| anyhow!("execution {id} has an unknown status {}", exec["status"]))?;
-        if status.is_terminal() {
+        if status.is_terminal() || also(&exec, status) {
             return Ok(exec);
         }
         tokio::time::sleep(WAIT_POLL).await;
     }
+}
+
+/// `job run --follow`: starts a run and copies the output of each of its attempts
+/// as it arrives (to stdout; to stderr with `-o json`, whose stdout is the ended
+/// execution), then answers whether it succeeded.
+async fn run_followed(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let (_, id) = start_run(ctx, name).await?;
+    let ulid: ulid::Ulid = id
+        .parse()
+        .map_err(|_| anyhow!("the server answered a malformed execution id {id:?}"))?;
+    eprintln!("-- execution {id} of job {name}");
+    let mut attempt = 1;
+    let done = loop {
+        if ctx.machine() {
+            super::exec::copy_output(ctx, ulid, true, &mut std::io::stderr().lock()).await?;
+        } else {
+            super::exec::copy_output(ctx, ulid, true, &mut std::io::stdout().lock()).await?;
+        }
+        // The output ends with the attempt; its end is committed just after.
+        let exec = wait_until(ctx, &id, |e, status| {
+            status == ExecStatus::Queued && e["attempt"].as_u64().is_some_and(|a| a > attempt)
+        })
+        .await?;
+        if exec["status"] != "queued" {
+            break exec;
+        }
+        eprintln!("-- {}", retry_line(&exec, attempt));
+        attempt = exec["attempt"].as_u64().unwrap_or(attempt + 1);
+    };
+    if ctx.machine() {
+        ctx.data(&done)?;
+    } else if done["status"] == "succeeded" {
+        eprintln!("-- {}", end_line(&done));
+    }
+    check_succeeded(&done)
+}
+
+/// `attempt 1 failed (exit 2); attempt 2 at TIME`, from the execution queued for
+/// its next attempt.
+fn retry_line(exec: &Value, attempt: u64) -> String {
+    let previous = exec["attempts"].as_array().and_then(|a| {
+        a.iter()
+            .rev()
+            .find(|r| r["attempt"].as_u64() == Some(attempt))
+    });
+    let mut line = format!("attempt {attempt}");
+    if let Some(previous) = previous {
+        line.push_str(&format!(" {}", output::text(&previous["status"])));
+        if !previous["exit_code"].is_null() {
+            line.push_str(&format!(" (exit {})", output::text(&previous["exit_code"])));
+        }
+    } else {
+        line.push_str(" ended");
+    }
+    line.push_str(&format!(
+        "; attempt {} at {}",
+        output::text(&exec["attempt"]),
+        output::time(&exec["next_attempt_at"])
+    ));
+    line
+}
+
+/// `job logs`: the output of the job's newest execution, followed with `follow`.
+async fn latest_logs(ctx: &Ctx, name: &str, follow: bool) -> anyhow::Result<()> {
+    check_name(name)?;
+    let url = ctx.client.url_with_query(
+        ["v1", "jobs", name, "executions"],
+        &[("limit", "1".to_string())],
+    );
+    let answer = ctx.client.get(url).await?;
+    let Some(latest) = output::items(&answer.body).first() else {
+        bail!("job {name:?} has not run yet");
+    };
+    let id = output::text(&latest["id"]);
+    let id: ulid::Ulid = id
+        .parse()
+        .map_err(|_| anyhow!("the server answered a malformed execution id {id:?}"))?;
+    super::exec::logs(ctx, id, follow).await
 }
 
 /// `execution <id> succeeded (exit 0) in 1.2s`.
@@ -394,8 +559,8 @@ async fn history(ctx: &Ctx, name: &str, limit: u32) -> anyhow::Result<()> {
         &[("limit", limit.to_string())],
     );
     let answer = ctx.client.get(url).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     let now = chrono::Utc::now();
     let rows = output::items(&answer.body)
@@ -505,6 +670,32 @@ mod tests {
         assert!(text.contains("2030-01-01T02:00:00Z"), "{text}");
         assert!(text.contains("failed (exit 2)"), "{text}");
         assert!(text.contains("shell: pg_dump"), "{text}");
+    }
+
+    #[test]
+    fn a_retry_names_the_attempt_that_ended_and_the_next() {
+        let exec = json!({"id": "x", "status": "queued", "attempt": 2,
+            "next_attempt_at": "2030-01-01T00:00:05Z",
+            "attempts": [{"attempt": 1, "status": "failed", "exit_code": 3}]});
+        assert_eq!(
+            retry_line(&exec, 1),
+            "attempt 1 failed (exit 3); attempt 2 at 2030-01-01T00:00:05Z"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_compares_the_spec_without_the_server_s_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "a.toml", ONE);
+        let spec = read_job_files(&[file], None).unwrap().remove(0).0;
+        assert_eq!(planned_action(&spec, None), "created");
+        let mut shown = serde_json::to_value(&spec).unwrap();
+        shown["revision"] = json!(4);
+        shown["next_run_at"] = Value::Null;
+        shown["last_execution"] = json!({"id": "x"});
+        assert_eq!(planned_action(&spec, Some(shown.clone())), "unchanged");
+        shown["priority"] = json!(9);
+        assert_eq!(planned_action(&spec, Some(shown)), "updated");
     }
 
     #[test]

@@ -49,8 +49,8 @@ fn revision_query(if_revision: Option<u64>) -> Vec<(&'static str, String)> {
 
 async fn get(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
     let answer = ctx.client.get(key_url(&ctx.client, key, &[])?).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     let value = answer.body["value"].as_str().unwrap_or_default();
     // The value exactly, with one line end so that shells print it cleanly.
@@ -64,8 +64,8 @@ async fn put(ctx: &Ctx, key: &str, value: &str, if_revision: Option<u64>) -> any
         .client
         .write(Method::PUT, url, Some(&json!({ "value": value })))
         .await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&format!(
         "{key} written at revision {}",
@@ -77,8 +77,8 @@ async fn put(ctx: &Ctx, key: &str, value: &str, if_revision: Option<u64>) -> any
 async fn delete(ctx: &Ctx, key: &str, if_revision: Option<u64>) -> anyhow::Result<()> {
     let url = key_url(&ctx.client, key, &revision_query(if_revision))?;
     let answer = ctx.client.write(Method::DELETE, url, None).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&delete_line(key, &answer.body))?;
     Ok(())
@@ -100,8 +100,8 @@ async fn list(ctx: &Ctx, prefix: &str) -> anyhow::Result<()> {
         .client
         .url_with_query(["v1", "kv"], &[("prefix", prefix.to_string())]);
     let answer = ctx.client.get(url).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     let rows = output::items(&answer.body)
         .iter()

@@ -16,7 +16,7 @@ mod workflow;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, ConfigCommand, OutputFormat};
+use crate::cli::{Cli, Command, CompletionShell, ConfigCommand, OutputFormat};
 use crate::client::Client;
 use crate::config::ServerConfig;
 use crate::output;
@@ -28,20 +28,29 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn json(&self) -> bool {
-        self.output == OutputFormat::Json
+    /// Whether the output is data for scripts (JSON or YAML) rather than tables.
+    pub fn machine(&self) -> bool {
+        self.output != OutputFormat::Table
+    }
+
+    /// Prints the server's data in the chosen format (JSON or YAML).
+    pub fn data(&self, value: &serde_json::Value) -> std::io::Result<()> {
+        output::data(self.output, value)
     }
 }
 
-/// Every item of the paged list `/v1/{collection}`, page after page (`after` cursors).
+/// Every item of the paged list `/v1/{collection}` (with the query `filters`),
+/// page after page (`after` cursors).
 pub(crate) async fn list_all(
     ctx: &Ctx,
     collection: &str,
+    filters: &[(&str, String)],
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut items = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut query = vec![("limit", "1000".to_string())];
+        let mut query = filters.to_vec();
+        query.push(("limit", "1000".to_string()));
         if let Some(after) = &after {
             query.push(("after", after.clone()));
         }
@@ -76,6 +85,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => watch::watch(&client()?, args).await,
         Command::Event(cmd) => watch::event(&client()?, cmd).await,
         Command::Prow(args) => prow::run(args, cli.output).await,
+        Command::Version => version(&client()?).await,
+        Command::Completion { shell } => {
+            let mut out = std::io::stdout().lock();
+            completion(shell, &mut out).context("writing the completion script")
+        }
         Command::Config(ConfigCommand::Show(flags)) => {
             let cfg = ServerConfig::load(&flags, std::env::var("RUST_LOG").ok())?;
             show_config(&cfg, cli.output)
@@ -83,10 +97,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `rota version`: the client's version, and the server's as `/v1/health` says.
+/// The client's is printed even when the server cannot be asked (then the command
+/// fails, saying so).
+async fn version(ctx: &Ctx) -> anyhow::Result<()> {
+    let client = env!("CARGO_PKG_VERSION");
+    let health = ctx.client.get(ctx.client.url(["v1", "health"])).await;
+    let server = health
+        .as_ref()
+        .ok()
+        .map(|answer| output::text(&answer.body["version"]));
+    if ctx.machine() {
+        ctx.data(&serde_json::json!({
+            "client": client,
+            "server": server,
+            "server_url": ctx.client.server(),
+        }))?;
+    } else {
+        output::line(&format!("client: {client}"))?;
+        if let Some(server) = &server {
+            output::line(&format!("server: {server} ({})", ctx.client.server()))?;
+        }
+    }
+    match health {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            Err(anyhow::Error::from(err).context("the server's version could not be asked"))
+        }
+    }
+}
+
+/// Writes the completion script of `shell` for every subcommand and flag.
+fn completion(shell: CompletionShell, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match shell {
+        CompletionShell::Bash => Shell::Bash,
+        CompletionShell::Zsh => Shell::Zsh,
+        CompletionShell::Fish => Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "rota", &mut script);
+    out.write_all(&script)?;
+    out.flush()
+}
+
 fn show_config(cfg: &ServerConfig, format: OutputFormat) -> anyhow::Result<()> {
     let entries = cfg.entries();
     match format {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let settings: serde_json::Map<String, serde_json::Value> = entries
                 .iter()
                 .map(|(key, value, source)| {
@@ -96,10 +155,13 @@ fn show_config(cfg: &ServerConfig, format: OutputFormat) -> anyhow::Result<()> {
                     )
                 })
                 .collect();
-            output::json(&serde_json::json!({
-                "config_file": cfg.config_file,
-                "settings": settings,
-            }))
+            output::data(
+                format,
+                &serde_json::json!({
+                    "config_file": cfg.config_file,
+                    "settings": settings,
+                }),
+            )
         }
         OutputFormat::Table => {
             let rows = entries
@@ -115,4 +177,25 @@ fn show_config(cfg: &ServerConfig, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     .context("writing output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_scripts_know_the_subcommands_and_flags() {
+        for shell in [
+            CompletionShell::Bash,
+            CompletionShell::Zsh,
+            CompletionShell::Fish,
+        ] {
+            let mut out = Vec::new();
+            completion(shell, &mut out).unwrap();
+            let script = String::from_utf8(out).unwrap();
+            for word in ["rota", "apply", "logs", "follow", "completion", "yaml"] {
+                assert!(script.contains(word), "{shell:?}: {word} missing");
+            }
+        }
+    }
 }

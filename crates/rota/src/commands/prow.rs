@@ -88,11 +88,16 @@ pub async fn run(args: ProwArgs, output: OutputFormat) -> anyhow::Result<()> {
     let builds = filter.apply(parsed.builds);
     let format = args.format.unwrap_or(match output {
         OutputFormat::Table => ProwFormat::Human,
-        OutputFormat::Json => ProwFormat::Json,
+        OutputFormat::Json | OutputFormat::Yaml => ProwFormat::Json,
     });
+    // Build records as YAML with `-o yaml` (`--format json` asks for JSON itself).
+    let records = match (args.format, output) {
+        (None, OutputFormat::Yaml) => OutputFormat::Yaml,
+        _ => OutputFormat::Json,
+    };
     match format {
         ProwFormat::Human => output::line(&table(&builds)),
-        ProwFormat::Json => output::json(&json!({ "items": builds })),
+        ProwFormat::Json => output::data(records, &json!({ "items": builds })),
         ProwFormat::Influx => {
             let lines = influx_lines(&builds);
             output::line(lines.strip_suffix('\n').unwrap_or(&lines))

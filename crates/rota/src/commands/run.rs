@@ -42,8 +42,8 @@ async fn show(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
         .client
         .get(ctx.client.url(["v1", "runs", id.as_str()]))
         .await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&run_details(&answer.body))?;
     Ok(())
@@ -105,8 +105,8 @@ async fn cancel(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
     let id = id.to_string();
     let url = ctx.client.url(["v1", "runs", id.as_str(), "cancel"]);
     let answer = ctx.client.write(Method::POST, url, None).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&cancel_line(&id, &answer.body))?;
     Ok(())
@@ -130,8 +130,8 @@ async fn fetch_artifacts(ctx: &Ctx, id: &str) -> anyhow::Result<Value> {
 
 async fn artifacts(ctx: &Ctx, id: Ulid) -> anyhow::Result<()> {
     let answer = fetch_artifacts(ctx, &id.to_string()).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer)?);
     }
     let rows = output::items(&answer)
         .iter()
@@ -192,8 +192,8 @@ async fn download_all(ctx: &Ctx, id: Ulid, dir: &Path) -> anyhow::Result<()> {
             done.push(json!({"artifact": name, "path": path, "size": size, "file": target}));
         }
     }
-    if ctx.json() {
-        output::json(&Value::Array(done))?;
+    if ctx.machine() {
+        ctx.data(&Value::Array(done))?;
     } else {
         output::line(&format!(
             "downloaded {} files ({}) to {}",

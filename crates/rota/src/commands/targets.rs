@@ -39,9 +39,9 @@ async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyh
 
 /// Every target set, page after page.
 async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let items = super::list_all(ctx, "targets").await?;
-    if ctx.json() {
-        return Ok(output::json(&json!({ "items": items }))?);
+    let items = super::list_all(ctx, "targets", &[]).await?;
+    if ctx.machine() {
+        return Ok(ctx.data(&json!({ "items": items }))?);
     }
     let rows = items
         .iter()
@@ -68,8 +68,8 @@ async fn show(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         .client
         .get(ctx.client.url(["v1", "targets", name]))
         .await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&set_details(&answer.body))?;
     Ok(())
@@ -107,8 +107,8 @@ async fn remove(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
             None,
         )
         .await?;
-    if ctx.json() {
-        output::json(&json!({"name": name, "deleted": true}))?;
+    if ctx.machine() {
+        ctx.data(&json!({"name": name, "deleted": true}))?;
     } else {
         output::line(&format!("targets/{name} deleted"))?;
     }

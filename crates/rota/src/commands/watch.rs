@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::Ctx;
-use crate::cli::{EventCommand, WatchArgs};
+use crate::cli::{EventCommand, OutputFormat, WatchArgs};
 use crate::output;
 
 /// Longest data summary on a human line.
@@ -76,7 +76,7 @@ pub async fn watch(ctx: &Ctx, args: WatchArgs) -> anyhow::Result<()> {
                 };
                 match event.as_str() {
                     "caught_up" => {
-                        if !caught_up && !ctx.json() {
+                        if !caught_up && !ctx.machine() {
                             eprintln!(
                                 "-- caught up at revision {}",
                                 output::text(&data["revision"])
@@ -158,8 +158,14 @@ pub(super) fn parse_frame(block: &str) -> Option<(String, Value)> {
 }
 
 fn print_event(ctx: &Ctx, event: &Value) -> anyhow::Result<()> {
-    if ctx.json() {
-        return Ok(output::line(&event.to_string())?);
+    match ctx.output {
+        // One event per line (JSON lines); with YAML one document per event.
+        OutputFormat::Json => return Ok(output::line(&event.to_string())?),
+        OutputFormat::Yaml => {
+            output::line("---")?;
+            return Ok(ctx.data(event)?);
+        }
+        OutputFormat::Table => {}
     }
     let summary = match &event["data"] {
         Value::Object(map) if map.is_empty() => String::new(),
@@ -187,8 +193,8 @@ pub async fn event(ctx: &Ctx, cmd: EventCommand) -> anyhow::Result<()> {
     let body = serde_json::json!({"type": event_type, "data": data});
     let url = ctx.client.url(["v1", "events"]);
     let answer = ctx.client.write(Method::POST, url, Some(&body)).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&format!(
         "{event_type} published at revision {}",

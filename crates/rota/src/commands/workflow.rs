@@ -62,9 +62,9 @@ async fn apply(ctx: &Ctx, files: &[PathBuf], format: Option<FileFormat>) -> anyh
 
 /// Every workflow, page after page.
 async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let items = super::list_all(ctx, "workflows").await?;
-    if ctx.json() {
-        return Ok(output::json(&json!({ "items": items }))?);
+    let items = super::list_all(ctx, "workflows", &[]).await?;
+    if ctx.machine() {
+        return Ok(ctx.data(&json!({ "items": items }))?);
     }
     let rows = items
         .iter()
@@ -99,8 +99,8 @@ async fn show(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         .client
         .get(ctx.client.url(["v1", "workflows", name]))
         .await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     output::line(&workflow_details(&answer.body))?;
     Ok(())
@@ -212,8 +212,8 @@ async fn remove(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
             None,
         )
         .await?;
-    if ctx.json() {
-        output::json(&json!({"name": name, "deleted": true}))?;
+    if ctx.machine() {
+        ctx.data(&json!({"name": name, "deleted": true}))?;
     } else {
         output::line(&format!("workflow/{name} deleted"))?;
     }
@@ -234,19 +234,19 @@ async fn run_now(ctx: &Ctx, name: &str, follow_run: bool) -> anyhow::Result<()> 
         .ok_or_else(|| anyhow!("the server's answer has no run id: {}", answer.body))?
         .to_string();
     let Some(watch) = watch else {
-        if ctx.json() {
-            output::json(&answer.body)?;
+        if ctx.machine() {
+            ctx.data(&answer.body)?;
         } else {
             output::line(&id)?;
         }
         return Ok(());
     };
-    if !ctx.json() {
+    if !ctx.machine() {
         output::line(&format!("run {id}"))?;
     }
     let done = follow(ctx, watch, name, answer.body).await?;
-    if ctx.json() {
-        output::json(&done)?;
+    if ctx.machine() {
+        ctx.data(&done)?;
     } else {
         let took = output::run_duration(&done, chrono::Utc::now());
         output::line(&format!(
@@ -264,8 +264,8 @@ async fn runs(ctx: &Ctx, name: &str, limit: u32) -> anyhow::Result<()> {
         &[("limit", limit.to_string())],
     );
     let answer = ctx.client.get(url).await?;
-    if ctx.json() {
-        return Ok(output::json(&answer.body)?);
+    if ctx.machine() {
+        return Ok(ctx.data(&answer.body)?);
     }
     let now = chrono::Utc::now();
     let rows = output::items(&answer.body)

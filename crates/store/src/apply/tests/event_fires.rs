@@ -163,7 +163,9 @@ fn a_conditional_delete_leaves_a_changed_job() {
     let mut h = Harness::new();
     put(&mut h, "a");
     let revision = h.store.get_job("a").unwrap().unwrap().revision;
-    put(&mut h, "a");
+    let mut changed = spec("a");
+    changed.priority = 1;
+    h.run(Command::PutJob { spec: changed });
     let answer = h.run(Command::DeleteJob {
         name: "a".into(),
         if_revision: Some(revision),

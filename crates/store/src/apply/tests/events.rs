@@ -35,7 +35,9 @@ fn kv_put(key: &str) -> Command {
 fn every_public_change_is_logged_and_announced_with_its_revision() {
     let mut h = Harness::new();
     put(&mut h, "a"); // 1
-    put(&mut h, "a"); // 2
+    let mut changed = spec("a");
+    changed.priority = 1;
+    h.run(Command::PutJob { spec: changed }); // 2
     h.run(Command::SetPaused {
         name: "a".into(),
         paused: true,

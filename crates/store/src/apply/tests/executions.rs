@@ -209,3 +209,43 @@ fn cancel_ends_a_queued_run_and_flags_a_running_one() {
         }
     );
 }
+
+#[test]
+fn active_executions_page_by_id_and_filter_by_status() {
+    let mut h = Harness::new();
+    put(&mut h, "a");
+    h.run(Command::Fire {
+        fires: (1..=5)
+            .map(|i| fire(i, "a", i as i64, Trigger::Manual))
+            .collect(),
+    });
+    let start = |id: u128| rota_core::Start {
+        id: Ulid(id),
+        attempt: 1,
+        node: "n1".into(),
+        at: t(10),
+    };
+    h.run(Command::Start {
+        starts: vec![start(2), start(4), start(5)],
+    });
+    h.run(Command::Finish {
+        finishes: vec![finish(5, 1, ExecStatus::Succeeded, 11)],
+    });
+    let page = |status, limit, after: Option<u128>| {
+        let (items, next) = h
+            .store
+            .active_executions_page(status, limit, after.map(Ulid))
+            .unwrap();
+        let ids: Vec<u128> = items.iter().map(|e| e.id.0).collect();
+        (ids, next.map(|n| n.0))
+    };
+    assert_eq!(page(None, 2, None), (vec![1, 2], Some(2)));
+    assert_eq!(page(None, 2, Some(2)), (vec![3, 4], None), "5 has ended");
+    assert_eq!(page(None, 10, None), (vec![1, 2, 3, 4], None));
+    assert_eq!(
+        page(Some(ExecStatus::Running), 10, None),
+        (vec![2, 4], None)
+    );
+    assert_eq!(page(Some(ExecStatus::Queued), 1, None), (vec![1], Some(1)));
+    assert_eq!(page(Some(ExecStatus::Queued), 1, Some(1)), (vec![3], None));
+}

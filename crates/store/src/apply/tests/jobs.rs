@@ -39,6 +39,36 @@ fn put_job_creates_then_replaces_keeping_created_at_and_high_water_mark() {
 }
 
 #[test]
+fn reapplying_an_unchanged_job_keeps_its_record_and_publishes_nothing() {
+    let mut h = Harness::new();
+    let Response::JobPut { job: first, .. } = h.run(Command::PutJob { spec: spec("a") }) else {
+        panic!("expected JobPut");
+    };
+    h.all_events();
+
+    let Response::JobPut { created, job } = h.run(Command::PutJob { spec: spec("a") }) else {
+        panic!("expected JobPut");
+    };
+    assert!(!created);
+    assert_eq!(job, first, "the answer is the stored job as it was");
+    assert_eq!((job.revision, job.updated_at), (1, t(1)));
+    assert_eq!(h.store.get_job("a").unwrap().unwrap(), *first);
+    assert!(h.all_events().is_empty(), "no job.updated, no JobPut");
+
+    // A change, however small, is still a new revision.
+    let mut changed = spec("a");
+    changed.description = Some("now described".into());
+    let Response::JobPut { job, .. } = h.run(Command::PutJob { spec: changed }) else {
+        panic!("expected JobPut");
+    };
+    assert_eq!(
+        (job.revision, job.updated_at, job.created_at),
+        (3, t(3), t(1))
+    );
+    assert!(!h.all_events().is_empty());
+}
+
+#[test]
 fn set_paused_changes_the_flag_and_the_anchor() {
     let mut h = Harness::new();
     put(&mut h, "a");
