@@ -169,3 +169,57 @@ async fn sinks_are_stored_with_secrets_hidden_and_bad_ones_refused() {
     let gone = h.send(Method::GET, "/v1/sinks/ci", None).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_and_kv_lists_page_with_limit_and_after() {
+    let h = Harness::start().await;
+    for name in ["a1", "a2", "a3", "b1"] {
+        let job =
+            json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": "true"}});
+        let r = h
+            .send(Method::PUT, &format!("/v1/jobs/{name}"), Some(job))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let r = h
+            .send(
+                Method::PUT,
+                &format!("/v1/kv/k/{name}"),
+                Some(json!({"value": name})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let names = |v: &serde_json::Value, field: &str| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i[field].as_str().unwrap().to_string())
+            .collect()
+    };
+    let page = h.send(Method::GET, "/v1/jobs?limit=2", None).await;
+    assert_eq!(names(&page.body, "name"), ["a1", "a2"]);
+    assert_eq!(page.body["next"], "a2");
+    let page = h.send(Method::GET, "/v1/jobs?limit=2&after=a2", None).await;
+    assert_eq!(names(&page.body, "name"), ["a3", "b1"]);
+    assert!(page.body["next"].is_null(), "{}", page.text);
+    let page = h
+        .send(Method::GET, "/v1/jobs?prefix=a&limit=2&after=a1", None)
+        .await;
+    assert_eq!(names(&page.body, "name"), ["a2", "a3"]);
+    assert!(page.body["next"].is_null(), "{}", page.text);
+    let all = h.send(Method::GET, "/v1/jobs", None).await;
+    assert_eq!(names(&all.body, "name").len(), 4);
+
+    let page = h.send(Method::GET, "/v1/kv?prefix=k/&limit=3", None).await;
+    assert_eq!(names(&page.body, "key"), ["k/a1", "k/a2", "k/a3"]);
+    assert_eq!(page.body["next"], "k/a3");
+    let page = h
+        .send(Method::GET, "/v1/kv?prefix=k/&limit=3&after=k/a3", None)
+        .await;
+    assert_eq!(names(&page.body, "key"), ["k/b1"]);
+    assert!(page.body["next"].is_null());
+    let bad = h.send(Method::GET, "/v1/kv?limit=0", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.body["error"]["field"], "limit");
+}

@@ -54,18 +54,21 @@ impl AppState {
     }
 }
 
-/// `GET /v1/jobs[?prefix=][&last_execution=true]`: every job (optionally those
-/// whose name starts with `prefix`), by name, as `{"items": [view]}`; workflows'
-/// internal jobs are left out. Listed views omit `last_execution` so that a
+/// `GET /v1/jobs[?prefix=][&last_execution=true][&limit=&after=]`: one page of jobs
+/// (optionally those whose name starts with `prefix`), by name, as
+/// `{"items": [view], "next": NAME|null}`; workflows' internal jobs are left out. Listed views omit `last_execution` so that a
 /// listing is one pass over the jobs table, unless it is asked for (one more read
 /// per job).
 pub(crate) async fn list(
     State(s): State<AppState>,
     params: Params,
 ) -> Result<HttpResponse, ApiError> {
-    params.only(&["prefix", "last_execution", "stale"])?;
+    params.only(&["prefix", "last_execution", "stale", "limit", "after"])?;
     let prefix = params.get("prefix").unwrap_or_default().to_string();
     let with_last = params.flag("last_execution")?;
+    // At most 1000, so the conversion cannot truncate.
+    let limit = params.bounded("limit", 1, 1000, 100)? as usize;
+    let after = params.get("after").map(str::to_owned);
     s.read_barrier(&params).await?;
     let node = s.node.clone();
     let body = blocking(move || {
@@ -74,14 +77,28 @@ pub(crate) async fn list(
         out.extend_from_slice(b"{\"items\":[");
         let mut first = true;
         let mut failed = None;
+        let mut listed = 0usize;
+        let mut last_name: Option<String> = None;
+        let mut next: Option<String> = None;
         let store = node.store();
         store.for_each_job(&mut |record| {
             if failed.is_some()
+                || next.is_some()
                 || !record.spec.name.starts_with(&prefix)
                 || split_job_name(&record.spec.name).is_some()
+                || after
+                    .as_deref()
+                    .is_some_and(|a| record.spec.name.as_str() <= a)
             {
                 return;
             }
+            if listed == limit {
+                // One more exists: the page ends at the last one listed.
+                next = last_name.take();
+                return;
+            }
+            listed += 1;
+            last_name = Some(record.spec.name.clone());
             if !first {
                 out.push(b',');
             }
@@ -104,7 +121,9 @@ pub(crate) async fn list(
         if let Some(e) = failed {
             return Err(e);
         }
-        out.extend_from_slice(b"]}");
+        out.extend_from_slice(b"],\"next\":");
+        serde_json::to_writer(&mut out, &next).map_err(ApiError::Serialize)?;
+        out.push(b'}');
         Ok(out)
     })
     .await?;

@@ -44,17 +44,27 @@ pub(crate) async fn get(
     Ok(Json(json!(entry)))
 }
 
-/// `GET /v1/kv[?prefix=&stale=true]`: `{"items": [entry, ...]}` in key order.
+/// `GET /v1/kv[?prefix=&limit=&after=&stale=true]`: one page of entries in key
+/// order, `{"items": [entry, ...], "next": KEY|null}`.
 pub(crate) async fn list(
     State(s): State<AppState>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    params.only(&["prefix", "stale"])?;
+    params.only(&["prefix", "stale", "limit", "after"])?;
     let prefix = params.get("prefix").unwrap_or_default().to_string();
+    // At most 1000, so the conversion cannot truncate.
+    let limit = params.bounded("limit", 1, 1000, 100)? as usize;
+    let after = params.get("after").map(str::to_owned);
     s.read_barrier(&params).await?;
     let node = s.node.clone();
-    let items = blocking(move || Ok(node.store().kv_list(&prefix)?)).await?;
-    Ok(Json(json!({ "items": items })))
+    let mut items = blocking(move || Ok(node.store().kv_list(&prefix)?)).await?;
+    if let Some(after) = &after {
+        items.retain(|e| e.key.as_str() > after.as_str());
+    }
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = more.then(|| items.last().map(|e| e.key.clone())).flatten();
+    Ok(Json(json!({ "items": items, "next": next })))
 }
 
 /// `PUT /v1/kv/{key}[?if_revision=N]` with `{"value": "..."}`: `{"key", "revision"}`;

@@ -268,14 +268,11 @@ pub(super) async fn apply_documents<T: serde::Serialize>(
 async fn list(ctx: &Ctx, prefix: Option<&str>) -> anyhow::Result<()> {
     let mut query = vec![("last_execution", "true".to_string())];
     query.extend(prefix.map(|p| ("prefix", p.to_string())));
-    let answer = ctx
-        .client
-        .get(ctx.client.url_with_query(["v1", "jobs"], &query))
-        .await?;
+    let items = super::list_all(ctx, "jobs", &query).await?;
     if ctx.machine() {
-        return Ok(ctx.data(&answer.body)?);
+        return Ok(ctx.data(&serde_json::json!({ "items": items }))?);
     }
-    let rows = output::items(&answer.body)
+    let rows = items
         .iter()
         .map(|job| {
             vec![

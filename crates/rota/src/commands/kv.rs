@@ -96,14 +96,11 @@ fn delete_line(key: &str, answer: &Value) -> String {
 }
 
 async fn list(ctx: &Ctx, prefix: &str) -> anyhow::Result<()> {
-    let url = ctx
-        .client
-        .url_with_query(["v1", "kv"], &[("prefix", prefix.to_string())]);
-    let answer = ctx.client.get(url).await?;
+    let items = super::list_all(ctx, "kv", &[("prefix", prefix.to_string())]).await?;
     if ctx.machine() {
-        return Ok(ctx.data(&answer.body)?);
+        return Ok(ctx.data(&serde_json::json!({ "items": items }))?);
     }
-    let rows = output::items(&answer.body)
+    let rows = items
         .iter()
         .map(|e| {
             vec![
