@@ -199,6 +199,10 @@ pub enum JobCommand {
         #[arg(long, value_name = "N", default_value_t = 20,
               value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
+        /// Only executions older than this one (an execution id: the last id of
+        /// the previous page, to page back through the history).
+        #[arg(long, value_name = "ID")]
+        before: Option<ulid::Ulid>,
     },
 }
 

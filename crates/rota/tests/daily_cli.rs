@@ -104,6 +104,27 @@ async fn a_job_run_can_be_followed_and_its_latest_logs_read() {
     assert_eq!(ended["status"], "succeeded", "{ended}");
     assert!(stderr(&out).contains("hello from ok"), "{}", stderr(&out));
 
+    // --- history pages back with --before: "ok" ran twice
+    let out = server.cli(&["job", "history", "ok", "--limit", "1", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let newest: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let newest_id = newest["items"][0]["id"].as_str().unwrap().to_string();
+    let out = server.cli(&[
+        "job", "history", "ok", "--limit", "5", "--before", &newest_id, "-o", "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let older: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let older_ids: Vec<&str> = older["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(older_ids.len(), 1, "{older}");
+    assert!(older_ids[0] < newest_id.as_str(), "{older}");
+    let out = server.cli(&["job", "history", "ok", "--before", "nonsense"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
     // --- job logs: the latest execution's output
     let out = server.cli(&["job", "logs", "bad"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -42,7 +42,11 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<()> {
         JobCommand::Logs { name, follow } => latest_logs(ctx, &name, follow).await,
         JobCommand::Pause { name } => set_paused(ctx, &name, true).await,
         JobCommand::Resume { name } => set_paused(ctx, &name, false).await,
-        JobCommand::History { name, limit } => history(ctx, &name, limit).await,
+        JobCommand::History {
+            name,
+            limit,
+            before,
+        } => history(ctx, &name, limit, before).await,
     }
 }
 
@@ -549,12 +553,18 @@ fn check_succeeded(exec: &Value) -> anyhow::Result<()> {
     Err(anyhow!(reason))
 }
 
-async fn history(ctx: &Ctx, name: &str, limit: u32) -> anyhow::Result<()> {
+async fn history(
+    ctx: &Ctx,
+    name: &str,
+    limit: u32,
+    before: Option<ulid::Ulid>,
+) -> anyhow::Result<()> {
     check_name(name)?;
-    let url = ctx.client.url_with_query(
-        ["v1", "jobs", name, "executions"],
-        &[("limit", limit.to_string())],
-    );
+    let mut query = vec![("limit", limit.to_string())];
+    query.extend(before.map(|id| ("before", id.to_string())));
+    let url = ctx
+        .client
+        .url_with_query(["v1", "jobs", name, "executions"], &query);
     let answer = ctx.client.get(url).await?;
     if ctx.machine() {
         return Ok(ctx.data(&answer.body)?);
