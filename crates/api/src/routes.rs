@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Vec<Route> {
         get("/readyz", system::readyz),
         get("/v1/openapi.json", system::openapi),
         get("/v1/jobs", jobs::list),
+        post("/v1/jobs", jobs::apply),
         get("/v1/jobs/{name}", jobs::get),
         put("/v1/jobs/{name}", jobs::put),
         delete("/v1/jobs/{name}", jobs::delete),

@@ -223,3 +223,80 @@ async fn the_jobs_and_kv_lists_page_with_limit_and_after() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.body["error"]["field"], "limit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_jobs_applies_in_one_entry_or_not_at_all() {
+    let h = Harness::start().await;
+    let job = |name: &str, command: &str| {
+        json!({"name": name, "schedule": {"manual": true},
+               "executor": {"type": "shell", "command": command}})
+    };
+    // One bad job: nothing is written, and the error names it.
+    let bad = json!({"jobs": [job("a", "true"), {"name": "b", "schedule": {"cron": "nope"},
+                     "executor": {"type": "shell", "command": "true"}}]});
+    let r = h.send(Method::POST, "/v1/jobs", Some(bad)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(
+        r.body["error"]["field"], "jobs[1].schedule.cron",
+        "{}",
+        r.text
+    );
+    let list = h.send(Method::GET, "/v1/jobs", None).await;
+    assert_eq!(list.body["items"], json!([]), "nothing was written");
+
+    let r = h
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"jobs": [job("a", "true"), job("b", "true")]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let actions: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["created", "created"]);
+    let revision = r.body["revision"].as_u64().unwrap();
+    for item in r.body["items"].as_array().unwrap() {
+        assert_eq!(
+            item["job"]["revision"].as_u64(),
+            Some(revision),
+            "one entry"
+        );
+    }
+
+    let r = h
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"jobs": [job("a", "true"), job("b", "false")]})),
+        )
+        .await;
+    let actions: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["unchanged", "updated"]);
+    assert_eq!(
+        r.body["items"][0]["job"]["revision"].as_u64(),
+        Some(revision)
+    );
+
+    for (body, field) in [
+        (json!({"jobs": []}), "jobs"),
+        (json!({"job": [job("a", "true")]}), "jobs"),
+        (
+            json!({"jobs": [job("a", "true"), job("a", "true")]}),
+            "jobs[1].name",
+        ),
+    ] {
+        let r = h.send(Method::POST, "/v1/jobs", Some(body.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.text);
+    }
+}

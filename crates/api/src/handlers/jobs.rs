@@ -199,6 +199,92 @@ fn job_from_body(name: &str, bytes: &[u8]) -> Result<JobSpec, ApiError> {
     Ok(parse_job_json(&bytes)?)
 }
 
+/// Most jobs one `POST /v1/jobs` may carry: one log entry holds them all.
+pub(crate) const MAX_JOBS_PER_APPLY: usize = 1000;
+
+/// `POST /v1/jobs` `{"jobs": [job, ...]}`: creates or replaces every job in one log
+/// entry, all or nothing: any invalid job (400 naming `jobs[i].field`) and nothing
+/// is written. Answers `{"revision", "items": [{"name", "action":
+/// "created|updated|unchanged", "job": view}]}` in the order given.
+pub(crate) async fn apply(
+    State(s): State<AppState>,
+    session: Session,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    let doc: Value = parse_json(&body_bytes(body)?)?;
+    let Some(docs) = doc.get("jobs").and_then(Value::as_array) else {
+        return Err(ApiError::invalid(
+            "jobs",
+            "expected {\"jobs\": [job, ...]}: a list of job documents, each with its name",
+        ));
+    };
+    if docs.is_empty() || docs.len() > MAX_JOBS_PER_APPLY {
+        return Err(ApiError::invalid(
+            "jobs",
+            format!(
+                "{} jobs; accepted: 1 to {MAX_JOBS_PER_APPLY} in one apply",
+                docs.len()
+            ),
+        ));
+    }
+    let mut specs = Vec::with_capacity(docs.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let at = |e: rota_core::ValidationError| ApiError::from(e.within(&format!("jobs[{i}]")));
+        let bytes = serde_json::to_vec(doc).map_err(ApiError::Serialize)?;
+        let spec = parse_job_json(&bytes).map_err(at)?;
+        refuse_internal(&spec.name)?;
+        spec.validate().map_err(at)?;
+        if !seen.insert(spec.name.clone()) {
+            return Err(ApiError::invalid(
+                format!("jobs[{i}].name"),
+                format!("job {:?} is listed twice; names are unique", spec.name),
+            ));
+        }
+        specs.push(spec);
+    }
+    let command = Command::Batch {
+        commands: specs
+            .into_iter()
+            .map(|spec| Command::PutJob { spec })
+            .collect(),
+    };
+    let req = rota_core::ClientRequest {
+        session: session.0.clone(),
+        at: chrono::Utc::now(),
+        command,
+    };
+    let (revision, response) = s.node.write(req).await?;
+    let Response::Batch { responses } = response else {
+        return Err(ApiError::from_refusal(
+            "POST /v1/jobs",
+            session.seq(),
+            response,
+        ));
+    };
+    let mut items = Vec::with_capacity(responses.len());
+    for response in responses {
+        let Response::JobPut { created, job } = response else {
+            return Err(ApiError::from_refusal(
+                "POST /v1/jobs",
+                session.seq(),
+                response,
+            ));
+        };
+        // A job this entry did not write kept its earlier revision.
+        let action = match (created, job.revision == revision) {
+            (true, _) => "created",
+            (false, true) => "updated",
+            (false, false) => "unchanged",
+        };
+        items.push(json!({"name": job.spec.name, "action": action, "job": s.job_view(&job)?}));
+    }
+    tracing::info!(jobs = items.len(), revision, "jobs applied");
+    Ok(Json(json!({"revision": revision, "items": items})))
+}
+
 /// `DELETE /v1/jobs/{name}`: 204, or 404 when there was no such job.
 pub(crate) async fn delete(
     State(s): State<AppState>,

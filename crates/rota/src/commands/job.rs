@@ -142,7 +142,48 @@ async fn apply(
     if dry_run {
         return plan(ctx, &jobs).await;
     }
-    apply_documents(ctx, &JOB, &jobs, |spec| &spec.name).await
+    // Every job of the files in one request, written as one log entry: all of
+    // them or, when the server refuses one, none.
+    let body = json!({ "jobs": jobs.iter().map(|(spec, _)| spec).collect::<Vec<_>>() });
+    let answer = ctx
+        .client
+        .write(Method::POST, ctx.client.url(["v1", "jobs"]), Some(&body))
+        .await
+        .map_err(|err| match job_of_error(&err, &jobs) {
+            Some(origin) => anyhow::Error::new(err).context(origin),
+            None => anyhow::Error::new(err),
+        })?;
+    let items = output::items(&answer.body);
+    if ctx.machine() {
+        return Ok(ctx.data(&Value::Array(items.to_vec()))?);
+    }
+    for item in items {
+        output::line(&format!(
+            "job/{} {}",
+            output::text(&item["name"]),
+            output::text(&item["action"])
+        ))?;
+    }
+    Ok(())
+}
+
+/// For an error naming `jobs[i]...`: the file and name of that job, to put in
+/// front of the server's message.
+fn job_of_error(err: &ClientError, jobs: &[(JobSpec, String)]) -> Option<String> {
+    let ClientError::Api {
+        field: Some(field), ..
+    } = err
+    else {
+        return None;
+    };
+    let index: usize = field
+        .strip_prefix("jobs[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()?;
+    let (spec, origin) = jobs.get(index)?;
+    Some(format!("{origin}: job/{}", spec.name))
 }
 
 /// `job apply --dry-run`: reads each job from the server and says what applying
