@@ -91,6 +91,30 @@ async fn target_set_crud_pages_and_shows_what_discovery_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_token_is_kept_but_never_read_back() {
+    let h = Harness::start().await;
+    let spec = json!({"provider": "kubernetes", "namespace": "gw", "deployment": "api",
+                      "port": 8080, "api_server": "https://127.0.0.1:1", "token": "s3cret"});
+    let r = h.send(Method::PUT, "/v1/targets/k8s", Some(spec)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["token"], "***");
+    for path in ["/v1/targets/k8s", "/v1/targets"] {
+        let r = h.send(Method::GET, path, None).await;
+        assert!(!r.text.contains("s3cret"), "{path}: {}", r.text);
+    }
+    let stored = h
+        .node
+        .store()
+        .get_target_set("k8s")
+        .unwrap()
+        .expect("stored");
+    let rota_core::targets::ProviderSpec::Kubernetes(k) = &stored.spec.provider else {
+        panic!("{stored:?}")
+    };
+    assert_eq!(k.token.as_deref(), Some("s3cret"), "kept for discovery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_target_sets_are_400_naming_the_field() {
     let h = Harness::start().await;
     for (body, field) in [

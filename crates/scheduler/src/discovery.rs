@@ -29,8 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::telemetry::Telemetry;
 
-/// How often the received/committed counters are brought up to date, and the set
-/// list re-read even without an event.
+/// How often the received counters are brought up to date.
 const SYNC: Duration = Duration::from_secs(1);
 /// Longest wait between two tries of a commit that failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -77,11 +76,19 @@ async fn lead(
     let mut events = node.store().subscribe();
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut sync = tokio::time::interval(SYNC);
+    // The sets are read again only when one may have changed (or a read failed);
+    // the sync tick only brings the counters up to date.
+    let mut reread = true;
     loop {
-        match node.store().target_sets() {
-            Ok(sets) => reconcile(node, &http, telemetry, throttle, &sets, &mut running),
-            Err(err) => {
-                warn!(error = %rota_core::error::chain(&err), "cannot read the target sets")
+        if reread {
+            match node.store().target_sets() {
+                Ok(sets) => {
+                    reconcile(node, &http, telemetry, throttle, &sets, &mut running);
+                    reread = false;
+                }
+                Err(err) => {
+                    warn!(error = %rota_core::error::chain(&err), "cannot read the target sets")
+                }
             }
         }
         for (name, r) in running.iter_mut() {
@@ -95,8 +102,10 @@ async fn lead(
             "leading: discovering {} target sets",
             running.len()
         ));
-        if !wait_for_change(ctx, leadership, &mut events, &mut sync).await {
-            break;
+        match wait_for_change(ctx, leadership, &mut events, &mut sync).await {
+            Wake::Changed => reread = true,
+            Wake::Tick => {}
+            Wake::Stop => break,
         }
     }
     for (name, r) in running {
@@ -105,21 +114,31 @@ async fn lead(
     }
 }
 
+/// Why [`wait_for_change`] returned.
+enum Wake {
+    /// A set's spec may have changed: read them again.
+    Changed,
+    /// The sync tick.
+    Tick,
+    /// No longer leading, or the worker ends.
+    Stop,
+}
+
 /// Waits until a set's spec may have changed (a `targets.*` event other than
-/// discovery's own, a snapshot install, missed events) or the sync tick; `false`
-/// when leading or the worker ends.
+/// discovery's own, a snapshot install, missed events), the sync tick, or the end
+/// of leading.
 async fn wait_for_change(
     ctx: &WorkerContext,
     leadership: &mut watch::Receiver<bool>,
     events: &mut tokio::sync::broadcast::Receiver<Arc<rota_core::StoreEvent>>,
     sync: &mut tokio::time::Interval,
-) -> bool {
+) -> Wake {
     loop {
         tokio::select! {
-            () = ctx.stopping() => return false,
+            () = ctx.stopping() => return Wake::Stop,
             changed = leadership.changed() => {
                 if changed.is_err() || !*leadership.borrow_and_update() {
-                    return false;
+                    return Wake::Stop;
                 }
             }
             event = events.recv() => match event {
@@ -129,15 +148,15 @@ async fn wait_for_change(
                             && p.event_type != types::TARGETS_DISCOVERED =>
                     {
                         debug!(set = %p.key, event = %p.event_type, "target set changed");
-                        return true;
+                        return Wake::Changed;
                     }
-                    EventKind::Reset => return true,
+                    EventKind::Reset => return Wake::Changed,
                     _ => {}
                 },
-                Err(RecvError::Lagged(_)) => return true,
-                Err(RecvError::Closed) => return false,
+                Err(RecvError::Lagged(_)) => return Wake::Changed,
+                Err(RecvError::Closed) => return Wake::Stop,
             },
-            _ = sync.tick() => return true,
+            _ = sync.tick() => return Wake::Tick,
         }
     }
 }

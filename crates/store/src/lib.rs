@@ -379,6 +379,34 @@ impl Store {
         Ok(())
     }
 
+    /// Jobs by name from the first one after `after` (or from the start) whose
+    /// name starts with `prefix`, while `f` answers `true`: a page of a listing
+    /// reads only its own rows, not the whole table.
+    pub fn for_each_job_from(
+        &self,
+        after: Option<&str>,
+        prefix: &str,
+        f: &mut dyn FnMut(JobRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        use std::ops::Bound;
+        let txn = self.db.begin_read()?;
+        let jobs = txn.open_table(tables::JOBS)?;
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        for row in jobs.range::<&str>((start, Bound::Unbounded))? {
+            let (k, v) = row?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            if !f(decode(JOB, v.value())?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub fn get_execution(&self, id: Ulid) -> Result<Option<Execution>, StoreError> {
         let txn = self.db.begin_read()?;
         let execs = txn.open_table(tables::EXECUTIONS)?;
@@ -513,12 +541,28 @@ impl Store {
 
     /// Keys starting with `prefix`, in key order.
     pub fn kv_list(&self, prefix: &str) -> Result<Vec<KvEntry>, StoreError> {
+        self.kv_page(prefix, None, usize::MAX)
+    }
+
+    /// At most `limit` entries whose keys start with `prefix`, in key order, from
+    /// the first key after `after` (or from the start): one page reads its rows only.
+    pub fn kv_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>, StoreError> {
+        use std::ops::Bound;
         let txn = self.db.begin_read()?;
         let kv = txn.open_table(tables::KV)?;
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
         let mut out = Vec::new();
-        for row in kv.range(prefix..)? {
+        for row in kv.range::<&str>((start, Bound::Unbounded))? {
             let (key, v) = row?;
-            if !key.value().starts_with(prefix) {
+            if out.len() == limit || !key.value().starts_with(prefix) {
                 break;
             }
             out.push(decode(KV_ENTRY, v.value())?);

@@ -81,21 +81,14 @@ pub(crate) async fn list(
         let mut last_name: Option<String> = None;
         let mut next: Option<String> = None;
         let store = node.store();
-        store.for_each_job(&mut |record| {
-            if failed.is_some()
-                || next.is_some()
-                || !record.spec.name.starts_with(&prefix)
-                || split_job_name(&record.spec.name).is_some()
-                || after
-                    .as_deref()
-                    .is_some_and(|a| record.spec.name.as_str() <= a)
-            {
-                return;
+        store.for_each_job_from(after.as_deref(), &prefix, &mut |record| {
+            if split_job_name(&record.spec.name).is_some() {
+                return true;
             }
             if listed == limit {
                 // One more exists: the page ends at the last one listed.
                 next = last_name.take();
-                return;
+                return false;
             }
             listed += 1;
             last_name = Some(record.spec.name.clone());
@@ -108,7 +101,7 @@ pub(crate) async fn list(
                     Ok(last) => JobView::full(&record, now, last.into_iter().next()),
                     Err(e) => {
                         failed = Some(ApiError::from(e));
-                        return;
+                        return false;
                     }
                 }
             } else {
@@ -116,7 +109,9 @@ pub(crate) async fn list(
             };
             if let Err(e) = serde_json::to_writer(&mut out, &view) {
                 failed = Some(ApiError::Serialize(e));
+                return false;
             }
+            true
         })?;
         if let Some(e) = failed {
             return Err(e);
@@ -162,11 +157,7 @@ pub(crate) async fn put(
     match s.commit(&session, Command::PutJob { spec }).await? {
         Response::JobPut { created, job } => {
             tracing::info!(job = %name, created, revision = job.revision, "job stored");
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+            let status = super::created_or_ok(created);
             Ok((status, Json(s.job_view(&job)?)))
         }
         other => Err(ApiError::from_refusal("PUT /v1/jobs", session.seq(), other)),

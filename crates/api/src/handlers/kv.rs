@@ -57,10 +57,9 @@ pub(crate) async fn list(
     let after = params.get("after").map(str::to_owned);
     s.read_barrier(&params).await?;
     let node = s.node.clone();
-    let mut items = blocking(move || Ok(node.store().kv_list(&prefix)?)).await?;
-    if let Some(after) = &after {
-        items.retain(|e| e.key.as_str() > after.as_str());
-    }
+    // One entry beyond the page says whether there is a next one.
+    let mut items =
+        blocking(move || Ok(node.store().kv_page(&prefix, after.as_deref(), limit + 1)?)).await?;
     let more = items.len() > limit;
     items.truncate(limit);
     let next = more.then(|| items.last().map(|e| e.key.clone())).flatten();

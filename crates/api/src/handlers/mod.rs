@@ -14,6 +14,16 @@ pub(crate) mod workflows;
 
 use crate::error::ApiError;
 
+/// The status of a create-or-replace: 201 when the write created the resource,
+/// 200 when it replaced one.
+pub(crate) fn created_or_ok(created: bool) -> axum::http::StatusCode {
+    if created {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    }
+}
+
 /// Runs a store scan off the async workers: listings can visit many records.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where

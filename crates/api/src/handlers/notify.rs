@@ -73,11 +73,7 @@ pub(crate) async fn put(
     match s.commit(&session, command).await? {
         Response::WebhookPut { created, webhook } => {
             tracing::info!(webhook = %name, created, url = %webhook.spec.url, "webhook stored");
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+            let status = super::created_or_ok(created);
             Ok((status, Json(json!(webhook))))
         }
         other => Err(ApiError::from_refusal(

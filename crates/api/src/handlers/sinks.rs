@@ -80,11 +80,7 @@ pub(crate) async fn put(
     match s.commit(&session, command).await? {
         Response::SinkPut { created, sink } => {
             tracing::info!(sink = %name, created, revision = sink.revision, "sink stored");
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+            let status = super::created_or_ok(created);
             Ok((status, Json(sink.redacted_view())))
         }
         other => Err(ApiError::from_refusal(

@@ -19,8 +19,14 @@ fn set_not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("target set {name:?}"))
 }
 
+/// The set as served: its spec, with a Kubernetes `token` shown as `"***"` (it
+/// is kept for discovery, never read back), and what discovery found.
 fn view(set: &TargetSet) -> Result<Value, ApiError> {
-    serde_json::to_value(set).map_err(ApiError::Serialize)
+    let mut value = serde_json::to_value(set).map_err(ApiError::Serialize)?;
+    if let Some(token) = value.get_mut("token").filter(|t| t.is_string()) {
+        *token = Value::String("***".into());
+    }
+    Ok(value)
 }
 
 /// `GET /v1/targets?limit=&after=&prefix=`: by name, `after` a name.
@@ -88,11 +94,7 @@ pub(crate) async fn put(
     match s.commit(&session, Command::PutTargetSet { spec }).await? {
         Response::TargetSetPut { created, set } => {
             tracing::info!(set = %name, created, generation = set.generation, "target set stored");
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+            let status = super::created_or_ok(created);
             Ok((status, Json(view(&set)?)))
         }
         other => Err(ApiError::from_refusal(

@@ -91,11 +91,7 @@ pub(crate) async fn put(
     match s.commit(&session, Command::PutWorkflow { spec }).await? {
         Response::WorkflowPut { created, workflow } => {
             tracing::info!(workflow = %name, created, revision = workflow.revision, "workflow stored");
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+            let status = super::created_or_ok(created);
             Ok((status, Json(workflow_view(s.node.store(), &workflow)?)))
         }
         other => Err(ApiError::from_refusal(
