@@ -181,6 +181,18 @@ pub enum Command {
     },
     /// Delete a sink; answered by `Response::SinkDeleted`.
     DeleteSink { name: String },
+    /// Set a dynamic setting cluster-wide (`value` already checked and normalised
+    /// by [`crate::config::check_dynamic`]); answered by `Response::ConfigSet`.
+    SetConfig {
+        key: String,
+        value: serde_json::Value,
+    },
+    /// Remove dynamic values, so the keys take their static values again: `key`,
+    /// or every key when `None`; answered by `Response::ConfigReset`.
+    ResetConfig {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
     /// A node's scheduler runtime announces itself as a worker, once per process
     /// start, before it runs anything: its tags (matched against jobs' `tags`) and
     /// how many attempts it runs at once. A new `incarnation` for a known node means
@@ -461,6 +473,16 @@ pub enum Response {
     },
     SinkDeleted {
         existed: bool,
+    },
+    /// What `SetConfig` stored, and the dynamic value it replaced (if any).
+    ConfigSet {
+        entry: Box<crate::config::ConfigEntry>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<serde_json::Value>,
+    },
+    /// The keys `ResetConfig` removed a dynamic value of.
+    ConfigReset {
+        keys: Vec<String>,
     },
     /// What `RecordTargets` did: `changed` when the set's targets or error changed.
     TargetsRecorded {

@@ -9,9 +9,6 @@ use crate::{HumanDuration, Timestamp};
 fn default_priority() -> i32 {
     0
 }
-fn default_history_limit() -> u32 {
-    100
-}
 fn default_max_output_bytes() -> u64 {
     1024 * 1024
 }
@@ -63,8 +60,10 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Finished executions kept per job; older ones (and their output) are pruned.
-    #[serde(default = "default_history_limit")]
-    pub history_limit: u32,
+    /// When absent, the cluster's `default_history_limit` setting (100 unless
+    /// changed) applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_limit: Option<u32>,
     /// Output (stdout and stderr together) kept per execution; the rest is dropped
     /// and the execution is marked `output_truncated`.
     #[serde(default = "default_max_output_bytes")]

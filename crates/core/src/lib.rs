@@ -12,6 +12,7 @@
 //! a fake clock.
 
 pub mod command;
+pub mod config;
 pub mod duration;
 pub mod error;
 pub mod event;

@@ -101,11 +101,8 @@ impl JobSpec {
             ));
         }
         validate_tags(&self.tags)?;
-        if !HISTORY_LIMITS.contains(&self.history_limit) {
-            return Err(error(
-                "history_limit",
-                format!("{} is out of 1-10000", self.history_limit),
-            ));
+        if let Some(limit) = self.history_limit.filter(|l| !HISTORY_LIMITS.contains(l)) {
+            return Err(error("history_limit", format!("{limit} is out of 1-10000")));
         }
         if self.max_output_bytes > MAX_OUTPUT_BYTES {
             return Err(error(

@@ -255,7 +255,7 @@ impl Engine {
             out.push(Action::Finish(finish_for(c, None, true, now)));
             return;
         };
-        let retry = self.jobs.get(&t.job).and_then(|j| j.retry.as_deref());
+        let retry = self.retry_policy(&t.job);
         let (job, cancel) = (t.job.clone(), t.cancel);
         let finish = finish_for(c, retry, cancel, now);
         let will_retry = finish.retry_at.is_some();
@@ -263,6 +263,14 @@ impl Engine {
         let id = finish.id;
         out.push(Action::Finish(finish));
         self.set_phase(id, Phase::Finishing { retry: will_retry });
+    }
+
+    /// The retry policy of `job`'s runs: its own, else the dynamic `default_retry`.
+    fn retry_policy(&self, job: &str) -> Option<&RetryPolicy> {
+        self.jobs
+            .get(job)
+            .and_then(|j| j.retry.as_deref())
+            .or(self.dynamic.default_retry.as_ref())
     }
 
     /// Ends an attempt nobody runs any more (its node restarted or went silent).
@@ -276,7 +284,7 @@ impl Engine {
         let Some(t) = self.execs.get(&id) else {
             return;
         };
-        let policy = self.jobs.get(&t.job).and_then(|j| j.retry.as_deref());
+        let policy = self.retry_policy(&t.job);
         let finish = Finish::lost(id, t.attempt, policy, t.cancel, error, now);
         info!(job = %t.job, execution = %id, attempt = t.attempt, node = ?t.node, retry_at = ?finish.retry_at, error, "attempt lost");
         let retry = finish.retry_at.is_some();

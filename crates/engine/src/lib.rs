@@ -119,6 +119,8 @@ pub struct Engine {
     event_jobs: EventJobs,
     /// `delete_after_run` jobs, with the revision of the record that said so.
     delete_after_run: HashMap<Arc<str>, u64>,
+    /// The cluster's dynamic settings ([`Input::Config`]).
+    dynamic: Arc<rota_core::config::DynamicConfig>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -159,6 +161,7 @@ impl Engine {
             now: Timestamp::MIN_UTC,
             event_jobs: EventJobs::default(),
             delete_after_run: HashMap::new(),
+            dynamic: Arc::default(),
         }
     }
 
@@ -299,6 +302,12 @@ impl Engine {
                 }
             }
             Input::NodeAlive { node } => self.node_alive(&node),
+            Input::Config(config) => {
+                if *config != *self.dynamic {
+                    info!(max_running = ?config.max_running, cluster_max_running = ?config.cluster_max_running, default_retry = config.default_retry.is_some(), "dynamic settings in force");
+                }
+                self.dynamic = config;
+            }
             Input::NodeRegistered(record) => {
                 if record.node != self.cfg.node {
                     let name: Arc<str> = Arc::from(record.node.as_str());

@@ -79,13 +79,41 @@ impl Engine {
         self.remote.get(node).map_or(0, |r| r.running.len())
     }
 
-    /// Whether any live node (whatever its tags) has a free slot.
+    /// How many attempts this node runs at once: the dynamic `max_running` when
+    /// set, else this node's own.
+    pub(crate) fn local_cap(&self) -> usize {
+        self.dynamic
+            .max_running
+            .map_or(self.cfg.max_running, |n| n as usize)
+    }
+
+    /// How many attempts another node runs at once: the dynamic `max_running` when
+    /// set, else what the node registered.
+    fn worker_cap(&self, w: &Worker) -> usize {
+        self.dynamic
+            .max_running
+            .map_or(w.max_running, |n| n as usize)
+    }
+
+    /// Whether the cluster-wide limit (`cluster_max_running`) is reached.
+    fn cluster_full(&self) -> bool {
+        self.dynamic.cluster_max_running.is_some_and(|cap| {
+            let running =
+                self.running_here + self.remote.values().map(|r| r.running.len()).sum::<usize>();
+            running >= cap as usize
+        })
+    }
+
+    /// Whether any live node (whatever its tags) has a free slot, and the cluster
+    /// as a whole has room.
     pub(crate) fn any_free_slot(&self, now: Timestamp) -> bool {
-        self.running_here < self.cfg.max_running
-            || self
-                .workers
-                .iter()
-                .any(|(name, w)| self.remote_load(name) < w.max_running && self.is_up(name, now))
+        if self.cluster_full() {
+            return false;
+        }
+        self.running_here < self.local_cap()
+            || self.workers.iter().any(|(name, w)| {
+                self.remote_load(name) < self.worker_cap(w) && self.is_up(name, now)
+            })
     }
 
     /// Where a run of a job with `tags` goes: `Some(None)` here, `Some(Some(node))`
@@ -100,21 +128,23 @@ impl Engine {
     ) -> Option<Option<Arc<str>>> {
         let fits = |have: &BTreeMap<String, String>| tags.is_none_or(|t| tags_match(have, t));
         let mut best: Option<(Option<&Arc<str>>, usize, usize)> = None;
-        if self.running_here < self.cfg.max_running && fits(&self.cfg.tags) {
-            best = Some((None, self.running_here, self.cfg.max_running));
+        let local_cap = self.local_cap();
+        if self.running_here < local_cap && fits(&self.cfg.tags) {
+            best = Some((None, self.running_here, local_cap));
         }
         for (name, w) in &self.workers {
             let load = self.remote_load(name);
-            if load >= w.max_running || !fits(&w.tags) || !self.is_up(name, now) {
+            let cap = self.worker_cap(w);
+            if load >= cap || !fits(&w.tags) || !self.is_up(name, now) {
                 continue;
             }
             // load / max < best_load / best_max, without division (u128: capacities
             // come from configuration and may be huge).
             let better = best.is_none_or(|(_, bl, bm)| {
-                (load as u128) * (bm as u128) < (bl as u128) * (w.max_running as u128)
+                (load as u128) * (bm as u128) < (bl as u128) * (cap as u128)
             });
             if better {
-                best = Some((Some(name), load, w.max_running));
+                best = Some((Some(name), load, cap));
             }
         }
         best.map(|(node, _, _)| node.cloned())

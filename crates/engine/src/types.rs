@@ -75,6 +75,9 @@ pub enum Input {
     /// after [`Engine::event_floor`] when an engine starts): fires the `on` jobs it
     /// matches, each once per event revision.
     Event(Arc<rota_core::event::Event>),
+    /// The cluster's dynamic settings changed (or were loaded): run slots per node
+    /// and for the cluster, and the retry policy of jobs without their own.
+    Config(Arc<rota_core::config::DynamicConfig>),
 }
 
 /// What the engine asks for. `Fire`, `Start` and `Finish` are committed in the order

@@ -37,6 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// One set being discovered.
 struct Running {
     generation: u64,
+    /// The throttle its manager was started with.
+    throttle: Duration,
     stop: CancellationToken,
     stats: Option<Arc<ManagerStats>>,
     /// Updates received already counted in the telemetry.
@@ -44,7 +46,8 @@ struct Running {
 }
 
 /// Starts the worker `discovery` of `workers`. `throttle` is the least time
-/// between two committed changes of one set.
+/// between two committed changes of one set, unless the dynamic setting
+/// `discovery_throttle` says otherwise (a change restarts every set's discovery).
 pub fn spawn(node: Arc<Node>, telemetry: Arc<Telemetry>, throttle: Duration, workers: &Runner) {
     workers.spawn("discovery", move |ctx| async move {
         let mut leadership = node.leadership();
@@ -81,12 +84,14 @@ async fn lead(
     let mut reread = true;
     loop {
         if reread {
-            match node.store().target_sets() {
-                Ok(sets) => {
+            let dynamic = node.store().dynamic_config().map(|c| c.discovery_throttle);
+            match (node.store().target_sets(), dynamic) {
+                (Ok(sets), Ok(dynamic)) => {
+                    let throttle = dynamic.unwrap_or(throttle);
                     reconcile(node, &http, telemetry, throttle, &sets, &mut running);
                     reread = false;
                 }
-                Err(err) => {
+                (Err(err), _) | (_, Err(err)) => {
                     warn!(error = %rota_core::error::chain(&err), "cannot read the target sets")
                 }
             }
@@ -150,6 +155,11 @@ async fn wait_for_change(
                         debug!(set = %p.key, event = %p.event_type, "target set changed");
                         return Wake::Changed;
                     }
+                    EventKind::Published(p)
+                        if p.event_type == types::CONFIG_CHANGED && p.key == "discovery_throttle" =>
+                    {
+                        return Wake::Changed;
+                    }
                     EventKind::Reset => return Wake::Changed,
                     _ => {}
                 },
@@ -175,6 +185,11 @@ fn reconcile(
         let current = sets
             .iter()
             .any(|s| s.spec.name == *name && s.generation == r.generation);
+        if current && r.throttle != throttle {
+            info!(set = %name, throttle = ?throttle, "discovery restarted: the throttle changed");
+            r.stop.cancel();
+            return false;
+        }
         if !current {
             info!(set = %name, "discovery stopped: the set was deleted or changed");
             r.stop.cancel();
@@ -220,6 +235,7 @@ fn reconcile(
             name,
             Running {
                 generation: set.generation,
+                throttle,
                 stop,
                 stats,
                 counted: 0,

@@ -65,7 +65,17 @@ pub(crate) fn apply_request(
         expire_sessions(apply.t, req.at)?;
     }
     if index.is_multiple_of(crate::events::SWEEP_EVERY) {
-        crate::events::sweep(apply.t, req.at, event_retention)?;
+        // A dynamic value (replicated, so the same on every member) wins over the
+        // node's static one.
+        let dynamic = apply.t.dynamic_config()?;
+        let retention = crate::EventRetention {
+            events: dynamic.watch_retention.unwrap_or(event_retention.events),
+            age: dynamic
+                .watch_retention_age
+                .and_then(|age| TimeDelta::from_std(age).ok())
+                .unwrap_or(event_retention.age),
+        };
+        crate::events::sweep(apply.t, req.at, retention)?;
     }
     Ok(response)
 }
@@ -266,6 +276,8 @@ impl Apply<'_, '_> {
                 state,
             } => self.record_targets(name, *generation, state),
             Command::PutSink { name, spec } => self.put_sink(name, spec),
+            Command::SetConfig { key, value } => self.set_config(key, value),
+            Command::ResetConfig { key } => self.reset_config(key.as_deref()),
             Command::RecordCheck {
                 id,
                 job,
@@ -323,7 +335,10 @@ impl Apply<'_, '_> {
                 if exec.status != ExecStatus::Running || exec.node.as_deref() != Some(node) {
                     continue;
                 }
-                let policy = self.t.get_job(&exec.job)?.and_then(|j| j.spec.retry);
+                let policy = match self.t.get_job(&exec.job)?.and_then(|j| j.spec.retry) {
+                    Some(own) => Some(own),
+                    None => self.t.dynamic_config()?.default_retry,
+                };
                 finishes.push(Finish::lost(
                     exec.id,
                     exec.attempt,
@@ -677,6 +692,7 @@ impl Apply<'_, '_> {
     }
 }
 
+mod config;
 mod fire;
 mod members;
 mod notify;

@@ -67,6 +67,9 @@ const TAG_MEMBERS: u8 = 19;
 const TAG_CLOCK: u8 = 20;
 const TAG_TARGET_SETS: u8 = 21;
 const TAG_SINKS: u8 = 22;
+/// Dynamic settings; absent when none is set, so a stream without any reads in
+/// releases before them.
+const TAG_CONFIG: u8 = 23;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -195,6 +198,7 @@ pub(crate) fn export(
     id_bytes(&mut out, txn, TAG_RUNS, tables::RUNS)?;
     str_bytes(&mut out, txn, TAG_TARGET_SETS, tables::TARGET_SETS)?;
     str_bytes(&mut out, txn, TAG_SINKS, tables::SINKS)?;
+    str_bytes(&mut out, txn, TAG_CONFIG, tables::CONFIG)?;
     let meta = txn.open_table(tables::META)?;
     for (tag, name) in [
         (TAG_SCHEDULER_EPOCH, tables::META_SCHEDULER_EPOCH),
@@ -306,6 +310,7 @@ pub(crate) fn import(
     txn.delete_table(tables::WORKFLOW_RUNS)?;
     txn.delete_table(tables::TARGET_SETS)?;
     txn.delete_table(tables::SINKS)?;
+    txn.delete_table(tables::CONFIG)?;
     let mut t = Tables::open(txn)?;
 
     let mut key = Vec::new();
@@ -484,6 +489,17 @@ pub(crate) fn import(
                     )));
                 }
                 t.target_sets.insert(name, value.as_slice())?;
+            }
+            TAG_CONFIG => {
+                let key_name = utf8("config", &key)?;
+                let entry: rota_core::config::ConfigEntry = decode(tables::CONFIG_ENTRY, &value)?;
+                if entry.key != key_name {
+                    return Err(malformed(format!(
+                        "config row {key_name:?} holds key {:?}",
+                        entry.key
+                    )));
+                }
+                t.config.insert(key_name, value.as_slice())?;
             }
             TAG_SINKS => {
                 let name = utf8("sinks", &key)?;

@@ -62,6 +62,9 @@ pub(crate) const TARGET_SETS: TableDefinition<&str, &[u8]> = TableDefinition::ne
 /// Sink name → [`rota_core::sink::SinkRecord`].
 pub(crate) const SINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sinks");
 
+/// Dynamic setting key → [`rota_core::config::ConfigEntry`].
+pub(crate) const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
+
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_RAFT: &str = "raft";
@@ -98,6 +101,7 @@ pub(crate) const WORKFLOW: &str = "workflow";
 pub(crate) const RUN: &str = "workflow run";
 pub(crate) const TARGET_SET: &str = "target set";
 pub(crate) const SINK: &str = "sink";
+pub(crate) const CONFIG_ENTRY: &str = "config entry";
 
 /// Every table of the state file, opened in one write transaction.
 pub(crate) struct Tables<'t> {
@@ -120,6 +124,7 @@ pub(crate) struct Tables<'t> {
     pub workflow_runs: Table<'t, (&'static str, u128), ()>,
     pub target_sets: Table<'t, &'static str, &'static [u8]>,
     pub sinks: Table<'t, &'static str, &'static [u8]>,
+    pub config: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -144,7 +149,17 @@ impl<'t> Tables<'t> {
             workflow_runs: txn.open_table(WORKFLOW_RUNS)?,
             target_sets: txn.open_table(TARGET_SETS)?,
             sinks: txn.open_table(SINKS)?,
+            config: txn.open_table(CONFIG)?,
         })
+    }
+
+    /// The dynamic settings in force, as the state machine applies them.
+    pub fn dynamic_config(&self) -> Result<rota_core::config::DynamicConfig, StoreError> {
+        let mut entries = Vec::new();
+        for row in self.config.iter()? {
+            entries.push(decode(CONFIG_ENTRY, row?.1.value())?);
+        }
+        Ok(rota_core::config::DynamicConfig::from_entries(&entries))
     }
 
     pub fn get_job(&self, name: &str) -> Result<Option<JobRecord>, StoreError> {

@@ -52,3 +52,23 @@ impl Store {
         Ok(out)
     }
 }
+
+impl Store {
+    /// Every dynamic setting that has a value, by key.
+    pub fn config_entries(&self) -> Result<Vec<rota_core::config::ConfigEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::CONFIG)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            out.push(decode(tables::CONFIG_ENTRY, row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The dynamic settings in force.
+    pub fn dynamic_config(&self) -> Result<rota_core::config::DynamicConfig, StoreError> {
+        Ok(rota_core::config::DynamicConfig::from_entries(
+            &self.config_entries()?,
+        ))
+    }
+}

@@ -40,7 +40,7 @@ pub(crate) fn spec(name: &str) -> JobSpec {
 
 pub(crate) fn spec_with_history(name: &str, history_limit: u32) -> JobSpec {
     let mut s = spec(name);
-    s.history_limit = history_limit;
+    s.history_limit = Some(history_limit);
     s
 }
 

@@ -63,6 +63,10 @@ fn populated() -> Harness {
         )],
         cursor: Some(8),
     });
+    h.run(Command::SetConfig {
+        key: "max_running".into(),
+        value: serde_json::json!(3),
+    });
     h
 }
 
@@ -128,6 +132,11 @@ fn snapshot_round_trip_reproduces_every_table() {
         source.store.deliveries(&all, None, 10).unwrap()
     );
     assert_eq!(target.store.deliveries(&all, None, 10).unwrap().0.len(), 1);
+    assert_eq!(
+        target.store.config_entries().unwrap(),
+        source.store.config_entries().unwrap()
+    );
+    assert_eq!(target.store.dynamic_config().unwrap().max_running, Some(3));
     assert_eq!(target.store.notify_cursor().unwrap(), 8);
     assert_eq!(
         target.store.active_executions().unwrap(),

@@ -69,7 +69,7 @@ fn minimal_job_gets_defaults() {
     let doc = json!({"name": "a", "schedule": {"manual": true}, "executor": {"type": "shell", "command": "true"}});
     let spec = parse_job_value(&doc).unwrap();
     assert!(!spec.validate().unwrap().fires_on_its_own());
-    assert_eq!(spec.history_limit, 100);
+    assert_eq!(spec.history_limit, None);
 }
 
 #[test]

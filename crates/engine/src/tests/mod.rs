@@ -631,6 +631,7 @@ fn with(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
 }
 
 mod cancel;
+mod dynamic;
 mod events;
 mod firing;
 mod leader_changes;

@@ -211,6 +211,11 @@ impl Runtime {
             // Events up to here are already in what is read next.
             let floor = store.last_applied_index();
             let mut out = Vec::new();
+            engine.handle(
+                Input::Config(Arc::new(store.dynamic_config()?)),
+                now,
+                &mut out,
+            );
             for node in store.nodes()? {
                 engine.handle(Input::NodeRegistered(Arc::new(node)), now, &mut out);
             }
@@ -327,7 +332,20 @@ impl Runtime {
                     EventKind::NodeRegistered(record) => {
                         Some(Input::NodeRegistered(record.clone()))
                     }
-                    EventKind::Published(event) => Some(Input::Event(event.clone())),
+                    EventKind::Published(event) => {
+                        if event.event_type == rota_core::event::types::CONFIG_CHANGED {
+                            match self.node.store().dynamic_config() {
+                                Ok(config) => {
+                                    engine.handle(Input::Config(Arc::new(config)), now, out)
+                                }
+                                Err(err) => {
+                                    warn!(error = %err, "cannot read the dynamic settings");
+                                    return Some(Exit::Rebuild("an unreadable setting"));
+                                }
+                            }
+                        }
+                        Some(Input::Event(event.clone()))
+                    }
                     EventKind::KvPut(_) | EventKind::KvDeleted { .. } | EventKind::Run(_) => None,
                     EventKind::Reset => {
                         info!(revision = event.revision, "store state replaced: reloading");

@@ -127,13 +127,18 @@ impl Apply<'_, '_> {
                 created: true,
             });
         }
+        let dynamic = if jobs.is_empty() {
+            Default::default()
+        } else {
+            self.t.dynamic_config()?
+        };
         for (name, (job, dirty)) in &jobs {
             if *dirty {
                 // Bookkeeping only: no JobPut event and no new revision, since
                 // the spec did not change; the Execution events carry the instants.
                 self.t.put_job(job)?;
             }
-            self.prune_history(name, job.spec.history_limit)?;
+            self.prune_history(name, dynamic.history_limit(job.spec.history_limit))?;
         }
         Ok(Response::Fired { outcomes })
     }
@@ -198,7 +203,11 @@ impl Apply<'_, '_> {
             self.t.set_job_count(job, count + 1)?;
             self.emit_execution(&exec);
             self.publish_created(&exec)?;
-            self.prune_history(job, record.spec.history_limit)?;
+            let limit = self
+                .t
+                .dynamic_config()?
+                .history_limit(record.spec.history_limit);
+            self.prune_history(job, limit)?;
         }
         Ok(Response::Fired {
             outcomes: vec![FireOutcome {

@@ -82,7 +82,7 @@ fn event_fires_at_or_below_the_mark_are_refused() {
 fn the_mark_alone_refuses_an_event_whose_row_was_pruned() {
     let mut h = Harness::new();
     let mut spec = on_spec("a");
-    spec.history_limit = 1;
+    spec.history_limit = Some(1);
     h.run(Command::PutJob { spec });
     for (id, revision) in [(1, 10), (2, 11)] {
         fired(h.run(Command::Fire {

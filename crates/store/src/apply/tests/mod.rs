@@ -16,6 +16,7 @@ fn put(h: &mut Harness, name: &str) {
     h.run(Command::PutJob { spec: spec(name) });
 }
 
+mod config;
 mod event_fires;
 mod events;
 mod executions;
