@@ -131,10 +131,10 @@ if [ -x "$ROTA" ]; then
     case "$arg" in --*) "$ROTA" server --help | grep -q -- "^ *$arg " || missing="$missing $arg" ;; esac
   done
   if [ -z "$missing" ]; then pass "rota server --help lists the CMD's flags"; else fail "rota server lacks:$missing"; fi
-  if (cd "$WORK" && "$ROTA" config show "${CMD[@]:1}" >"$WORK/config-show.txt"); then
-    pass "rota config show accepts the CMD's flags (listen 0.0.0.0:7700 needs no other flag)"
+  if (cd "$WORK" && "$ROTA" server --print-config "${CMD[@]:1}" >"$WORK/config-show.txt"); then
+    pass "rota server --print-config accepts the CMD's flags (listen 0.0.0.0:7700 needs no other flag)"
   else
-    fail "rota config show rejects the CMD's flags"
+    fail "rota server --print-config rejects the CMD's flags"
   fi
 
   # start_node NAME UID DATA_DIR ARGS...: rota under UID, group 0 (as OpenShift runs it).
@@ -446,14 +446,14 @@ for ordinal in 0 1 2 3; do
     [ "$(line --peers)" = "$peers_want" ] || { echo "rota-$ordinal: --peers $(line --peers)"; script_ok=0; }
     # The real binary must accept what the script passes.
     if [ -x "$ROTA" ]; then
-      (cd "$WORK" && "$ROTA" config show "${got[@]:1}" >/dev/null) || { echo "rota-$ordinal: rota rejects the flags"; script_ok=0; }
+      (cd "$WORK" && "$ROTA" server --print-config "${got[@]:1}" >/dev/null) || { echo "rota-$ordinal: rota rejects the flags"; script_ok=0; }
     fi
   else
     [ "$(line --join)" = "http://rota-0.rota-peers.ns1.svc:7700" ] || { echo "rota-$ordinal: --join $(line --join)"; script_ok=0; }
   fi
 done
 if [ "$script_ok" = 1 ]; then
-  pass "start script: rota-0..2 are nodes 1..3 with the peers list (accepted by rota config show), rota-3 joins via rota-0"
+  pass "start script: rota-0..2 are nodes 1..3 with the peers list (accepted by rota server --print-config), rota-3 joins via rota-0"
 else
   fail "start script: node ids, peers, advertise or join"
 fi

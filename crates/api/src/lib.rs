@@ -31,6 +31,8 @@ mod view;
 mod watch;
 
 #[cfg(test)]
+mod config_tests;
+#[cfg(test)]
 mod docs_tests;
 
 #[cfg(test)]
@@ -43,6 +45,7 @@ mod workflow_tests;
 
 pub use error::ApiError;
 pub use extract::{BODY_LIMIT, CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
+pub use handlers::config::StaticSetting;
 pub use watch::{WatchHub, DEFAULT_WATCH_BUFFER};
 
 /// What the API serves from.
@@ -58,6 +61,8 @@ pub struct ApiState {
     pub watch: Arc<WatchHub>,
     /// Counters and histograms that `/metrics` reports beside the gauges.
     pub telemetry: Arc<rota_scheduler::telemetry::Telemetry>,
+    /// This node's static settings, as `GET /v1/config` lists them.
+    pub settings: Vec<StaticSetting>,
 }
 
 /// The state handlers get: the caller's [`ApiState`] plus what the API keeps for

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 
 use crate::handlers::{
-    check, cluster, executions, jobs, kv, notify, runs, sinks, system, targets, workflows,
+    check, cluster, config, executions, jobs, kv, notify, runs, sinks, system, targets, workflows,
 };
 use crate::watch;
 use crate::AppState;
@@ -68,6 +68,11 @@ pub(crate) fn routes() -> Vec<Route> {
         get("/v1/targets/{name}", targets::get),
         put("/v1/targets/{name}", targets::put),
         delete("/v1/targets/{name}", targets::delete),
+        get("/v1/config", config::list),
+        post("/v1/config/reset", config::reset),
+        get("/v1/config/{key}", config::get),
+        put("/v1/config/{key}", config::put),
+        delete("/v1/config/{key}", config::delete),
         get("/v1/sinks", sinks::list),
         get("/v1/sinks/{name}", sinks::get),
         put("/v1/sinks/{name}", sinks::put),

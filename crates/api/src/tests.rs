@@ -85,6 +85,23 @@ impl Harness {
             workers: workers.clone(),
             watch,
             telemetry: rota_scheduler::telemetry::Telemetry::new(),
+            settings: vec![
+                crate::StaticSetting {
+                    key: "node_id",
+                    value: "1".into(),
+                    source: "default",
+                },
+                crate::StaticSetting {
+                    key: "max_running",
+                    value: "8".into(),
+                    source: "flag",
+                },
+                crate::StaticSetting {
+                    key: "discovery_throttle",
+                    value: "5s".into(),
+                    source: "default",
+                },
+            ],
         });
         Harness {
             app,

@@ -57,6 +57,8 @@ pub enum OutputFormat {
     Yaml,
 }
 
+// Parsed once per process: the size of `Server` (every server setting) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a rota node (API, scheduler and storage) in the foreground.
@@ -85,7 +87,7 @@ pub enum Command {
     /// Publish external events (for watchers and `on` triggers).
     #[command(subcommand)]
     Event(EventCommand),
-    /// Show the server configuration that `rota server` would use here.
+    /// Show the server's settings; change the cluster's dynamic ones.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Show the cluster's members and leader; add or remove members.
@@ -120,6 +122,12 @@ pub struct ServerArgs {
     /// ignores this).
     #[arg(long, value_name = "URL", value_parser = flag(check_advertise), conflicts_with = "peers")]
     pub join: Option<Url>,
+
+    /// Print the static settings this node would start with (defaults, config
+    /// file, ROTA_* variables, flags) with the source of each, and exit without
+    /// starting; `-o json|yaml` for machines.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Server settings given as flags (each overrides the same key of the config
@@ -426,9 +434,27 @@ pub struct ClusterSecret {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Print the effective server configuration (from the config file and these
-    /// flags) with the source of each value.
-    Show(ServerFlags),
+    /// Every setting of the server asked (--server): its effective value, where
+    /// it came from (default, file, env, flag, dynamic) and whether `config set`
+    /// may change it. A node's own static settings: `rota server --print-config`.
+    Show,
+    /// Set a dynamic setting for the whole cluster, e.g. `rota config set
+    /// max_running 8`, `rota config set log info,rota_scheduler=debug` or
+    /// `rota config set default_retry '{"max_attempts": 3}'`; kept across restarts.
+    Set {
+        /// One of the dynamic settings (`rota config show` marks them).
+        key: String,
+        /// The value: JSON (a number, an object) or plain text (a duration, a filter).
+        value: String,
+    },
+    /// Return a dynamic setting, or with --all every one, to its static value.
+    Reset {
+        #[arg(required_unless_present = "all")]
+        key: Option<String>,
+        /// Reset every dynamic setting.
+        #[arg(long, conflicts_with = "key")]
+        all: bool,
+    },
 }
 
 #[cfg(test)]

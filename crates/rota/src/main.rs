@@ -15,6 +15,7 @@ mod config;
 mod docfile;
 mod error;
 mod jobfile;
+mod log_filter;
 mod output;
 mod server;
 

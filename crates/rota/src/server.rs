@@ -34,6 +34,7 @@ use tracing::{error, info, warn};
 use crate::cli::ServerArgs;
 use crate::config::{advertise_for, LogFormat, ServerConfig};
 use crate::jobfile::{parse_job_file, JobFileFormat};
+use crate::log_filter::LogReload;
 
 /// The jobs `--demo` creates: they work on any Linux machine without network.
 const DEMO_JOBS: &str = include_str!("../../../examples/demo.toml");
@@ -52,7 +53,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.join.is_some() && !cfg.peers.is_empty() {
         bail!("--join and peers exclude each other: peers found a new cluster, --join enters an existing one");
     }
-    init_logging(&cfg.log, cfg.log_format)?;
+    let log_reload = init_logging(&cfg.log, cfg.log_format)?;
     let mut signals = Signals::new()?;
 
     let listener = TcpListener::bind(cfg.listen)
@@ -139,6 +140,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &scheduling,
     );
 
+    crate::log_filter::spawn(node.clone(), cfg.log.clone(), log_reload, &workers);
+
     let startup = Startup {
         join: args.join.clone(),
         secret: cfg.cluster_secret.clone(),
@@ -156,6 +159,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         workers: workers.clone(),
         watch,
         telemetry,
+        settings: cfg
+            .entries()
+            .into_iter()
+            .map(|(key, value, source)| rota_api::StaticSetting {
+                key,
+                value,
+                source: source.as_str(),
+            })
+            .collect(),
     };
     let served = serve(
         &node,
@@ -196,27 +208,32 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+/// Starts logging to stderr; answers the handle that swaps the filter (the
+/// dynamic `log` setting).
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogReload> {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("log filter {filter:?}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let started = match format {
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
         // Colour codes only help a person at a terminal; in files they are noise.
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
         // `message` and the event's fields at the top level, beside `level`, as log
         // collectors expect them; the enclosing span as `span`.
-        LogFormat::Json => builder
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
     };
-    started.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))?;
+    Ok(reload)
 }
 
 /// The HTTP server task and the token that stops it from accepting.

@@ -40,7 +40,7 @@ fn config_file_errors_name_the_file_and_the_cause_once() {
     let out = rota(
         tmp.path(),
         url,
-        &["config", "show", "--config", "missing.toml"],
+        &["server", "--print-config", "--config", "missing.toml"],
     );
     failed_with(
         &out,
@@ -52,7 +52,11 @@ fn config_file_errors_name_the_file_and_the_cause_once() {
         "node_id = 2\nmax_running = 0\n",
     )
     .unwrap();
-    let out = rota(tmp.path(), url, &["config", "show", "--config", "bad.toml"]);
+    let out = rota(
+        tmp.path(),
+        url,
+        &["server", "--print-config", "--config", "bad.toml"],
+    );
     failed_with(
         &out,
         "config file bad.toml, line 2, key max_running: must be at least 1",
@@ -65,7 +69,7 @@ fn rota_variables_are_settings_and_a_bad_one_is_named() {
     std::fs::write(tmp.path().join("rota.toml"), "max_running = 4\n").unwrap();
     let show = |vars: &[(&str, &str)]| {
         let mut cmd = Command::new(BIN);
-        cmd.args(["config", "show", "-o", "json"])
+        cmd.args(["server", "--print-config", "-o", "json"])
             .env_remove("RUST_LOG")
             .current_dir(tmp.path());
         for (k, v) in vars {

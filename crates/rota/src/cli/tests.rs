@@ -318,14 +318,40 @@ fn kv_subcommands() {
 }
 
 #[test]
-fn config_show_takes_the_server_flags() {
-    let Command::Config(ConfigCommand::Show(flags)) =
-        ok(&["config", "show", "--node-id", "2", "--config", "c.toml"]).command
+fn print_config_takes_the_server_flags_and_config_talks_to_the_server() {
+    let Command::Server(args) = ok(&[
+        "server",
+        "--print-config",
+        "--node-id",
+        "2",
+        "--config",
+        "c.toml",
+    ])
+    .command
     else {
-        panic!("not config show")
+        panic!("not server")
     };
-    assert_eq!(flags.keys.node_id, Some(2));
-    assert_eq!(flags.config, Some(PathBuf::from("c.toml")));
+    assert!(args.print_config);
+    assert_eq!(args.settings.keys.node_id, Some(2));
+    assert_eq!(args.settings.config, Some(PathBuf::from("c.toml")));
+    assert!(matches!(
+        ok(&["config", "show"]).command,
+        Command::Config(ConfigCommand::Show)
+    ));
+    assert!(matches!(
+        ok(&["config", "set", "max_running", "8"]).command,
+        Command::Config(ConfigCommand::Set { key, value }) if key == "max_running" && value == "8"
+    ));
+    assert!(matches!(
+        ok(&["config", "reset", "--all"]).command,
+        Command::Config(ConfigCommand::Reset {
+            key: None,
+            all: true
+        })
+    ));
+    assert!(parse(&["config", "reset"]).is_err(), "a key or --all");
+    assert!(parse(&["config", "reset", "log", "--all"]).is_err());
+    assert!(parse(&["config", "show", "--node-id", "2"]).is_err());
 }
 
 #[test]

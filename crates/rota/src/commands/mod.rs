@@ -4,6 +4,7 @@
 //! `rota server` is not here: it is the server itself, in [`crate::server`].
 
 mod cluster;
+mod config;
 mod exec;
 mod follow;
 mod job;
@@ -16,7 +17,7 @@ mod workflow;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, CompletionShell, ConfigCommand, OutputFormat};
+use crate::cli::{Cli, Command, CompletionShell, OutputFormat};
 use crate::client::Client;
 use crate::config::ServerConfig;
 use crate::output;
@@ -74,6 +75,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         })
     };
     match cli.command {
+        Command::Server(args) if args.print_config => {
+            let cfg = ServerConfig::load(&args.settings, std::env::var("RUST_LOG").ok())?;
+            show_config(&cfg, cli.output)
+        }
         Command::Server(args) => crate::server::run(args).await,
         Command::Job(cmd) => job::run(&client()?, cmd).await,
         Command::Exec(cmd) => exec::run(&client()?, cmd).await,
@@ -90,10 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = std::io::stdout().lock();
             completion(shell, &mut out).context("writing the completion script")
         }
-        Command::Config(ConfigCommand::Show(flags)) => {
-            let cfg = ServerConfig::load(&flags, std::env::var("RUST_LOG").ok())?;
-            show_config(&cfg, cli.output)
-        }
+        Command::Config(cmd) => config::run(&client()?, cmd).await,
     }
 }
 

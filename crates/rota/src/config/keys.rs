@@ -4,7 +4,7 @@
 //! `--flag`'s help, first paragraph, and what the `rota.toml` key holds), its flag,
 //! the form it takes in the file and the check both go through, the type and
 //! default of its effective value, and, where the plain value would mislead, how
-//! `rota config show` prints it. From the table come the [`Settings`] layer (the
+//! `rota server --print-config` prints it. From the table come the [`Settings`] layer (the
 //! flags, the file, the environment: each key set or not), the file's key list
 //! (`deny_unknown_fields`), the effective [`ServerConfig`], the flag > env > file >
 //! default resolution with the source of each value, and the shown entries.
@@ -41,7 +41,7 @@ use super::{
 };
 use crate::error::ConfigError;
 
-/// How `rota config show` prints an effective value.
+/// How `rota server --print-config` prints an effective value.
 pub trait Shown {
     fn shown(&self) -> String;
 }
@@ -213,7 +213,7 @@ macro_rules! server_settings {
             }
 
             /// Key, value and source of every setting, in table order (for
-            /// `config show`).
+            /// `server --print-config`).
             pub fn entries(&self) -> Vec<(&'static str, String, Source)> {
                 let cfg = self;
                 let source = |key: &str| cfg.sources.get(key).copied().unwrap_or(Source::Default);
@@ -409,7 +409,7 @@ server_settings! {
     cluster_secret: String,
         file String => check_cluster_secret,
         value Option<String> = |v| v,
-        // Never printed: `config show` output ends up in tickets and logs.
+        // Never printed: `--print-config` output ends up in tickets and logs.
         show |c| if c.cluster_secret.is_some() { "(set)".to_string() } else { String::new() };
 }
 

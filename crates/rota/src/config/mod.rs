@@ -4,7 +4,7 @@
 //! Every setting is declared once, in the table of [`keys`]: its flag, its file key,
 //! the check both go through, its default and its doc. It is resolved as flag >
 //! file > default, and the effective [`ServerConfig`] remembers where each value
-//! came from (`rota config show` prints it). A rejected file value names its key
+//! came from (`rota server --print-config` prints it). A rejected file value names its key
 //! and line. Only the log filter has another source: `RUST_LOG`, which wins over
 //! the file like a flag would, because it is how a single run is made more verbose.
 //!
@@ -85,14 +85,20 @@ pub enum Source {
     Env,
 }
 
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Source::Default => "default",
             Source::File => "file",
             Source::Flag => "flag",
             Source::Env => "env",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
