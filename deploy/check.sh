@@ -132,7 +132,7 @@ if [ -x "$ROTA" ]; then
   done
   if [ -z "$missing" ]; then pass "rota server --help lists the CMD's flags"; else fail "rota server lacks:$missing"; fi
   if (cd "$WORK" && "$ROTA" server --print-config "${CMD[@]:1}" >"$WORK/config-show.txt"); then
-    pass "rota server --print-config accepts the CMD's flags (listen 0.0.0.0:7700 needs no other flag)"
+    pass "rota server --print-config accepts the CMD's flags"
   else
     fail "rota server --print-config rejects the CMD's flags"
   fi
@@ -183,7 +183,7 @@ if [ -x "$ROTA" ]; then
     start_node single "$ARBITRARY_UID" "$DATA" "${args[@]}"
     pid=$LAST_PID
     if wait_healthy "$URL"; then
-      pass "arbitrary UID: starts and the HEALTHCHECK command passes on /v1/health"
+      pass "arbitrary UID: starts and the HEALTHCHECK command passes on /healthz"
       as_uid=(setpriv --reuid="$ARBITRARY_UID" --regid=0 --clear-groups)
       if "${as_uid[@]}" "$ROTA" --server "$URL" kv put deploy-check written >/dev/null &&
         [ "$("${as_uid[@]}" "$ROTA" --server "$URL" kv get deploy-check)" = written ]; then
@@ -247,7 +247,7 @@ fi
 # --- compose ------------------------------------------------------------------------
 step "compose.yaml"
 # The secret is required by compose.yaml; any value does for a parse.
-if (cd "$DEPLOY" && ROTA_CLUSTER_SECRET=check "$TOOLS/npm/node_modules/.bin/dclint" --quiet compose.yaml); then
+if (cd "$DEPLOY" && ROTA_CLUSTER_SECRET=check ROTA_AUTH_ADMIN_TOKEN=check-admin-token "$TOOLS/npm/node_modules/.bin/dclint" --quiet compose.yaml); then
   pass "dclint $DCLINT: compose.yaml against the compose spec schema"
 else
   fail "dclint $DCLINT: compose.yaml"

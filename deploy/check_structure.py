@@ -122,7 +122,7 @@ def check_dockerfile(path, members_json):
         f"CMD is {cmd}",
     )
     health = text_of("HEALTHCHECK")
-    expect(len(health) == 1 and "/v1/health" in health[0], "HEALTHCHECK on /v1/health")
+    expect(len(health) == 1 and "/healthz" in health[0], "HEALTHCHECK on /healthz")
 
 
 def check_included_files(root, copied):

@@ -72,6 +72,22 @@ pub enum ApiError {
     /// A cluster route needs the cluster secret and the request lacks it.
     #[error("this route needs the cluster secret in the Rota-Cluster-Secret header")]
     Unauthorized,
+
+    /// No token, or one that is not valid, where tokens are required.
+    #[error("{0}")]
+    TokenRequired(&'static str),
+
+    /// A valid token whose role is too small for the route.
+    #[error("this needs the {need} role; token {token:?} has {have}")]
+    Forbidden {
+        need: rota_core::auth::Role,
+        have: rota_core::auth::Role,
+        token: String,
+    },
+
+    /// Too many failed sign-ins from one address.
+    #[error("too many requests with a bad token from this address; wait {retry_after_s}s")]
+    TooManyAttempts { retry_after_s: u64 },
     /// A membership change was refused for a reason the caller can act on
     /// (`InProgress`: retry later; `LastVoter`); the cluster's own message.
     #[error(transparent)]
@@ -186,7 +202,9 @@ impl ApiError {
             ApiError::NodeUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Membership(MembershipError::LastVoter { .. }) => StatusCode::CONFLICT,
             ApiError::Membership(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::TokenRequired(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Consensus(_)
             | ApiError::Store(_)
             | ApiError::ArtifactUnreadable { .. }
@@ -212,7 +230,9 @@ impl ApiError {
             ApiError::NotLeader { .. } => "not_leader",
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "unavailable",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::TokenRequired(_) => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::TooManyAttempts { .. } => "too_many_requests",
             ApiError::NodeUnknown { .. } => "node_unknown",
             ApiError::NotDiscovered { .. } => "not_discovered",
             ApiError::NodeUnreachable { .. } => "node_unreachable",

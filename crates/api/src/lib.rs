@@ -21,6 +21,7 @@ use rota_cluster::Node;
 use rota_core::{ClientRequest, Command, Response, Timestamp};
 use rota_scheduler::SchedulerHandle;
 
+mod auth;
 mod error;
 mod extract;
 mod handlers;
@@ -30,6 +31,8 @@ mod routes;
 mod view;
 mod watch;
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod config_tests;
 #[cfg(test)]
@@ -43,6 +46,7 @@ mod targets_tests;
 #[cfg(test)]
 mod workflow_tests;
 
+pub use auth::{hash_token, Caller};
 pub use error::ApiError;
 pub use extract::{BODY_LIMIT, CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
 pub use handlers::config::StaticSetting;
@@ -63,6 +67,10 @@ pub struct ApiState {
     pub telemetry: Arc<rota_scheduler::telemetry::Telemetry>,
     /// This node's static settings, as `GET /v1/config` lists them.
     pub settings: Vec<StaticSetting>,
+    /// The hash of the configured first admin token (`auth_admin_token`): while
+    /// the store holds no token yet, requests need it (as admin) instead of being
+    /// let through.
+    pub admin_token_hash: Option<String>,
 }
 
 /// The state handlers get: the caller's [`ApiState`] plus what the API keeps for
@@ -71,6 +79,8 @@ pub struct ApiState {
 pub(crate) struct AppState {
     api: Arc<ApiState>,
     http: Arc<metrics::HttpCounters>,
+    /// Failed sign-ins per client address.
+    auth_failures: Arc<auth::Failures>,
 }
 
 impl Deref for AppState {
@@ -115,10 +125,12 @@ pub fn router(state: ApiState) -> Router {
     let app = AppState {
         api: Arc::new(state),
         http: Arc::default(),
+        auth_failures: Arc::default(),
     };
     let mut router = Router::new();
     for route in routes::routes() {
-        router = router.route(route.path, route.handler);
+        let auth = axum::middleware::from_fn_with_state((app.clone(), route.need), auth::require);
+        router = router.route(route.path, route.handler.route_layer(auth));
     }
     router
         .fallback(handlers::system::no_route)

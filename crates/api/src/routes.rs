@@ -6,8 +6,12 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 
+use rota_core::auth::Role;
+
+use crate::auth::Need;
 use crate::handlers::{
-    check, cluster, config, executions, jobs, kv, notify, runs, sinks, system, targets, workflows,
+    check, cluster, config, executions, jobs, kv, notify, runs, sinks, system, targets, tokens,
+    workflows,
 };
 use crate::watch;
 use crate::AppState;
@@ -19,39 +23,45 @@ pub(crate) struct Route {
     /// axum syntax: `{name}` for a segment, `{*key}` for the rest of the path.
     pub path: &'static str,
     pub handler: MethodRouter<AppState>,
+    /// The role it takes (checked by [`crate::auth::require`]).
+    pub need: Need,
 }
 
 pub(crate) fn routes() -> Vec<Route> {
+    use Role::{Admin, Operator};
     vec![
-        get("/", system::index),
-        get("/metrics", system::metrics),
+        get("/", system::index).open(),
+        // Scraped by Prometheus, which sends no token (as etcd and Nomad serve it).
+        get("/metrics", system::metrics).open(),
         get("/v1/health", system::health),
-        get("/healthz", system::healthz),
-        get("/readyz", system::readyz),
-        get("/v1/openapi.json", system::openapi),
+        get("/healthz", system::healthz).open(),
+        get("/readyz", system::readyz).open(),
+        get("/v1/openapi.json", system::openapi).open(),
         get("/v1/jobs", jobs::list),
         post("/v1/jobs", jobs::apply),
         get("/v1/jobs/{name}", jobs::get),
         put("/v1/jobs/{name}", jobs::put),
         delete("/v1/jobs/{name}", jobs::delete),
-        post("/v1/jobs/{name}/run", jobs::run),
-        post("/v1/jobs/{name}/pause", jobs::pause),
-        post("/v1/jobs/{name}/resume", jobs::resume),
+        post("/v1/jobs/{name}/run", jobs::run).needs(Operator),
+        post("/v1/jobs/{name}/pause", jobs::pause).needs(Operator),
+        post("/v1/jobs/{name}/resume", jobs::resume).needs(Operator),
         get("/v1/jobs/{name}/executions", jobs::executions),
         get("/v1/executions", executions::list),
         get("/v1/executions/{id}", executions::get),
         get("/v1/executions/{id}/output", executions::output),
-        post("/v1/executions/{id}/cancel", executions::cancel),
+        post("/v1/executions/{id}/cancel", executions::cancel).needs(Operator),
         get("/v1/kv", kv::list),
         get("/v1/kv/{*key}", kv::get),
-        put("/v1/kv/{*key}", kv::put),
-        delete("/v1/kv/{*key}", kv::delete),
+        put("/v1/kv/{*key}", kv::put).needs(Operator),
+        delete("/v1/kv/{*key}", kv::delete).needs(Operator),
         get("/v1/watch", watch::watch),
         get("/v1/watch/ws", watch::watch_ws),
-        post("/v1/events", watch::publish),
+        post("/v1/events", watch::publish).needs(Operator),
         get("/v1/cluster", cluster::status),
-        post("/v1/cluster/members", cluster::join),
-        delete("/v1/cluster/members/{id}", cluster::leave),
+        // Membership has its own check, the cluster secret, which a joining node
+        // holds and a token does not.
+        post("/v1/cluster/members", cluster::join).open(),
+        delete("/v1/cluster/members/{id}", cluster::leave).open(),
         get("/v1/webhooks", notify::list),
         get("/v1/webhooks/{name}", notify::get),
         put("/v1/webhooks/{name}", notify::put),
@@ -61,9 +71,10 @@ pub(crate) fn routes() -> Vec<Route> {
         get("/v1/workflows/{name}", workflows::get),
         put("/v1/workflows/{name}", workflows::put),
         delete("/v1/workflows/{name}", workflows::delete),
-        post("/v1/workflows/{name}/run", workflows::run),
+        post("/v1/workflows/{name}/run", workflows::run).needs(Operator),
         get("/v1/workflows/{name}/runs", workflows::runs),
-        get("/v1/jobs/{name}/check", check::check),
+        // Runs the probe now, against every target.
+        get("/v1/jobs/{name}/check", check::check).needs(Operator),
         get("/v1/targets", targets::list),
         get("/v1/targets/{name}", targets::get),
         put("/v1/targets/{name}", targets::put),
@@ -77,8 +88,12 @@ pub(crate) fn routes() -> Vec<Route> {
         get("/v1/sinks/{name}", sinks::get),
         put("/v1/sinks/{name}", sinks::put),
         delete("/v1/sinks/{name}", sinks::delete),
+        get("/v1/tokens", tokens::list).needs(Admin),
+        post("/v1/tokens", tokens::create),
+        delete("/v1/tokens/{name}", tokens::revoke),
+        get("/v1/whoami", tokens::whoami),
         get("/v1/runs/{id}", runs::get),
-        post("/v1/runs/{id}/cancel", runs::cancel),
+        post("/v1/runs/{id}/cancel", runs::cancel).needs(Operator),
         get("/v1/runs/{id}/artifacts", runs::artifacts),
         get(
             "/v1/runs/{id}/artifacts/{name}/{*path}",
@@ -87,19 +102,36 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
+impl Route {
+    /// Served without a token.
+    fn open(mut self) -> Route {
+        self.need = Need::Open;
+        self
+    }
+
+    fn needs(mut self, role: Role) -> Route {
+        self.need = Need::Role(role);
+        self
+    }
+}
+
+/// Reads need `viewer`.
 fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
     Route {
         method: Method::GET,
         path,
         handler: routing::get(h),
+        need: Need::Role(Role::Viewer),
     }
 }
 
+/// Writes need `admin` unless the route says less.
 fn put<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
     Route {
         method: Method::PUT,
         path,
         handler: routing::put(h),
+        need: Need::Role(Role::Admin),
     }
 }
 
@@ -108,6 +140,7 @@ fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route 
         method: Method::POST,
         path,
         handler: routing::post(h),
+        need: Need::Role(Role::Admin),
     }
 }
 
@@ -116,6 +149,7 @@ fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Rout
         method: Method::DELETE,
         path,
         handler: routing::delete(h),
+        need: Need::Role(Role::Admin),
     }
 }
 

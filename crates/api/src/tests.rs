@@ -102,6 +102,7 @@ impl Harness {
                     source: "default",
                 },
             ],
+            admin_token_hash: None,
         });
         Harness {
             app,

@@ -187,6 +187,18 @@ pub enum Command {
         key: String,
         value: serde_json::Value,
     },
+    /// Store a new API token (its hash; validated and hashed before proposing);
+    /// refused with `Response::TokenExists` when the name is taken. With
+    /// `only_if_none`, applied only while the store holds no token at all (the
+    /// bootstrap admin token, which every node may propose), answered
+    /// `Response::TokenPut { created: false }` otherwise.
+    PutToken {
+        record: crate::auth::TokenRecord,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        only_if_none: bool,
+    },
+    /// Revoke a token by name; answered by `Response::TokenRevoked`.
+    RevokeToken { name: String },
     /// Remove dynamic values, so the keys take their static values again: `key`,
     /// or every key when `None`; answered by `Response::ConfigReset`.
     ResetConfig {
@@ -479,6 +491,16 @@ pub enum Response {
         entry: Box<crate::config::ConfigEntry>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous: Option<serde_json::Value>,
+    },
+    TokenPut {
+        created: bool,
+    },
+    /// `PutToken` of a name that exists.
+    TokenExists {
+        name: String,
+    },
+    TokenRevoked {
+        existed: bool,
     },
     /// The keys `ResetConfig` removed a dynamic value of.
     ConfigReset {

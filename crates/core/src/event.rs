@@ -40,9 +40,11 @@ pub mod types {
     pub const SINK_CREATED: &str = "sink.created";
     pub const SINK_UPDATED: &str = "sink.updated";
     pub const SINK_DELETED: &str = "sink.deleted";
+    pub const TOKEN_CREATED: &str = "token.created";
+    pub const TOKEN_REVOKED: &str = "token.revoked";
 
     /// Every type rota publishes itself; an external event may not use one.
-    pub const BUILT_IN: [&str; 25] = [
+    pub const BUILT_IN: [&str; 27] = [
         JOB_CREATED,
         JOB_UPDATED,
         JOB_DELETED,
@@ -68,6 +70,8 @@ pub mod types {
         SINK_CREATED,
         SINK_UPDATED,
         SINK_DELETED,
+        TOKEN_CREATED,
+        TOKEN_REVOKED,
     ];
 }
 

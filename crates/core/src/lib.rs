@@ -11,6 +11,7 @@
 //! the time it needs as an argument, which keeps the scheduler engine testable with
 //! a fake clock.
 
+pub mod auth;
 pub mod command;
 pub mod config;
 pub mod duration;

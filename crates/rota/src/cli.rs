@@ -34,6 +34,17 @@ pub struct Cli {
     )]
     pub server: String,
 
+    /// API token sent as `Authorization: Bearer TOKEN` (see `rota token create`).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ROTA_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
     /// How results are printed: tables for people, JSON or YAML for scripts.
     #[arg(
         short = 'o',
@@ -90,6 +101,9 @@ pub enum Command {
     /// Show the server's settings; change the cluster's dynamic ones.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// API tokens: create (printed once), list, revoke; and the caller's own.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Show the cluster's members and leader; add or remove members.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -122,6 +136,11 @@ pub struct ServerArgs {
     /// ignores this).
     #[arg(long, value_name = "URL", value_parser = flag(check_advertise), conflicts_with = "peers")]
     pub join: Option<Url>,
+
+    /// Serve on an address other than loopback although no API token exists
+    /// (anyone who reaches the port could then run commands on every node).
+    #[arg(long, env = "ROTA_INSECURE")]
+    pub insecure: bool,
 
     /// Print the static settings this node would start with (defaults, config
     /// file, ROTA_* variables, flags) with the source of each, and exit without
@@ -430,6 +449,26 @@ pub struct ClusterSecret {
         hide_env_values = true
     )]
     pub cluster_secret: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print its secret, which is not shown again (admin).
+    Create {
+        /// Unique name, e.g. ci-deployer.
+        #[arg(long)]
+        name: String,
+        /// viewer (reads, watch), operator (also run, pause, resume, cancel, KV
+        /// writes, events) or admin (everything).
+        #[arg(long)]
+        role: String,
+    },
+    /// List tokens: names and roles, never secrets (admin).
+    Ls,
+    /// Revoke a token: requests with it are refused from then on (admin).
+    Revoke { name: String },
+    /// Show the token this client sends and its role.
+    Whoami,
 }
 
 #[derive(Debug, Subcommand)]

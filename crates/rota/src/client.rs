@@ -49,7 +49,14 @@ pub struct Client {
 
 impl Client {
     /// A client for the server at `server` (e.g. `http://127.0.0.1:7700`).
+    #[cfg(test)]
     pub fn new(server: &str) -> Result<Client, ClientError> {
+        Client::with_token(server, None)
+    }
+
+    /// A client that sends `token` as `Authorization: Bearer TOKEN` on every
+    /// request.
+    pub fn with_token(server: &str, token: Option<&str>) -> Result<Client, ClientError> {
         let bad = |reason: String| ClientError::BadServerUrl { reason };
         rota_core::validate::check_http_url(server.trim()).map_err(bad)?;
         let base =
@@ -57,7 +64,16 @@ impl Client {
         // `main` installs the provider first; doing it here too keeps every other
         // caller (tests) from a panic in `build`. Installing twice is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .ok()
+                .filter(|_| token.bytes().all(|b| b.is_ascii_graphic()))
+                .ok_or(ClientError::BadToken)?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             // A follow stream may be silent for long; keepalive notices a dead peer.
             .tcp_keepalive(Duration::from_secs(30))

@@ -56,6 +56,9 @@ pub enum ClientError {
     /// URL check's message, which quotes the URL and says what is accepted.
     #[error("--server {reason}")]
     BadServerUrl { reason: String },
+    /// `--token` / `ROTA_TOKEN` cannot go in a header.
+    #[error("--token: must be printable ASCII without spaces (as `rota token create` prints it)")]
+    BadToken,
     /// Nothing answered at the server's address (after retries).
     #[error("cannot reach rota at {url} (is the server running?)")]
     Unreachable { url: String },

@@ -141,11 +141,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     crate::log_filter::spawn(node.clone(), cfg.log.clone(), log_reload, &workers);
+    check_exposure(&node, &cfg, bound, args.insecure)?;
 
     let startup = Startup {
         join: args.join.clone(),
         secret: cfg.cluster_secret.clone(),
         demo: args.demo,
+        admin_token: cfg.auth_admin_token.clone(),
     };
     // The watch worker has its own scope: stopped before the HTTP server drains, so
     // open watch streams end instead of holding the drain up.
@@ -168,6 +170,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 source: source.as_str(),
             })
             .collect(),
+        admin_token_hash: cfg.auth_admin_token.as_deref().map(rota_api::hash_token),
     };
     let served = serve(
         &node,
@@ -236,6 +239,77 @@ fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogReload> {
     Ok(reload)
 }
 
+/// Refuses to serve on an address other than loopback while nobody needs a token
+/// (no token stored, none configured), unless `insecure`; says plainly that a
+/// loopback node without tokens serves everyone who reaches it as admin.
+fn check_exposure(
+    node: &Node,
+    cfg: &ServerConfig,
+    bound: SocketAddr,
+    insecure: bool,
+) -> anyhow::Result<()> {
+    let (stored, _) = node
+        .store()
+        .auth_lookup(None)
+        .context("cannot read the API tokens")?;
+    if stored || cfg.auth_admin_token.is_some() {
+        info!("API tokens are required (Authorization: Bearer TOKEN)");
+        return Ok(());
+    }
+    if bound.ip().is_loopback() {
+        warn!(
+            listen = %bound,
+            "no API token exists: every request is served as admin, on loopback only; create one with `rota token create --name NAME --role admin` or set ROTA_AUTH_ADMIN_TOKEN"
+        );
+        return Ok(());
+    }
+    if insecure {
+        warn!(
+            listen = %bound,
+            "--insecure: serving without any API token on an address other than loopback; anyone who reaches this port can run commands on every node"
+        );
+        return Ok(());
+    }
+    bail!(
+        "refusing to listen on {bound} without API tokens: anyone who reaches it could run commands on every node. \
+         Set ROTA_AUTH_ADMIN_TOKEN (or auth_admin_token in rota.toml) to a secret of 16-256 characters, \
+         listen on loopback (127.0.0.1), or pass --insecure"
+    )
+}
+
+/// Stores the configured first admin token as `admin` unless the cluster holds a
+/// token already (every node may propose it; only the first one to apply into an
+/// empty token table stores it).
+async fn store_admin_token(node: &Node, token: &str) -> anyhow::Result<()> {
+    if node.wait_for_leader(JOIN_TIMEOUT).await.is_none() {
+        bail!("no leader was elected within {JOIN_TIMEOUT:?}; the admin token was not stored");
+    }
+    let record = rota_core::auth::TokenRecord {
+        name: rota_core::auth::BOOTSTRAP_TOKEN_NAME.to_string(),
+        role: rota_core::auth::Role::Admin,
+        hash: rota_api::hash_token(token),
+        created_at: Utc::now(),
+        created_by: None,
+        revision: 0,
+    };
+    let req = ClientRequest {
+        session: None,
+        at: Utc::now(),
+        command: Command::PutToken {
+            record,
+            only_if_none: true,
+        },
+    };
+    match node.write(req).await {
+        Ok((_, Response::TokenPut { created: true })) => {
+            info!("the configured admin token is stored as the token \"admin\"");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(err) => Err(anyhow::Error::from(err).context("cannot store the admin token")),
+    }
+}
+
 /// The HTTP server task and the token that stops it from accepting.
 struct Http {
     task: JoinHandle<std::io::Result<()>>,
@@ -270,12 +344,17 @@ struct Startup {
     join: Option<Url>,
     secret: Option<String>,
     demo: bool,
+    /// `auth_admin_token`: stored as the token `admin` if the store holds none.
+    admin_token: Option<String>,
 }
 
 impl Startup {
     async fn run(self, node: &Node, advertise_url: &str) -> anyhow::Result<()> {
         if let Some(via) = &self.join {
             join_cluster(node, via, advertise_url, self.secret.as_deref()).await?;
+        }
+        if let Some(token) = &self.admin_token {
+            store_admin_token(node, token).await?;
         }
         if self.demo {
             // In a cluster the first leader may take a while: all peers must run.
@@ -307,6 +386,9 @@ async fn serve(
     let listener = listener.tap_io(|socket| {
         let _ = socket.set_nodelay(true);
     });
+    // The client's address reaches handlers (the per-address limit on failed
+    // sign-ins).
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     let mut task = tokio::spawn(async move { server.await });
     info!(

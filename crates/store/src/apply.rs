@@ -277,6 +277,11 @@ impl Apply<'_, '_> {
             } => self.record_targets(name, *generation, state),
             Command::PutSink { name, spec } => self.put_sink(name, spec),
             Command::SetConfig { key, value } => self.set_config(key, value),
+            Command::PutToken {
+                record,
+                only_if_none,
+            } => self.put_token(record, *only_if_none),
+            Command::RevokeToken { name } => self.revoke_token(name),
             Command::ResetConfig { key } => self.reset_config(key.as_deref()),
             Command::RecordCheck {
                 id,

@@ -70,6 +70,8 @@ const TAG_SINKS: u8 = 22;
 /// Dynamic settings; absent when none is set, so a stream without any reads in
 /// releases before them.
 const TAG_CONFIG: u8 = 23;
+/// API tokens (hashes only); absent when none exists.
+const TAG_TOKENS: u8 = 24;
 
 /// What a snapshot stream covers: the log index of the last entry applied to the
 /// state it holds, and the cluster layer's opaque metadata at that point.
@@ -199,6 +201,7 @@ pub(crate) fn export(
     str_bytes(&mut out, txn, TAG_TARGET_SETS, tables::TARGET_SETS)?;
     str_bytes(&mut out, txn, TAG_SINKS, tables::SINKS)?;
     str_bytes(&mut out, txn, TAG_CONFIG, tables::CONFIG)?;
+    str_bytes(&mut out, txn, TAG_TOKENS, tables::TOKENS)?;
     let meta = txn.open_table(tables::META)?;
     for (tag, name) in [
         (TAG_SCHEDULER_EPOCH, tables::META_SCHEDULER_EPOCH),
@@ -311,6 +314,7 @@ pub(crate) fn import(
     txn.delete_table(tables::TARGET_SETS)?;
     txn.delete_table(tables::SINKS)?;
     txn.delete_table(tables::CONFIG)?;
+    txn.delete_table(tables::TOKENS)?;
     let mut t = Tables::open(txn)?;
 
     let mut key = Vec::new();
@@ -489,6 +493,17 @@ pub(crate) fn import(
                     )));
                 }
                 t.target_sets.insert(name, value.as_slice())?;
+            }
+            TAG_TOKENS => {
+                let hash = utf8("tokens", &key)?;
+                let token: rota_core::auth::TokenRecord = decode(tables::TOKEN, &value)?;
+                if token.hash != hash {
+                    return Err(malformed(format!(
+                        "token row {hash:?} holds token {:?}",
+                        token.name
+                    )));
+                }
+                t.tokens.insert(hash, value.as_slice())?;
             }
             TAG_CONFIG => {
                 let key_name = utf8("config", &key)?;

@@ -65,6 +65,9 @@ pub(crate) const SINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sin
 /// Dynamic setting key → [`rota_core::config::ConfigEntry`].
 pub(crate) const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
 
+/// Token hash (hex SHA-256) → [`rota_core::auth::TokenRecord`].
+pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_RAFT: &str = "raft";
@@ -102,6 +105,7 @@ pub(crate) const RUN: &str = "workflow run";
 pub(crate) const TARGET_SET: &str = "target set";
 pub(crate) const SINK: &str = "sink";
 pub(crate) const CONFIG_ENTRY: &str = "config entry";
+pub(crate) const TOKEN: &str = "token";
 
 /// Every table of the state file, opened in one write transaction.
 pub(crate) struct Tables<'t> {
@@ -125,6 +129,7 @@ pub(crate) struct Tables<'t> {
     pub target_sets: Table<'t, &'static str, &'static [u8]>,
     pub sinks: Table<'t, &'static str, &'static [u8]>,
     pub config: Table<'t, &'static str, &'static [u8]>,
+    pub tokens: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -150,6 +155,7 @@ impl<'t> Tables<'t> {
             target_sets: txn.open_table(TARGET_SETS)?,
             sinks: txn.open_table(SINKS)?,
             config: txn.open_table(CONFIG)?,
+            tokens: txn.open_table(TOKENS)?,
         })
     }
 

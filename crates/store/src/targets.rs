@@ -1,7 +1,7 @@
 //! Reads of target sets (written by `Command::PutTargetSet`, `DeleteTargetSet` and
 //! `RecordTargets`) and of sinks (`PutSink`, `DeleteSink`).
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use rota_core::sink::SinkRecord;
 use rota_core::targets::TargetSet;
 
@@ -70,5 +70,38 @@ impl Store {
         Ok(rota_core::config::DynamicConfig::from_entries(
             &self.config_entries()?,
         ))
+    }
+}
+
+impl Store {
+    /// What authenticating a request needs in one read: whether any token exists,
+    /// and the token whose hash is `hash` (if one is given and exists).
+    pub fn auth_lookup(
+        &self,
+        hash: Option<&str>,
+    ) -> Result<(bool, Option<rota_core::auth::TokenRecord>), StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::TOKENS)?;
+        let any = !table.is_empty()?;
+        let token = match hash {
+            Some(hash) if any => table
+                .get(hash)?
+                .map(|v| decode(tables::TOKEN, v.value()))
+                .transpose()?,
+            _ => None,
+        };
+        Ok((any, token))
+    }
+
+    /// Every token, by name.
+    pub fn tokens(&self) -> Result<Vec<rota_core::auth::TokenRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::TOKENS)?;
+        let mut out: Vec<rota_core::auth::TokenRecord> = Vec::new();
+        for row in table.iter()? {
+            out.push(decode(tables::TOKEN, row?.1.value())?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 }

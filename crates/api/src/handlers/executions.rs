@@ -27,6 +27,16 @@ pub(crate) const OUTPUT_TRUNCATED_HEADER: &str = "Rota-Output-Truncated";
 /// that it is never passed on again.
 pub(crate) const PROXIED_HEADER: &str = "Rota-Proxied";
 
+/// The caller's own credentials, for a request passed on to another node's API:
+/// that node checks them against the same replicated tokens.
+pub(crate) fn caller_credentials(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        out.insert(header::AUTHORIZATION, auth.clone());
+    }
+    out
+}
+
 fn execution_not_found(id: Ulid) -> ApiError {
     ApiError::not_found(format!("execution {id}"))
 }
@@ -159,7 +169,7 @@ pub(crate) async fn output(
         return Ok(text_response(body, truncated));
     }
     if !headers.contains_key(PROXIED_HEADER) {
-        if let Some(answer) = from_worker(&s, &execution, follow).await {
+        if let Some(answer) = from_worker(&s, &execution, follow, &headers).await {
             return Ok(answer);
         }
     }
@@ -230,7 +240,12 @@ const WORKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The output of an attempt running on another node, read from that node's API;
 /// `None` when it runs here or nowhere known, or the worker does not answer (the
 /// caller then answers from this node's state).
-async fn from_worker(s: &AppState, e: &Execution, follow: bool) -> Option<HttpResponse> {
+async fn from_worker(
+    s: &AppState,
+    e: &Execution,
+    follow: bool,
+    headers: &HeaderMap,
+) -> Option<HttpResponse> {
     if e.status != ExecStatus::Running {
         return None;
     }
@@ -252,7 +267,12 @@ async fn from_worker(s: &AppState, e: &Execution, follow: bool) -> Option<HttpRe
         e.id,
         if follow { "?follow=true" } else { "" }
     );
-    let request = s.node.peer_http()?.get(&target).header(PROXIED_HEADER, "1");
+    let request = s
+        .node
+        .peer_http()?
+        .get(&target)
+        .header(PROXIED_HEADER, "1")
+        .headers(caller_credentials(headers));
     let response = match tokio::time::timeout(WORKER_CONNECT_TIMEOUT, request.send()).await {
         Ok(Ok(response)) if response.status().is_success() => response,
         Ok(Ok(response)) => {

@@ -11,6 +11,7 @@ pub(crate) mod runs;
 pub(crate) mod sinks;
 pub(crate) mod system;
 pub(crate) mod targets;
+pub(crate) mod tokens;
 pub(crate) mod workflows;
 
 use crate::error::ApiError;

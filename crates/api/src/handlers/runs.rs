@@ -131,7 +131,7 @@ pub(crate) async fn artifact_file(
             artifact.node
         )));
     }
-    from_peer(&s, id, artifact, file, what).await
+    from_peer(&s, id, artifact, file, what, &headers).await
 }
 
 /// Refuses a path that is absolute or leaves its directory. Recorded paths never
@@ -235,6 +235,7 @@ async fn from_peer(
     artifact: &ArtifactRecord,
     file: &ArtifactFile,
     what: String,
+    headers: &HeaderMap,
 ) -> Result<HttpResponse, ApiError> {
     let unknown = || ApiError::NodeUnknown {
         what: what.clone(),
@@ -276,7 +277,10 @@ async fn from_peer(
             .extend(file.path.split('/'));
     }
     let http = s.node.peer_http().ok_or_else(unknown)?;
-    let request = http.get(url.clone()).header(PROXIED_HEADER, "1");
+    let request = http
+        .get(url.clone())
+        .header(PROXIED_HEADER, "1")
+        .headers(super::executions::caller_credentials(headers));
     let response = match tokio::time::timeout(PEER_ANSWER_TIMEOUT, request.send()).await {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => return Err(unreachable(url.as_str(), rota_core::error::chain(&e))),

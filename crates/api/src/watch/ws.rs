@@ -39,6 +39,7 @@ const MAX_CLOSE_REASON: usize = 123;
 /// `GET /v1/watch/ws?since=&prefix=&type=` (see the module doc).
 pub(crate) async fn watch_ws(
     State(s): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     headers: HeaderMap,
     params: Params,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -56,10 +57,10 @@ pub(crate) async fn watch_ws(
     let watch = Watch::new(&s, req);
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve(s, watch, socket)))
+        .on_upgrade(move |socket| serve(s, caller, watch, socket)))
 }
 
-async fn serve(s: AppState, watch: Watch, mut socket: WebSocket) {
+async fn serve(s: AppState, caller: crate::auth::Caller, watch: Watch, mut socket: WebSocket) {
     let buffer = watch.buffer();
     // A stream keeps the watch's pending step across `select!` rounds, so a client
     // message arriving mid-replay does not cut a read short.
@@ -92,7 +93,7 @@ async fn serve(s: AppState, watch: Watch, mut socket: WebSocket) {
                 let reply = match message {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Text(text))) => command(&s, text.as_str()).await,
+                    Some(Ok(Message::Text(text))) => command(&s, &caller, text.as_str()).await,
                     Some(Ok(Message::Binary(_))) => {
                         let e = ApiError::invalid("message", "binary messages are not accepted; send a text message with a JSON command");
                         json!({"reply": null, "error": e.body()["error"]})
@@ -139,7 +140,7 @@ enum Op {
 }
 
 /// Answers one client message (see the module doc).
-async fn command(s: &AppState, text: &str) -> Value {
+async fn command(s: &AppState, caller: &crate::auth::Caller, text: &str) -> Value {
     let message: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -148,8 +149,13 @@ async fn command(s: &AppState, text: &str) -> Value {
         }
     };
     let id = message.get("id").and_then(Value::as_u64);
+    // Watching takes a viewer; acting on jobs and runs an operator, as the
+    // matching HTTP routes do.
     let reply = match read_command(&message) {
-        Ok(op) => run(s, op).await,
+        Ok(op) => match caller.may(rota_core::auth::Role::Operator) {
+            Ok(()) => run(s, op).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match reply {

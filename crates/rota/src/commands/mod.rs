@@ -12,6 +12,7 @@ mod kv;
 pub mod prow;
 mod run;
 mod targets;
+mod token;
 mod watch;
 mod workflow;
 
@@ -70,7 +71,7 @@ pub(crate) async fn list_all(
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || -> anyhow::Result<Ctx> {
         Ok(Ctx {
-            client: Client::new(&cli.server)?,
+            client: Client::with_token(&cli.server, cli.token.as_deref())?,
             output: cli.output,
         })
     };
@@ -96,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             completion(shell, &mut out).context("writing the completion script")
         }
         Command::Config(cmd) => config::run(&client()?, cmd).await,
+        Command::Token(cmd) => token::run(&client()?, cmd).await,
     }
 }
 

@@ -250,6 +250,21 @@ pub fn check_cluster_secret(secret: String) -> Result<String, String> {
     Ok(secret)
 }
 
+pub fn check_admin_token(token: String) -> Result<String, String> {
+    if !(16..=256).contains(&token.len()) {
+        return Err(format!(
+            "is {} characters long; a token has 16-256 (e.g. 32 random bytes in hex)",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "must be printable ASCII without spaces (it travels in an HTTP header)".to_string(),
+        );
+    }
+    Ok(token)
+}
+
 pub fn check_log(filter: String) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
         format!(

@@ -411,6 +411,17 @@ server_settings! {
         value Option<String> = |v| v,
         // Never printed: `--print-config` output ends up in tickets and logs.
         show |c| if c.cluster_secret.is_some() { "(set)".to_string() } else { String::new() };
+
+    /// The first admin token: stored as the token `admin` when the cluster holds
+    /// no token yet (`ROTA_AUTH_ADMIN_TOKEN`) [default: none].
+    ///
+    /// 16-256 printable ASCII characters without spaces. Until it is stored, this
+    /// node accepts it as admin.
+    #[arg(long, value_name = "TOKEN", value_parser = flag(check_admin_token))]
+    auth_admin_token: String,
+        file String => check_admin_token,
+        value Option<String> = |v| v,
+        show |c| if c.auth_admin_token.is_some() { "(set)".to_string() } else { String::new() };
 }
 
 /// The voters by id, URLs without a trailing slash; this node must be one of them.

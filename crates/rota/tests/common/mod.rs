@@ -21,6 +21,21 @@ pub fn client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// A client that sends `token` as `Authorization: Bearer TOKEN`.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("token header"),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .default_headers(headers)
+        .build()
+        .expect("reqwest client")
+}
+
 /// A free loopback port (bound, then released for the server to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -42,6 +57,8 @@ pub struct Server {
     /// Stopped with SIGSTOP and not continued yet.
     paused: bool,
     http: reqwest::Client,
+    /// Sent by the harness's requests and the CLI (`ROTA_TOKEN`) when set.
+    token: Option<String>,
 }
 
 impl Server {
@@ -66,6 +83,7 @@ impl Server {
             starts: 0,
             paused: false,
             http: client(),
+            token: None,
         };
         server.spawn();
         server
@@ -218,10 +236,21 @@ impl Server {
         all
     }
 
+    /// Makes the harness's requests and CLI runs send `token` from now on.
+    pub fn use_token(&mut self, token: &str) {
+        self.http = client_with_token(token);
+        self.token = Some(token.to_string());
+    }
+
     /// Runs the CLI against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+        let mut cmd = Command::new(BIN);
+        if let Some(token) = &self.token {
+            cmd.env("ROTA_TOKEN", token);
+        } else {
+            cmd.env_remove("ROTA_TOKEN");
+        }
+        cmd.args(args)
             .env("ROTA_SERVER", &self.url)
             .current_dir(&self.dir)
             .output()

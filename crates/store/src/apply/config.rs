@@ -1,13 +1,15 @@
 //! Dynamic settings (`SetConfig`, `ResetConfig`): stored per key, each change
-//! announced as `config.changed`.
+//! announced as `config.changed`; and API tokens (`PutToken`, `RevokeToken`),
+//! kept by their hash.
 
 use redb::ReadableTable;
 use serde_json::{json, Value};
 
 use super::Apply;
 use crate::codec::{decode, encode};
-use crate::tables::CONFIG_ENTRY;
+use crate::tables::{CONFIG_ENTRY, TOKEN};
 use crate::StoreError;
+use rota_core::auth::TokenRecord;
 use rota_core::config::ConfigEntry;
 use rota_core::event::types;
 use rota_core::Response;
@@ -63,5 +65,59 @@ impl Apply<'_, '_> {
             removed.push(key);
         }
         Ok(Response::ConfigReset { keys: removed })
+    }
+}
+
+impl Apply<'_, '_> {
+    pub(super) fn put_token(
+        &mut self,
+        record: &TokenRecord,
+        only_if_none: bool,
+    ) -> Result<Response, StoreError> {
+        let mut taken = false;
+        let mut any = false;
+        for row in self.t.tokens.iter()? {
+            let existing: TokenRecord = decode(TOKEN, row?.1.value())?;
+            any = true;
+            taken |= existing.name == record.name;
+        }
+        if only_if_none && any {
+            return Ok(Response::TokenPut { created: false });
+        }
+        if taken || self.t.tokens.get(record.hash.as_str())?.is_some() {
+            return Ok(Response::TokenExists {
+                name: record.name.clone(),
+            });
+        }
+        let stored = TokenRecord {
+            revision: self.index,
+            created_at: self.at,
+            ..record.clone()
+        };
+        self.t
+            .tokens
+            .insert(stored.hash.as_str(), encode(TOKEN, &stored)?.as_slice())?;
+        let data =
+            json!({"token": stored.name, "role": stored.role, "created_by": stored.created_by});
+        self.publish(types::TOKEN_CREATED, &stored.name, data)?;
+        Ok(Response::TokenPut { created: true })
+    }
+
+    pub(super) fn revoke_token(&mut self, name: &str) -> Result<Response, StoreError> {
+        let mut hash = None;
+        for row in self.t.tokens.iter()? {
+            let (k, v) = row?;
+            let existing: TokenRecord = decode(TOKEN, v.value())?;
+            if existing.name == name {
+                hash = Some(k.value().to_string());
+                break;
+            }
+        }
+        let Some(hash) = hash else {
+            return Ok(Response::TokenRevoked { existed: false });
+        };
+        self.t.tokens.remove(hash.as_str())?;
+        self.publish(types::TOKEN_REVOKED, name, json!({"token": name}))?;
+        Ok(Response::TokenRevoked { existed: true })
     }
 }
