@@ -15,6 +15,7 @@ mod config;
 mod docfile;
 mod error;
 mod jobfile;
+mod otlp;
 mod output;
 mod server;
 

@@ -52,7 +52,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.join.is_some() && !cfg.peers.is_empty() {
         bail!("--join and peers exclude each other: peers found a new cluster, --join enters an existing one");
     }
-    init_logging(&cfg.log, cfg.log_format)?;
+    // Traces, when an endpoint is set: the exporter stops last, after every worker.
+    let (trace_layer, traces) = match &cfg.otlp_endpoint {
+        Some(endpoint) => {
+            let (layer, exporter) = crate::otlp::start(endpoint, &cfg.node_name)?;
+            (Some(layer), Some(exporter))
+        }
+        None => (None, None),
+    };
+    init_logging(&cfg.log, cfg.log_format, trace_layer)?;
     let mut signals = Signals::new()?;
 
     let listener = TcpListener::bind(cfg.listen)
@@ -190,23 +198,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         http.drain().await;
     }
     workers.stop().await;
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
     outcome?;
     stopped?;
     info!("rota stopped");
     Ok(())
 }
 
-fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+fn init_logging(
+    filter: &str,
+    format: LogFormat,
+    traces: Option<crate::otlp::TraceLayer>,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("log filter {filter:?}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let started = match format {
+        .with_context(|| format!("log filter {filter:?}"))?
+        // The spans exported as traces are not logged.
+        .add_directive(crate::otlp::not_logged());
+    let builder = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
         // Colour codes only help a person at a terminal; in files they are noise.
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).boxed(),
         // `message` and the event's fields at the top level, beside `level`, as log
         // collectors expect them; the enclosing span as `span`.
         LogFormat::Json => builder
@@ -214,9 +228,13 @@ fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
     };
-    started.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(traces.map(crate::otlp::TraceLayer::filtered))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
 /// The HTTP server task and the token that stops it from accepting.

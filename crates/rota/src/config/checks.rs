@@ -96,6 +96,14 @@ pub fn check_advertise(url: String) -> Result<Url, String> {
     Url::parse(url.trim()).map_err(|e| format!("{url:?} is not a URL ({e}); {expected}"))
 }
 
+/// An `http://` or `https://` URL with a host: an OTLP/HTTP receiver.
+pub fn check_otlp_endpoint(url: String) -> Result<Url, String> {
+    let expected =
+        "expected the http:// or https:// URL of an OTLP/HTTP receiver, e.g. http://127.0.0.1:4318";
+    rota_core::validate::check_http_url(url.trim()).map_err(|m| format!("{m}; {expected}"))?;
+    Url::parse(url.trim()).map_err(|e| format!("{url:?} is not a URL ({e}); {expected}"))
+}
+
 pub fn check_data_dir(dir: PathBuf) -> Result<PathBuf, String> {
     if dir.as_os_str().is_empty() {
         return Err("must not be empty".to_string());

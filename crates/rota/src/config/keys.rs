@@ -411,6 +411,18 @@ server_settings! {
         value Option<String> = |v| v,
         // Never printed: `config show` output ends up in tickets and logs.
         show |c| if c.cluster_secret.is_some() { "(set)".to_string() } else { String::new() };
+
+    /// Send OpenTelemetry traces to this OTLP/HTTP receiver, e.g.
+    /// http://127.0.0.1:4318 [default: none, no traces].
+    ///
+    /// An `http://` or `https://` URL; spans are posted as JSON to its `/v1/traces`
+    /// path (a URL that ends in `/v1/traces` is used as it is). One span per API
+    /// request, per Raft commit and per execution attempt.
+    #[arg(long, value_name = "URL", value_parser = flag(check_otlp_endpoint))]
+    otlp_endpoint: Url,
+        file String => check_otlp_endpoint,
+        value Option<Url> = |v| v,
+        show |c| c.otlp_endpoint.as_ref().map(Url::to_string).unwrap_or_default();
 }
 
 /// The voters by id, URLs without a trailing slash; this node must be one of them.
