@@ -27,7 +27,7 @@ impl Node {
     /// is forwarded to the leader; while no leader is known (an election) it waits
     /// up to [`LEADER_WAIT`] for one, then answers [`WriteError::NotLeader`].
     pub async fn write(&self, req: ClientRequest) -> Result<(u64, Response), WriteError> {
-        let span = trace::commit_span(&self.cfg.node_name, &req.command, false);
+        let span = trace::commit_span(&self.cfg.node_name, &req.command, None);
         let written = self.write_routed(req, &span).instrument(span.clone()).await;
         trace::record_outcome(&span, &written);
         written
@@ -113,11 +113,13 @@ impl Node {
 
     /// A write proposed by this node only (a forwarded one: forwarding again could
     /// loop between two nodes that each believe the other leads).
+    /// `traceparent`: the forwarding node's commit span.
     pub(crate) async fn write_local(
         &self,
         req: ClientRequest,
+        traceparent: Option<&str>,
     ) -> Result<(u64, Response), WriteError> {
-        let span = trace::commit_span(&self.cfg.node_name, &req.command, true);
+        let span = trace::commit_span(&self.cfg.node_name, &req.command, Some(traceparent));
         let written = self
             .write_here(req, Instant::now() + WRITE_TIMEOUT)
             .instrument(span.clone())

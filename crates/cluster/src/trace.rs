@@ -2,7 +2,9 @@
 //! node sends traces (see [`rota_core::TRACE_TARGET`]). It is opened in the
 //! caller's task, so an API request's span is its parent; it records the command's
 //! `op` (as the log writes it, e.g. `put_job`), whether the write was forwarded to
-//! the leader, and the log index it got.
+//! the leader, and the log index it got. A forwarded write carries the W3C
+//! `traceparent` of the follower's span, so that the leader's span of the same
+//! write joins the follower's trace.
 
 use std::fmt::{self, Write as _};
 
@@ -12,18 +14,24 @@ use tracing::Span;
 
 use crate::WriteError;
 
-/// A span for committing `command`; `forwarded`: this node proposes a write a
-/// follower forwarded.
-pub(crate) fn commit_span(node: &str, command: &Command, forwarded: bool) -> Span {
+/// A span for committing `command`. `forwarded_by`: this node proposes a write a
+/// follower forwarded, with the follower's `traceparent` header if it sent one
+/// (its own commit span, which becomes this span's parent).
+pub(crate) fn commit_span(
+    node: &str,
+    command: &Command,
+    forwarded_by: Option<Option<&str>>,
+) -> Span {
     tracing::info_span!(
         target: rota_core::TRACE_TARGET,
         "raft.commit",
+        traceparent = forwarded_by.flatten(),
         otel.status_code = Empty,
         otel.status_message = Empty,
         raft.command = %command_op(command),
         raft.log_index = Empty,
         raft.forwarded_to_leader = Empty,
-        raft.forwarded_from_follower = forwarded,
+        raft.forwarded_from_follower = forwarded_by.is_some(),
         node = %node,
     )
 }
@@ -39,6 +47,11 @@ pub(crate) fn record_outcome<T>(span: &Span, result: &Result<(u64, T), WriteErro
             span.record("otel.status_message", tracing::field::display(err));
         }
     }
+}
+
+/// The `traceparent` header of the current traced span, for a request to a peer.
+pub(crate) fn traceparent() -> Option<String> {
+    rota_core::trace::current().map(|context| context.traceparent())
 }
 
 /// The command's `op` as the log writes it (`put_job` for `Command::PutJob`), taken

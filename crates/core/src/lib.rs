@@ -27,6 +27,7 @@ pub mod rng;
 pub mod schedule;
 pub mod sink;
 pub mod targets;
+pub mod trace;
 pub mod trigger;
 pub mod validate;
 pub mod workflow;
@@ -45,12 +46,7 @@ pub use job::{
 pub use name::validate_name;
 pub use probe::{ProbeSpec, ProbeStatus, ResultStatus, RunResult, TargetResult};
 pub use schedule::CompiledSchedule;
-
-/// The `tracing` target of the spans that are exported as OpenTelemetry traces (one
-/// per API request, per Raft commit, per execution attempt). The exporter takes
-/// only spans of this target, and the log output leaves them out, so a node
-/// without a trace endpoint pays nothing for them.
-pub const TRACE_TARGET: &str = "rota_trace";
+pub use trace::TRACE_TARGET;
 
 /// Re-exported so that dependants name one time type.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

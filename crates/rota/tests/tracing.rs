@@ -179,6 +179,79 @@ async fn requests_commits_and_executions_are_sent_as_otlp_spans() {
     assert_eq!(execution["status"]["code"], 0, "{execution}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_a_follower_forwards_continues_its_trace_on_the_leader() {
+    let received = Received::default();
+    let endpoint = start_receiver(received.clone()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = common::ports(3);
+    let peers = common::peers_arg(&ports);
+    let servers: Vec<Server> = (0..3)
+        .map(|i| {
+            common::launch_member(
+                tmp.path(),
+                i as u64 + 1,
+                ports[i],
+                &peers,
+                &["--otlp-endpoint", &endpoint],
+            )
+        })
+        .collect();
+    let leader = eventually(Duration::from_secs(60), "a leader", || {
+        common::agreed_leader(&servers)
+    })
+    .await;
+    let follower = (leader + 1) % servers.len();
+    let (leader_name, follower_name) = (format!("n{}", leader + 1), format!("n{}", follower + 1));
+
+    eprintln!("--- a write through the follower {follower_name}");
+    let (status, body) = servers[follower]
+        .send(
+            "PUT",
+            "/v1/jobs/forwarded",
+            Some(json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": "true"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    eprintln!("--- the leader's commit span is the child of the follower's");
+    let (put, sent, applied) = eventually(Duration::from_secs(30), "the spans", || {
+        let spans = received.spans();
+        let follower_name = json!(follower_name);
+        async move {
+            let put = find(&spans, |s| {
+                s["name"] == "HTTP PUT /v1/jobs/{name}"
+                    && attr(s, "node") == Some(follower_name.clone())
+            })?
+            .clone();
+            let sent = find(&spans, |s| s["parentSpanId"] == put["spanId"])?.clone();
+            let applied = find(&spans, |s| s["parentSpanId"] == sent["spanId"])?.clone();
+            Some((put, sent, applied))
+        }
+    })
+    .await;
+    assert_eq!(sent["name"], "raft.commit");
+    assert_eq!(
+        attr(&sent, "raft.forwarded_to_leader"),
+        Some(json!(true)),
+        "{sent}"
+    );
+    assert_eq!(attr(&sent, "node"), Some(json!(follower_name)));
+    assert_eq!(applied["name"], "raft.commit");
+    assert_eq!(applied["traceId"], put["traceId"], "{applied}");
+    assert_eq!(
+        attr(&applied, "raft.forwarded_from_follower"),
+        Some(json!(true)),
+        "{applied}"
+    );
+    assert_eq!(attr(&applied, "raft.command"), Some(json!("put_job")));
+    assert_eq!(attr(&applied, "node"), Some(json!(leader_name)));
+    assert_eq!(
+        attr(&applied, "raft.log_index"),
+        attr(&sent, "raft.log_index")
+    );
+}
+
 #[test]
 fn a_bad_endpoint_is_refused_at_start_with_the_key_named() {
     let tmp = tempfile::tempdir().unwrap();

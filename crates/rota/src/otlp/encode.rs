@@ -3,6 +3,7 @@
 //! exceptions OTLP makes (trace and span ids as hex, not base64; enums as numbers).
 //! 64-bit integers are strings, as the JSON mapping writes them.
 
+use rota_core::trace::hex;
 use serde_json::{json, Value};
 
 use super::{AttrValue, SpanRecord, Status};
@@ -75,15 +76,4 @@ fn attribute(key: &str, value: &AttrValue) -> Value {
         AttrValue::Double(d) => json!({ "doubleValue": d }),
     };
     json!({ "key": key, "value": value })
-}
-
-/// Lower-case hex, as OTLP/JSON writes ids.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
 }

@@ -15,6 +15,11 @@
 //! The OpenTelemetry SDK crates would do the same with about ten more crates to
 //! build (a protobuf stack among them); the JSON encoding needs none of them.
 //!
+//! A span's field `traceparent` (W3C trace context) makes a span without a traced
+//! parent in this process the child of that span of another node. [`start`] also
+//! lets `rota_core::trace::current` find the current span's context, which the
+//! cluster sends along with a forwarded write.
+//!
 //! Fields named `otel.name`, `otel.kind` (`server`, `client`, `internal`, ...),
 //! `otel.status_code` (`ok`, `error`) and `otel.status_message` set the span's name,
 //! kind and status instead of becoming attributes, as `tracing-opentelemetry` reads
@@ -30,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rota_core::trace::SpanContext;
 use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -180,18 +186,12 @@ where
             None if attrs.is_contextual() => ctx.lookup_current(),
             None => None,
         };
-        let parent_ids = parent.and_then(|parent| {
-            let ext = parent.extensions();
-            ext.get::<SpanRecord>().map(|p| (p.trace_id, p.span_id))
-        });
-        let (trace_id, parent_span_id) = match parent_ids {
-            Some((trace_id, span_id)) => (trace_id, Some(span_id)),
-            None => (self.ids.trace_id(), None),
-        };
+        let local_parent =
+            parent.and_then(|parent| parent.extensions().get::<SpanContext>().copied());
         let mut record = SpanRecord {
-            trace_id,
+            trace_id: [0; 16],
             span_id: self.ids.span_id(),
-            parent_span_id,
+            parent_span_id: None,
             name: attrs.metadata().name().to_string(),
             kind: SpanKind::Internal,
             start_unix_nanos: now_unix_nanos(),
@@ -200,14 +200,35 @@ where
             status: Status::Unset,
             status_message: None,
         };
-        attrs.record(&mut Fields(&mut record));
-        span.extensions_mut().insert(record);
+        let mut fields = Fields {
+            record: &mut record,
+            remote_parent: None,
+        };
+        attrs.record(&mut fields);
+        // A span of this process wins over a `traceparent` from another.
+        match local_parent.or(fields.remote_parent) {
+            Some(parent) => {
+                record.trace_id = parent.trace_id;
+                record.parent_span_id = Some(parent.span_id);
+            }
+            None => record.trace_id = self.ids.trace_id(),
+        }
+        let context = SpanContext {
+            trace_id: record.trace_id,
+            span_id: record.span_id,
+        };
+        let mut extensions = span.extensions_mut();
+        extensions.insert(context);
+        extensions.insert(record);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id) {
             if let Some(record) = span.extensions_mut().get_mut::<SpanRecord>() {
-                values.record(&mut Fields(record));
+                values.record(&mut Fields {
+                    record,
+                    remote_parent: None,
+                });
             }
         }
     }
@@ -228,11 +249,15 @@ where
 }
 
 /// Puts a span's fields into its record.
-struct Fields<'a>(&'a mut SpanRecord);
+struct Fields<'a> {
+    record: &'a mut SpanRecord,
+    /// The `traceparent` field: the context of a span in another process.
+    remote_parent: Option<SpanContext>,
+}
 
 impl Fields<'_> {
     fn set(&mut self, field: &Field, value: AttrValue) {
-        let record = &mut *self.0;
+        let record = &mut *self.record;
         let text = |value: AttrValue| match value {
             AttrValue::String(s) => s,
             other => format!("{other:?}"),
@@ -256,6 +281,7 @@ impl Fields<'_> {
                 }
             }
             "otel.status_message" => record.status_message = Some(text(value)),
+            "traceparent" => self.remote_parent = SpanContext::from_traceparent(&text(value)),
             name => match record.attributes.iter_mut().find(|(k, _)| k == name) {
                 Some((_, old)) => *old = value,
                 None => record.attributes.push((name.to_string(), value)),
@@ -306,12 +332,26 @@ pub fn start(endpoint: &reqwest::Url, node: &str) -> anyhow::Result<(TraceLayer,
         instance: node.to_string(),
     };
     let exporter = Exporter::start(traces_url(endpoint), resource, rx, dropped.clone())?;
+    rota_core::trace::set_current_hook(current_context);
     let layer = TraceLayer {
         spans: tx,
         dropped,
         ids: IdGenerator::new(),
     };
     Ok((layer, exporter))
+}
+
+/// The context of the innermost traced span around the caller, read from the
+/// registry's record of the current span and its parents.
+fn current_context() -> Option<SpanContext> {
+    tracing::Span::current()
+        .with_subscriber(|(id, dispatch)| {
+            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+            let span = registry.span(id)?;
+            span.scope()
+                .find_map(|s| s.extensions().get::<SpanContext>().copied())
+        })
+        .flatten()
 }
 
 /// Where spans are posted: `{endpoint}/v1/traces`, unless the endpoint names that

@@ -1,11 +1,12 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use rota_core::trace::hex;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing_subscriber::layer::SubscriberExt;
 
-use super::encode::{export_request, hex, Resource};
+use super::encode::{export_request, Resource};
 use super::*;
 
 /// Runs `f` with a [`TraceLayer`] (queue of `capacity`) installed, and answers the
@@ -267,4 +268,67 @@ fn traced_spans_are_left_out_of_the_log_lines() {
         .map(|s| s.name)
         .collect();
     assert_eq!(names, ["logged"]);
+}
+
+#[test]
+fn a_traceparent_field_makes_a_root_span_the_child_of_a_remote_one() {
+    let remote = rota_core::trace::SpanContext {
+        trace_id: [7; 16],
+        span_id: [9; 8],
+    };
+    let header = remote.traceparent();
+    let (spans, _) = traced(16, || {
+        tracing::info_span!(target: rota_core::TRACE_TARGET, "remote child", traceparent = %header)
+            .in_scope(|| {});
+        // A local parent wins over the header.
+        tracing::info_span!(target: rota_core::TRACE_TARGET, "local").in_scope(|| {
+            tracing::info_span!(target: rota_core::TRACE_TARGET, "local child", traceparent = %header)
+                .in_scope(|| {});
+        });
+        tracing::info_span!(target: rota_core::TRACE_TARGET, "bad header", traceparent = "00-xyz")
+            .in_scope(|| {});
+    });
+    let by_name = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+    let child = by_name("remote child");
+    assert_eq!(child.trace_id, remote.trace_id);
+    assert_eq!(child.parent_span_id, Some(remote.span_id));
+    assert!(child.attributes.is_empty(), "{:?}", child.attributes);
+    let local = by_name("local");
+    assert_eq!(by_name("local child").parent_span_id, Some(local.span_id));
+    assert_eq!(by_name("bad header").parent_span_id, None);
+}
+
+#[test]
+fn the_current_context_is_that_of_the_innermost_traced_span() {
+    let (tx, mut rx) = mpsc::channel(16);
+    let layer = TraceLayer {
+        spans: tx,
+        dropped: Arc::default(),
+        ids: IdGenerator::new(),
+    };
+    // Another layer sees every span, so an untraced span can be the current one.
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+    let subscriber = tracing_subscriber::registry()
+        .with(logs)
+        .with(layer.filtered());
+    let mut seen = None;
+    tracing::subscriber::with_default(subscriber, || {
+        assert_eq!(current_context(), None, "no span");
+        tracing::info_span!(target: rota_core::TRACE_TARGET, "traced").in_scope(|| {
+            tracing::info_span!("not traced").in_scope(|| {
+                assert_eq!(
+                    tracing::Span::current().metadata().unwrap().name(),
+                    "not traced"
+                );
+                seen = current_context();
+            });
+        });
+    });
+    let traced = rx.try_recv().expect("the traced span");
+    let expected = rota_core::trace::SpanContext {
+        trace_id: traced.trace_id,
+        span_id: traced.span_id,
+    };
+    assert_eq!(seen, Some(expected));
+    assert!(rx.try_recv().is_err(), "only the traced span is exported");
 }
