@@ -55,7 +55,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Traces, when an endpoint is set: the exporter stops last, after every worker.
     let (trace_layer, traces) = match &cfg.otlp_endpoint {
         Some(endpoint) => {
-            let (layer, exporter) = crate::otlp::start(endpoint, &cfg.node_name)?;
+            let (layer, exporter) =
+                crate::otlp::start(endpoint, &cfg.otlp_headers, &cfg.node_name)?;
             (Some(layer), Some(exporter))
         }
         None => (None, None),

@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 
 use common::{eventually, stderr, Server, BIN};
 
-/// What the receiver was sent: each request's `Content-Type` and body.
+/// What the receiver was sent: each request's headers and body.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, Value)>>>);
+struct Received(Arc<Mutex<Vec<(HeaderMap, Value)>>>);
 
 impl Received {
     /// Every span received so far.
@@ -34,7 +34,7 @@ impl Received {
         spans
     }
 
-    fn first_request(&self) -> Option<(String, Value)> {
+    fn first_request(&self) -> Option<(HeaderMap, Value)> {
         self.0.lock().unwrap().first().cloned()
     }
 }
@@ -50,12 +50,7 @@ async fn start_receiver(received: Received) -> String {
         let Ok(body) = serde_json::from_str::<Value>(&body) else {
             return (StatusCode::BAD_REQUEST, "not JSON");
         };
-        let content_type = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        received.0.lock().unwrap().push((content_type, body));
+        received.0.lock().unwrap().push((headers, body));
         (StatusCode::OK, "{}")
     }
     let app = axum::Router::new()
@@ -85,7 +80,16 @@ async fn requests_commits_and_executions_are_sent_as_otlp_spans() {
     let received = Received::default();
     let endpoint = start_receiver(received.clone()).await;
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path(), &["--otlp-endpoint", &endpoint]).await;
+    let server = Server::start(
+        tmp.path(),
+        &[
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-header",
+            "Authorization=Bearer t0ken",
+        ],
+    )
+    .await;
 
     eprintln!("--- create a job and run it");
     let (status, body) = server
@@ -124,8 +128,9 @@ async fn requests_commits_and_executions_are_sent_as_otlp_spans() {
     })
     .await;
 
-    let (content_type, body) = received.first_request().expect("a request");
-    assert_eq!(content_type, "application/json");
+    let (headers, body) = received.first_request().expect("a request");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["authorization"], "Bearer t0ken");
     let resource = &body["resourceSpans"][0]["resource"];
     let service = resource["attributes"]
         .as_array()

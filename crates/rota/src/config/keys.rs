@@ -423,6 +423,18 @@ server_settings! {
         file String => check_otlp_endpoint,
         value Option<Url> = |v| v,
         show |c| c.otlp_endpoint.as_ref().map(Url::to_string).unwrap_or_default();
+
+    /// A header of every request to `otlp_endpoint` as NAME=VALUE (repeatable),
+    /// e.g. authorization=Bearer abc [default: none].
+    ///
+    /// In rota.toml a table, e.g. `otlp_headers = { authorization = "Bearer abc" }`.
+    /// `config show` prints the names only: values are often credentials.
+    #[arg(long = "otlp-header", value_name = "NAME=VALUE",
+          value_parser = flag(check_otlp_header))]
+    otlp_headers: Vec<(String, String)>,
+        file BTreeMap<String, String> => check_otlp_headers,
+        value BTreeMap<String, String> = |v| v.unwrap_or_default().into_iter().collect(),
+        show |c| c.otlp_headers.keys().map(|k| format!("{k}=(set)")).collect::<Vec<_>>().join(",");
 }
 
 /// The voters by id, URLs without a trailing slash; this node must be one of them.

@@ -10,11 +10,13 @@
 //! It is not a worker of the node's runner: it must outlive every worker, so that
 //! the spans of the shutdown itself are sent; [`Exporter::shutdown`] stops it last.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -44,11 +46,23 @@ pub struct Exporter {
 impl Exporter {
     pub(super) fn start(
         url: String,
+        headers: &BTreeMap<String, String>,
         resource: Resource,
         spans: mpsc::Receiver<SpanRecord>,
         dropped: Arc<AtomicU64>,
     ) -> anyhow::Result<Exporter> {
+        let mut header_map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .with_context(|| format!("otlp_headers: {name:?}"))?;
+            let mut value = HeaderValue::from_str(value)
+                .with_context(|| format!("otlp_headers: the value of {name}"))?;
+            // Kept out of debug output: such headers are usually credentials.
+            value.set_sensitive(true);
+            header_map.insert(name, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(header_map)
             .connect_timeout(Duration::from_secs(2))
             .timeout(REQUEST_TIMEOUT)
             .build()

@@ -31,6 +31,7 @@ mod export;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -321,9 +322,14 @@ impl Visit for Fields<'_> {
 }
 
 /// Starts exporting to `endpoint` (an OTLP/HTTP receiver's base URL, or its full
-/// `/v1/traces` URL) as the service instance `node`: the layer to install and the
+/// `/v1/traces` URL), with `headers` on every request, as the service instance
+/// `node`: the layer to install and the
 /// exporter to shut down last. Must run inside the tokio runtime.
-pub fn start(endpoint: &reqwest::Url, node: &str) -> anyhow::Result<(TraceLayer, Exporter)> {
+pub fn start(
+    endpoint: &reqwest::Url,
+    headers: &BTreeMap<String, String>,
+    node: &str,
+) -> anyhow::Result<(TraceLayer, Exporter)> {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let dropped = Arc::new(AtomicU64::new(0));
     let resource = encode::Resource {
@@ -331,7 +337,7 @@ pub fn start(endpoint: &reqwest::Url, node: &str) -> anyhow::Result<(TraceLayer,
         service_version: env!("CARGO_PKG_VERSION").to_string(),
         instance: node.to_string(),
     };
-    let exporter = Exporter::start(traces_url(endpoint), resource, rx, dropped.clone())?;
+    let exporter = Exporter::start(traces_url(endpoint), headers, resource, rx, dropped.clone())?;
     rota_core::trace::set_current_hook(current_context);
     let layer = TraceLayer {
         spans: tx,
