@@ -80,7 +80,7 @@ async fn requests_commits_and_executions_are_sent_as_otlp_spans() {
     let received = Received::default();
     let endpoint = start_receiver(received.clone()).await;
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let mut server = Server::start(
         tmp.path(),
         &[
             "--otlp-endpoint",
@@ -182,6 +182,17 @@ async fn requests_commits_and_executions_are_sent_as_otlp_spans() {
     assert_eq!(attr(&execution, "status"), Some(json!("succeeded")));
     assert_eq!(attr(&execution, "trigger"), Some(json!("manual")));
     assert_eq!(execution["status"]["code"], 0, "{execution}");
+
+    eprintln!("--- a request just before a graceful stop is sent before the process exits");
+    let (status, body) = server.get("/v1/jobs/traced/executions").await;
+    assert_eq!(status, 200, "{body}");
+    let exit = tokio::task::block_in_place(|| server.stop());
+    assert!(exit.success(), "graceful stop exited with {exit}");
+    let spans = received.spans();
+    let last = find(&spans, |s| {
+        s["name"] == "HTTP GET /v1/jobs/{name}/executions"
+    });
+    assert!(last.is_some(), "{}", server.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,6 +265,29 @@ async fn a_write_a_follower_forwards_continues_its_trace_on_the_leader() {
     assert_eq!(
         attr(&applied, "raft.log_index"),
         attr(&sent, "raft.log_index")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_receiver_costs_a_warning_not_the_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nobody = format!("http://127.0.0.1:{}", common::free_port());
+    let mut server = Server::start(tmp.path(), &["--otlp-endpoint", &nobody]).await;
+    let (status, body) = server
+        .send(
+            "PUT",
+            "/v1/jobs/untraced",
+            Some(json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": "true"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let exit = tokio::task::block_in_place(|| server.stop());
+    assert!(exit.success(), "graceful stop exited with {exit}");
+    let logs = server.logs();
+    assert_eq!(
+        logs.matches("cannot send traces").count(),
+        1,
+        "one warning while failures last:\n{logs}"
     );
 }
 

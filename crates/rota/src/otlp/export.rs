@@ -130,7 +130,13 @@ impl Sender {
                     _ = stop.cancelled() => break,
                 }
             }
-            self.send(&batch, &RETRY_PAUSES).await;
+            // At shutdown one try: the process is waiting to exit.
+            let pauses: &[Duration] = if stop.is_cancelled() {
+                &[]
+            } else {
+                &RETRY_PAUSES
+            };
+            self.send(&batch, pauses).await;
         }
         // Shutdown: what is queued now, one try per batch.
         let mut batch = Vec::new();
