@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::Subscriber;
-use tracing_subscriber::filter::{filter_fn, Directive, FilterFn};
+use tracing_subscriber::filter::{filter_fn, Directive, FilterFn, LevelFilter};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -168,9 +168,13 @@ pub type TraceFilter = FilterFn<fn(&tracing::Metadata<'_>) -> bool>;
 
 fn trace_filter() -> TraceFilter {
     fn traced(meta: &tracing::Metadata<'_>) -> bool {
-        meta.is_span() && meta.target() == rota_core::TRACE_TARGET
+        meta.is_span()
+            && meta.target() == rota_core::TRACE_TARGET
+            && *meta.level() <= tracing::Level::INFO
     }
-    filter_fn(traced as fn(&tracing::Metadata<'_>) -> bool)
+    // The hint keeps the fast level check of `debug!` and `trace!` callsites, which
+    // an unbounded filter would turn off for the whole process.
+    filter_fn(traced as fn(&tracing::Metadata<'_>) -> bool).with_max_level_hint(LevelFilter::INFO)
 }
 
 impl<S> Layer<S> for TraceLayer

@@ -332,3 +332,26 @@ fn the_current_context_is_that_of_the_innermost_traced_span() {
     assert_eq!(seen, Some(expected));
     assert!(rx.try_recv().is_err(), "only the traced span is exported");
 }
+
+#[test]
+fn traced_spans_below_info_are_not_exported_even_when_logs_are_verbose() {
+    let (tx, mut rx) = mpsc::channel(16);
+    let layer = TraceLayer {
+        spans: tx,
+        dropped: Arc::default(),
+        ids: IdGenerator::new(),
+    };
+    // Logs at every level: the debug span reaches the exporter's filter.
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+    let subscriber = tracing_subscriber::registry()
+        .with(logs)
+        .with(layer.filtered());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::debug_span!(target: rota_core::TRACE_TARGET, "debug").in_scope(|| {});
+        tracing::info_span!(target: rota_core::TRACE_TARGET, "info").in_scope(|| {});
+    });
+    let names: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["info"]);
+}
