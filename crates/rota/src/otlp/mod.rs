@@ -154,7 +154,8 @@ pub struct TraceLayer {
 }
 
 impl TraceLayer {
-    /// This layer, seeing only the spans of [`rota_core::TRACE_TARGET`].
+    /// This layer, seeing only the `info` (or higher) spans of
+    /// [`rota_core::TRACE_TARGET`].
     pub fn filtered<S>(self) -> tracing_subscriber::filter::Filtered<TraceLayer, TraceFilter, S>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
