@@ -28,6 +28,7 @@ mod handlers;
 mod host;
 mod metrics;
 mod routes;
+mod trace;
 mod view;
 mod watch;
 
@@ -138,6 +139,10 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             metrics::count_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            trace::trace_requests,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)

@@ -30,6 +30,7 @@ mod network;
 mod node;
 mod routing;
 mod state_machine;
+mod trace;
 mod types;
 
 pub use config::{

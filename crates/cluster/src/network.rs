@@ -115,6 +115,9 @@ impl Transport {
         if let Some(secret) = &self.inner.secret {
             request = request.header(CLUSTER_SECRET_HEADER, secret);
         }
+        if let Some(traceparent) = crate::trace::traceparent() {
+            request = request.header(rota_core::trace::TRACEPARENT_HEADER, traceparent);
+        }
         let failed = |source: reqwest::Error, url: &str| {
             if source.is_timeout() {
                 PeerError::Timeout {
@@ -469,10 +472,14 @@ async fn snapshot(State(node): State<Arc<Node>>, Json(chunk): Json<SnapshotChunk
 
 async fn forward(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     Json(req): Json<ClientRequest>,
 ) -> Json<Result<ForwardedWrite, WireError>> {
+    let traceparent = headers
+        .get(rota_core::trace::TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok());
     let written = node
-        .write_local(req)
+        .write_local(req, traceparent)
         .await
         .map(|(index, response)| ForwardedWrite { index, response });
     Json(written.map_err(WireError::from))

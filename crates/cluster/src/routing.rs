@@ -8,11 +8,11 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::ServerState;
 use rota_core::{ClientRequest, Response};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, Instrument, Span};
 
 use crate::network::{peer_failure, ForwardedWrite, WireError};
 use crate::node::{leader_url, WRITE_TIMEOUT};
-use crate::{MembershipError, Node, WriteError};
+use crate::{trace, MembershipError, Node, WriteError};
 
 /// Longest a request waits for a leader to be known (or reachable) before it is
 /// answered `NotLeader`: a few election timeouts, so one failover fits in it.
@@ -27,9 +27,25 @@ impl Node {
     /// is forwarded to the leader; while no leader is known (an election) it waits
     /// up to [`LEADER_WAIT`] for one, then answers [`WriteError::NotLeader`].
     pub async fn write(&self, req: ClientRequest) -> Result<(u64, Response), WriteError> {
+        let span = trace::commit_span(&self.cfg.node_name, &req.command, None);
+        let written = self.write_routed(req, &span).instrument(span.clone()).await;
+        trace::record_outcome(&span, &written);
+        written
+    }
+
+    /// [`Node::write`] inside its `raft.commit` span.
+    async fn write_routed(
+        &self,
+        req: ClientRequest,
+        span: &Span,
+    ) -> Result<(u64, Response), WriteError> {
         let deadline = Instant::now() + WRITE_TIMEOUT;
         let req = &req;
         self.with_leader(|route| async move {
+            span.record(
+                "raft.forwarded_to_leader",
+                matches!(route, Route::Leader(_)),
+            );
             match route {
                 Route::Here => self.write_here(req.clone(), deadline).await,
                 Route::Leader(url) => {
@@ -97,11 +113,19 @@ impl Node {
 
     /// A write proposed by this node only (a forwarded one: forwarding again could
     /// loop between two nodes that each believe the other leads).
+    /// `traceparent`: the forwarding node's commit span.
     pub(crate) async fn write_local(
         &self,
         req: ClientRequest,
+        traceparent: Option<&str>,
     ) -> Result<(u64, Response), WriteError> {
-        self.write_here(req, Instant::now() + WRITE_TIMEOUT).await
+        let span = trace::commit_span(&self.cfg.node_name, &req.command, Some(traceparent));
+        let written = self
+            .write_here(req, Instant::now() + WRITE_TIMEOUT)
+            .instrument(span.clone())
+            .await;
+        trace::record_outcome(&span, &written);
+        written
     }
 
     async fn write_here(

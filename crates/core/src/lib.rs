@@ -29,6 +29,7 @@ pub mod rng;
 pub mod schedule;
 pub mod sink;
 pub mod targets;
+pub mod trace;
 pub mod trigger;
 pub mod validate;
 pub mod workflow;
@@ -47,6 +48,7 @@ pub use job::{
 pub use name::validate_name;
 pub use probe::{ProbeSpec, ProbeStatus, ResultStatus, RunResult, TargetResult};
 pub use schedule::CompiledSchedule;
+pub use trace::TRACE_TARGET;
 
 /// Re-exported so that dependants name one time type.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

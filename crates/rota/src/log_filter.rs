@@ -66,7 +66,13 @@ pub fn spawn(
     });
 }
 
+/// The log filter `filter` says, without the spans exported as traces.
+pub fn build(filter: &str) -> anyhow::Result<EnvFilter> {
+    Ok(EnvFilter::try_new(filter)
+        .with_context(|| format!("log filter {filter:?}"))?
+        .add_directive(crate::otlp::not_logged()))
+}
+
 fn set(reload: &LogReload, filter: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(filter).with_context(|| format!("log filter {filter:?}"))?;
-    reload.reload(filter).context("the subscriber is gone")
+    reload.reload(build(filter)?).context("the subscriber is gone")
 }

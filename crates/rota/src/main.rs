@@ -16,6 +16,7 @@ mod docfile;
 mod error;
 mod jobfile;
 mod log_filter;
+mod otlp;
 mod output;
 mod server;
 

@@ -53,7 +53,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.join.is_some() && !cfg.peers.is_empty() {
         bail!("--join and peers exclude each other: peers found a new cluster, --join enters an existing one");
     }
-    let log_reload = init_logging(&cfg.log, cfg.log_format)?;
+    // Traces, when an endpoint is set: the exporter stops last, after every worker.
+    let (trace_layer, traces) = match &cfg.otlp_endpoint {
+        Some(endpoint) => {
+            let (layer, exporter) =
+                crate::otlp::start(endpoint, &cfg.otlp_headers, &cfg.node_name)?;
+            (Some(layer), Some(exporter))
+        }
+        None => (None, None),
+    };
+    let log_reload = init_logging(&cfg.log, cfg.log_format, trace_layer)?;
     let mut signals = Signals::new()?;
 
     let listener = TcpListener::bind(cfg.listen)
@@ -205,26 +214,32 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         http.drain().await;
     }
     workers.stop().await;
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
     outcome?;
     stopped?;
     info!("rota stopped");
     Ok(())
 }
 
-/// Starts logging to stderr; answers the handle that swaps the filter (the
-/// dynamic `log` setting).
-fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogReload> {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("log filter {filter:?}"))?;
+/// Starts logging to stderr (and traces, when given); answers the handle that
+/// swaps the log filter (the dynamic `log` setting).
+fn init_logging(
+    filter: &str,
+    format: LogFormat,
+    traces: Option<crate::otlp::TraceLayer>,
+) -> anyhow::Result<LogReload> {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
+    let filter = crate::log_filter::build(filter)?;
     let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
         // Colour codes only help a person at a terminal; in files they are noise.
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).boxed(),
         // `message` and the event's fields at the top level, beside `level`, as log
         // collectors expect them; the enclosing span as `span`.
-        LogFormat::Json => fmt
+        LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
@@ -232,8 +247,8 @@ fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogReload> {
             .boxed(),
     };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
+        .with(traces.map(crate::otlp::TraceLayer::filtered))
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))?;
     Ok(reload)

@@ -96,6 +96,47 @@ pub fn check_advertise(url: String) -> Result<Url, String> {
     Url::parse(url.trim()).map_err(|e| format!("{url:?} is not a URL ({e}); {expected}"))
 }
 
+/// An `http://` or `https://` URL with a host: an OTLP/HTTP receiver.
+pub fn check_otlp_endpoint(url: String) -> Result<Url, String> {
+    let expected =
+        "expected the http:// or https:// URL of an OTLP/HTTP receiver, e.g. http://127.0.0.1:4318";
+    rota_core::validate::check_http_url(url.trim()).map_err(|m| format!("{m}; {expected}"))?;
+    Url::parse(url.trim()).map_err(|e| format!("{url:?} is not a URL ({e}); {expected}"))
+}
+
+/// Headers of the requests to the OTLP receiver: HTTP header names, values of
+/// visible ASCII.
+pub fn check_otlp_headers(
+    headers: BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name = name.trim().to_ascii_lowercase();
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!(
+                "{name:?} is not an HTTP header name; accepted: letters, digits and !#$%&'*+-.^_`|~"
+            ));
+        }
+        let value = value.trim().to_string();
+        if value.is_empty() || !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            return Err(format!(
+                "the value of header {name:?} must be non-empty, printable ASCII"
+            ));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// One `--otlp-header NAME=VALUE`.
+pub fn check_otlp_header(header: String) -> Result<(String, String), String> {
+    let (name, value) = header
+        .split_once('=')
+        .ok_or_else(|| format!("{header:?} is not NAME=VALUE, e.g. authorization=Bearer abc"))?;
+    let mut checked = check_otlp_headers(BTreeMap::from([(name.to_string(), value.to_string())]))?;
+    Ok(checked.remove(0))
+}
+
 pub fn check_data_dir(dir: PathBuf) -> Result<PathBuf, String> {
     if dir.as_os_str().is_empty() {
         return Err("must not be empty".to_string());

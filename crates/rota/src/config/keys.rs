@@ -422,6 +422,30 @@ server_settings! {
         file String => check_admin_token,
         value Option<String> = |v| v,
         show |c| if c.auth_admin_token.is_some() { "(set)".to_string() } else { String::new() };
+
+    /// Send OpenTelemetry traces to this OTLP/HTTP receiver, e.g.
+    /// http://127.0.0.1:4318 [default: none, no traces].
+    ///
+    /// An `http://` or `https://` URL; spans are posted as JSON to its `/v1/traces`
+    /// path (a URL that ends in `/v1/traces` is used as it is). One span per API
+    /// request, per Raft commit and per execution attempt.
+    #[arg(long, value_name = "URL", value_parser = flag(check_otlp_endpoint))]
+    otlp_endpoint: Url,
+        file String => check_otlp_endpoint,
+        value Option<Url> = |v| v,
+        show |c| c.otlp_endpoint.as_ref().map(Url::to_string).unwrap_or_default();
+
+    /// A header of every request to `otlp_endpoint` as NAME=VALUE (repeatable),
+    /// e.g. authorization=Bearer abc [default: none].
+    ///
+    /// In rota.toml a table, e.g. `otlp_headers = { authorization = "Bearer abc" }`.
+    /// `--print-config` prints the names only: values are often credentials.
+    #[arg(long = "otlp-header", value_name = "NAME=VALUE",
+          value_parser = flag(check_otlp_header))]
+    otlp_headers: Vec<(String, String)>,
+        file BTreeMap<String, String> => check_otlp_headers,
+        value BTreeMap<String, String> = |v| v.unwrap_or_default().into_iter().collect(),
+        show |c| c.otlp_headers.keys().map(|k| format!("{k}=(set)")).collect::<Vec<_>>().join(",");
 }
 
 /// The voters by id, URLs without a trailing slash; this node must be one of them.

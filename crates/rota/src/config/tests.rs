@@ -409,3 +409,60 @@ fn the_config_file_is_looked_for_in_the_documented_places() {
         ]
     );
 }
+
+#[test]
+fn otlp_endpoint_and_headers_from_the_file_the_flags_and_the_environment() {
+    let cfg = ServerConfig::resolve(&Settings::default(), None, None).unwrap();
+    assert_eq!(cfg.otlp_endpoint, None, "no traces by default");
+    assert!(cfg.otlp_headers.is_empty());
+
+    let text = "otlp_endpoint = \"http://collector:4318\"\n\
+                otlp_headers = { Authorization = \"Bearer abc\", x-tenant = \"a\" }\n";
+    let cfg = with_file(&Settings::default(), text).unwrap();
+    assert_eq!(
+        cfg.otlp_endpoint.as_ref().map(|u| u.as_str()),
+        Some("http://collector:4318/")
+    );
+    assert_eq!(cfg.sources["otlp_endpoint"], Source::File);
+    assert_eq!(
+        cfg.otlp_headers.get("authorization").map(String::as_str),
+        Some("Bearer abc"),
+        "names are lower-cased"
+    );
+    let shown: BTreeMap<_, _> = cfg.entries().into_iter().map(|(k, v, _)| (k, v)).collect();
+    assert_eq!(shown["otlp_endpoint"], "http://collector:4318/");
+    assert_eq!(
+        shown["otlp_headers"], "authorization=(set),x-tenant=(set)",
+        "header values are never shown"
+    );
+
+    let vars: BTreeMap<String, String> = [(
+        "ROTA_OTLP_ENDPOINT".to_string(),
+        "https://otlp.example/v1/traces".to_string(),
+    )]
+    .into();
+    let cfg = ServerConfig::resolve_with_env(&Settings::default(), None, None, &vars).unwrap();
+    assert_eq!(cfg.sources["otlp_endpoint"], Source::Env);
+
+    for (bad, expected) in [
+        ("otlp_endpoint = \"collector:4318\"", "OTLP/HTTP receiver"),
+        ("otlp_endpoint = \"grpc://c:4317\"", "http:// or https://"),
+        (
+            "otlp_headers = { \"a b\" = \"x\" }",
+            "not an HTTP header name",
+        ),
+        ("otlp_headers = { a = \"\" }", "non-empty"),
+    ] {
+        let err = with_file(&Settings::default(), bad)
+            .unwrap_err()
+            .to_string();
+        let key = bad.split(' ').next().unwrap();
+        assert!(err.contains(key), "{bad}: {err}");
+        assert!(err.contains(expected), "{bad}: {err}");
+    }
+    assert_eq!(
+        check_otlp_header("X-Key=a=b".into()).unwrap(),
+        ("x-key".to_string(), "a=b".to_string())
+    );
+    assert!(check_otlp_header("nokey".into()).is_err());
+}

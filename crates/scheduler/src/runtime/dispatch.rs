@@ -11,7 +11,7 @@ use rota_exec::{
     run_attempt, ArtifactInput, OutputBuffer, RunOutcome, RunRequest, WorkflowContext,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 use ulid::Ulid;
 
 use super::{lock, LiveRun, Runtime};
@@ -134,7 +134,24 @@ impl Runtime {
         };
         let tx = self.completions_tx.clone();
         debug!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
-        let handle = self.runs.spawn(async move {
+        // The attempt's span, exported when the node sends traces: a root of its
+        // own, as whatever made the scheduler dispatch is not its cause.
+        let span = tracing::info_span!(
+            target: rota_core::TRACE_TARGET,
+            parent: None,
+            "execution",
+            otel.status_code = tracing::field::Empty,
+            job = %job,
+            execution.id = %id,
+            attempt,
+            trigger = trigger.as_str(),
+            executor = request.spec.type_name(),
+            node = %node_name,
+            status = tracing::field::Empty,
+            exit_code = tracing::field::Empty,
+        );
+        let attempt_span = span.clone();
+        let run = async move {
             // The attempt's real start: reported with its outcome as `started_at`.
             let handed_at = Utc::now();
             if observe_lag {
@@ -147,6 +164,13 @@ impl Runtime {
             // Picks fan-out when the request carries targets.
             let job_name = request.job.clone();
             let outcome = run_attempt(request, output.clone(), cancel).await;
+            attempt_span.record("status", outcome.status.as_str());
+            if let Some(code) = outcome.exit_code {
+                attempt_span.record("exit_code", code);
+            }
+            if outcome.status != rota_core::ExecStatus::Succeeded {
+                attempt_span.record("otel.status_code", "error");
+            }
             if let (Some(telemetry), Some(result)) = (&probe_counter, &outcome.result) {
                 telemetry.probe_result(&job_name, result.status.as_str());
             }
@@ -171,7 +195,8 @@ impl Runtime {
                 output_truncated: truncated,
                 started_at: Some(handed_at),
             });
-        });
+        };
+        let handle = self.runs.spawn(run.instrument(span));
         self.run_ids.insert(handle.id(), (id, attempt));
     }
 
