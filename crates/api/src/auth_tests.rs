@@ -190,6 +190,27 @@ async fn every_route_asks_for_its_role() {
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     let a = as_token(&h, Some(&operator), Method::POST, "/v1/jobs/j/run", None).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    // The run records who asked for it; the job's creation event, who made it.
+    let id = a.body["id"].as_str().expect("execution id").to_string();
+    let e = as_token(
+        &h,
+        Some(&viewer),
+        Method::GET,
+        &format!("/v1/executions/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(e.body["triggered_by"], "oncall", "{}", e.text);
+    let created = h
+        .node
+        .store()
+        .events_after(0, &|e| e.event_type == "job.created" && e.key == "j", 10)
+        .unwrap()
+        .events
+        .into_iter()
+        .next()
+        .expect("job.created");
+    assert_eq!(created.data["by"], "root");
     let a = as_token(&h, Some(&viewer), Method::GET, "/v1/jobs/j", None).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(

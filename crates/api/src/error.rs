@@ -85,6 +85,12 @@ pub enum ApiError {
         token: String,
     },
 
+    /// A client session opened by another token.
+    #[error(
+        "client session {client_id:?} belongs to another token; use a Rota-Client-Id of your own"
+    )]
+    SessionNotYours { client_id: String },
+
     /// Too many failed sign-ins from one address.
     #[error("too many requests with a bad token from this address; wait {retry_after_s}s")]
     TooManyAttempts { retry_after_s: u64 },
@@ -171,6 +177,7 @@ impl ApiError {
                 seq: seq.unwrap_or_default(),
                 last_seq,
             },
+            Response::SessionNotYours { client_id } => ApiError::SessionNotYours { client_id },
             Response::AlreadyFinished { execution } => ApiError::AlreadyFinished {
                 id: execution.id,
                 status: execution.status,
@@ -203,7 +210,7 @@ impl ApiError {
             ApiError::Membership(MembershipError::LastVoter { .. }) => StatusCode::CONFLICT,
             ApiError::Membership(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized | ApiError::TokenRequired(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::SessionNotYours { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Consensus(_)
             | ApiError::Store(_)
@@ -231,7 +238,7 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "unavailable",
             ApiError::Unauthorized | ApiError::TokenRequired(_) => "unauthorized",
-            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::Forbidden { .. } | ApiError::SessionNotYours { .. } => "forbidden",
             ApiError::TooManyAttempts { .. } => "too_many_requests",
             ApiError::NodeUnknown { .. } => "node_unknown",
             ApiError::NotDiscovered { .. } => "not_discovered",

@@ -178,19 +178,36 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The session headers of a write: both or neither.
+/// The session headers of a write (both or neither), and the API token it is
+/// made with (its name; `None` while no token exists), to which the write is
+/// attributed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session(pub Option<SessionKey>);
+pub struct Session(pub Option<SessionKey>, pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        parse_session(&parts.headers).map(Session)
+        let token = parts
+            .extensions
+            .get::<crate::auth::Caller>()
+            .and_then(|c| c.token.clone());
+        Ok(Session(parse_session(&parts.headers)?, token))
     }
 }
 
 impl Session {
+    /// `command`, attributed to the request's token when it has one.
+    pub fn attribute(&self, command: rota_core::Command) -> rota_core::Command {
+        match &self.1 {
+            Some(token) => rota_core::Command::Attributed {
+                token: token.clone(),
+                command: Box::new(command),
+            },
+            None => command,
+        }
+    }
+
     pub fn seq(&self) -> Option<u64> {
         self.0.as_ref().map(|s| s.seq)
     }

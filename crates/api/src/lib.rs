@@ -112,10 +112,13 @@ impl AppState {
         let req = ClientRequest {
             session: session.0.clone(),
             at: chrono::Utc::now(),
-            command,
+            command: session.attribute(command),
         };
         let (index, response) = self.node.write(req).await?;
         tracing::debug!(index, "request committed");
+        // Handlers read their answer from this node's store: a write a follower
+        // forwarded is there once the follower applied it too.
+        self.node.wait_applied(index).await?;
         Ok(response)
     }
 }

@@ -234,6 +234,7 @@ mod tests {
             run: None,
             result: None,
             usage: None,
+            triggered_by: None,
         };
         let v = serde_json::to_value(JobView::full(&rec, at(11, 0, 0), Some(exec))).expect("json");
         assert_eq!(v["last_execution"]["status"], "queued");

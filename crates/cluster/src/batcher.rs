@@ -165,6 +165,7 @@ fn kv_keys(command: &Command, out: &mut HashSet<u64>) {
                 kv_keys(c, out);
             }
         }
+        Command::Attributed { command, .. } => kv_keys(command, out),
         Command::Requests { requests } => {
             for r in requests {
                 kv_keys(&r.command, out);

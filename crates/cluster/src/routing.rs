@@ -175,6 +175,27 @@ impl Node {
         }
     }
 
+    /// Returns once this node's state machine applied log index `index` (a write
+    /// this node forwarded is committed by the leader before a follower applies
+    /// it): a reader of the local store after a write then sees the write.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), WriteError> {
+        if self.store.last_applied_index() >= index {
+            return Ok(());
+        }
+        match self
+            .raft
+            .wait(Some(WRITE_TIMEOUT))
+            .applied_index_at_least(Some(index), "the write is applied here")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => {
+                Err(WriteError::Timeout(WRITE_TIMEOUT))
+            }
+            Err(openraft::metrics::WaitError::ShuttingDown) => Err(WriteError::ShuttingDown),
+        }
+    }
+
     /// The read index of this node as leader (for a follower's read barrier).
     pub(crate) async fn read_index_local(&self) -> Result<u64, WriteError> {
         self.read_index_here(Instant::now() + WRITE_TIMEOUT).await

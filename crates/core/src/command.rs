@@ -199,6 +199,13 @@ pub enum Command {
     },
     /// Revoke a token by name; answered by `Response::TokenRevoked`.
     RevokeToken { name: String },
+    /// `command` made by a request with the API token `token`: applied as that
+    /// command, its events name the token (`data.by`), the executions it creates
+    /// record it (`triggered_by`), and a client session it opens belongs to it.
+    Attributed {
+        token: String,
+        command: Box<Command>,
+    },
     /// Remove dynamic values, so the keys take their static values again: `key`,
     /// or every key when `None`; answered by `Response::ConfigReset`.
     ResetConfig {
@@ -501,6 +508,10 @@ pub enum Response {
     },
     TokenRevoked {
         existed: bool,
+    },
+    /// A request whose client session was opened by another token (or none).
+    SessionNotYours {
+        client_id: String,
     },
     /// The keys `ResetConfig` removed a dynamic value of.
     ConfigReset {

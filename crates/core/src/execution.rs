@@ -52,6 +52,10 @@ pub struct Execution {
     /// What the final (or latest) attempt's process used, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ResourceUsage>,
+    /// The API token whose request created it (a manual run, an event it was
+    /// fired by); `None` for the scheduler's own and while no token exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<String>,
 }
 
 /// The resources an attempt's process used: its own and those of the descendants

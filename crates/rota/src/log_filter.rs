@@ -74,5 +74,7 @@ pub fn build(filter: &str) -> anyhow::Result<EnvFilter> {
 }
 
 fn set(reload: &LogReload, filter: &str) -> anyhow::Result<()> {
-    reload.reload(build(filter)?).context("the subscriber is gone")
+    reload
+        .reload(build(filter)?)
+        .context("the subscriber is gone")
 }

@@ -255,14 +255,23 @@ fn init_logging(
 }
 
 /// Refuses to serve on an address other than loopback while nobody needs a token
-/// (no token stored, none configured), unless `insecure`; says plainly that a
-/// loopback node without tokens serves everyone who reaches it as admin.
+/// (no token stored, none configured) or without a cluster secret guarding the
+/// peer routes, unless `insecure`; says plainly that a loopback node without
+/// tokens serves everyone who reaches it as admin.
 fn check_exposure(
     node: &Node,
     cfg: &ServerConfig,
     bound: SocketAddr,
     insecure: bool,
 ) -> anyhow::Result<()> {
+    // The peer routes (/raft/*) take no API token: only the cluster secret.
+    if !bound.ip().is_loopback() && cfg.cluster_secret.is_none() && !insecure {
+        bail!(
+            "refusing to listen on {bound} without a cluster secret: anyone who reaches it could \
+             send Raft messages. Set ROTA_CLUSTER_SECRET (or cluster_secret in rota.toml) to the \
+             same secret on every node, listen on loopback (127.0.0.1), or pass --insecure"
+        );
+    }
     let (stored, _) = node
         .store()
         .auth_lookup(None)

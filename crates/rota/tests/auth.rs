@@ -20,7 +20,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const ADMIN: &str = "admin-secret-for-the-auth-test";
 
 #[test]
-fn a_node_without_tokens_serves_beyond_loopback_only_when_told_insecure() {
+fn a_node_without_tokens_or_a_cluster_secret_serves_beyond_loopback_only_when_told_insecure() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let out = Command::new(BIN)
@@ -31,6 +31,29 @@ fn a_node_without_tokens_serves_beyond_loopback_only_when_told_insecure() {
             "--data-dir",
         ])
         .arg(tmp.path().join("data"))
+        .env_remove("ROTA_AUTH_ADMIN_TOKEN")
+        .env_remove("ROTA_INSECURE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rota server");
+    assert!(!out.status.success(), "served without tokens on 0.0.0.0");
+    let err = stderr(&out);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0")
+            && err.contains("ROTA_CLUSTER_SECRET")
+            && err.contains("--insecure"),
+        "{err}"
+    );
+    // With a cluster secret, the API tokens are what is missing.
+    let out = Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--data-dir",
+        ])
+        .arg(tmp.path().join("data"))
+        .args(["--cluster-secret", "peer-secret"])
         .env_remove("ROTA_AUTH_ADMIN_TOKEN")
         .env_remove("ROTA_INSECURE")
         .stdin(Stdio::null())

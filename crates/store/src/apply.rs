@@ -38,6 +38,10 @@ pub(crate) struct SessionRecord {
     pub last_seq: u64,
     pub last_at: Timestamp,
     pub response: Response,
+    /// The API token that opened the session: only it may continue the session
+    /// (and read its answers back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 pub use members::Member;
@@ -59,6 +63,7 @@ pub(crate) fn apply_request(
         events,
         event_seq: 0,
         fenced_out: false,
+        actor: None,
     };
     let response = apply.request(req)?;
     if index.is_multiple_of(SESSION_SWEEP_EVERY) {
@@ -101,7 +106,14 @@ impl Apply<'_, '_> {
                     .get(session.client_id.as_str())?
                     .map(|v| decode(SESSION, v.value()))
                     .transpose()?;
+                let token = match &req.command {
+                    Command::Attributed { token, .. } => Some(token.clone()),
+                    _ => None,
+                };
                 match previous {
+                    Some(prev) if prev.token != token => Response::SessionNotYours {
+                        client_id: session.client_id.clone(),
+                    },
                     Some(prev) if session.seq == prev.last_seq => {
                         debug!(client = %session.client_id, seq = session.seq, "session retry answered from the session table");
                         prev.response
@@ -116,6 +128,7 @@ impl Apply<'_, '_> {
                             last_seq: session.seq,
                             last_at: req.at,
                             response: response.clone(),
+                            token,
                         };
                         apply.t.sessions.insert(
                             session.client_id.as_str(),
@@ -159,6 +172,8 @@ struct Apply<'a, 't> {
     /// Inside a `Fenced` command of a superseded scheduler epoch: fires are refused
     /// and starts ignored.
     fenced_out: bool,
+    /// Inside an `Attributed` command: the API token that made the request.
+    actor: Option<String>,
 }
 
 fn job_not_found(name: &str) -> Response {
@@ -236,6 +251,12 @@ impl Apply<'_, '_> {
                 Ok(Response::SchedulerClaimed {
                     epoch: current.max(*term),
                 })
+            }
+            Command::Attributed { token, command } => {
+                let outer = self.actor.replace(token.clone());
+                let response = self.command(command);
+                self.actor = outer;
+                response
             }
             Command::Fenced { epoch, commands } => {
                 let outer = self.fenced_out;

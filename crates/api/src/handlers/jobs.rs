@@ -245,9 +245,10 @@ pub(crate) async fn apply(
     let req = rota_core::ClientRequest {
         session: session.0.clone(),
         at: chrono::Utc::now(),
-        command,
+        command: session.attribute(command),
     };
     let (revision, response) = s.node.write(req).await?;
+    s.node.wait_applied(revision).await?;
     let Response::Batch { responses } = response else {
         return Err(ApiError::from_refusal(
             "POST /v1/jobs",

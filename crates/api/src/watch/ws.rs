@@ -153,7 +153,7 @@ async fn command(s: &AppState, caller: &crate::auth::Caller, text: &str) -> Valu
     // matching HTTP routes do.
     let reply = match read_command(&message) {
         Ok(op) => match caller.may(rota_core::auth::Role::Operator) {
-            Ok(()) => run(s, op).await,
+            Ok(()) => run(s, caller, op).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -221,8 +221,8 @@ fn read_command(message: &Value) -> Result<Op, ApiError> {
     })
 }
 
-async fn run(s: &AppState, op: Op) -> Result<Value, ApiError> {
-    let session = Session(None);
+async fn run(s: &AppState, caller: &crate::auth::Caller, op: Op) -> Result<Value, ApiError> {
+    let session = Session(None, caller.token.clone());
     match op {
         Op::Run(job) => jobs::run_job(s, &session, &job).await,
         Op::SetPaused(job, paused) => jobs::set_job_paused(s, &session, &job, paused).await,

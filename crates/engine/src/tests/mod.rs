@@ -608,6 +608,7 @@ fn execution(
         run: None,
         result: None,
         usage: None,
+        triggered_by: None,
     }
 }
 

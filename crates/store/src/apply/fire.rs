@@ -89,6 +89,7 @@ impl Apply<'_, '_> {
                 continue;
             }
             let mut exec = new_execution(fire, job.spec.priority, self.at);
+            exec.triggered_by = self.actor.clone();
             // A workflow's trigger does not run: its execution records the instant
             // and starts a run with the same id.
             let starts_run =
@@ -189,6 +190,7 @@ impl Apply<'_, '_> {
                 run: None,
                 result: Some(result.clone()),
                 usage: None,
+                triggered_by: None,
             };
             self.t.put_execution(&exec)?;
             if let Some(output) = output {
@@ -304,6 +306,7 @@ fn new_execution(fire: &Fire, priority: i32, now: Timestamp) -> Execution {
         run: None,
         result: None,
         usage: None,
+        triggered_by: None,
     };
     if let Some(reason) = &fire.skip_reason {
         exec.status = ExecStatus::Skipped;

@@ -29,6 +29,10 @@ impl Apply<'_, '_> {
         key: &str,
         data: Value,
     ) -> Result<(), StoreError> {
+        let mut data = data;
+        if let (Some(actor), Some(fields)) = (&self.actor, data.as_object_mut()) {
+            fields.insert("by".to_string(), Value::from(actor.clone()));
+        }
         let event = Event {
             revision: self.index,
             event_type: event_type.to_string(),

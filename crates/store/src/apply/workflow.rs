@@ -424,6 +424,7 @@ impl Apply<'_, '_> {
             run: Some(run.id),
             result: None,
             usage: None,
+            triggered_by: None,
         };
         self.t.put_execution(&exec)?;
         self.t

@@ -144,3 +144,78 @@ fn jobs_without_their_own_history_limit_follow_the_default_setting() {
     });
     assert_eq!(count(&h, "plain"), 3);
 }
+
+fn as_token(token: &str, command: Command) -> Command {
+    Command::Attributed {
+        token: token.into(),
+        command: Box::new(command),
+    }
+}
+
+#[test]
+fn attributed_writes_name_their_token_in_events_executions_and_sessions() {
+    let mut h = Harness::new();
+    h.run(as_token("root", Command::PutJob { spec: spec("a") }));
+    let events = h.all_events();
+    let created = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Published(p) if p.event_type == types::JOB_CREATED => Some(p.clone()),
+            _ => None,
+        })
+        .expect("job.created");
+    assert_eq!(created.data["by"], "root");
+
+    h.run(as_token(
+        "oncall",
+        Command::Fire {
+            fires: vec![fire(1, "a", 5, Trigger::Manual)],
+        },
+    ));
+    assert_eq!(
+        h.store
+            .get_execution(Ulid(1))
+            .unwrap()
+            .unwrap()
+            .triggered_by
+            .as_deref(),
+        Some("oncall")
+    );
+    // The scheduler's own fires name nobody.
+    h.run(Command::Fire {
+        fires: vec![fire(2, "a", 60, Trigger::Schedule)],
+    });
+    assert_eq!(
+        h.store
+            .get_execution(Ulid(2))
+            .unwrap()
+            .unwrap()
+            .triggered_by,
+        None
+    );
+
+    // A session belongs to the token that opened it.
+    let kv = |v: &str| Command::KvPut {
+        key: "k".into(),
+        value: v.into(),
+        if_revision: None,
+    };
+    let first = h.run_session("c1", 1, t(100), as_token("oncall", kv("1")));
+    assert!(matches!(first, Response::KvPut { .. }), "{first:?}");
+    let other = h.run_session("c1", 1, t(101), as_token("dash", kv("2")));
+    assert!(
+        matches!(other, Response::SessionNotYours { .. }),
+        "{other:?}"
+    );
+    let anonymous = h.run_session("c1", 2, t(102), kv("3"));
+    assert!(
+        matches!(anonymous, Response::SessionNotYours { .. }),
+        "{anonymous:?}"
+    );
+    assert_eq!(h.store.kv_get("k").unwrap().unwrap().value, "1");
+    let retry = h.run_session("c1", 1, t(103), as_token("oncall", kv("1")));
+    assert_eq!(
+        retry, first,
+        "the owner's retry is answered from the session"
+    );
+}
