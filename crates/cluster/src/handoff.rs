@@ -56,6 +56,26 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The first step of a graceful stop, while Raft keeps running: this node stops
+    /// standing for election (it stays a follower, voting and replicating, until it
+    /// stops), and a leader hands its leadership over live as [`Node::shutdown`]
+    /// does, so the cluster goes on scheduling while this node's runs finish.
+    /// Answers whether this node still leads afterwards (a one-node cluster, or a
+    /// handoff that did not happen in time: [`Node::shutdown`] tries again).
+    pub async fn step_down(&self) -> bool {
+        self.raft.runtime_config().elect(false);
+        if let Some(successor) = self.pick_successor().await {
+            self.hand_over_live(&successor).await;
+        }
+        self.is_leader()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+}
+
 /// The voter a leader hands its leadership to at shutdown.
 #[derive(Debug)]
 struct Successor {
