@@ -236,3 +236,19 @@ async fn a_run_cut_short_by_the_grace_is_cancelled_and_retried_on_another_node()
     assert_eq!(cut["node"], first.as_str(), "{e}");
     assert_eq!(e["node"], second.as_str(), "{e}");
 }
+
+/// The last node of a cluster going down has no quorum to tell the leader it
+/// takes no new runs: with no run to wait for, it stops without waiting out its
+/// (hour-long) grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_node_of_a_cluster_stops_without_waiting_out_the_grace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut servers = named_members(tmp.path(), "1h");
+    eventually(DEADLINE, "a first leader", || agreed_leader(&servers)).await;
+    for (i, server) in servers.iter_mut().enumerate() {
+        eprintln!("--- SIGTERM node {}", i + 1);
+        server.terminate();
+        let exit = server.wait_exit(DEADLINE).await;
+        assert!(exit.success(), "exit {exit}:\n{}", server.logs());
+    }
+}

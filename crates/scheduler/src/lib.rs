@@ -142,8 +142,10 @@ impl LagHistogram {
 pub struct SchedulerHandle {
     shared: Arc<runtime::Shared>,
     node: Arc<rota_cluster::Node>,
-    node_name: String,
 }
+
+/// Longest a stopping node tries to tell the leader it takes no new runs.
+const MARK_DRAINING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a stopping node's runs ended within its grace ([`SchedulerHandle::drain`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,11 +176,9 @@ impl SchedulerHandle {
         liveness: LivenessConfig,
         workers: &Runner,
     ) -> Arc<SchedulerHandle> {
-        let node_name = cfg.node_name.clone();
         Arc::new(SchedulerHandle {
             shared: runtime::spawn(node.clone(), cfg, liveness, workers),
             node,
-            node_name,
         })
     }
 
@@ -191,10 +191,15 @@ impl SchedulerHandle {
     /// cancelled and recorded `cancelled` with a reason naming the grace (and
     /// retried elsewhere per their job's policy).
     pub async fn drain(&self, grace: Duration) -> Drained {
-        let deadline = tokio::time::Instant::now() + grace;
+        let now = tokio::time::Instant::now();
+        let deadline = now + grace;
         self.shared.start_draining();
-        let marked = self.mark_draining(deadline).await;
-        let waited = tokio::time::timeout_at(deadline, self.shared.no_runs_left()).await;
+        // Side by side: a node that cannot reach a quorum (the last ones of a
+        // cluster going down) must not wait out the whole grace for the mark.
+        let (marked, waited) = tokio::join!(
+            self.mark_draining(deadline.min(now + MARK_DRAINING_TIMEOUT)),
+            tokio::time::timeout_at(deadline, self.shared.no_runs_left()),
+        );
         let left = if waited.is_ok() {
             0
         } else {
@@ -212,17 +217,8 @@ impl SchedulerHandle {
     /// Commits this node's registration again with no capacity, retrying until
     /// `deadline` (tried at least once); answers whether it committed.
     async fn mark_draining(&self, deadline: tokio::time::Instant) -> bool {
-        let Some(incarnation) = self.shared.incarnation() else {
+        let Some(record) = self.shared.registration() else {
             return false; // not registered: the leader places nothing here yet
-        };
-        let record = self
-            .node
-            .store()
-            .nodes()
-            .ok()
-            .and_then(|nodes| nodes.into_iter().find(|n| n.node == self.node_name));
-        let Some(record) = record else {
-            return false;
         };
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -230,8 +226,8 @@ impl SchedulerHandle {
                 session: None,
                 at: chrono::Utc::now(),
                 command: rota_core::Command::RegisterNode {
-                    node: self.node_name.clone(),
-                    incarnation,
+                    node: record.node.clone(),
+                    incarnation: record.incarnation,
                     tags: record.tags.clone(),
                     max_running: 0,
                     url: record.url.clone(),

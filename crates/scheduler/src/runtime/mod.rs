@@ -48,7 +48,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rota_background::{Runner, WorkerContext};
 use rota_cluster::Node;
-use rota_core::{ClientRequest, Command, Finish, Response};
+use rota_core::{ClientRequest, Command, Finish, NodeRecord, Response};
 use rota_engine::{Completion, Engine};
 use rota_exec::OutputBuffer;
 use tokio::sync::{mpsc, Notify};
@@ -75,8 +75,8 @@ pub(crate) struct Shared {
     stats: Mutex<SchedulerStats>,
     /// Woken whenever runs leave the live map (a stopping node waits for none left).
     runs_left: Notify,
-    /// The incarnation this process registered with, once committed.
-    incarnation: Mutex<Option<Ulid>>,
+    /// This process's registration as a worker, once committed.
+    registration: Mutex<Option<NodeRecord>>,
     /// Set when the node stops taking runs: attempts placed here after it are not
     /// started.
     draining: AtomicBool,
@@ -125,8 +125,8 @@ impl Shared {
         }
     }
 
-    pub(crate) fn incarnation(&self) -> Option<Ulid> {
-        *lock(&self.incarnation)
+    pub(crate) fn registration(&self) -> Option<NodeRecord> {
+        lock(&self.registration).clone()
     }
 
     pub(crate) fn start_draining(&self) {
@@ -263,7 +263,7 @@ impl Runtime {
                     Ok((index, Response::NodeRegistered { lost, record })) => {
                         info!(index, lost = lost.len(), "registered as a worker");
                         self.registered = index;
-                        *lock(&self.shared.incarnation) = Some(record.incarnation);
+                        *lock(&self.shared.registration) = Some(*record);
                         return true;
                     }
                     Ok((_, other)) => warn!(answer = ?other, "unexpected answer to a node registration"),
