@@ -11,6 +11,8 @@ use crate::{ClusterError, Node, WriteError};
 
 /// Longest a leader at shutdown waits for a successor to hold its whole log.
 const HANDOFF_CATCH_UP: Duration = Duration::from_secs(2);
+/// How often a stopping leader tries to hand over while Raft still runs.
+const STEP_DOWN_TRIES: u32 = 3;
 /// Longest the successor may take to answer the handoff call.
 const HANDOFF_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -65,8 +67,13 @@ impl Node {
     /// handoff that did not happen in time: [`Node::shutdown`] tries again).
     pub async fn step_down(&self) -> bool {
         self.raft.runtime_config().elect(false);
-        if let Some(successor) = self.pick_successor().await {
-            self.hand_over_live(&successor).await;
+        for _ in 0..STEP_DOWN_TRIES {
+            let Some(successor) = self.pick_successor().await else {
+                break;
+            };
+            if self.hand_over_live(&successor).await {
+                break;
+            }
         }
         self.is_leader()
     }
