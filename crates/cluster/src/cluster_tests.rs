@@ -216,3 +216,53 @@ async fn a_peers_list_without_this_node_is_refused() {
         assert!(matches!(err, ClusterError::InvalidPeers(_)), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stepping_down_leader_hands_over_live_and_goes_on_as_a_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(listen().await);
+    }
+    let peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, (_, url))| (i as u64 + 1, url.clone()))
+        .collect();
+    let mut members = Vec::new();
+    for (i, (listener, url)) in listeners.into_iter().enumerate() {
+        let bootstrap = Bootstrap::Peers(peers.clone());
+        members.push(member(dir.path(), i as u64 + 1, listener, url, bootstrap).await);
+    }
+    let leader = members[0]
+        .node
+        .wait_for_leader(DEADLINE)
+        .await
+        .expect("a leader");
+    let old = members[usize::try_from(leader - 1).unwrap()].node.clone();
+
+    info!("--- the leader steps down while Raft runs on");
+    assert!(!old.step_down().await, "node {leader} still leads");
+    for m in &members {
+        m.node
+            .raft()
+            .wait(Some(DEADLINE))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != leader),
+                "another leader",
+            )
+            .await
+            .expect("another leader");
+    }
+
+    info!("--- it goes on as a follower: a write through it is forwarded");
+    let (index, _) = old.write(kv_put("after-step-down", "x")).await.unwrap();
+    old.read_barrier().await.unwrap();
+    let entry = old
+        .store()
+        .kv_get("after-step-down")
+        .unwrap()
+        .expect("applied");
+    assert_eq!(entry.mod_revision, index);
+    stop(members).await;
+}

@@ -11,6 +11,8 @@ use crate::{ClusterError, Node, WriteError};
 
 /// Longest a leader at shutdown waits for a successor to hold its whole log.
 const HANDOFF_CATCH_UP: Duration = Duration::from_secs(2);
+/// How often a stopping leader tries to hand over while Raft still runs.
+const STEP_DOWN_TRIES: u32 = 3;
 /// Longest the successor may take to answer the handoff call.
 const HANDOFF_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -53,6 +55,31 @@ impl Node {
         tokio::task::spawn_blocking(move || store.flush()).await??;
         info!(node_id = self.cfg.node_id, "node stopped");
         Ok(())
+    }
+}
+
+impl Node {
+    /// The first step of a graceful stop, while Raft keeps running: this node stops
+    /// standing for election (it stays a follower, voting and replicating, until it
+    /// stops), and a leader hands its leadership over live as [`Node::shutdown`]
+    /// does, so the cluster goes on scheduling while this node's runs finish.
+    /// Answers whether this node still leads afterwards (a one-node cluster, or a
+    /// handoff that did not happen in time: [`Node::shutdown`] tries again).
+    pub async fn step_down(&self) -> bool {
+        self.raft.runtime_config().elect(false);
+        for _ in 0..STEP_DOWN_TRIES {
+            let Some(successor) = self.pick_successor().await else {
+                break;
+            };
+            if self.hand_over_live(&successor).await {
+                break;
+            }
+        }
+        self.is_leader()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
     }
 }
 

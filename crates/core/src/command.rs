@@ -377,6 +377,25 @@ impl Finish {
     }
 }
 
+impl Finish {
+    /// The finish of an attempt its node cut short because it was shutting down
+    /// (`status: cancelled`, with `reason`). The attempt did not fail on its own, so
+    /// it is retried per `retry` like a lost one, unless a cancel was asked for.
+    pub fn shut_down(
+        id: Ulid,
+        attempt: u32,
+        retry: Option<&RetryPolicy>,
+        cancel_requested: bool,
+        reason: &str,
+        now: Timestamp,
+    ) -> Finish {
+        Finish {
+            status: ExecStatus::Cancelled,
+            ..Finish::lost(id, attempt, retry, cancel_requested, reason, now)
+        }
+    }
+}
+
 /// A job as stored: the spec plus what the store knows about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {

@@ -88,6 +88,30 @@ mod tests {
         assert!(!p.allows(6));
     }
 
+    #[test]
+    fn an_attempt_cut_short_by_shutdown_is_cancelled_and_retried_per_policy() {
+        let now = chrono::Utc::now();
+        let id = Ulid::from_parts(1, 2);
+        let p = policy(false);
+        let f = crate::Finish::shut_down(id, 1, Some(&p), false, "node shutting down", now);
+        assert_eq!(f.status, ExecStatus::Cancelled);
+        assert_eq!(f.error.as_deref(), Some("node shutting down"));
+        assert_eq!(f.retry_at, Some(now + TimeDelta::seconds(1)));
+        // Not without a policy, not past its attempts, not when a cancel was asked.
+        assert_eq!(
+            crate::Finish::shut_down(id, 1, None, false, "x", now).retry_at,
+            None
+        );
+        assert_eq!(
+            crate::Finish::shut_down(id, 5, Some(&p), false, "x", now).retry_at,
+            None
+        );
+        assert_eq!(
+            crate::Finish::shut_down(id, 1, Some(&p), true, "x", now).retry_at,
+            None
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn jitter_stays_within_half_and_full(seed: u64, attempt in 2u32..20) {

@@ -309,7 +309,16 @@ impl Engine {
                 self.dynamic = config;
             }
             Input::NodeRegistered(record) => {
-                if record.node != self.cfg.node {
+                if record.node == self.cfg.node {
+                    // This node's own record sets its capacity too: a stopping node
+                    // registers again with none (same incarnation), and takes no
+                    // new runs while it leads.
+                    let capacity = usize::try_from(record.max_running).unwrap_or(usize::MAX);
+                    if capacity != self.cfg.max_running {
+                        info!(node = %record.node, max_running = capacity, "this node's capacity changed");
+                        self.cfg.max_running = capacity;
+                    }
+                } else {
                     let name: Arc<str> = Arc::from(record.node.as_str());
                     self.workers.insert(
                         name,

@@ -80,19 +80,16 @@ impl Engine {
     }
 
     /// How many attempts this node runs at once: the dynamic `max_running` when
-    /// set, else this node's own.
+    /// set, else this node's own; none while it stops (registered without
+    /// capacity), whatever the setting.
     pub(crate) fn local_cap(&self) -> usize {
-        self.dynamic
-            .max_running
-            .map_or(self.cfg.max_running, |n| n as usize)
+        cap(self.cfg.max_running, self.dynamic.max_running)
     }
 
     /// How many attempts another node runs at once: the dynamic `max_running` when
-    /// set, else what the node registered.
+    /// set, else what the node registered; none while it stops.
     fn worker_cap(&self, w: &Worker) -> usize {
-        self.dynamic
-            .max_running
-            .map_or(w.max_running, |n| n as usize)
+        cap(w.max_running, self.dynamic.max_running)
     }
 
     /// Whether the cluster-wide limit (`cluster_max_running`) is reached.
@@ -148,5 +145,14 @@ impl Engine {
             }
         }
         best.map(|(node, _, _)| node.cloned())
+    }
+}
+
+/// A node's capacity: `registered`, or the dynamic setting in its place, except
+/// that a node registered without capacity (stopping) gets none.
+fn cap(registered: usize, dynamic: Option<u32>) -> usize {
+    match dynamic {
+        Some(n) if registered > 0 => n as usize,
+        _ => registered,
     }
 }

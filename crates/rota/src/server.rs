@@ -7,9 +7,12 @@
 //! one port, then (as peers can only reach the node once it serves) ask the
 //! cluster to add this node when joining, and optionally apply the demo jobs.
 //!
-//! Shutdown on SIGINT or SIGTERM, in dependency order: stop accepting connections,
-//! stop the scheduler and wait for it, give open requests a moment to finish, then
-//! shut Raft down so storage is flushed. A second signal exits at once.
+//! Shutdown on SIGINT or SIGTERM, in dependency order: while Raft and the API go
+//! on, a leader hands its leadership over and the node takes no new runs; the runs
+//! going on may finish within `shutdown_grace`, then the rest are cancelled (and
+//! recorded so). Then stop the scheduler (the sinks flush), shut Raft down so
+//! storage is flushed, and give open requests a moment to finish. A second signal
+//! exits at once.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -165,7 +168,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     watch.spawn_worker(node.store().clone(), &watching);
     let api = ApiState {
         node: node.clone(),
-        scheduler,
+        scheduler: scheduler.clone(),
         started_at: Utc::now(),
         workers: workers.clone(),
         watch,
@@ -204,7 +207,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         warn!(signal, "second signal: exiting without a clean shutdown");
         std::process::exit(130);
     });
+    if outcome.is_ok() {
+        hand_over_and_drain(&node, &scheduler, cfg.shutdown_grace).await;
+    }
+    info!("stopping the scheduler and flushing the sinks");
     scheduling.stop().await;
+    info!("stopping Raft");
     let stopped = node
         .shutdown()
         .await
@@ -221,6 +229,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     stopped?;
     info!("rota stopped");
     Ok(())
+}
+
+/// The graceful part of a stop on a signal, while Raft and the API go on: a leader
+/// hands its leadership over (the cluster keeps scheduling), this node takes no new
+/// runs, and the runs going on may finish within `grace`; those still going then
+/// are cut short when the scheduler stops.
+async fn hand_over_and_drain(node: &Node, scheduler: &SchedulerHandle, grace: Duration) {
+    info!("stepping down: standing for no election, handing leadership over if leading");
+    if node.step_down().await {
+        info!("still leading (a one-node cluster, or no voter took over in time)");
+    }
+    info!(grace = %rota_core::HumanDuration(grace), "taking no new runs; letting the running ones finish");
+    let drained = scheduler.drain(grace).await;
+    if drained.left == 0 {
+        info!(marked = drained.marked, "no runs left");
+    } else {
+        info!(
+            runs = drained.left,
+            grace = %rota_core::HumanDuration(grace),
+            "the grace ran out: cancelling the runs still going"
+        );
+    }
 }
 
 /// Starts logging to stderr (and traces, when given); answers the handle that

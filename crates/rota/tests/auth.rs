@@ -111,7 +111,7 @@ async fn tokens_hold_on_every_node_through_forwarding_and_the_output_proxy() {
                 i as u64 + 1,
                 p[i],
                 &peers,
-                &["--auth-admin-token", ADMIN],
+                &["--auth-admin-token", ADMIN, "--shutdown-grace", "0s"],
             )
         })
         .collect();

@@ -46,7 +46,11 @@ async fn count(server: &Server, status: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_settings_apply_survive_a_restart_and_reset_to_the_static_ones() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut server = Server::start(tmp.path(), &["--max-running", "4"]).await;
+    let mut server = Server::start(
+        tmp.path(),
+        &["--max-running", "4", "--shutdown-grace", "0s"],
+    )
+    .await;
 
     // A fresh node: its static values, the defaults of the dynamic-only keys.
     let fresh = shown(&server);

@@ -141,6 +141,19 @@ impl LagHistogram {
 /// Handle to the running scheduler.
 pub struct SchedulerHandle {
     shared: Arc<runtime::Shared>,
+    node: Arc<rota_cluster::Node>,
+}
+
+/// Longest a stopping node tries to tell the leader it takes no new runs.
+const MARK_DRAINING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a stopping node's runs ended within its grace ([`SchedulerHandle::drain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Whether the leader was told this node takes no new runs.
+    pub marked: bool,
+    /// Runs still going (or whose outcome is not committed) when the grace ran out.
+    pub left: usize,
 }
 
 impl SchedulerHandle {
@@ -164,8 +177,85 @@ impl SchedulerHandle {
         workers: &Runner,
     ) -> Arc<SchedulerHandle> {
         Arc::new(SchedulerHandle {
-            shared: runtime::spawn(node, cfg, liveness, workers),
+            shared: runtime::spawn(node.clone(), cfg, liveness, workers),
+            node,
         })
+    }
+
+    /// The first part of a node's graceful stop: this node takes no new runs (none
+    /// starts here any more, and the leader stops placing runs here: this node
+    /// registers again, same incarnation, with no capacity, which every engine
+    /// takes as "place nothing here"), then the runs going on may end, and their
+    /// outcomes commit as usual, until `grace` (counted from the call) runs out.
+    /// Once the scheduler's scope stops after this, the runs still going are
+    /// cancelled and recorded `cancelled` with a reason naming the grace (and
+    /// retried elsewhere per their job's policy).
+    pub async fn drain(&self, grace: Duration) -> Drained {
+        let now = tokio::time::Instant::now();
+        let deadline = now + grace;
+        self.shared.start_draining();
+        // Side by side: a node that cannot reach a quorum (the last ones of a
+        // cluster going down) must not wait out the whole grace for the mark.
+        let (marked, waited) = tokio::join!(
+            self.mark_draining(deadline.min(now + MARK_DRAINING_TIMEOUT)),
+            tokio::time::timeout_at(deadline, self.shared.no_runs_left()),
+        );
+        let left = if waited.is_ok() {
+            0
+        } else {
+            self.shared.live_runs()
+        };
+        if left > 0 {
+            self.shared.cut_short(format!(
+                "node shutting down (grace {} ran out)",
+                rota_core::HumanDuration(grace)
+            ));
+        }
+        Drained { marked, left }
+    }
+
+    /// Commits this node's registration again with no capacity, retrying until
+    /// `deadline` (tried at least once); answers whether it committed.
+    async fn mark_draining(&self, deadline: tokio::time::Instant) -> bool {
+        let Some(record) = self.shared.registration() else {
+            return false; // not registered: the leader places nothing here yet
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let request = rota_core::ClientRequest {
+                session: None,
+                at: chrono::Utc::now(),
+                command: rota_core::Command::RegisterNode {
+                    node: record.node.clone(),
+                    incarnation: record.incarnation,
+                    tags: record.tags.clone(),
+                    max_running: 0,
+                    url: record.url.clone(),
+                },
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left.max(Duration::from_secs(1)), self.node.write(request))
+                .await
+            {
+                Ok(Ok((index, _))) => {
+                    tracing::info!(
+                        index,
+                        "registered with no capacity: no new runs are placed here"
+                    );
+                    return true;
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, "the no-capacity registration did not commit yet")
+                }
+                Err(_) => {}
+            }
+            if tokio::time::Instant::now() + backoff >= deadline {
+                tracing::warn!("could not tell the leader this node takes no new runs; runs placed here are handed back");
+                return false;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Live output of an attempt running on this node (kept until its outcome is

@@ -15,9 +15,18 @@ pub enum StoreError {
     /// A redb transaction, table, read or commit failed.
     #[error("state database")]
     Database(#[source] redb::Error),
-    /// The state file was written by a release with another layout.
-    #[error("the state file has format version {found}; this release reads version {expected}")]
-    FormatVersion { found: u32, expected: u32 },
+    /// The state file was written by a release with another layout: refused before
+    /// anything in it is read.
+    #[error(
+        "the state file {} has format version {found}; this release reads version {expected}: {}",
+        path.display(),
+        format_advice(*found, *expected)
+    )]
+    FormatVersion {
+        path: std::path::PathBuf,
+        found: u32,
+        expected: u32,
+    },
     /// A stored record starts with a version byte this release does not know.
     #[error("{what} record has version {version}; this release reads version {expected}")]
     UnknownVersion {
@@ -79,3 +88,14 @@ macro_rules! impl_from_redb_errors {
 }
 
 impl_from_redb_errors!(StoreError, StoreError::Database);
+
+/// What to do about a state file of another format.
+fn format_advice(found: u32, expected: u32) -> &'static str {
+    if found > expected {
+        "it was written by a newer release of rota; run that release (or a newer one) \
+         on this data directory, or restore a backup taken before the upgrade"
+    } else {
+        "it was written by an older release this one cannot migrate; upgrade through the \
+         releases in between, or restore a backup"
+    }
+}

@@ -174,6 +174,7 @@ impl Store {
                         .unwrap_or(u32::MAX);
                     if found != tables::FORMAT_VERSION {
                         return Err(StoreError::FormatVersion {
+                            path: path.to_path_buf(),
                             found,
                             expected: tables::FORMAT_VERSION,
                         });

@@ -222,10 +222,20 @@ fn a_state_file_of_another_format_is_refused() {
             .unwrap();
         txn.commit().unwrap();
     }
-    assert!(matches!(
-        Store::open(&path),
-        Err(StoreError::FormatVersion { found: 99, .. })
-    ));
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(err, StoreError::FormatVersion { found: 99, .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "the state file {} has format version 99; this release reads version {}: it was written by a newer release",
+            path.display(),
+            tables::FORMAT_VERSION
+        )),
+        "{message}"
+    );
     drop(dir);
 }
 

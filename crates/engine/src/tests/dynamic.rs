@@ -118,3 +118,24 @@ fn jobs_without_a_retry_policy_take_the_default_one() {
     assert_eq!(finishes[&plain], Some(sim.now + TimeDelta::seconds(5)));
     assert_eq!(finishes[&own], None, "the job's own policy wins");
 }
+
+#[test]
+fn a_stopping_node_takes_no_runs_whatever_the_dynamic_max_running() {
+    let mut sim = started_sim(4, t0(0));
+    register(&mut sim, "n2", 4);
+    set(
+        &mut sim,
+        DynamicConfig {
+            max_running: Some(3),
+            ..Default::default()
+        },
+    );
+    // n2 stops: it registers again without capacity.
+    register(&mut sim, "n2", 0);
+    sim.put(spec("a", json!({})));
+    for _ in 0..5 {
+        sim.run_now("a");
+    }
+    assert_eq!((running_on(&sim, NODE), running_on(&sim, "n2")), (3, 0));
+    assert_eq!(sim.engine.stats().queued, 2);
+}

@@ -116,3 +116,29 @@ fn a_worker_that_dies_under_a_run_loses_it_and_the_retry_goes_elsewhere() {
         "the retry avoids the silent node"
     );
 }
+
+#[test]
+fn a_draining_node_gets_no_new_runs_and_its_running_ones_go_on() {
+    // Draining = registering again with no capacity (the same incarnation).
+    let mut sim = started_sim(2, t0(0));
+    register(&mut sim, "n2", &[], 2);
+    sim.put(spec("any", json!({})));
+    let here = sim.run_now("any");
+    assert_eq!(sim.execs[&here].node.as_deref(), Some(NODE));
+
+    register(&mut sim, NODE, &[], 0);
+    register(&mut sim, "n2", &[], 0);
+    let waiting = sim.run_now("any");
+    assert_eq!(sim.execs[&waiting].status, ExecStatus::Queued);
+    assert_eq!(
+        sim.execs[&here].status,
+        ExecStatus::Running,
+        "a run going on when the node drains is not touched"
+    );
+    assert_eq!(sim.running.len(), 1);
+
+    // n2 comes back with capacity (a restart): the waiting run goes there.
+    register(&mut sim, "n2", &[], 2);
+    assert_eq!(sim.execs[&waiting].status, ExecStatus::Running);
+    assert_eq!(sim.execs[&waiting].node.as_deref(), Some("n2"));
+}

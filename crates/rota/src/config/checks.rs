@@ -206,6 +206,11 @@ pub fn check_node_timeout(text: String) -> Result<Duration, String> {
     duration_within(&text, Duration::from_secs(1), Duration::from_secs(3600))
 }
 
+/// From 0 s (cancel at once) to 1 h.
+pub fn check_shutdown_grace(text: String) -> Result<Duration, String> {
+    duration_within(&text, Duration::ZERO, Duration::from_secs(3600))
+}
+
 /// From 1 ms to 5 s.
 pub fn check_heartbeat_interval(text: String) -> Result<Duration, String> {
     duration_within(&text, Duration::from_millis(1), Duration::from_secs(5))

@@ -337,6 +337,16 @@ server_settings! {
         file String => check_node_timeout,
         value Duration = |v| v.unwrap_or(DEFAULT_NODE_TIMEOUT);
 
+    /// How long runs of a stopping node may go on to finish, 0s-1h [default: 30s].
+    ///
+    /// On SIGTERM or SIGINT the node hands its leadership over and takes no new
+    /// runs; runs still going when this runs out are cancelled (and retried on
+    /// another node when their job's retry policy allows).
+    #[arg(long, value_name = "DURATION", value_parser = flag(check_shutdown_grace))]
+    shutdown_grace: Duration,
+        file String => check_shutdown_grace,
+        value Duration = |v| v.unwrap_or(super::DEFAULT_SHUTDOWN_GRACE);
+
     /// How often the Raft leader sends heartbeats, 1ms-5s; every member should use
     /// the same [default: 50ms].
     #[arg(long, value_name = "DURATION", value_parser = flag(check_heartbeat_interval))]

@@ -46,6 +46,8 @@ pub const DEFAULT_WATCH_RETENTION: u64 = 100_000;
 pub const DEFAULT_WATCH_RETENTION_AGE: std::time::Duration = std::time::Duration::from_secs(86_400);
 /// The default of `discovery_throttle`.
 pub const DEFAULT_DISCOVERY_THROTTLE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long runs of a stopping node may go on by default.
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// The default of `watch_buffer`: events a watcher may have waiting.
 pub const DEFAULT_WATCH_BUFFER: usize = rota_api::DEFAULT_WATCH_BUFFER;
 pub const DEFAULT_HEARTBEAT_INTERVAL: std::time::Duration =

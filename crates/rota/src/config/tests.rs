@@ -466,3 +466,21 @@ fn otlp_endpoint_and_headers_from_the_file_the_flags_and_the_environment() {
     );
     assert!(check_otlp_header("nokey".into()).is_err());
 }
+
+#[test]
+fn shutdown_grace_defaults_to_30s_and_takes_0s_to_1h() {
+    let cfg = with_file(&Settings::default(), "").unwrap();
+    assert_eq!(cfg.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(cfg.sources["shutdown_grace"], Source::Default);
+    let cfg = with_file(&Settings::default(), "shutdown_grace = \"0s\"").unwrap();
+    assert_eq!(cfg.shutdown_grace, std::time::Duration::ZERO);
+    assert_eq!(cfg.sources["shutdown_grace"], Source::File);
+    let err = file("shutdown_grace = \"2h\"").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config file rota.toml, line 1, key shutdown_grace: 2h is out of range; accepted: 0s to 1h"
+    );
+    let grace = flag(check_shutdown_grace);
+    assert_eq!(grace("1s"), Ok(std::time::Duration::from_secs(1)));
+    assert!(grace("soon").is_err());
+}

@@ -59,6 +59,8 @@ pub struct Server {
     http: reqwest::Client,
     /// Sent by the harness's requests and the CLI (`ROTA_TOKEN`) when set.
     token: Option<String>,
+    /// The `rota` binary it runs (another release's in upgrade tests).
+    bin: PathBuf,
 }
 
 impl Server {
@@ -72,6 +74,11 @@ impl Server {
     /// Starts a server on `port` with its data under `dir`, without waiting: a
     /// cluster member only becomes ready once its peers run too.
     pub fn launch(dir: &Path, port: u16, extra: &[&str]) -> Server {
+        Server::launch_bin(Path::new(BIN), dir, port, extra)
+    }
+
+    /// [`Server::launch`] with another `rota` binary (another release's).
+    pub fn launch_bin(bin: &Path, dir: &Path, port: u16, extra: &[&str]) -> Server {
         std::fs::create_dir_all(dir).expect("server dir");
         let mut server = Server {
             child: None,
@@ -84,6 +91,7 @@ impl Server {
             paused: false,
             http: client(),
             token: None,
+            bin: bin.to_path_buf(),
         };
         server.spawn();
         server
@@ -127,7 +135,7 @@ impl Server {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts)))
             .expect("server log");
-        let child = Command::new(BIN)
+        let child = Command::new(&self.bin)
             .arg("server")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
@@ -223,6 +231,59 @@ impl Server {
         self.kill9();
         self.spawn();
         self.wait_ready().await;
+    }
+
+    /// Runs `bin` from the next start on (another release's binary).
+    pub fn use_bin(&mut self, bin: &Path) {
+        self.bin = bin.to_path_buf();
+    }
+
+    /// Sends SIGTERM without waiting for the exit.
+    pub fn terminate(&mut self) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; answers how it did.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("server launched");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {timeout:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts the process again after it exited, on the same data, without waiting.
+    pub fn respawn(&mut self) {
+        assert!(self.child.is_none(), "the server still runs");
+        self.spawn();
+    }
+
+    /// Waits until `/readyz` answers 200 (a member that has a leader and caught up).
+    pub async fn wait_readyz(&self, timeout: Duration) {
+        let http = self.http.clone();
+        let url = format!("{}/readyz", self.url);
+        eventually(timeout, "the node to be ready", || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                let resp = http.get(&url).send().await.ok()?;
+                resp.status().is_success().then_some(())
+            }
+        })
+        .await;
     }
 
     /// All server logs so far (for failure messages).
@@ -347,6 +408,41 @@ pub fn launch_member(dir: &Path, id: u64, port: u16, peers: &str, extra: &[&str]
     let mut args = vec!["--node-id", &id, "--peers", peers];
     args.extend_from_slice(extra);
     Server::launch(&dir.join(format!("n{id}")), port, &args)
+}
+
+/// [`launch_member`] with another `rota` binary (another release's).
+pub fn launch_member_bin(
+    bin: &Path,
+    dir: &Path,
+    id: u64,
+    port: u16,
+    peers: &str,
+    extra: &[&str],
+) -> Server {
+    let id = id.to_string();
+    let mut args = vec!["--node-id", &id, "--peers", peers];
+    args.extend_from_slice(extra);
+    Server::launch_bin(bin, &dir.join(format!("n{id}")), port, &args)
+}
+
+/// Every execution of `job` still on record, newest first, page by page; `None`
+/// while `server` does not answer.
+pub async fn full_history(server: &Server, job: &str) -> Option<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (status, page) = server
+            .get(&format!("/v1/jobs/{job}/executions?limit=1000{before}"))
+            .await;
+        if status != 200 {
+            return None;
+        }
+        all.extend(page["items"].as_array()?.iter().cloned());
+        match page["next_before"].as_str() {
+            Some(next) => before = format!("&before={next}"),
+            None => return Some(all),
+        }
+    }
 }
 
 /// The index of the leader every running, unfrozen node agrees on (and that

@@ -64,6 +64,7 @@ impl Runtime {
                 }
             }
         }
+        self.shared.runs_left.notify_waiters();
         if let Some(engine) = engine {
             if done.epoch == self.epoch {
                 let now = Utc::now();

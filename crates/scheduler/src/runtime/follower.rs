@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use rota_core::{ClientRequest, Command, EventKind, ExecStatus, Execution};
+use rota_core::{ClientRequest, Command, EventKind, ExecStatus, Execution, Finish};
 use rota_engine::{finish_for, Completion};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
@@ -14,6 +14,9 @@ use tracing::{debug, info, warn};
 use ulid::Ulid;
 
 use super::{lock, Runtime};
+
+/// Why an attempt placed on a stopping node did not run there.
+const NOT_STARTED_SHUTTING_DOWN: &str = "node shutting down: the attempt was not started there";
 
 impl Runtime {
     /// Finishes local runs while another node (or none) leads; answers true when
@@ -108,6 +111,9 @@ impl Runtime {
         if let Some(attempt) = self.expected.get(&e.id).copied() {
             if on_me && e.attempt == attempt {
                 self.expected.remove(&e.id);
+                if self.shared.is_draining() {
+                    return self.refuse(e);
+                }
                 info!(execution = %e.id, attempt, "dispatching a run started before leadership was lost");
                 self.dispatch(e.id, attempt, e.job.clone(), e.scheduled_at, e.trigger);
                 if e.cancel_requested {
@@ -152,6 +158,9 @@ impl Runtime {
         {
             return;
         }
+        if self.shared.is_draining() {
+            return self.refuse(&current);
+        }
         debug!(job = %current.job, execution = %current.id, attempt = current.attempt, "running an attempt placed on this node");
         self.dispatch(
             current.id,
@@ -165,6 +174,30 @@ impl Runtime {
                 r.cancel.cancel();
             }
         }
+    }
+
+    /// An attempt placed here after this node stopped taking runs (the leader had
+    /// not seen it yet): not started, recorded `cancelled` and retried elsewhere per
+    /// its job's policy.
+    fn refuse(&mut self, e: &Execution) {
+        let store = self.node.store();
+        let retry = store
+            .get_job(&e.job)
+            .ok()
+            .flatten()
+            .and_then(|j| j.spec.retry);
+        let finish = Finish::shut_down(
+            e.id,
+            e.attempt,
+            retry.as_ref(),
+            e.cancel_requested,
+            NOT_STARTED_SHUTTING_DOWN,
+            Utc::now(),
+        );
+        info!(job = %e.job, execution = %e.id, attempt = e.attempt, retried = finish.retry_at.is_some(), "not starting a run: this node is shutting down");
+        self.commit_unfenced(Command::Finish {
+            finishes: vec![finish],
+        });
     }
 
     /// Reconciles every active record and every local run (on entering the follower

@@ -41,16 +41,17 @@ mod follower;
 mod leader;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
 use rota_background::{Runner, WorkerContext};
 use rota_cluster::Node;
-use rota_core::{ClientRequest, Command, Response};
+use rota_core::{ClientRequest, Command, Finish, NodeRecord, Response};
 use rota_engine::{Completion, Engine};
 use rota_exec::OutputBuffer;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -63,6 +64,8 @@ use commit::CommitDone;
 const REBUILD_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 /// An engine that ran this long resets the rebuild backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Longest a stopping node waits for the outcomes of the runs it cut short to commit.
+const CUT_SHORT_COMMIT: Duration = Duration::from_secs(5);
 
 /// State shared between the runtime task and the handle.
 #[derive(Debug, Default)]
@@ -70,6 +73,17 @@ pub(crate) struct Shared {
     /// Runs of this node, by execution id, until their `Finish` is committed.
     live: Mutex<HashMap<Ulid, LiveRun>>,
     stats: Mutex<SchedulerStats>,
+    /// Woken whenever runs leave the live map (a stopping node waits for none left).
+    runs_left: Notify,
+    /// This process's registration as a worker, once committed.
+    registration: Mutex<Option<NodeRecord>>,
+    /// Set when the node stops taking runs: attempts placed here after it are not
+    /// started.
+    draining: AtomicBool,
+    /// Set when the grace of a stopping node ran out: the runs still going are
+    /// cancelled at stop and recorded `cancelled` with this reason (retried per
+    /// policy), instead of being left for the next leader to find lost.
+    cut_short: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +107,38 @@ impl Shared {
 
     pub(crate) fn stats(&self) -> SchedulerStats {
         lock(&self.stats).clone()
+    }
+
+    pub(crate) fn live_runs(&self) -> usize {
+        lock(&self.live).len()
+    }
+
+    /// Waits until no run of this node is left (every outcome committed).
+    pub(crate) async fn no_runs_left(&self) {
+        loop {
+            // Made before looking, so a wake-up between the look and the wait counts.
+            let woken = self.runs_left.notified();
+            if lock(&self.live).is_empty() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    pub(crate) fn registration(&self) -> Option<NodeRecord> {
+        lock(&self.registration).clone()
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn cut_short(&self, reason: String) {
+        *lock(&self.cut_short) = Some(reason);
     }
 }
 
@@ -214,9 +260,10 @@ impl Runtime {
             tokio::select! {
                 () = self.ctx.stopping() => return false,
                 result = self.node.write(request) => match result {
-                    Ok((index, Response::NodeRegistered { lost, .. })) => {
+                    Ok((index, Response::NodeRegistered { lost, record })) => {
                         info!(index, lost = lost.len(), "registered as a worker");
                         self.registered = index;
+                        *lock(&self.shared.registration) = Some(*record);
                         return true;
                     }
                     Ok((_, other)) => warn!(answer = ?other, "unexpected answer to a node registration"),
@@ -233,19 +280,31 @@ impl Runtime {
 
     /// Cancels local runs and waits for them and for commits in flight. Outcomes of
     /// cancelled runs are not committed: the next leader marks them lost (and
-    /// retries them per policy).
+    /// retries them per policy). When the node's shutdown grace ran out
+    /// ([`Shared::cut_short`]), every outcome is committed instead: the runs it
+    /// cancelled as `cancelled` with the reason, the others as they ended.
     async fn stop(&mut self) {
-        let runs: Vec<CancellationToken> = lock(&self.shared.live)
-            .values()
-            .map(|r| r.cancel.clone())
+        let runs: Vec<(Ulid, CancellationToken)> = lock(&self.shared.live)
+            .iter()
+            .filter(|(_, r)| r.completion.is_none())
+            .map(|(id, r)| (*id, r.cancel.clone()))
             .collect();
         info!(runs = runs.len(), "scheduler runtime stopping");
         self.ctx.set_detail("stopping");
-        for token in runs {
+        for (_, token) in &runs {
             token.cancel();
         }
         while self.runs.join_next().await.is_some() {}
-        while self.commits.join_next().await.is_some() {}
+        while let Some(done) = self.commits.join_next().await {
+            if let Ok(done) = done {
+                self.committed(done, None, &mut Vec::new());
+            }
+        }
+        let reason = lock(&self.shared.cut_short).clone();
+        if let Some(reason) = reason {
+            let cut: std::collections::HashSet<Ulid> = runs.iter().map(|(id, _)| *id).collect();
+            self.commit_cut_short(&cut, &reason).await;
+        }
         self.heartbeats.abort_all();
         while self.heartbeats.join_next().await.is_some() {}
         for run in lock(&self.shared.live).values() {
@@ -253,6 +312,80 @@ impl Runtime {
         }
         self.publish_stats(None);
         info!("scheduler runtime stopped");
+    }
+
+    /// Commits the outcome of every run still in the live map, in one entry: those
+    /// in `cut` (cancelled by the stop) as cut short with `reason`, the others as
+    /// they ended. Tried once: a node that cannot reach the leader now leaves its
+    /// runs to be found lost.
+    async fn commit_cut_short(&mut self, cut: &std::collections::HashSet<Ulid>, reason: &str) {
+        while let Ok(c) = self.completions.try_recv() {
+            self.completed(&c);
+        }
+        let runs: Vec<(Ulid, LiveRun)> = lock(&self.shared.live)
+            .iter()
+            .map(|(id, r)| (*id, r.clone()))
+            .collect();
+        let store = self.node.store().clone();
+        let now = Utc::now();
+        let mut finishes = Vec::new();
+        for (id, run) in runs {
+            let exec = store.get_execution(id).ok().flatten();
+            let retry = exec
+                .as_ref()
+                .and_then(|e| store.get_job(&e.job).ok().flatten())
+                .and_then(|j| j.spec.retry);
+            let cancel_requested = exec.as_ref().is_some_and(|e| e.cancel_requested);
+            let finish = match run.completion {
+                Some(c) if !cut.contains(&id) => {
+                    rota_engine::finish_for(c, retry.as_ref(), cancel_requested, now)
+                }
+                completion => {
+                    let mut finish = Finish::shut_down(
+                        id,
+                        run.attempt,
+                        retry.as_ref(),
+                        cancel_requested,
+                        reason,
+                        now,
+                    );
+                    if let Some(c) = completion {
+                        finish.output = (!c.output.is_empty()).then_some(c.output);
+                        finish.output_truncated = c.output_truncated;
+                        finish.started_at = c.started_at;
+                        finish.usage = c.outcome.usage;
+                    }
+                    info!(execution = %id, attempt = run.attempt, retried = finish.retry_at.is_some(), %reason, "run cut short");
+                    finish
+                }
+            };
+            finishes.push(finish);
+        }
+        if finishes.is_empty() {
+            return;
+        }
+        let count = finishes.len();
+        let request = ClientRequest {
+            session: None,
+            at: now,
+            command: Command::Finish { finishes },
+        };
+        match tokio::time::timeout(CUT_SHORT_COMMIT, self.node.write(request)).await {
+            Ok(Ok((index, _))) => {
+                info!(
+                    index,
+                    runs = count,
+                    "outcomes of the runs cut short committed"
+                );
+                lock(&self.shared.live).clear();
+            }
+            Ok(Err(err)) => {
+                warn!(error = %err, runs = count, "outcomes of the runs cut short not committed; the leader will find them lost")
+            }
+            Err(_) => {
+                warn!(runs = count, after = ?CUT_SHORT_COMMIT, "outcomes of the runs cut short not committed in time; the leader will find them lost")
+            }
+        }
     }
 
     fn publish_stats(&self, engine: Option<&Engine>) {
