@@ -35,7 +35,7 @@ pub enum ApiError {
     #[error("the request body could not be read: {0}")]
     UnreadableBody(BytesRejection),
     /// The body is larger than the server accepts.
-    #[error("the request body is larger than {limit} bytes")]
+    #[error("the request body is larger than {limit} bytes, the most one request may carry")]
     PayloadTooLarge { limit: usize },
     /// The named thing (`job "x"`, `execution 01H...`, `key "k"`) does not exist.
     #[error("{what} not found")]
@@ -69,6 +69,12 @@ pub enum ApiError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The node serves as many watch connections as it may (`watch_max_connections`).
+    #[error(
+        "this node already serves {limit} watch connections, its limit \
+         (watch_max_connections); retry later, or watch through another node"
+    )]
+    TooManyWatchers { limit: usize },
     /// A cluster route needs the cluster secret and the request lacks it.
     #[error("this route needs the cluster secret in the Rota-Cluster-Secret header")]
     Unauthorized,
@@ -181,6 +187,7 @@ impl ApiError {
             ApiError::NotLeader { .. }
             | ApiError::Timeout(_)
             | ApiError::ShuttingDown
+            | ApiError::TooManyWatchers { .. }
             | ApiError::NodeUnknown { .. }
             | ApiError::NotDiscovered { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NodeUnreachable { .. } => StatusCode::BAD_GATEWAY,
@@ -212,6 +219,7 @@ impl ApiError {
             ApiError::NotLeader { .. } => "not_leader",
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "unavailable",
+            ApiError::TooManyWatchers { .. } => "too_many_watchers",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NodeUnknown { .. } => "node_unknown",
             ApiError::NotDiscovered { .. } => "not_discovered",
@@ -267,6 +275,9 @@ impl ApiError {
                 compact_revision, ..
             } => {
                 obj.insert("compact_revision".into(), json!(compact_revision));
+            }
+            ApiError::PayloadTooLarge { limit } | ApiError::TooManyWatchers { limit } => {
+                obj.insert("limit".into(), json!(limit));
             }
             _ => {}
         }
@@ -440,6 +451,11 @@ mod tests {
                 ApiError::PayloadTooLarge { limit: 10 },
                 413,
                 "payload_too_large",
+            ),
+            (
+                ApiError::TooManyWatchers { limit: 3 },
+                503,
+                "too_many_watchers",
             ),
             (ApiError::not_found("job \"x\""), 404, "not_found"),
             (

@@ -43,7 +43,7 @@ mod workflow_tests;
 
 pub use error::ApiError;
 pub use extract::{BODY_LIMIT, CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
-pub use watch::{WatchHub, DEFAULT_WATCH_BUFFER};
+pub use watch::{WatchHub, DEFAULT_MAX_WATCHERS, DEFAULT_WATCH_BUFFER};
 
 /// What the API serves from.
 pub struct ApiState {
