@@ -37,6 +37,11 @@ pub enum ApiError {
     /// The body is larger than the server accepts.
     #[error("the request body is larger than {limit} bytes, the most one request may carry")]
     PayloadTooLarge { limit: usize },
+    /// The request's headers are larger than the server accepts.
+    #[error(
+        "the request headers are {bytes} bytes, more than the {limit} bytes one request may carry"
+    )]
+    HeadersTooLarge { bytes: usize, limit: usize },
     /// The named thing (`job "x"`, `execution 01H...`, `key "k"`) does not exist.
     #[error("{what} not found")]
     NotFound { what: String },
@@ -178,6 +183,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::Compacted { .. } => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -210,6 +216,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::UnreadableBody(_) => "invalid_body",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RevisionMismatch { .. } => "revision_mismatch",
@@ -276,7 +283,9 @@ impl ApiError {
             } => {
                 obj.insert("compact_revision".into(), json!(compact_revision));
             }
-            ApiError::PayloadTooLarge { limit } | ApiError::TooManyWatchers { limit } => {
+            ApiError::PayloadTooLarge { limit }
+            | ApiError::TooManyWatchers { limit }
+            | ApiError::HeadersTooLarge { limit, .. } => {
                 obj.insert("limit".into(), json!(limit));
             }
             _ => {}

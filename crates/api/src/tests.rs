@@ -170,13 +170,13 @@ impl Harness {
     }
 }
 
-fn shell_job(command: &str) -> Value {
+pub(crate) fn shell_job(command: &str) -> Value {
     json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": command}})
 }
 
 /// Waits for the execution's next store event matching `pred` (the receiver must
 /// have been subscribed before the change could happen).
-async fn wait_for_execution(
+pub(crate) async fn wait_for_execution(
     events: &mut broadcast::Receiver<Arc<rota_core::StoreEvent>>,
     id: &str,
     what: &str,

@@ -222,20 +222,21 @@ fn apply_request(bytes: &[u8]) -> Result<ApplyRequest, ApiError> {
             format!("unknown key {key:?}; accepted: jobs, apply_set, prune"),
         ));
     }
-    let apply_set =
-        match obj.get("apply_set") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(set)) => {
-                validate_name("apply_set", set)?;
-                Some(set.clone())
-            }
-            Some(other) => return Err(ApiError::invalid(
+    let apply_set = match obj.get("apply_set") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(set)) => {
+            validate_name("apply_set", set)?;
+            Some(set.clone())
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
                 "apply_set",
                 format!(
                     "{other} is not a name; accepted: a string matching [a-z0-9][a-z0-9_-]{{0,62}}"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let prune = match obj.get("prune") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
