@@ -122,3 +122,45 @@ async fn watches_beyond_watch_max_connections_get_503_naming_the_limit() {
     still_serves(&mut server).await;
     drop(first);
 }
+
+/// Regression: a job whose `metadata` nested 125 levels parsed and was committed,
+/// but the records and log entries carrying it were deeper than the JSON reader's
+/// limit of 128, so the node could not read them back. Bodies now nest at most 64
+/// levels: deeper is a 400 naming the limit, and the node keeps serving, also
+/// after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_nested_deeper_than_64_levels_is_refused_and_the_node_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &[]).await;
+    let deep = |levels: usize| {
+        (0..levels).fold(
+            serde_json::json!(1),
+            |inner, _| serde_json::json!({ "k": inner }),
+        )
+    };
+    let job = |metadata: Value| {
+        serde_json::json!({"schedule": {"manual": true},
+                           "executor": {"type": "shell", "command": "true"},
+                           "metadata": metadata})
+    };
+    let (status, body) = server
+        .send("PUT", "/v1/jobs/deep", Some(job(deep(125))))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("64 levels")),
+        "{body}"
+    );
+    // The job object and `metadata` are two levels: 62 more is the most.
+    let (status, body) = server
+        .send("PUT", "/v1/jobs/deep", Some(job(deep(62))))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    still_serves(&mut server).await;
+
+    server.restart().await;
+    let (status, body) = server.get("/v1/jobs/deep").await;
+    assert_eq!(status, 200, "{body}");
+}
