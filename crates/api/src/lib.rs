@@ -38,6 +38,8 @@ mod docs_tests;
 mod tests;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
 mod targets_tests;
