@@ -182,6 +182,9 @@ pub enum Command {
         error: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
+        /// `output` was cut at the job's `max_output_bytes`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        output_truncated: bool,
     },
     /// Create or replace a sink (validated before proposing); answered by
     /// `Response::SinkPut`.

@@ -275,6 +275,7 @@ impl Apply<'_, '_> {
                 result,
                 error,
                 output,
+                output_truncated,
             } => self.record_check(
                 *id,
                 job,
@@ -283,6 +284,7 @@ impl Apply<'_, '_> {
                 result,
                 error.as_deref(),
                 output.as_deref(),
+                *output_truncated,
             ),
             Command::DeleteSink { name } => self.delete_sink(name),
             Command::RegisterNode {
