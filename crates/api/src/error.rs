@@ -35,8 +35,13 @@ pub enum ApiError {
     #[error("the request body could not be read: {0}")]
     UnreadableBody(BytesRejection),
     /// The body is larger than the server accepts.
-    #[error("the request body is larger than {limit} bytes")]
+    #[error("the request body is larger than {limit} bytes, the most one request may carry")]
     PayloadTooLarge { limit: usize },
+    /// The request's headers are larger than the server accepts.
+    #[error(
+        "the request headers are {bytes} bytes, more than the {limit} bytes one request may carry"
+    )]
+    HeadersTooLarge { bytes: usize, limit: usize },
     /// The named thing (`job "x"`, `execution 01H...`, `key "k"`) does not exist.
     #[error("{what} not found")]
     NotFound { what: String },
@@ -69,6 +74,12 @@ pub enum ApiError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The node serves as many watch connections as it may (`watch_max_connections`).
+    #[error(
+        "this node already serves {limit} watch connections, its limit \
+         (watch_max_connections); retry later, or watch through another node"
+    )]
+    TooManyWatchers { limit: usize },
     /// A cluster route needs the cluster secret and the request lacks it.
     #[error("this route needs the cluster secret in the Rota-Cluster-Secret header")]
     Unauthorized,
@@ -195,6 +206,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::Compacted { .. } => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -204,6 +216,7 @@ impl ApiError {
             ApiError::NotLeader { .. }
             | ApiError::Timeout(_)
             | ApiError::ShuttingDown
+            | ApiError::TooManyWatchers { .. }
             | ApiError::NodeUnknown { .. }
             | ApiError::NotDiscovered { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NodeUnreachable { .. } => StatusCode::BAD_GATEWAY,
@@ -228,6 +241,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::UnreadableBody(_) => "invalid_body",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RevisionMismatch { .. } => "revision_mismatch",
@@ -240,6 +254,7 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::TokenRequired(_) => "unauthorized",
             ApiError::Forbidden { .. } | ApiError::SessionNotYours { .. } => "forbidden",
             ApiError::TooManyAttempts { .. } => "too_many_requests",
+            ApiError::TooManyWatchers { .. } => "too_many_watchers",
             ApiError::NodeUnknown { .. } => "node_unknown",
             ApiError::NotDiscovered { .. } => "not_discovered",
             ApiError::NodeUnreachable { .. } => "node_unreachable",
@@ -294,6 +309,11 @@ impl ApiError {
                 compact_revision, ..
             } => {
                 obj.insert("compact_revision".into(), json!(compact_revision));
+            }
+            ApiError::PayloadTooLarge { limit }
+            | ApiError::TooManyWatchers { limit }
+            | ApiError::HeadersTooLarge { limit, .. } => {
+                obj.insert("limit".into(), json!(limit));
             }
             _ => {}
         }
@@ -467,6 +487,11 @@ mod tests {
                 ApiError::PayloadTooLarge { limit: 10 },
                 413,
                 "payload_too_large",
+            ),
+            (
+                ApiError::TooManyWatchers { limit: 3 },
+                503,
+                "too_many_watchers",
             ),
             (ApiError::not_found("job \"x\""), 404, "not_found"),
             (

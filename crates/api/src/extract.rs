@@ -269,16 +269,64 @@ pub fn parse_session(headers: &HeaderMap) -> Result<Option<SessionKey>, ApiError
     }
 }
 
+/// Deepest nesting of arrays and objects a body may have. What a body holds is
+/// stored inside records and carried inside log entries and Raft messages, each a
+/// few levels deeper, and all of them are read back by a parser that stops at 128
+/// levels: a body accepted at 127 would be a job or event nobody could read again.
+pub const MAX_JSON_DEPTH: usize = 64;
+
 /// Turns the body extractor's outcome into bytes or the contract's error (413 when
-/// over [`BODY_LIMIT`]).
+/// over [`BODY_LIMIT`], 400 when nested deeper than [`MAX_JSON_DEPTH`]).
 pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
+    let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit: BODY_LIMIT }
         } else {
             ApiError::UnreadableBody(e)
         }
-    })
+    })?;
+    if nests_deeper_than(&bytes, MAX_JSON_DEPTH) {
+        return Err(ApiError::invalid(
+            "",
+            format!(
+                "the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep, \
+                 the most accepted"
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Whether the JSON text `bytes` opens more than `limit` arrays and objects inside
+/// one another (brackets inside strings do not count). Malformed text is left to
+/// the parser.
+fn nests_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses a JSON body: malformed JSON is `invalid_json`; well-formed JSON of the
@@ -341,6 +389,21 @@ pub fn named_document(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!nests_deeper_than(nested(3).as_bytes(), 3));
+        assert!(nests_deeper_than(nested(4).as_bytes(), 3));
+        assert!(nests_deeper_than(br#"{"a": {"b": [{"c": 1}]}}"#, 3));
+        assert!(!nests_deeper_than(
+            br#"{"a": "[[[[{{{{", "b": ["\"]]]"]}"#,
+            2
+        ));
+        assert!(!nests_deeper_than(br#"{"a": "\\", "b": [1]}"#, 2));
+        // Closing more than was opened never wraps around.
+        assert!(!nests_deeper_than(b"]]]]{}", 1));
+    }
 
     fn headers(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -26,6 +26,7 @@ mod error;
 mod extract;
 mod handlers;
 mod host;
+mod limits;
 mod metrics;
 mod routes;
 mod trace;
@@ -43,6 +44,10 @@ mod docs_tests;
 mod tests;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
+mod limits_tests;
+#[cfg(test)]
 mod targets_tests;
 #[cfg(test)]
 mod workflow_tests;
@@ -51,7 +56,8 @@ pub use auth::{hash_token, Caller};
 pub use error::ApiError;
 pub use extract::{BODY_LIMIT, CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
 pub use handlers::config::StaticSetting;
-pub use watch::{WatchHub, DEFAULT_WATCH_BUFFER};
+pub use limits::MAX_HEADER_BYTES;
+pub use watch::{WatchHub, DEFAULT_MAX_WATCHERS, DEFAULT_WATCH_BUFFER};
 
 /// What the API serves from.
 pub struct ApiState {
@@ -139,6 +145,7 @@ pub fn router(state: ApiState) -> Router {
     router
         .fallback(handlers::system::no_route)
         .method_not_allowed_fallback(handlers::system::method_not_allowed)
+        .layer(axum::middleware::from_fn(limits::check_headers))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             metrics::count_requests,

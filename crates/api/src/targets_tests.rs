@@ -313,7 +313,9 @@ async fn a_batch_of_jobs_applies_in_one_entry_or_not_at_all() {
 
     for (body, field) in [
         (json!({"jobs": []}), "jobs"),
-        (json!({"job": [job("a", "true")]}), "jobs"),
+        // A misspelt key is named, not ignored.
+        (json!({"job": [job("a", "true")]}), "job"),
+        (json!({}), "jobs"),
         (
             json!({"jobs": [job("a", "true"), job("a", "true")]}),
             "jobs[1].name",
@@ -323,4 +325,116 @@ async fn a_batch_of_jobs_applies_in_one_entry_or_not_at_all() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
         assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.text);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_prune_deletes_only_the_left_out_jobs_of_its_apply_set() {
+    let h = Harness::start().await;
+    let job = |name: &str| {
+        json!({"name": name, "schedule": {"manual": true},
+               "executor": {"type": "shell", "command": "true"}})
+    };
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A job made by hand, and one of another set: prune must leave both.
+    let r = h
+        .send(Method::PUT, "/v1/jobs/by-hand", Some(job("by-hand")))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"jobs": [job("other")], "apply_set": "staging"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = h
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(
+                json!({"jobs": [job("a"), job("b"), job("c")], "apply_set": "prod", "prune": true}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["deleted"], json!([]));
+    assert_eq!(
+        r.body["items"][0]["job"]["metadata"]["rota/apply-set"], "prod",
+        "each job is marked as one of its set"
+    );
+
+    // The file loses b and c and gains d: one entry writes d and deletes b and c.
+    let r = h
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"jobs": [job("a"), job("d")], "apply_set": "prod", "prune": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["deleted"], json!(["b", "c"]));
+    let actions: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["unchanged", "created"]);
+    let list = h.send(Method::GET, "/v1/jobs", None).await;
+    assert_eq!(names(&list.body), ["a", "by-hand", "d", "other"]);
+
+    // A refused request prunes nothing either.
+    let r = h
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(
+                json!({"jobs": [{"name": "bad", "schedule": {"cron": "nope"},
+                        "executor": {"type": "shell", "command": "true"}}],
+                        "apply_set": "prod", "prune": true}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let list = h.send(Method::GET, "/v1/jobs", None).await;
+    assert_eq!(names(&list.body), ["a", "by-hand", "d", "other"]);
+
+    // An empty list with prune empties the set.
+    let r = h
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"jobs": [], "apply_set": "prod", "prune": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["deleted"], json!(["a", "d"]));
+
+    for (body, field) in [
+        (json!({"jobs": [job("a")], "prune": true}), "prune"),
+        (
+            json!({"jobs": [job("a")], "apply_set": "Prod!"}),
+            "apply_set",
+        ),
+        (json!({"jobs": [job("a")], "apply_set": 5}), "apply_set"),
+        (
+            json!({"jobs": [job("a")], "apply_set": "p", "prune": "yes"}),
+            "prune",
+        ),
+        (json!({"jobs": [job("a")], "purne": true}), "purne"),
+    ] {
+        let r = h.send(Method::POST, "/v1/jobs", Some(body.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.text);
+    }
+    let list = h.send(Method::GET, "/v1/jobs", None).await;
+    assert_eq!(names(&list.body), ["by-hand", "other"]);
 }

@@ -49,6 +49,24 @@ impl Harness {
     /// A node started with `options` (e.g. waiting to join, or one of several
     /// voters whose peers never come up).
     pub async fn start_node(watch_retention: u64, options: ClusterOptions) -> Harness {
+        Harness::start_full(watch_retention, options, crate::DEFAULT_MAX_WATCHERS).await
+    }
+
+    /// A node that serves at most `max_watchers` watch connections at once.
+    pub async fn start_with_max_watchers(max_watchers: usize) -> Harness {
+        Harness::start_full(
+            rota_store::DEFAULT_EVENT_RETENTION,
+            ClusterOptions::default(),
+            max_watchers,
+        )
+        .await
+    }
+
+    async fn start_full(
+        watch_retention: u64,
+        options: ClusterOptions,
+        max_watchers: usize,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let node = Node::start_with(
             NodeConfig {
@@ -76,7 +94,8 @@ impl Harness {
             },
             &workers,
         );
-        let watch = crate::WatchHub::new(crate::DEFAULT_WATCH_BUFFER);
+        let watch =
+            crate::WatchHub::with_max_connections(crate::DEFAULT_WATCH_BUFFER, max_watchers);
         watch.spawn_worker(node.store().clone(), &workers);
         let app = router(ApiState {
             node: node.clone(),
@@ -169,13 +188,13 @@ impl Harness {
     }
 }
 
-fn shell_job(command: &str) -> Value {
+pub(crate) fn shell_job(command: &str) -> Value {
     json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": command}})
 }
 
 /// Waits for the execution's next store event matching `pred` (the receiver must
 /// have been subscribed before the change could happen).
-async fn wait_for_execution(
+pub(crate) async fn wait_for_execution(
     events: &mut broadcast::Receiver<Arc<rota_core::StoreEvent>>,
     id: &str,
     what: &str,

@@ -49,6 +49,16 @@ pub enum Command {
     },
     /// Pause or resume.
     SetPaused { name: String, paused: bool },
+    /// Deletes, like `DeleteJob`, every job of the apply set `apply_set` (whose
+    /// `metadata` has [`crate::job::APPLY_SET_KEY`] = `apply_set`) that is not named
+    /// in `keep`; workflows' internal jobs are never touched. `POST /v1/jobs` with
+    /// `prune` puts it after the jobs it applies, in the same `Batch`, so the
+    /// apply and the prune are one log entry: both or neither. Answered by
+    /// `Response::JobsPruned`.
+    PruneJobs {
+        apply_set: String,
+        keep: Vec<String>,
+    },
     /// Record that instants fired, before anything runs. Idempotent per
     /// `(job, scheduled_at)` for `schedule` and `catchup` triggers, and per
     /// `(job, event_revision)` for `event` triggers.
@@ -172,6 +182,9 @@ pub enum Command {
         error: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
+        /// `output` was cut at the job's `max_output_bytes`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        output_truncated: bool,
     },
     /// Create or replace a sink (validated before proposing); answered by
     /// `Response::SinkPut`.
@@ -484,6 +497,10 @@ pub enum Response {
     },
     Batch {
         responses: Vec<Response>,
+    },
+    /// The jobs `PruneJobs` deleted, by name.
+    JobsPruned {
+        deleted: Vec<String>,
     },
     /// The scheduler epoch in force after a `ClaimScheduler`.
     SchedulerClaimed {

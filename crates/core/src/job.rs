@@ -95,7 +95,17 @@ pub struct JobSpec {
 /// Targets of a fan-out run at once when the job does not say.
 pub const DEFAULT_PARALLELISM: u32 = 32;
 
+/// The `metadata` key that names a job's apply set: the set of jobs one file
+/// owns (`rota job apply --apply-set NAME`). `--prune` deletes only jobs of the
+/// set it names, never a job created otherwise.
+pub const APPLY_SET_KEY: &str = "rota/apply-set";
+
 impl JobSpec {
+    /// The apply set the job belongs to (see [`APPLY_SET_KEY`]), if any.
+    pub fn apply_set(&self) -> Option<&str> {
+        self.metadata.get(APPLY_SET_KEY).and_then(|v| v.as_str())
+    }
+
     /// For a job that fans out (`targets` set): how many targets run at once.
     pub fn fan_out_parallelism(&self) -> Option<u32> {
         self.targets

@@ -179,10 +179,20 @@ pub enum JobCommand {
         /// Format of the files, instead of guessing it from their extension.
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<FileFormat>,
-        /// Say for each job whether it would be created, updated or left unchanged,
-        /// and change nothing.
+        /// Say for each job whether it would be created, updated or left unchanged
+        /// (with --prune, also which jobs would be deleted), and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Mark every job of the files as one of this apply set: the jobs these
+        /// files own (stored in the job's metadata as "rota/apply-set"). Give the
+        /// same name every time the files are applied.
+        #[arg(long, value_name = "NAME")]
+        apply_set: Option<String>,
+        /// Also delete the jobs of the --apply-set that the files no longer hold, in
+        /// the same write as the apply (both or neither). Jobs of other sets, and
+        /// jobs created without a set, are never deleted.
+        #[arg(long, requires = "apply_set")]
+        prune: bool,
     },
     /// List jobs.
     #[command(visible_alias = "list")]

@@ -164,7 +164,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // The watch worker has its own scope: stopped before the HTTP server drains, so
     // open watch streams end instead of holding the drain up.
     let watching = workers.scope();
-    let watch = WatchHub::new(cfg.watch_buffer);
+    let watch = WatchHub::with_max_connections(cfg.watch_buffer, cfg.watch_max_connections);
     watch.spawn_worker(node.store().clone(), &watching);
     let api = ApiState {
         node: node.clone(),

@@ -306,3 +306,105 @@ async fn a_job_read_back_as_yaml_or_json_applies_unchanged() {
         "{table}"
     );
 }
+
+/// `job apply --apply-set --prune`: the set's jobs a file no longer holds are
+/// deleted with the apply; jobs of other sets and jobs made without one stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_with_prune_deletes_only_the_jobs_its_set_no_longer_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &[]).await;
+    let jobs_file = |file: &str, names: &[&str]| {
+        let path = tmp.path().join(file);
+        let text: String = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "[[job]]\nname = \"{n}\"\nschedule = {{ manual = true }}\n\
+                     executor = {{ type = \"shell\", command = \"true\" }}\n"
+                )
+            })
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let names = |answer: &Value| -> Vec<String> {
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let by_hand = jobs_file("by-hand.toml", &["by-hand"]);
+    let out = server.cli(&["job", "apply", "-f", &by_hand]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let staging = jobs_file("staging.toml", &["other"]);
+    let out = server.cli(&["job", "apply", "-f", &staging, "--apply-set", "staging"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prod = jobs_file("prod.toml", &["a", "b", "c"]);
+    let out = server.cli(&[
+        "job",
+        "apply",
+        "-f",
+        &prod,
+        "--apply-set",
+        "prod",
+        "--prune",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // --- the file drops b and c and gains d: the dry run says so and changes nothing
+    let prod = jobs_file("prod.toml", &["a", "d"]);
+    let args = [
+        "job",
+        "apply",
+        "-f",
+        &prod,
+        "--apply-set",
+        "prod",
+        "--prune",
+    ];
+    let out = server.cli(&[&args[..], &["--dry-run", "-o", "json"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let planned: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        planned,
+        serde_json::json!([
+            {"name": "a", "action": "unchanged"},
+            {"name": "d", "action": "created"},
+            {"name": "b", "action": "deleted"},
+            {"name": "c", "action": "deleted"},
+        ])
+    );
+    let (_, list) = server.get("/v1/jobs").await;
+    assert_eq!(names(&list), ["a", "b", "by-hand", "c", "other"]);
+
+    // --- the apply writes d and deletes b and c, and says so
+    let out = server.cli(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "job/a unchanged\njob/d created\njob/b deleted\njob/c deleted\n"
+    );
+    let (_, list) = server.get("/v1/jobs").await;
+    assert_eq!(names(&list), ["a", "by-hand", "d", "other"]);
+
+    // --- a file with a bad job changes nothing, prune included
+    std::fs::write(
+        tmp.path().join("prod.toml"),
+        "[[job]]\nname = \"a\"\nschedule = { manual = true }\n\
+         executor = { type = \"shell\", command = \"true\" }\n\
+         [[job]]\nname = \"e\"\nschedule = { cron = \"61 * * * *\" }\n\
+         executor = { type = \"shell\", command = \"true\" }\n",
+    )
+    .unwrap();
+    let out = server.cli(&args);
+    assert!(!out.status.success());
+    let (_, list) = server.get("/v1/jobs").await;
+    assert_eq!(names(&list), ["a", "by-hand", "d", "other"]);
+
+    // --- --prune without a set is refused before anything is sent
+    let out = server.cli(&["job", "apply", "-f", &staging, "--prune"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--apply-set"), "{}", stderr(&out));
+}

@@ -199,6 +199,7 @@ impl Apply<'_, '_> {
             Command::PutJob { spec } => self.put_job(spec),
             Command::DeleteJob { name, if_revision } => self.delete_job(name, *if_revision),
             Command::SetPaused { name, paused } => self.set_paused(name, *paused),
+            Command::PruneJobs { apply_set, keep } => self.prune_jobs(apply_set, keep),
             Command::Fire { fires } if self.fenced_out => {
                 debug!(
                     fires = fires.len(),
@@ -312,6 +313,7 @@ impl Apply<'_, '_> {
                 result,
                 error,
                 output,
+                output_truncated,
             } => self.record_check(
                 *id,
                 job,
@@ -320,6 +322,7 @@ impl Apply<'_, '_> {
                 result,
                 error.as_deref(),
                 output.as_deref(),
+                *output_truncated,
             ),
             Command::DeleteSink { name } => self.delete_sink(name),
             Command::RegisterNode {
@@ -497,6 +500,28 @@ impl Apply<'_, '_> {
             }
         }
         Ok(Response::JobDeleted { existed })
+    }
+
+    /// Deletes the jobs of `apply_set` not named in `keep`.
+    fn prune_jobs(&mut self, apply_set: &str, keep: &[String]) -> Result<Response, StoreError> {
+        let keep: std::collections::BTreeSet<&str> = keep.iter().map(String::as_str).collect();
+        let mut doomed = Vec::new();
+        for row in self.t.jobs.iter()? {
+            let (name, value) = row?;
+            let name = name.value();
+            if keep.contains(name) || rota_core::workflow::split_job_name(name).is_some() {
+                continue;
+            }
+            let record: JobRecord = decode(crate::tables::JOB, value.value())?;
+            if record.spec.apply_set() == Some(apply_set) {
+                doomed.push(name.to_string());
+            }
+        }
+        for name in &doomed {
+            self.delete_job(name, None)?;
+        }
+        debug!(apply_set, deleted = doomed.len(), "apply set pruned");
+        Ok(Response::JobsPruned { deleted: doomed })
     }
 
     fn set_paused(&mut self, name: &str, paused: bool) -> Result<Response, StoreError> {

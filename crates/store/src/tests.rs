@@ -283,6 +283,23 @@ fn arb_command() -> impl Strategy<Value = Command> {
         (job.clone(), 1u32..4).prop_map(|(j, limit)| Command::PutJob {
             spec: spec_with_history(j, limit)
         }),
+        // A job of an apply set, and the prune of that set.
+        (job.clone(), prop::sample::select(vec!["s1", "s2"])).prop_map(|(j, set)| {
+            let mut spec = spec_with_history(j, 2);
+            spec.metadata.insert(
+                rota_core::job::APPLY_SET_KEY.into(),
+                serde_json::Value::String(set.into()),
+            );
+            Command::PutJob { spec }
+        }),
+        (
+            prop::sample::select(vec!["s1", "s2"]),
+            prop::collection::vec(job.clone(), 0..3)
+        )
+            .prop_map(|(set, keep)| Command::PruneJobs {
+                apply_set: set.into(),
+                keep: keep.into_iter().map(String::from).collect(),
+            }),
         job.clone().prop_map(|j| Command::DeleteJob {
             name: j.into(),
             if_revision: None

@@ -64,7 +64,7 @@ pub(crate) async fn check(
     s.telemetry.probe_result(&name, result.status.as_str());
     let mut body = serde_json::to_value(&result).map_err(ApiError::Serialize)?;
     if record {
-        let output = describe(&result);
+        let (output, output_truncated) = cut_output(describe(&result), job.spec.max_output_bytes);
         let outcome = outcome_of(spec, result.clone());
         let id = Ulid::generate();
         let command = Command::RecordCheck {
@@ -75,6 +75,7 @@ pub(crate) async fn check(
             result,
             error: outcome.error,
             output: Some(output),
+            output_truncated,
         };
         let req = ClientRequest {
             session: None,
@@ -87,4 +88,33 @@ pub(crate) async fn check(
         }
     }
     Ok(Json(body))
+}
+
+/// A recorded check's output, cut like any run's at the job's `max_output_bytes`
+/// (on a character boundary), and whether it was cut.
+fn cut_output(mut text: String, max_bytes: u64) -> (String, bool) {
+    let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    (text, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_output;
+
+    #[test]
+    fn a_recorded_check_keeps_at_most_max_output_bytes() {
+        assert_eq!(cut_output("abc".into(), 3), ("abc".into(), false));
+        assert_eq!(cut_output("abcd".into(), 3), ("abc".into(), true));
+        assert_eq!(cut_output("abc".into(), 0), (String::new(), true));
+        // "é" is two bytes: a cut inside it keeps the characters before.
+        assert_eq!(cut_output("aé".into(), 2), ("a".into(), true));
+    }
 }

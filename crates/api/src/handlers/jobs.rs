@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use bytes::Bytes;
+use rota_core::job::APPLY_SET_KEY;
 use rota_core::validate::parse_job_json;
 use rota_core::workflow::split_job_name;
 use rota_core::{validate_name, Command, Fire, JobRecord, JobSpec, Response, Trigger};
@@ -193,29 +194,79 @@ fn job_from_body(name: &str, bytes: &[u8]) -> Result<JobSpec, ApiError> {
 /// Most jobs one `POST /v1/jobs` may carry: one log entry holds them all.
 pub(crate) const MAX_JOBS_PER_APPLY: usize = 1000;
 
-/// `POST /v1/jobs` `{"jobs": [job, ...]}`: creates or replaces every job in one log
-/// entry, all or nothing: any invalid job (400 naming `jobs[i].field`) and nothing
-/// is written. Answers `{"revision", "items": [{"name", "action":
-/// "created|updated|unchanged", "job": view}]}` in the order given.
-pub(crate) async fn apply(
-    State(s): State<AppState>,
-    session: Session,
-    params: Params,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    params.only(&[])?;
-    let doc: Value = parse_json(&body_bytes(body)?)?;
-    let Some(docs) = doc.get("jobs").and_then(Value::as_array) else {
+/// The keys of a `POST /v1/jobs` body.
+const APPLY_KEYS: &[&str] = &["jobs", "apply_set", "prune"];
+
+/// What a `POST /v1/jobs` body asks for, checked.
+#[derive(Debug)]
+struct ApplyRequest {
+    specs: Vec<JobSpec>,
+    apply_set: Option<String>,
+    prune: bool,
+}
+
+/// Checks a `POST /v1/jobs` body: every job valid, names unique, at most
+/// [`MAX_JOBS_PER_APPLY`]; with `apply_set`, each job is marked as one of that set
+/// (its `metadata` key [`APPLY_SET_KEY`]); `prune` needs `apply_set`.
+fn apply_request(bytes: &[u8]) -> Result<ApplyRequest, ApiError> {
+    let doc: Value = parse_json(bytes)?;
+    let Some(obj) = doc.as_object() else {
+        return Err(ApiError::invalid(
+            "",
+            "expected {\"jobs\": [job, ...]}: a JSON object with a list of job documents",
+        ));
+    };
+    if let Some(key) = obj.keys().find(|k| !APPLY_KEYS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(
+            key.as_str(),
+            format!("unknown key {key:?}; accepted: jobs, apply_set, prune"),
+        ));
+    }
+    let apply_set = match obj.get("apply_set") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(set)) => {
+            validate_name("apply_set", set)?;
+            Some(set.clone())
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "apply_set",
+                format!(
+                    "{other} is not a name; accepted: a string matching [a-z0-9][a-z0-9_-]{{0,62}}"
+                ),
+            ))
+        }
+    };
+    let prune = match obj.get("prune") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "prune",
+                format!("{other} is not a boolean; accepted: true or false"),
+            ))
+        }
+    };
+    if prune && apply_set.is_none() {
+        return Err(ApiError::invalid(
+            "prune",
+            "prune deletes the jobs of an apply set that the request leaves out: name the set \
+             in apply_set",
+        ));
+    }
+    let Some(docs) = obj.get("jobs").and_then(Value::as_array) else {
         return Err(ApiError::invalid(
             "jobs",
             "expected {\"jobs\": [job, ...]}: a list of job documents, each with its name",
         ));
     };
-    if docs.is_empty() || docs.len() > MAX_JOBS_PER_APPLY {
+    // With prune, an empty list is the way to delete every job of the set.
+    let least = usize::from(!prune);
+    if docs.len() < least || docs.len() > MAX_JOBS_PER_APPLY {
         return Err(ApiError::invalid(
             "jobs",
             format!(
-                "{} jobs; accepted: 1 to {MAX_JOBS_PER_APPLY} in one apply",
+                "{} jobs; accepted: {least} to {MAX_JOBS_PER_APPLY} (the limit of jobs in one apply)",
                 docs.len()
             ),
         ));
@@ -225,8 +276,14 @@ pub(crate) async fn apply(
     for (i, doc) in docs.iter().enumerate() {
         let at = |e: rota_core::ValidationError| ApiError::from(e.within(&format!("jobs[{i}]")));
         let bytes = serde_json::to_vec(doc).map_err(ApiError::Serialize)?;
-        let spec = parse_job_json(&bytes).map_err(at)?;
+        let mut spec = parse_job_json(&bytes).map_err(at)?;
         refuse_internal(&spec.name)?;
+        if let Some(set) = &apply_set {
+            // The last file to apply a job owns it: a job moved from one set's file
+            // to another's changes sets.
+            spec.metadata
+                .insert(APPLY_SET_KEY.to_string(), Value::String(set.clone()));
+        }
         spec.validate().map_err(at)?;
         if !seen.insert(spec.name.clone()) {
             return Err(ApiError::invalid(
@@ -236,16 +293,42 @@ pub(crate) async fn apply(
         }
         specs.push(spec);
     }
-    let command = Command::Batch {
-        commands: specs
-            .into_iter()
-            .map(|spec| Command::PutJob { spec })
-            .collect(),
-    };
+    Ok(ApplyRequest {
+        specs,
+        apply_set,
+        prune,
+    })
+}
+
+/// `POST /v1/jobs` `{"jobs": [job, ...], "apply_set"?: NAME, "prune"?: bool}`:
+/// creates or replaces every job in one log entry, all or nothing: any invalid job
+/// (400 naming `jobs[i].field`) and nothing is written. With `apply_set`, every job
+/// is marked as one of that set; with `prune` as well, the same entry deletes the
+/// jobs of the set that the request leaves out (never a job of another set or of
+/// none). Answers `{"revision", "items": [{"name", "action":
+/// "created|updated|unchanged", "job": view}], "deleted": [name]}`, items in the
+/// order given.
+pub(crate) async fn apply(
+    State(s): State<AppState>,
+    session: Session,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&[])?;
+    let request = apply_request(&body_bytes(body)?)?;
+    let keep: Vec<String> = request.specs.iter().map(|s| s.name.clone()).collect();
+    let mut commands: Vec<Command> = request
+        .specs
+        .into_iter()
+        .map(|spec| Command::PutJob { spec })
+        .collect();
+    if let (true, Some(apply_set)) = (request.prune, request.apply_set) {
+        commands.push(Command::PruneJobs { apply_set, keep });
+    }
     let req = rota_core::ClientRequest {
         session: session.0.clone(),
         at: chrono::Utc::now(),
-        command: session.attribute(command),
+        command: session.attribute(Command::Batch { commands }),
     };
     let (revision, response) = s.node.write(req).await?;
     s.node.wait_applied(revision).await?;
@@ -257,13 +340,21 @@ pub(crate) async fn apply(
         ));
     };
     let mut items = Vec::with_capacity(responses.len());
+    let mut deleted = Vec::new();
     for response in responses {
-        let Response::JobPut { created, job } = response else {
-            return Err(ApiError::from_refusal(
-                "POST /v1/jobs",
-                session.seq(),
-                response,
-            ));
+        let (created, job) = match response {
+            Response::JobPut { created, job } => (created, job),
+            Response::JobsPruned { deleted: names } => {
+                deleted = names;
+                continue;
+            }
+            other => {
+                return Err(ApiError::from_refusal(
+                    "POST /v1/jobs",
+                    session.seq(),
+                    other,
+                ))
+            }
         };
         // A job this entry did not write kept its earlier revision.
         let action = match (created, job.revision == revision) {
@@ -273,8 +364,15 @@ pub(crate) async fn apply(
         };
         items.push(json!({"name": job.spec.name, "action": action, "job": s.job_view(&job)?}));
     }
-    tracing::info!(jobs = items.len(), revision, "jobs applied");
-    Ok(Json(json!({"revision": revision, "items": items})))
+    tracing::info!(
+        jobs = items.len(),
+        deleted = deleted.len(),
+        revision,
+        "jobs applied"
+    );
+    Ok(Json(
+        json!({"revision": revision, "items": items, "deleted": deleted}),
+    ))
 }
 
 /// `DELETE /v1/jobs/{name}`: 204, or 404 when there was no such job.

@@ -11,7 +11,7 @@
 //! reads what it missed from the persisted event log instead of dropping it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rota_background::{Runner, WorkerContext, WorkerError};
@@ -24,6 +24,9 @@ use tracing::{debug, info, warn};
 /// Events a watcher may have waiting before it is closed as a slow consumer,
 /// unless the server says otherwise.
 pub const DEFAULT_WATCH_BUFFER: usize = 4096;
+/// Watch connections (SSE and WebSocket together) one node serves at once,
+/// unless the server says otherwise; one more is answered 503 `too_many_watchers`.
+pub const DEFAULT_MAX_WATCHERS: usize = 1024;
 /// Events read from the log per page while the worker recovers.
 const RECOVERY_PAGE: usize = 4096;
 
@@ -205,6 +208,21 @@ pub struct WatchHub {
     registry: Mutex<Registry>,
     next_id: AtomicU64,
     buffer: usize,
+    /// Watch connections open now (each holds a [`WatchPermit`]), and the most.
+    connections: AtomicUsize,
+    max_connections: usize,
+}
+
+/// One open watch connection, counted until it is dropped (the connection ends).
+#[derive(Debug)]
+pub(crate) struct WatchPermit {
+    hub: Arc<WatchHub>,
+}
+
+impl Drop for WatchPermit {
+    fn drop(&mut self) {
+        self.hub.connections.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for WatchHub {
@@ -212,18 +230,47 @@ impl std::fmt::Debug for WatchHub {
         f.debug_struct("WatchHub")
             .field("watchers", &self.watchers())
             .field("buffer", &self.buffer)
+            .field("connections", &self.connections())
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
 
 impl WatchHub {
-    /// A hub whose watchers may each have `buffer` events waiting.
+    /// A hub whose watchers may each have `buffer` events waiting, with at most
+    /// [`DEFAULT_MAX_WATCHERS`] connections.
     pub fn new(buffer: usize) -> Arc<WatchHub> {
+        WatchHub::with_max_connections(buffer, DEFAULT_MAX_WATCHERS)
+    }
+
+    /// A hub whose watchers may each have `buffer` events waiting, serving at most
+    /// `max_connections` watch connections at once.
+    pub fn with_max_connections(buffer: usize, max_connections: usize) -> Arc<WatchHub> {
         Arc::new(WatchHub {
             registry: Mutex::default(),
             next_id: AtomicU64::new(1),
             buffer: buffer.max(1),
+            connections: AtomicUsize::new(0),
+            max_connections,
         })
+    }
+
+    /// Counts one more watch connection, or refuses it when `max_connections` are
+    /// open (the caller answers 503 naming the limit).
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<WatchPermit, crate::ApiError> {
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max_connections).then_some(open + 1)
+            })
+            .map_err(|_| crate::ApiError::TooManyWatchers {
+                limit: self.max_connections,
+            })?;
+        Ok(WatchPermit { hub: self.clone() })
+    }
+
+    /// Watch connections open now.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
     }
 
     /// How many events a watcher may have waiting.

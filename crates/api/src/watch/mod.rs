@@ -33,7 +33,7 @@ mod hub;
 mod ws;
 
 pub(crate) use hub::{Closed, Subscription, WatchFilter};
-pub use hub::{WatchHub, DEFAULT_WATCH_BUFFER};
+pub use hub::{WatchHub, DEFAULT_MAX_WATCHERS, DEFAULT_WATCH_BUFFER};
 pub(crate) use ws::watch_ws;
 
 /// Events read from the log per page of a replay.
@@ -113,11 +113,15 @@ pub(crate) struct Watch {
     live: Option<Subscription>,
     out: VecDeque<Item>,
     done: bool,
+    /// Counts this connection against the node's limit while the watch lives.
+    _permit: hub::WatchPermit,
 }
 
 impl Watch {
-    pub fn new(s: &AppState, req: WatchRequest) -> Watch {
-        Watch {
+    /// A watch, or 503 `too_many_watchers` when the node serves its most already.
+    pub fn new(s: &AppState, req: WatchRequest) -> Result<Watch, ApiError> {
+        Ok(Watch {
+            _permit: s.watch.admit()?,
             store: s.node.store().clone(),
             hub: s.watch.clone(),
             filter: Arc::new(req.filter),
@@ -125,7 +129,7 @@ impl Watch {
             live: None,
             out: VecDeque::new(),
             done: false,
-        }
+        })
     }
 
     async fn read_page(&mut self) -> Result<bool, ApiError> {
@@ -221,7 +225,7 @@ pub(crate) async fn watch(
     params: Params,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let req = WatchRequest::parse(s.node.store(), &params, &headers)?;
-    let watch = Watch::new(&s, req);
+    let watch = Watch::new(&s, req)?;
     let stream = futures_util::stream::unfold(watch, |mut watch| async move {
         let item = watch.next().await?;
         let buffer = watch.buffer();

@@ -359,3 +359,51 @@ async fn a_since_older_than_the_log_is_410_with_the_compact_revision() {
         .all(|f| f.data["revision"].as_u64().unwrap() > compact));
     h.stop().await;
 }
+
+/// The node's limit of watch connections: one more is 503 naming the limit, and a
+/// connection that ends frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_connections_beyond_the_limit_are_refused_with_503_until_one_ends() {
+    let h = Harness::start_with_max_watchers(2).await;
+    let mut first = Frames::open(&h, "/v1/watch", &[]).await;
+    assert_eq!(first.next().await.event, "caught_up");
+    let second = Frames::open(&h, "/v1/watch?type=job.*", &[]).await;
+
+    info!("--- a third SSE watch and a WebSocket one are refused");
+    for uri in ["/v1/watch", "/v1/watch/ws"] {
+        let r = h
+            .call(
+                Method::GET,
+                uri,
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "websocket"),
+                    ("sec-websocket-version", "13"),
+                    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{uri}: {}",
+            r.text
+        );
+        assert_eq!(r.body["error"]["code"], "too_many_watchers", "{}", r.text);
+        assert_eq!(r.body["error"]["limit"], 2, "{}", r.text);
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("2 watch connections") && message.contains("watch_max_connections"),
+            "{message}"
+        );
+    }
+
+    info!("--- one ends: a new watch is served");
+    drop(second);
+    let mut third = Frames::open(&h, "/v1/watch", &[]).await;
+    assert_eq!(third.next().await.event, "caught_up");
+    drop(first);
+    drop(third);
+    h.stop().await;
+}

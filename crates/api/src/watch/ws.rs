@@ -45,6 +45,7 @@ pub(crate) async fn watch_ws(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<HttpResponse, ApiError> {
     let req = WatchRequest::parse(s.node.store(), &params, &headers)?;
+    let watch = Watch::new(&s, req)?;
     let upgrade = upgrade.map_err(|rejection| {
         ApiError::invalid(
             "Upgrade",
@@ -54,7 +55,6 @@ pub(crate) async fn watch_ws(
             ),
         )
     })?;
-    let watch = Watch::new(&s, req);
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| serve(s, caller, watch, socket)))

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use reqwest::{Method, StatusCode};
+use rota_core::job::APPLY_SET_KEY;
 use rota_core::{ExecStatus, JobSpec};
 use serde_json::{json, Value};
 
@@ -27,7 +28,17 @@ pub async fn run(ctx: &Ctx, cmd: JobCommand) -> anyhow::Result<()> {
             files,
             format,
             dry_run,
-        } => apply(ctx, &files, format, dry_run).await,
+            apply_set,
+            prune,
+        } => {
+            let set = apply_set
+                .map(|name| -> anyhow::Result<ApplySet> {
+                    rota_core::validate_name("--apply-set", &name)?;
+                    Ok(ApplySet { name, prune })
+                })
+                .transpose()?;
+            apply(ctx, &files, format, dry_run, set.as_ref()).await
+        }
         JobCommand::Ls { prefix } => list(ctx, prefix.as_deref()).await,
         JobCommand::Get { name } => show(ctx, &name).await,
         JobCommand::Rm { name } => remove(ctx, &name).await,
@@ -132,19 +143,38 @@ fn read_job_files(
     )
 }
 
+/// The apply set of `job apply --apply-set NAME [--prune]`.
+struct ApplySet {
+    name: String,
+    /// Delete the set's jobs the files no longer hold.
+    prune: bool,
+}
+
 async fn apply(
     ctx: &Ctx,
     files: &[PathBuf],
     format: Option<FileFormat>,
     dry_run: bool,
+    set: Option<&ApplySet>,
 ) -> anyhow::Result<()> {
-    let jobs = read_job_files(files, format)?;
-    if dry_run {
-        return plan(ctx, &jobs).await;
+    let mut jobs = read_job_files(files, format)?;
+    if let Some(set) = set {
+        // What the server stores, so that the dry run compares like with like.
+        for (spec, _) in &mut jobs {
+            spec.metadata
+                .insert(APPLY_SET_KEY.to_string(), Value::String(set.name.clone()));
+        }
     }
-    // Every job of the files in one request, written as one log entry: all of
-    // them or, when the server refuses one, none.
-    let body = json!({ "jobs": jobs.iter().map(|(spec, _)| spec).collect::<Vec<_>>() });
+    if dry_run {
+        return plan(ctx, &jobs, set.filter(|s| s.prune)).await;
+    }
+    // Every job of the files in one request, written as one log entry (with the
+    // prune, if asked): all of it or, when the server refuses one job, none.
+    let mut body = json!({ "jobs": jobs.iter().map(|(spec, _)| spec).collect::<Vec<_>>() });
+    if let Some(set) = set {
+        body["apply_set"] = json!(set.name);
+        body["prune"] = json!(set.prune);
+    }
     let answer = ctx
         .client
         .write(Method::POST, ctx.client.url(["v1", "jobs"]), Some(&body))
@@ -154,8 +184,18 @@ async fn apply(
             None => anyhow::Error::new(err),
         })?;
     let items = output::items(&answer.body);
+    let deleted = answer.body["deleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if ctx.machine() {
-        return Ok(ctx.data(&Value::Array(items.to_vec()))?);
+        let mut all = items.to_vec();
+        all.extend(
+            deleted
+                .iter()
+                .map(|name| json!({"name": name, "action": "deleted"})),
+        );
+        return Ok(ctx.data(&Value::Array(all))?);
     }
     for item in items {
         output::line(&format!(
@@ -163,6 +203,9 @@ async fn apply(
             output::text(&item["name"]),
             output::text(&item["action"])
         ))?;
+    }
+    for name in &deleted {
+        output::line(&format!("job/{} deleted", output::text(name)))?;
     }
     Ok(())
 }
@@ -188,7 +231,11 @@ fn job_of_error(err: &ClientError, jobs: &[(JobSpec, String)]) -> Option<String>
 
 /// `job apply --dry-run`: reads each job from the server and says what applying
 /// the file would do; writes nothing.
-async fn plan(ctx: &Ctx, jobs: &[(JobSpec, String)]) -> anyhow::Result<()> {
+async fn plan(
+    ctx: &Ctx,
+    jobs: &[(JobSpec, String)],
+    prune: Option<&ApplySet>,
+) -> anyhow::Result<()> {
     let mut planned = Vec::new();
     for (spec, origin) in jobs {
         let url = ctx.client.url(["v1", "jobs", spec.name.as_str()]);
@@ -202,6 +249,23 @@ async fn plan(ctx: &Ctx, jobs: &[(JobSpec, String)]) -> anyhow::Result<()> {
             planned.push(json!({"name": spec.name, "action": action}));
         } else {
             output::line(&format!("job/{} {action} (dry run)", spec.name))?;
+        }
+    }
+    if let Some(set) = prune {
+        let kept: std::collections::BTreeSet<&str> =
+            jobs.iter().map(|(spec, _)| spec.name.as_str()).collect();
+        for job in super::list_all(ctx, "jobs", &[]).await? {
+            let name = output::text(&job["name"]);
+            if job["metadata"][APPLY_SET_KEY].as_str() != Some(set.name.as_str())
+                || kept.contains(name.as_str())
+            {
+                continue;
+            }
+            if ctx.machine() {
+                planned.push(json!({"name": name, "action": "deleted"}));
+            } else {
+                output::line(&format!("job/{name} deleted (dry run)"))?;
+            }
         }
     }
     if ctx.machine() {

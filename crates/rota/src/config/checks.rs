@@ -174,6 +174,14 @@ pub fn check_watch_buffer(n: u64) -> Result<usize, String> {
     }
 }
 
+/// From 1 to 100,000 connections.
+pub fn check_watch_max_connections(n: u64) -> Result<usize, String> {
+    match usize::try_from(n) {
+        Ok(n @ 1..=100_000) => Ok(n),
+        _ => Err(format!("{n} is out of range; accepted: 1 to 100000")),
+    }
+}
+
 /// A duration such as `10s` or `1m`, from `min` to `max`.
 fn duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d: HumanDuration = text.parse()?;

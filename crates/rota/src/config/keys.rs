@@ -319,6 +319,16 @@ server_settings! {
         file u64 => check_watch_buffer,
         value usize = |v| v.unwrap_or(DEFAULT_WATCH_BUFFER);
 
+    /// Watch connections (SSE and WebSocket) this node serves at once, 1-100000
+    /// [default: 1024].
+    ///
+    /// One more is answered 503 `too_many_watchers` naming this limit; each open
+    /// watch holds a connection and up to `watch_buffer` events.
+    #[arg(long, value_name = "N", value_parser = flag(check_watch_max_connections))]
+    watch_max_connections: usize,
+        file u64 => check_watch_max_connections,
+        value usize = |v| v.unwrap_or(super::DEFAULT_WATCH_MAX_CONNECTIONS);
+
     /// Least time between two committed changes of one target set, 100ms-1h
     /// [default: 5s].
     ///

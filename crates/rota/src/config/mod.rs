@@ -50,6 +50,8 @@ pub const DEFAULT_DISCOVERY_THROTTLE: std::time::Duration = std::time::Duration:
 pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// The default of `watch_buffer`: events a watcher may have waiting.
 pub const DEFAULT_WATCH_BUFFER: usize = rota_api::DEFAULT_WATCH_BUFFER;
+/// The default of `watch_max_connections`: watch connections one node serves at once.
+pub const DEFAULT_WATCH_MAX_CONNECTIONS: usize = rota_api::DEFAULT_MAX_WATCHERS;
 pub const DEFAULT_HEARTBEAT_INTERVAL: std::time::Duration =
     rota_cluster::DEFAULT_HEARTBEAT_INTERVAL;
 pub const DEFAULT_ELECTION_TIMEOUT: std::time::Duration = rota_cluster::DEFAULT_ELECTION_TIMEOUT;

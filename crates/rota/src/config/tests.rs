@@ -484,3 +484,16 @@ fn shutdown_grace_defaults_to_30s_and_takes_0s_to_1h() {
     assert_eq!(grace("1s"), Ok(std::time::Duration::from_secs(1)));
     assert!(grace("soon").is_err());
 }
+
+#[test]
+fn watch_max_connections_is_a_limit_from_1_to_100000() {
+    let cfg = ServerConfig::resolve(&Settings::default(), None, None).unwrap();
+    assert_eq!(cfg.watch_max_connections, rota_api::DEFAULT_MAX_WATCHERS);
+    let cfg = with_file(&Settings::default(), "watch_max_connections = 2\n").unwrap();
+    assert_eq!(cfg.watch_max_connections, 2);
+    let err = file("watch_max_connections = 0\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config file rota.toml, line 1, key watch_max_connections: 0 is out of range; accepted: 1 to 100000"
+    );
+}

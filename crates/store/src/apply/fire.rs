@@ -156,6 +156,7 @@ impl Apply<'_, '_> {
         result: &RunResult,
         error: Option<&str>,
         output: Option<&str>,
+        output_truncated: bool,
     ) -> Result<Response, StoreError> {
         let Some(record) = self.t.get_job(job)? else {
             return Ok(Response::NotFound {
@@ -181,7 +182,7 @@ impl Apply<'_, '_> {
                 },
                 exit_code: None,
                 error: error.map(rota_core::workflow::truncate_error),
-                output_truncated: false,
+                output_truncated,
                 priority: record.spec.priority,
                 next_attempt_at: None,
                 cancel_requested: false,

@@ -150,3 +150,40 @@ fn target_sets_survive_a_snapshot() {
     assert_eq!(target.store.sinks().unwrap(), source.store.sinks().unwrap());
     assert_eq!(target.store.sinks().unwrap().len(), 1);
 }
+
+#[test]
+fn a_recorded_check_keeps_whether_its_output_was_cut() {
+    let mut h = Harness::new();
+    h.run(Command::PutJob {
+        spec: crate::test_support::spec("probe"),
+    });
+    let check = |id: u128, output_truncated: bool| Command::RecordCheck {
+        id: ulid::Ulid(id),
+        job: "probe".into(),
+        node: "n1".into(),
+        started_at: crate::test_support::t(1),
+        result: rota_core::RunResult {
+            status: rota_core::ResultStatus::Synced,
+            targets: vec![],
+        },
+        error: None,
+        output: Some("a:1: synced".into()),
+        output_truncated,
+    };
+    h.run(check(1, true));
+    h.run(check(2, false));
+    let cut = h.store.get_execution(ulid::Ulid(1)).unwrap().unwrap();
+    assert!(cut.output_truncated);
+    let whole = h.store.get_execution(ulid::Ulid(2)).unwrap().unwrap();
+    assert!(!whole.output_truncated);
+
+    // An entry written before the field existed reads as not cut.
+    let mut old = serde_json::to_value(check(3, false)).unwrap();
+    assert!(
+        old.get("output_truncated").is_none(),
+        "false is not written"
+    );
+    old.as_object_mut().unwrap().remove("output_truncated");
+    let back: Command = serde_json::from_value(old).unwrap();
+    assert_eq!(back, check(3, false));
+}
