@@ -217,6 +217,21 @@ fn targets() -> Vec<Target> {
             path: "/v1/events",
             doc: json!({"type": "deploy.finished", "data": {"env": "prod", "n": 1}}),
         },
+        Target {
+            method: Method::PUT,
+            path: "/v1/config/max_running",
+            doc: json!({"value": 8}),
+        },
+        Target {
+            method: Method::PUT,
+            path: "/v1/config/default_retry",
+            doc: json!({"value": {"max_attempts": 3, "initial_delay": "1s", "max_delay": "1m", "multiplier": 2.0, "jitter": false}}),
+        },
+        Target {
+            method: Method::PUT,
+            path: "/v1/config/log",
+            doc: json!({"value": "info,rota_api=debug"}),
+        },
     ]
 }
 
@@ -431,6 +446,8 @@ async fn check(
 /// After the storm: every list answers, and every stored record reads back and
 /// validates as it did when it was accepted.
 async fn assert_consistent(h: &Harness) {
+    let config = h.get("/v1/config").await;
+    assert_eq!(config.status, StatusCode::OK, "/v1/config: {}", config.text);
     for list in [
         "/v1/jobs",
         "/v1/workflows",
