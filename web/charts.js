@@ -26,26 +26,29 @@ export function sparkline(execs, width = 120, height = 28) {
   return box;
 }
 
-// Bars of each run's duration, coloured by status; `execs` newest first.
+// Bars of each run's duration, coloured by status; `execs` newest first. The
+// bars are placed in percent of the width, so the chart fills its box on any
+// screen while its text keeps its size.
 export function durationChart(execs, height = 120) {
   const runs = execs.slice().reverse();
-  const width = Math.max(runs.length * 10, 200);
-  const max = Math.max(...runs.map((e) => execMs(e) || 0), 1);
-  const box = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height + 14}`, preserveAspectRatio: "none", role: "img" });
+  const slots = Math.max(runs.length, 30);
+  const longest = Math.max(...runs.map((e) => execMs(e) || 0));
+  const max = Math.max(longest, 1);
+  const box = svg("svg", { class: "chart", width: "100%", height: height + 16, role: "img" });
   box.append(svg("title", {}, `run durations, longest ${durationMs(max)}`));
-  box.append(svg("line", { x1: 0, x2: width, y1: height, y2: height, class: "axis" }));
+  box.append(svg("line", { x1: 0, x2: "100%", y1: height, y2: height, class: "axis" }));
   runs.forEach((e, i) => {
     const ms = execMs(e);
     const bar = ms === null ? 2 : Math.max((ms / max) * (height - 4), 2);
     box.append(
       svg(
         "rect",
-        { class: `st st-${e.status}`, x: i * 10 + 1, y: height - bar, width: 8, height: bar },
+        { class: `st st-${e.status}`, x: `${(100 * i) / slots}%`, y: height - bar, width: `${80 / slots}%`, height: bar },
         svg("title", {}, `${e.status} · ${durationMs(ms)} · ${time(e.scheduled_at)}`),
       ),
     );
   });
-  box.append(svg("text", { x: 0, y: height + 12, class: "muted-fill" }, `max ${durationMs(max)}`));
+  box.append(svg("text", { x: 0, y: height + 13, class: "muted-fill" }, `longest ${durationMs(longest)}; oldest left`));
   return box;
 }
 

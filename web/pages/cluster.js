@@ -57,7 +57,7 @@ export function clusterPage({ main }) {
           h("dt", { text: "Status" }), h("dd", { text: health.status }),
           h("dt", { text: "Up for" }), h("dd", { text: durationMs(health.uptime_s * 1000) }),
           h("dt", { text: "Last log index" }), h("dd", { text: String(health.last_log_index) }),
-          h("dt", { text: "Snapshot index" }), h("dd", { text: String(health.snapshot_index) }),
+          h("dt", { text: "Snapshot index" }), h("dd", { text: health.snapshot_index === null ? "none yet" : String(health.snapshot_index) }),
           h("dt", { text: "Scheduler" }), h("dd", { text: `${health.scheduler.jobs} jobs, ${health.scheduler.running} running, ${health.scheduler.queued} queued` }),
           ...(health.load ? [h("dt", { text: "Load" }), h("dd", { text: `${health.load["1m"]} / ${health.load["5m"]} / ${health.load["15m"]}` })] : []),
           ...(health.memory && health.memory.rss_bytes ? [h("dt", { text: "Memory (RSS)" }), h("dd", { text: `${Math.round(health.memory.rss_bytes / 1048576)} MiB` })] : [])),

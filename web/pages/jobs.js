@@ -71,7 +71,10 @@ export function jobsPage({ main }) {
     const rows = shown.map(({ job, history }) => ({
       attrs: { dataset: { job: job.name } },
       cells: [
-        h("a", { href: `#/jobs/${enc(job.name)}`, class: "name" }, job.name, job.paused ? h("span", { class: "badge paused", text: "paused" }) : null),
+        h("div", {},
+          h("a", { href: `#/jobs/${enc(job.name)}`, class: "name" }, job.name),
+          job.paused ? h("span", { class: "badge paused", text: "paused" }) : null,
+          job.description ? h("div", { class: "muted small clamp", text: job.description }) : null),
         scheduleWords(job.schedule),
         h("span", { title: time(job.next_run_at) }, job.next_run_at ? ago(job.next_run_at) : "—"),
         job.last_execution ? h("a", { href: `#/executions/${job.last_execution.id}` }, chip(job.last_execution.status)) : chip(null, "never ran"),
