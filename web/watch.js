@@ -6,6 +6,9 @@
 
 import { authHeaders } from "./api.js";
 
+// `seenAtLast` when every event of `lastRevision` was handled.
+const ALL = -1;
+
 export class Watch {
   // onEvent(event) for each event; onState("connecting" | "live" | "retrying" |
   // "unauthorized"); onReset() when events were lost (410 compacted), so pages
@@ -58,7 +61,9 @@ export class Watch {
   async connect() {
     const headers = authHeaders();
     let skip = 0;
-    if (this.lastRevision !== null) {
+    if (this.lastRevision !== null && this.seenAtLast === ALL) {
+      headers["Last-Event-ID"] = String(this.lastRevision);
+    } else if (this.lastRevision !== null) {
       headers["Last-Event-ID"] = String(Math.max(this.lastRevision - 1, 0));
       skip = this.seenAtLast;
     }
@@ -76,6 +81,17 @@ export class Watch {
     let live = false;
     const parser = new SseParser((type, data) => {
       if (type === "caught_up") {
+        // The replay went through this revision: a later resume starts after
+        // it, even when no event came (or none since the last one seen).
+        try {
+          const through = JSON.parse(data).revision;
+          if (Number.isInteger(through) && (this.lastRevision === null || through >= this.lastRevision)) {
+            this.lastRevision = through;
+            this.seenAtLast = ALL;
+          }
+        } catch {
+          // A caught_up without its revision: resume from the last event seen.
+        }
         live = true;
         this.onState("live");
         this.markReady();
@@ -89,6 +105,7 @@ export class Watch {
         return;
       }
       if (event.revision === this.lastRevision) {
+        if (this.seenAtLast === ALL) return; // handled before the drop
         if (skip > 0) {
           skip -= 1;
           return;
