@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use browser::{Browser, Page};
 use common::{
-    agreed_leader, client, eventually, free_port, launch_member, peers_arg, ports, Server,
+    agreed_leader, caught_up, client, eventually, free_port, launch_member, peers_arg, ports,
+    Server,
 };
 use serde_json::{json, Value};
 use tracing::info;
@@ -605,6 +606,77 @@ async fn every_page_shows_what_the_api_holds() {
     page.wait_for(
         "only the matching job",
         "[...document.querySelectorAll('#jobs tr[data-job]')].map(r => r.dataset.job).join() === 'oadp-builds'",
+    )
+    .await;
+    assert!(
+        uncaught(&page).is_empty(),
+        "page errors: {:?}",
+        page.errors()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_resumes_after_its_node_restarts_without_losing_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = ports(3);
+    let peers = peers_arg(&p);
+    let mut servers: Vec<Server> = (0..3)
+        .map(|i| launch_member(tmp.path(), i as u64 + 1, p[i], &peers, &[]))
+        .collect();
+    let leader = eventually(DEADLINE, "a leader", || agreed_leader(&servers)).await;
+    let follower = (leader + 1) % 3;
+    put_job(
+        &servers[leader],
+        "before",
+        json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": "true"}}),
+    )
+    .await;
+
+    let browser = Browser::start().await;
+    let page = browser.new_page().await;
+    page.viewport(1280, 900, false).await;
+    page.goto(&format!("{}/#/jobs", servers[follower].url))
+        .await;
+    page.wait_for(
+        "the job list, live",
+        "document.querySelector('#live').dataset.state === 'live' \
+           && !!document.querySelector('#jobs tr[data-job=before]')",
+    )
+    .await;
+
+    info!("--- the console's node goes away, and the browser off the network");
+    servers[follower].kill9();
+    page.wait_for(
+        "the console to notice the drop",
+        "document.querySelector('#live').dataset.state !== 'live'",
+    )
+    .await;
+    page.offline(true).await;
+
+    info!("--- a job is made meanwhile; the node comes back and catches up");
+    put_job(
+        &servers[leader],
+        "while-away",
+        json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": "true"}}),
+    )
+    .await;
+    servers[follower].relaunch();
+    caught_up(&servers, DEADLINE, follower, leader).await;
+    assert!(page
+        .eval("!document.querySelector('#jobs tr[data-job=while-away]')")
+        .await
+        .as_bool()
+        .unwrap());
+
+    info!("--- back on the network: the stream resumes after the last event seen");
+    page.offline(false).await;
+    // The node had applied the new job before the console reconnected, so only
+    // the replay after Last-Event-ID can tell the page of it (the page does not
+    // read the list again on reconnect).
+    page.wait_for(
+        "the job made while the console was away",
+        "document.querySelector('#live').dataset.state === 'live' \
+           && !!document.querySelector('#jobs tr[data-job=while-away]')",
     )
     .await;
     assert!(

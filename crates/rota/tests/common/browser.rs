@@ -306,6 +306,16 @@ impl Page {
         .await;
     }
 
+    /// Cuts the tab off the network (every request fails) or lets it back on.
+    pub async fn offline(&self, offline: bool) {
+        self.call("Network.enable", json!({})).await;
+        self.call(
+            "Network.emulateNetworkConditions",
+            json!({"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
+        )
+        .await;
+    }
+
     /// Evaluates `expr` (awaiting a promise) and returns its value; a thrown
     /// exception is an `Err` with its description.
     pub async fn try_eval(&self, expr: &str) -> Result<Value, String> {
