@@ -65,6 +65,31 @@ async fn sign_in(page: &Page, url: &str, token: &str, role: &str) {
     .await;
 }
 
+/// Nothing sticks out past the right edge of a `width` wide screen (boxes that
+/// scroll inside themselves, like a wide graph, are fine).
+async fn assert_fits_the_screen(page: &Page, width: u64, what: &str) {
+    let widths = page
+        .eval(
+            "(() => { const w = document.documentElement.clientWidth; \
+               const wider = [...document.querySelectorAll('body *')] \
+                 .filter(el => el.getBoundingClientRect().right > w + 0.5) \
+                 .filter(el => !el.closest('.dag-wrap, pre')) \
+                 .map(el => el.tagName + '.' + el.className); \
+               return {inner: window.innerWidth, client: w, scroll: document.documentElement.scrollWidth, wider}; })()",
+        )
+        .await;
+    assert_eq!(widths["inner"], json!(width), "{what}: {widths}");
+    assert!(
+        widths["scroll"].as_u64() <= widths["client"].as_u64(),
+        "{what} scrolls sideways: {widths}"
+    );
+    assert_eq!(
+        widths["wider"],
+        json!([]),
+        "{what}: elements past the right edge: {widths}"
+    );
+}
+
 fn uncaught(page: &Page) -> Vec<String> {
     page.errors()
         .into_iter()
@@ -389,26 +414,27 @@ async fn the_jobs_page_fits_a_phone_screen() {
     page.goto(&format!("{}/#/jobs", server.url)).await;
     page.wait_for("every job with its sparkline on the phone", all_drawn)
         .await;
-    let widths = page
-        .eval(
-            "(() => { const w = document.documentElement.clientWidth; \
-               const wider = [...document.querySelectorAll('body *')] \
-                 .filter(el => el.getBoundingClientRect().right > w + 0.5) \
-                 .map(el => el.tagName + '.' + el.className); \
-               return {inner: window.innerWidth, client: w, scroll: document.documentElement.scrollWidth, wider}; })()",
-        )
-        .await;
-    assert_eq!(widths["inner"], json!(390), "{widths}");
-    assert!(
-        widths["scroll"].as_u64() <= widths["client"].as_u64(),
-        "the page scrolls sideways on a phone: {widths}"
-    );
-    assert_eq!(
-        widths["wider"],
-        json!([]),
-        "elements past the right edge: {widths}"
-    );
+    assert_fits_the_screen(&page, 390, "the jobs page").await;
     page.screenshot("jobs-phone").await;
+
+    info!("--- a job's page and an execution's page on the phone");
+    page.goto(&format!("{}/#/jobs/weekly-report", server.url))
+        .await;
+    page.wait_for(
+        "the job's timeline and chart",
+        "document.querySelectorAll('#job .timeline .tick').length === 3 \
+           && !!document.querySelector('#job svg.chart')",
+    )
+    .await;
+    assert_fits_the_screen(&page, 390, "a job's page").await;
+    page.screenshot("job-phone").await;
+    page.click("#job .timeline .tick").await;
+    page.wait_for(
+        "the execution's output",
+        "document.querySelector('#output')?.textContent.includes('run of weekly-report')",
+    )
+    .await;
+    assert_fits_the_screen(&page, 390, "an execution's page").await;
     assert!(
         uncaught(&page).is_empty(),
         "page errors: {:?}",
