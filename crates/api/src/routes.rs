@@ -10,8 +10,8 @@ use rota_core::auth::Role;
 
 use crate::auth::Need;
 use crate::handlers::{
-    check, cluster, config, executions, jobs, kv, notify, runs, sinks, system, targets, tokens,
-    workflows,
+    check, cluster, config, console, executions, jobs, kv, notify, runs, sinks, system, targets,
+    tokens, workflows,
 };
 use crate::watch;
 use crate::AppState;
@@ -30,7 +30,10 @@ pub(crate) struct Route {
 pub(crate) fn routes() -> Vec<Route> {
     use Role::{Admin, Operator};
     vec![
-        get("/", system::index).open(),
+        // The web console's shell and files: they hold no data (the console asks
+        // the API with the user's token).
+        get("/", console::index).open(),
+        get("/ui/{*path}", console::asset).open(),
         // Scraped by Prometheus, which sends no token (as etcd and Nomad serve it).
         get("/metrics", system::metrics).open(),
         get("/v1/health", system::health),

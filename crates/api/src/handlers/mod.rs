@@ -3,6 +3,7 @@
 pub(crate) mod check;
 pub(crate) mod cluster;
 pub(crate) mod config;
+pub(crate) mod console;
 pub(crate) mod executions;
 pub(crate) mod jobs;
 pub(crate) mod kv;

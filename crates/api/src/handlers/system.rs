@@ -1,9 +1,8 @@
-//! Health and readiness, metrics, the API description, the landing page and the
-//! fallbacks.
+//! Health and readiness, metrics, the API description and the fallbacks.
 
 use axum::extract::State;
 use axum::http::{header, Method, StatusCode, Uri};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -149,19 +148,6 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 /// `GET /v1/openapi.json`.
 pub(crate) async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
-}
-
-/// `GET /`: a pointer to the API until the web UI exists.
-pub(crate) async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>rota</title></head>\n",
-        "<body><h1>rota</h1><ul>\n",
-        "<li><a href=\"/v1/health\">health</a></li>\n",
-        "<li><a href=\"/v1/jobs\">jobs</a></li>\n",
-        "<li><a href=\"/v1/openapi.json\">API description (OpenAPI)</a></li>\n",
-        "<li><a href=\"/metrics\">metrics</a></li>\n",
-        "</ul></body></html>\n"
-    ))
 }
 
 pub(crate) async fn no_route(method: Method, uri: Uri) -> ApiError {
