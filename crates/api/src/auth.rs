@@ -56,6 +56,9 @@ impl Caller {
     }
 }
 
+/// The caller's name for a peer that proved itself with the cluster secret.
+pub(crate) const PEER_CALLER: &str = "cluster-peer";
+
 /// Failed attempts one address may make within [`FAILURE_WINDOW`].
 pub(crate) const MAX_FAILURES: u32 = 10;
 pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -152,6 +155,20 @@ fn authenticate(state: &AppState, need: Need, req: &Request) -> Result<Caller, A
         return Err(ApiError::TooManyAttempts {
             retry_after_s: wait,
         });
+    }
+    // A peer (a node fetching a run's artifacts for a workflow job) proves itself
+    // with the cluster secret, when one is set; it acts as admin.
+    if let Some(given) = req.headers().get(rota_cluster::CLUSTER_SECRET_HEADER) {
+        if state.node.cluster_secret().is_some() && state.node.admits_peer(Some(given.as_bytes())) {
+            return Ok(Caller {
+                token: Some(PEER_CALLER.to_string()),
+                role: Role::Admin,
+            });
+        }
+        if let Some(ip) = ip {
+            state.auth_failures.record(ip, now);
+        }
+        return Err(ApiError::TokenRequired("the cluster secret is not valid"));
     }
     let hash = token.map(hash_token);
     let (any, found) = state.node.store().auth_lookup(hash.as_deref())?;

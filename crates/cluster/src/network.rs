@@ -84,6 +84,11 @@ impl Transport {
         self.inner.client.get_or_init(build_client).clone()
     }
 
+    /// The cluster secret, if one is set.
+    pub fn secret(&self) -> Option<&str> {
+        self.inner.secret.as_deref()
+    }
+
     /// Whether `given` (a request's secret header) proves cluster membership.
     pub fn admits(&self, given: Option<&[u8]>) -> bool {
         match &self.inner.secret {

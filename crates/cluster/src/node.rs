@@ -356,6 +356,11 @@ impl Node {
     pub fn admits_peer(&self, given: Option<&[u8]>) -> bool {
         self.transport.admits(given)
     }
+
+    /// The cluster secret, if one is set: what peers prove membership with.
+    pub fn cluster_secret(&self) -> Option<&str> {
+        self.transport.secret()
+    }
 }
 
 /// A node's storage: what Raft takes (the log and the state machine), the store

@@ -107,6 +107,9 @@ pub struct WorkflowContext {
     pub inputs_dir: std::path::PathBuf,
     /// The needs' artifacts to fetch before the first step.
     pub inputs: Vec<ArtifactInput>,
+    /// Headers of every artifact fetch: the cluster secret, which a node that
+    /// requires API tokens accepts from its peers.
+    pub fetch_headers: Vec<(String, String)>,
 }
 
 /// An artifact a workflow job receives: each of its files is fetched with

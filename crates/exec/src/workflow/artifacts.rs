@@ -23,7 +23,7 @@ use std::sync::Arc;
 use reqwest::Url;
 use ring::digest::{Context, SHA256};
 use rota_core::workflow::{ArtifactFile, ArtifactRecord, ArtifactSpec};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::note;
 use crate::{ArtifactInput, ExecError, OutputBuffer};
@@ -58,6 +58,7 @@ fn is_inner_path(path: &str) -> bool {
 /// Fetches every input into `{inputs_dir}/{name}/`, in order.
 pub(crate) async fn fetch_inputs(
     inputs: &[ArtifactInput],
+    headers: &[(String, String)],
     inputs_dir: &Path,
     output: &OutputBuffer,
 ) -> Result<(), ExecError> {
@@ -70,7 +71,7 @@ pub(crate) async fn fetch_inputs(
         let dir = inputs_dir.join(&input.name);
         let mut total: u64 = 0;
         for file in &input.files {
-            fetch_file(client, input, file, &dir).await?;
+            fetch_file(client, input, headers, file, &dir).await?;
             total = total.saturating_add(file.size);
         }
         note(
@@ -102,6 +103,7 @@ fn file_url(input: &ArtifactInput, path: &str) -> Result<Url, ExecError> {
 async fn fetch_file(
     client: &reqwest::Client,
     input: &ArtifactInput,
+    headers: &[(String, String)],
     file: &ArtifactFile,
     dir: &Path,
 ) -> Result<(), ExecError> {
@@ -117,15 +119,37 @@ async fn fetch_file(
         path: file.path.clone(),
         source,
     };
-    let mut answer = client.get(url.clone()).send().await.map_err(fetch_error)?;
-    if !answer.status().is_success() {
-        return Err(ExecError::InputStatus {
+    // An artifact this node keeps is read from its own disk: no request, no
+    // credentials (`file://` base URLs come from the dispatcher, never a user).
+    let mut source = if url.scheme() == "file" {
+        let path = url.to_file_path().map_err(|()| ExecError::InputUrl {
             artifact: input.name.clone(),
-            path: file.path.clone(),
-            url: url.to_string(),
-            status: answer.status().as_u16(),
-        });
-    }
+            base_url: input.base_url.clone(),
+        })?;
+        let local = tokio::fs::File::open(&path)
+            .await
+            .map_err(|source| ExecError::InputWrite {
+                artifact: input.name.clone(),
+                path: path.clone(),
+                source,
+            })?;
+        Source::Local(local, path)
+    } else {
+        let mut request = client.get(url.clone());
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let answer = request.send().await.map_err(fetch_error)?;
+        if !answer.status().is_success() {
+            return Err(ExecError::InputStatus {
+                artifact: input.name.clone(),
+                path: file.path.clone(),
+                url: url.to_string(),
+                status: answer.status().as_u16(),
+            });
+        }
+        Source::Http(answer)
+    };
     let target = dir.join(&file.path);
     let write_error = |source| ExecError::InputWrite {
         artifact: input.name.clone(),
@@ -142,7 +166,26 @@ async fn fetch_file(
         .map_err(write_error)?;
     let mut digest = Context::new(&SHA256);
     let mut got: u64 = 0;
-    while let Some(chunk) = answer.chunk().await.map_err(fetch_error)? {
+    loop {
+        let chunk = match &mut source {
+            Source::Http(answer) => answer.chunk().await.map_err(fetch_error)?,
+            Source::Local(local, path) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = local
+                    .read(&mut buf)
+                    .await
+                    .map_err(|source| ExecError::InputWrite {
+                        artifact: input.name.clone(),
+                        path: path.clone(),
+                        source,
+                    })?;
+                buf.truncate(n);
+                (n > 0).then(|| bytes::Bytes::from(buf))
+            }
+        };
+        let Some(chunk) = chunk else {
+            break;
+        };
         got = got.saturating_add(chunk.len() as u64);
         if got > file.size {
             break;
@@ -170,6 +213,12 @@ async fn fetch_file(
         });
     }
     Ok(())
+}
+
+/// Where a fetched file's bytes come from.
+enum Source {
+    Http(reqwest::Response),
+    Local(tokio::fs::File, std::path::PathBuf),
 }
 
 /// Where the kept artifacts come from and go, and what to record them as.

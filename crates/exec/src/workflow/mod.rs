@@ -166,7 +166,7 @@ async fn run_job(
     output: &OutputBuffer,
     services: &mut Services,
 ) -> Result<RunOutcome, ExecError> {
-    artifacts::fetch_inputs(&ctx.inputs, &ctx.inputs_dir, output).await?;
+    artifacts::fetch_inputs(&ctx.inputs, &ctx.fetch_headers, &ctx.inputs_dir, output).await?;
     let rota = rota_vars(req, spec, ctx);
 
     for service in &spec.services {

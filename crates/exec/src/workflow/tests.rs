@@ -37,6 +37,7 @@ impl Fixture {
             artifacts_dir: root.join("artifacts"),
             inputs_dir: root.join("work/inputs-1"),
             inputs: Vec::new(),
+            fetch_headers: Vec::new(),
         };
         Self { dir, ctx }
     }

@@ -224,7 +224,24 @@ impl Runtime {
             .nodes()
             .map_err(|e| format!("reading the nodes: {e}"))?;
         let mut inputs = Vec::new();
+        let data_dir = &self.node.config().data_dir;
+        let here = &self.node.config().node_name;
         for artifact in run.artifacts.iter().filter(|a| job.needs.contains(&a.job)) {
+            if &artifact.node == here {
+                // Kept on this node: read from its own disk.
+                let dir = std::path::absolute(
+                    crate::artifacts_dir(data_dir, run_id).join(&artifact.name),
+                )
+                .map_err(|e| format!("the artifacts directory: {e}"))?;
+                let base = reqwest::Url::from_directory_path(&dir)
+                    .map_err(|()| format!("{} is not a usable path", dir.display()))?;
+                inputs.push(ArtifactInput {
+                    name: artifact.name.clone(),
+                    base_url: base.as_str().trim_end_matches('/').to_string(),
+                    files: artifact.files.clone(),
+                });
+                continue;
+            }
             let url = nodes
                 .iter()
                 .find(|n| n.node == artifact.node)
@@ -245,7 +262,6 @@ impl Runtime {
                 files: artifact.files.clone(),
             });
         }
-        let data_dir = &self.node.config().data_dir;
         let workspace = crate::workspace_dir(data_dir, id, attempt);
         Ok(WorkflowContext {
             run: run_id,
@@ -253,6 +269,17 @@ impl Runtime {
             workspace,
             artifacts_dir: crate::artifacts_dir(data_dir, run_id),
             inputs,
+            fetch_headers: self
+                .node
+                .cluster_secret()
+                .map(|secret| {
+                    (
+                        rota_cluster::CLUSTER_SECRET_HEADER.to_string(),
+                        secret.to_string(),
+                    )
+                })
+                .into_iter()
+                .collect(),
         })
     }
 
