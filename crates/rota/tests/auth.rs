@@ -23,21 +23,26 @@ const ADMIN: &str = "admin-secret-for-the-auth-test";
 fn a_node_without_tokens_or_a_cluster_secret_serves_beyond_loopback_only_when_told_insecure() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let out = Command::new(BIN)
-        .args([
-            "server",
-            "--listen",
-            &format!("0.0.0.0:{port}"),
-            "--data-dir",
-        ])
-        .arg(tmp.path().join("data"))
-        .env_remove("ROTA_AUTH_ADMIN_TOKEN")
-        .env_remove("ROTA_INSECURE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run rota server");
-    assert!(!out.status.success(), "served without tokens on 0.0.0.0");
-    let err = stderr(&out);
+    // `rota server` on every address with `extra`; its error (it must not start).
+    let refused = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args([
+                "server",
+                "--listen",
+                &format!("0.0.0.0:{port}"),
+                "--data-dir",
+            ])
+            .arg(tmp.path().join("data"))
+            .args(extra)
+            .env_remove("ROTA_AUTH_ADMIN_TOKEN")
+            .env_remove("ROTA_INSECURE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rota server");
+        assert!(!out.status.success(), "served on 0.0.0.0 with {extra:?}");
+        stderr(&out)
+    };
+    let err = refused(&[]);
     assert!(
         err.contains("refusing to listen on 0.0.0.0")
             && err.contains("ROTA_CLUSTER_SECRET")
@@ -45,22 +50,7 @@ fn a_node_without_tokens_or_a_cluster_secret_serves_beyond_loopback_only_when_to
         "{err}"
     );
     // With a cluster secret, the API tokens are what is missing.
-    let out = Command::new(BIN)
-        .args([
-            "server",
-            "--listen",
-            &format!("0.0.0.0:{port}"),
-            "--data-dir",
-        ])
-        .arg(tmp.path().join("data"))
-        .args(["--cluster-secret", "peer-secret"])
-        .env_remove("ROTA_AUTH_ADMIN_TOKEN")
-        .env_remove("ROTA_INSECURE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run rota server");
-    assert!(!out.status.success(), "served without tokens on 0.0.0.0");
-    let err = stderr(&out);
+    let err = refused(&["--cluster-secret", "peer-secret"]);
     assert!(
         err.contains("refusing to listen on 0.0.0.0")
             && err.contains("ROTA_AUTH_ADMIN_TOKEN")

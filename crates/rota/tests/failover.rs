@@ -22,12 +22,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{
-    agreed_leader, caught_up, eventually, launch_member, peers_arg, ports, send_anywhere, Server,
+    agreed_leader, caught_up, eventually, full_history, instant, launch_member, peers_arg, ports,
+    runs_go_on, send_anywhere, sink_lines, Server,
 };
 use serde_json::{json, Value};
 
@@ -64,55 +64,6 @@ fn fault_of(round: u32) -> Fault {
 
 async fn wait_for_leader(servers: &[Server], what: &str) -> usize {
     eventually(DEADLINE, what, || agreed_leader(servers)).await
-}
-
-/// Every execution of `job` still on record, newest first, page by page.
-async fn full_history(server: &Server, job: &str) -> Option<Vec<Value>> {
-    let mut all = Vec::new();
-    let mut before = String::new();
-    loop {
-        let (status, page) = server
-            .get(&format!("/v1/jobs/{job}/executions?limit=1000{before}"))
-            .await;
-        if status != 200 {
-            return None;
-        }
-        all.extend(page["items"].as_array()?.iter().cloned());
-        match page["next_before"].as_str() {
-            Some(next) => before = format!("&before={next}"),
-            None => return Some(all),
-        }
-    }
-}
-
-/// Lines of the sink: `(job, scheduled_at, attempt, node)`.
-fn sink_lines(path: &Path) -> Vec<(String, String, u32, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.split_whitespace();
-            let job = parts.next()?.to_string();
-            let at = parts.next()?.to_string();
-            let attempt = parts.next()?.parse().ok()?;
-            let node = parts.next()?.to_string();
-            Some((job, at, attempt, node))
-        })
-        .collect()
-}
-
-fn instant(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
-        .with_timezone(&Utc)
-}
-
-/// Waits until the sink holds `more` lines beyond `after`.
-async fn runs_go_on(sink: &Path, after: usize, more: usize) -> usize {
-    eventually(DEADLINE, "runs to go on", || async move {
-        let n = sink_lines(sink).len();
-        (n >= after + more).then_some(n)
-    })
-    .await
 }
 
 /// Waits until the leader runs a `slow` attempt that started moments ago, so that a

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{
-    agreed_leader, eventually, full_history, launch_member_bin, peers_arg, ports, send_anywhere,
-    Server, BIN,
+    agreed_leader, eventually, full_history, instant, launch_member_bin, peers_arg, ports,
+    runs_go_on, send_anywhere, sink_lines, Server, BIN,
 };
 use serde_json::{json, Value};
 
@@ -31,36 +31,6 @@ use serde_json::{json, Value};
 const DEADLINE: Duration = Duration::from_secs(60);
 const JOBS: [&str; 2] = ["tick-a", "tick-b"];
 const KEYS: usize = 20;
-
-/// Lines of the sink: `(job, scheduled_at, attempt, node)`.
-fn sink_lines(path: &Path) -> Vec<(String, String, u32, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.split_whitespace();
-            let job = parts.next()?.to_string();
-            let at = parts.next()?.to_string();
-            let attempt = parts.next()?.parse().ok()?;
-            let node = parts.next()?.to_string();
-            Some((job, at, attempt, node))
-        })
-        .collect()
-}
-
-fn instant(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
-        .with_timezone(&Utc)
-}
-
-/// Waits until the sink holds `more` lines beyond `after`.
-async fn runs_go_on(sink: &Path, after: usize, more: usize) -> usize {
-    eventually(DEADLINE, "runs to go on", || async move {
-        let n = sink_lines(sink).len();
-        (n >= after + more).then_some(n)
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_upgrade_keeps_every_job_firing_once_and_the_data_intact() {

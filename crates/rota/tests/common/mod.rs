@@ -528,3 +528,37 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// How long [`runs_go_on`] waits: generous for elections and restarts on a loaded
+/// 2-core machine.
+pub const RUNS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Lines of the sink: `(job, scheduled_at, attempt, node)`.
+pub fn sink_lines(path: &Path) -> Vec<(String, String, u32, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let job = parts.next()?.to_string();
+            let at = parts.next()?.to_string();
+            let attempt = parts.next()?.parse().ok()?;
+            let node = parts.next()?.to_string();
+            Some((job, at, attempt, node))
+        })
+        .collect()
+}
+
+pub fn instant(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+/// Waits until the sink holds `more` lines beyond `after`.
+pub async fn runs_go_on(sink: &Path, after: usize, more: usize) -> usize {
+    eventually(RUNS_DEADLINE, "runs to go on", || async move {
+        let n = sink_lines(sink).len();
+        (n >= after + more).then_some(n)
+    })
+    .await
+}
