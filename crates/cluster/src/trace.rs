@@ -58,6 +58,10 @@ pub(crate) fn traceparent() -> Option<String> {
 /// from the variant name its `Debug` output starts with. Formatting is cut short
 /// at the end of the name, so a large job spec is never formatted.
 fn command_op(command: &Command) -> String {
+    // A write made with a token is named by what it does.
+    if let Command::Attributed { command, .. } = command {
+        return command_op(command);
+    }
     struct VariantName(String);
     impl fmt::Write for VariantName {
         fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -106,5 +110,10 @@ mod tests {
             let tag = serde_json::to_value(&command).unwrap()["op"].clone();
             assert_eq!(command_op(&command), tag.as_str().unwrap(), "{command:?}");
         }
+        let attributed = Command::Attributed {
+            token: "ci".into(),
+            command: Box::new(Command::Batch { commands: vec![] }),
+        };
+        assert_eq!(command_op(&attributed), "batch", "named by what it does");
     }
 }
