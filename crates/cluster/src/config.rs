@@ -40,6 +40,9 @@ pub struct ClusterOptions {
     pub secret: Option<String>,
     /// Heartbeat and election timing; every member should use the same.
     pub timing: RaftTiming,
+    /// The TLS configuration of calls to `https://` peers (the CA they chain to);
+    /// `None`: reqwest's defaults.
+    pub tls: Option<rustls::ClientConfig>,
 }
 
 /// Default [`RaftTiming::heartbeat_interval`].

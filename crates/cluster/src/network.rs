@@ -66,14 +66,16 @@ struct TransportInner {
     /// failed: every call then reports the peer unreachable.
     client: OnceLock<Option<reqwest::Client>>,
     secret: Option<String>,
+    tls: Option<rustls::ClientConfig>,
 }
 
 impl Transport {
-    pub fn new(secret: Option<String>) -> Transport {
+    pub fn new(secret: Option<String>, tls: Option<rustls::ClientConfig>) -> Transport {
         Transport {
             inner: Arc::new(TransportInner {
                 client: OnceLock::new(),
                 secret,
+                tls,
             }),
         }
     }
@@ -81,7 +83,13 @@ impl Transport {
     /// The pooled HTTP client of the peer traffic (built on first use; `None` when
     /// building it failed).
     pub fn client(&self) -> Option<reqwest::Client> {
-        self.inner.client.get_or_init(build_client).clone()
+        self.built().clone()
+    }
+
+    fn built(&self) -> &Option<reqwest::Client> {
+        self.inner
+            .client
+            .get_or_init(|| build_client(self.inner.tls.clone()))
     }
 
     /// The cluster secret, if one is set.
@@ -109,12 +117,7 @@ impl Transport {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let client = self
-            .inner
-            .client
-            .get_or_init(build_client)
-            .as_ref()
-            .ok_or(PeerError::NoClient)?;
+        let client = self.built().as_ref().ok_or(PeerError::NoClient)?;
         let url = format!("{}/raft/{path}", base.trim_end_matches('/'));
         let mut request = client.post(&url).json(req).timeout(timeout);
         if let Some(secret) = &self.inner.secret {
@@ -165,13 +168,17 @@ fn same_secret(expected: &[u8], given: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn build_client() -> Option<reqwest::Client> {
+fn build_client(tls: Option<rustls::ClientConfig>) -> Option<reqwest::Client> {
     // reqwest panics when building a client without a process-wide rustls crypto
     // provider; the binary installs one, this covers other embedders.
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_backend_preconfigured(tls);
+    }
+    match builder
         .tcp_nodelay(true)
         .connect_timeout(CONNECT_TIMEOUT)
         // Idle pooled connections to a peer are reused by the next heartbeat.
@@ -566,9 +573,9 @@ mod tests {
         assert!(!same_secret(b"s3cret", b"s3creT"));
         assert!(!same_secret(b"s3cret", b"s3cre"));
         assert!(!same_secret(b"s3cret", b""));
-        let open = Transport::new(None);
+        let open = Transport::new(None, None);
         assert!(open.admits(None));
-        let closed = Transport::new(Some("k".into()));
+        let closed = Transport::new(Some("k".into()), None);
         assert!(!closed.admits(None));
         assert!(!closed.admits(Some(b"x")));
         assert!(closed.admits(Some(b"k")));

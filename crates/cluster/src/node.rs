@@ -121,7 +121,7 @@ impl Node {
             released,
         } = open_storage(cfg.data_dir.clone(), cfg.watch_retention).await?;
 
-        let transport = Transport::new(options.secret.clone());
+        let transport = Transport::new(options.secret.clone(), options.tls.clone());
         let network = network::HttpNetwork::new(cfg.node_id, transport.clone());
         let own_log = log.detached();
         let raft = Raft::new(cfg.node_id, raft_config, network, log, sm)

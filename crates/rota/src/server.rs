@@ -67,6 +67,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let log_reload = init_logging(&cfg.log, cfg.log_format, trace_layer)?;
     let mut signals = Signals::new()?;
+    // The TLS files are read before anything starts, so that a wrong one fails at once.
+    let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let peer_tls = cfg
+        .tls_ca
+        .as_deref()
+        .map(|ca| crate::tls::client_config("tls_ca", ca))
+        .transpose()?;
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -111,6 +121,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 heartbeat_interval: cfg.heartbeat_interval,
                 election_timeout: cfg.election_timeout,
             },
+            tls: peer_tls.clone(),
         },
         &workers,
     )
@@ -158,6 +169,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let startup = Startup {
         join: args.join.clone(),
         secret: cfg.cluster_secret.clone(),
+        tls: peer_tls,
         demo: args.demo,
         admin_token: cfg.auth_admin_token.clone(),
     };
@@ -187,7 +199,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let served = serve(
         &node,
         api,
-        listener,
+        Port {
+            tcp: listener,
+            tls: acceptor,
+        },
         bound,
         &advertise_url,
         startup,
@@ -397,6 +412,8 @@ struct Startup {
     /// Ask the cluster at this URL to add this node.
     join: Option<Url>,
     secret: Option<String>,
+    /// What the join request trusts (`tls_ca`).
+    tls: Option<rustls::ClientConfig>,
     demo: bool,
     /// `auth_admin_token`: stored as the token `admin` if the store holds none.
     admin_token: Option<String>,
@@ -405,7 +422,14 @@ struct Startup {
 impl Startup {
     async fn run(self, node: &Node, advertise_url: &str) -> anyhow::Result<()> {
         if let Some(via) = &self.join {
-            join_cluster(node, via, advertise_url, self.secret.as_deref()).await?;
+            join_cluster(
+                node,
+                via,
+                advertise_url,
+                self.secret.as_deref(),
+                self.tls.clone(),
+            )
+            .await?;
         }
         if let Some(token) = &self.admin_token {
             store_admin_token(node, token).await?;
@@ -423,10 +447,16 @@ impl Startup {
     }
 }
 
+/// The bound port, and how to shake hands on it when it serves HTTPS.
+struct Port {
+    tcp: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 async fn serve(
     node: &Arc<Node>,
     api: ApiState,
-    listener: TcpListener,
+    port: Port,
     bound: SocketAddr,
     advertise_url: &str,
     startup: Startup,
@@ -435,18 +465,34 @@ async fn serve(
     let app = rota_api::router(api).merge(node.peer_router());
 
     let stop = CancellationToken::new();
-    // axum does not set TCP_NODELAY; without it small answers can wait ~40 ms for
-    // the peer's delayed ACK.
-    let listener = listener.tap_io(|socket| {
-        let _ = socket.set_nodelay(true);
-    });
     // The client's address reaches handlers (the per-address limit on failed
     // sign-ins).
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let mut task = tokio::spawn(async move { server.await });
+    let stopped = stop.clone().cancelled_owned();
+    let mut url = advertise_for(bound);
+    let Port { tcp: listener, tls } = port;
+    let mut task = match tls {
+        // The TLS listener sets TCP_NODELAY itself, before the handshake.
+        Some(acceptor) => {
+            url = url.replacen("http", "https", 1);
+            let listener = crate::tls::TlsListener::new(listener, acceptor)
+                .context("cannot read the address listened on")?
+                .tap_io(|_| {});
+            let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { server.await })
+        }
+        None => {
+            // axum does not set TCP_NODELAY; without it small answers can wait ~40 ms
+            // for the peer's delayed ACK.
+            let listener = listener.tap_io(|socket| {
+                let _ = socket.set_nodelay(true);
+            });
+            let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { server.await })
+        }
+    };
     info!(
-        url = %advertise_for(bound),
+        url = %url,
         advertise = %advertise_url,
         "rota is listening"
     );
@@ -491,13 +537,18 @@ async fn join_cluster(
     via: &Url,
     advertise_url: &str,
     secret: Option<&str>,
+    tls: Option<rustls::ClientConfig>,
 ) -> anyhow::Result<()> {
     if node.is_member() {
         info!(via = %via, "already a cluster member; not joining again");
         return Ok(());
     }
     let id = node.config().node_id;
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_backend_preconfigured(tls);
+    }
+    let http = builder
         .connect_timeout(Duration::from_secs(2))
         // The leader waits for this node to catch up (maybe through a snapshot)
         // before it answers.
@@ -527,7 +578,7 @@ async fn join_cluster(
                 }
                 format!("{status}: {text}")
             }
-            Err(err) => err.to_string(),
+            Err(err) => rota_core::error::chain(&err),
         };
         if tokio::time::Instant::now() + delay > deadline {
             bail!("could not join the cluster through {via} within {JOIN_TIMEOUT:?}: {reason}");
