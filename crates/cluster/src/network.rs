@@ -51,6 +51,11 @@ pub(crate) const MAX_RPC_BYTES: usize = 64 * 1024 * 1024;
 /// The header peers prove their membership with.
 pub const CLUSTER_SECRET_HEADER: &str = "rota-cluster-secret";
 
+/// Set on a request (as an extension) by a TLS listener that verified the client's
+/// certificate against the cluster's CA: a peer, under peer mTLS.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedPeer;
+
 /// How long a connection attempt to a peer may take: a dead peer must not hold
 /// up a heartbeat round for long.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -67,15 +72,22 @@ struct TransportInner {
     client: OnceLock<Option<reqwest::Client>>,
     secret: Option<String>,
     tls: Option<rustls::ClientConfig>,
+    /// See `ClusterOptions::peer_certificates`.
+    peer_certificates: bool,
 }
 
 impl Transport {
-    pub fn new(secret: Option<String>, tls: Option<rustls::ClientConfig>) -> Transport {
+    pub fn new(
+        secret: Option<String>,
+        tls: Option<rustls::ClientConfig>,
+        peer_certificates: bool,
+    ) -> Transport {
         Transport {
             inner: Arc::new(TransportInner {
                 client: OnceLock::new(),
                 secret,
                 tls,
+                peer_certificates,
             }),
         }
     }
@@ -97,10 +109,14 @@ impl Transport {
         self.inner.secret.as_deref()
     }
 
-    /// Whether `given` (a request's secret header) proves cluster membership.
-    pub fn admits(&self, given: Option<&[u8]>) -> bool {
+    /// Whether `given` (a request's secret header) or a `verified` client
+    /// certificate proves cluster membership.
+    pub fn admits(&self, given: Option<&[u8]>, verified: bool) -> bool {
+        if verified && self.inner.peer_certificates {
+            return true;
+        }
         match &self.inner.secret {
-            None => true,
+            None => !self.inner.peer_certificates,
             Some(secret) => given.is_some_and(|g| same_secret(secret.as_bytes(), g)),
         }
     }
@@ -530,7 +546,8 @@ async fn check_secret(
     next: Next,
 ) -> HttpResponse {
     let given = headers.get(CLUSTER_SECRET_HEADER).map(|v| v.as_bytes());
-    if !transport.admits(given) {
+    let verified = request.extensions().get::<VerifiedPeer>().is_some();
+    if !transport.admits(given, verified) {
         tracing::warn!(
             path = %request.uri().path(),
             "peer call refused: missing or wrong cluster secret"
@@ -573,12 +590,23 @@ mod tests {
         assert!(!same_secret(b"s3cret", b"s3creT"));
         assert!(!same_secret(b"s3cret", b"s3cre"));
         assert!(!same_secret(b"s3cret", b""));
-        let open = Transport::new(None, None);
-        assert!(open.admits(None));
-        let closed = Transport::new(Some("k".into()), None);
-        assert!(!closed.admits(None));
-        assert!(!closed.admits(Some(b"x")));
-        assert!(closed.admits(Some(b"k")));
+        let open = Transport::new(None, None, false);
+        assert!(open.admits(None, false));
+        let closed = Transport::new(Some("k".into()), None, false);
+        assert!(!closed.admits(None, false));
+        assert!(!closed.admits(Some(b"x"), false));
+        assert!(closed.admits(Some(b"k"), false));
+        // Without peer mTLS a certificate proves nothing.
+        assert!(!closed.admits(None, true));
+
+        let mtls = Transport::new(None, None, true);
+        assert!(mtls.admits(None, true));
+        assert!(!mtls.admits(None, false));
+        assert!(!mtls.admits(Some(b"k"), false));
+        let both = Transport::new(Some("k".into()), None, true);
+        assert!(both.admits(None, true));
+        assert!(both.admits(Some(b"k"), false));
+        assert!(!both.admits(Some(b"x"), false));
     }
 
     #[test]

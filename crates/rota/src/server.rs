@@ -69,14 +69,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     // The TLS files are read before anything starts, so that a wrong one fails at once.
     let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key, cfg.tls_ca.as_deref())?),
         _ => None,
     };
-    let peer_tls = cfg
-        .tls_ca
-        .as_deref()
-        .map(|ca| crate::tls::client_config("tls_ca", ca))
-        .transpose()?;
+    // Peer mTLS: serving TLS with a CA, peers present this node's certificate.
+    let peer_certificates = acceptor.is_some() && cfg.tls_ca.is_some();
+    let peer_tls = match (&cfg.tls_ca, &cfg.tls_cert, &cfg.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(crate::tls::peer_client_config(ca, cert, key)?),
+        (Some(ca), _, _) => Some(crate::tls::client_config("tls_ca", ca)?),
+        _ => None,
+    };
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -122,6 +124,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 election_timeout: cfg.election_timeout,
             },
             tls: peer_tls.clone(),
+            peer_certificates,
         },
         &workers,
     )
@@ -164,7 +167,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     crate::log_filter::spawn(node.clone(), cfg.log.clone(), log_reload, &workers);
-    check_exposure(&node, &cfg, bound, args.insecure)?;
+    check_exposure(&node, &cfg, bound, peer_certificates, args.insecure)?;
 
     let startup = Startup {
         join: args.join.clone(),
@@ -307,14 +310,18 @@ fn check_exposure(
     node: &Node,
     cfg: &ServerConfig,
     bound: SocketAddr,
+    peer_certificates: bool,
     insecure: bool,
 ) -> anyhow::Result<()> {
-    // The peer routes (/raft/*) take no API token: only the cluster secret.
-    if !bound.ip().is_loopback() && cfg.cluster_secret.is_none() && !insecure {
+    // The peer routes (/raft/*) take no API token: only the cluster secret or, with
+    // peer mTLS, a client certificate of the cluster's CA.
+    if !bound.ip().is_loopback() && cfg.cluster_secret.is_none() && !peer_certificates && !insecure
+    {
         bail!(
             "refusing to listen on {bound} without a cluster secret: anyone who reaches it could \
              send Raft messages. Set ROTA_CLUSTER_SECRET (or cluster_secret in rota.toml) to the \
-             same secret on every node, listen on loopback (127.0.0.1), or pass --insecure"
+             same secret on every node, use peer certificates (tls_cert, tls_key and tls_ca), \
+             listen on loopback (127.0.0.1), or pass --insecure"
         );
     }
     let (stored, _) = node
@@ -467,6 +474,7 @@ async fn serve(
     let stop = CancellationToken::new();
     // The client's address reaches handlers (the per-address limit on failed
     // sign-ins).
+    let router = app.clone();
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let stopped = stop.clone().cancelled_owned();
     let mut url = advertise_for(bound);
@@ -476,9 +484,29 @@ async fn serve(
         Some(acceptor) => {
             url = url.replacen("http", "https", 1);
             let listener = crate::tls::TlsListener::new(listener, acceptor)
-                .context("cannot read the address listened on")?
-                .tap_io(|_| {});
-            let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                .context("cannot read the address listened on")?;
+            // Per connection: the client's address (as `ConnectInfo` does) and
+            // whether its certificate was verified (a peer, under peer mTLS).
+            let make = tower::service_fn(
+                move |incoming: axum::serve::IncomingStream<'_, crate::tls::TlsListener>| {
+                    let addr = *incoming.remote_addr();
+                    let verified = crate::tls::client_verified(incoming.io());
+                    let service = tower::ServiceExt::map_request(
+                        router.clone(),
+                        move |mut request: axum::extract::Request| {
+                            request
+                                .extensions_mut()
+                                .insert(axum::extract::ConnectInfo(addr));
+                            if verified {
+                                request.extensions_mut().insert(rota_cluster::VerifiedPeer);
+                            }
+                            request
+                        },
+                    );
+                    std::future::ready(Ok::<_, std::convert::Infallible>(service))
+                },
+            );
+            let server = axum::serve(listener, make).with_graceful_shutdown(stopped);
             tokio::spawn(async move { server.await })
         }
         None => {

@@ -68,20 +68,33 @@ pub fn roots(setting: &str, path: &Path) -> anyhow::Result<rustls::RootCertStore
     Ok(roots)
 }
 
-/// The server side: this node's certificate chain and key.
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+/// The server side: this node's certificate chain and key; with `client_ca`, a
+/// client may present a certificate, which must then chain to that CA (peer
+/// mTLS); clients without one (the CLI, browsers) are still served.
+pub fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<TlsAcceptor> {
     let chain = read_certs("tls_cert", cert)?;
     let private = read_key("tls_key", key)?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, private)
-        .with_context(|| {
-            format!(
-                "tls_cert {} and tls_key {} do not make a usable pair",
-                cert.display(),
-                key.display()
-            )
-        })?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder(Arc::new(roots("tls_ca", ca)?))
+                    .allow_unauthenticated()
+                    .build()
+                    .with_context(|| {
+                        format!("tls_ca: {} cannot verify client certificates", ca.display())
+                    })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, private).with_context(|| {
+        format!(
+            "tls_cert {} and tls_key {} do not make a usable pair",
+            cert.display(),
+            key.display()
+        )
+    })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -91,6 +104,31 @@ pub fn client_config(setting: &str, ca: &Path) -> anyhow::Result<rustls::ClientC
     Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots(setting, ca)?)
         .with_no_client_auth())
+}
+
+/// The client configuration of calls to peers: trusts only `ca` and presents
+/// this node's certificate (`cert`, `key`) as its client certificate.
+pub fn peer_client_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<rustls::ClientConfig> {
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots("tls_ca", ca)?)
+        .with_client_auth_cert(read_certs("tls_cert", cert)?, read_key("tls_key", key)?)
+        .with_context(|| {
+            format!(
+                "tls_cert {} and tls_key {} do not make a usable client certificate",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
+/// Whether the client of `stream` presented a certificate (which the verifier
+/// checked during the handshake, or the handshake would have failed).
+pub fn client_verified(stream: &TlsStream<TcpStream>) -> bool {
+    stream.get_ref().1.peer_certificates().is_some()
 }
 
 /// A listener that hands out TLS streams whose handshake is done.

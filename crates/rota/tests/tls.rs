@@ -1,7 +1,9 @@
 //! TLS on the API and between peers: certificates from `rota cert`, a three-node
 //! cluster serving HTTPS only that survives a `kill -9` of its leader, a fourth
 //! node whose certificates come from another CA that cannot join, plain HTTP
-//! refused, and a CLI without the CA that says the certificate is the problem.
+//! refused, peer routes that take a client certificate of the cluster's CA in
+//! place of the cluster secret (and refuse one of another CA), and a CLI without
+//! the CA that says the certificate is the problem.
 //!
 //! Every wait is on a condition with a deadline; nothing asserts on timing.
 
@@ -139,6 +141,44 @@ async fn a_tls_cluster_survives_a_leader_kill_and_refuses_a_stranger() {
     assert!(
         plain.is_err() || !plain.as_ref().unwrap().status().is_success(),
         "plain HTTP was served: {plain:?}"
+    );
+
+    info!("--- peer routes take a certificate of the cluster's CA in place of the secret");
+    let vote = |identity: Option<(&Path, &str)>| {
+        let mut builder =
+            reqwest::Client::builder()
+                .tls_certs_only([
+                    reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap()
+                ]);
+        if let Some((dir, name)) = identity {
+            let mut pem = std::fs::read(dir.join(format!("{name}.pem"))).unwrap();
+            pem.extend(std::fs::read(dir.join(format!("{name}-key.pem"))).unwrap());
+            builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        let client = builder.build().unwrap();
+        let url = format!("{}/raft/vote", servers[new_leader].url);
+        async move { client.post(url).json(&serde_json::json!({})).send().await }
+    };
+    let anonymous = vote(None)
+        .await
+        .expect("served without a client certificate");
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "a peer route without certificate or secret"
+    );
+    let member = vote(Some((pki, "n1")))
+        .await
+        .expect("served with n1's certificate");
+    assert_ne!(
+        member.status(),
+        401,
+        "n1's certificate was not taken as a peer's"
+    );
+    let stranger_call = vote(Some((&strangers, "n4"))).await;
+    assert!(
+        stranger_call.is_err(),
+        "a certificate of another CA was accepted: {stranger_call:?}"
     );
 
     info!("--- the CLI without the CA says the certificate is the problem");

@@ -465,7 +465,10 @@ server_settings! {
     /// PEM file of the CA that peers' certificates chain to: this node trusts it
     /// (and only it) when it calls peers or joins [default: none, the system's roots].
     ///
-    /// Read at start.
+    /// Read at start. With `tls_cert` and `tls_key` too (peer mTLS): the node
+    /// presents its certificate to peers, and takes a client certificate of this
+    /// CA in place of the cluster secret on the peer routes, which then need one
+    /// or the other.
     #[arg(long, value_name = "FILE", value_parser = flag(check_tls_file))]
     tls_ca: PathBuf,
         file PathBuf => check_tls_file,
