@@ -196,3 +196,68 @@ async fn a_tls_cluster_survives_a_leader_kill_and_refuses_a_stranger() {
         "unexpected error: {err}"
     );
 }
+
+/// Kills the server it holds when dropped, also when the test fails.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_certificates_stand_in_for_the_cluster_secret_beyond_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    cert(&["ca", "--dir", pki.to_str().unwrap()]);
+    cert(&["node", "--dir", pki.to_str().unwrap(), "--name", "n1"]);
+    let port = common::free_port();
+    let server = |data: &str, flags: &[String]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args([
+            "server",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--data-dir",
+        ])
+        .arg(tmp.path().join(data))
+        .args(flags)
+        .env("ROTA_AUTH_ADMIN_TOKEN", "an-admin-token-of-some-length")
+        .env_remove("ROTA_CLUSTER_SECRET")
+        .current_dir(tmp.path());
+        cmd
+    };
+
+    info!("--- HTTPS without peer certificates and without a secret: refused beyond loopback");
+    let mut flags = tls_flags(&pki, "n1");
+    flags.truncate(4);
+    let out = server("plain", &flags).output().expect("run rota server");
+    assert!(!out.status.success(), "it started: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cluster secret") && err.contains("tls_ca"),
+        "unexpected error: {err}"
+    );
+
+    info!("--- with tls_ca too (peer mTLS): it serves");
+    let log = std::fs::File::create(tmp.path().join("mtls.log")).unwrap();
+    let _child = Child(
+        server("mtls", &tls_flags(&pki, "n1"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rota server"),
+    );
+    let http = common::client_with(None, Some(&pki.join("ca.pem")));
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    eventually(DEADLINE, "the mTLS node to serve beyond loopback", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let answer = http.get(url).send().await.ok()?;
+            answer.status().is_success().then_some(())
+        }
+    })
+    .await;
+}
