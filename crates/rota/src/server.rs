@@ -1,11 +1,12 @@
 //! `rota server`: wires a node together and runs it until a signal.
 //!
-//! Start-up: resolve the config, start logging, bind the listener (first, so a
-//! taken port fails before storage is touched), start the Raft [`Node`] (on a fresh
-//! data directory: a one-member cluster, one of the `--peers`, or an empty node
-//! that `--join`s), spawn the scheduler, serve the API and the peer endpoints on
-//! one port, then (as peers can only reach the node once it serves) ask the
-//! cluster to add this node when joining, and optionally apply the demo jobs.
+//! Start-up: resolve the config, start logging, read the TLS files, bind the
+//! listener (first, so a taken port fails before storage is touched), start the
+//! Raft [`Node`] (on a fresh data directory: a one-member cluster, one of the
+//! `--peers`, or an empty node that `--join`s), spawn the scheduler, serve the API
+//! and the peer endpoints on one port (HTTPS only with `tls_cert` and `tls_key`,
+//! see [`crate::tls`]), then (as peers can only reach the node once it serves) ask
+//! the cluster to add this node when joining, and optionally apply the demo jobs.
 //!
 //! Shutdown on SIGINT or SIGTERM, in dependency order: while Raft and the API go
 //! on, a leader hands its leadership over and the node takes no new runs; the runs
@@ -419,7 +420,8 @@ struct Startup {
     /// Ask the cluster at this URL to add this node.
     join: Option<Url>,
     secret: Option<String>,
-    /// What the join request trusts (`tls_ca`).
+    /// The join request's TLS: trusting `tls_ca`, presenting this node's
+    /// certificate under peer mTLS.
     tls: Option<rustls::ClientConfig>,
     demo: bool,
     /// `auth_admin_token`: stored as the token `admin` if the store holds none.

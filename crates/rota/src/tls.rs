@@ -4,7 +4,10 @@
 //! TCP connections and runs each handshake in a task of its own (bounded by
 //! [`HANDSHAKE_TIMEOUT`]), so a slow or silent client holds up nobody else. With
 //! `tls_ca` the node's peer client, and its `--join` request, trust that CA (and
-//! nothing else). The CLI's `--ca-cert` does the same for the client side.
+//! nothing else). With all three (peer mTLS) the listener also asks for an
+//! optional client certificate of that CA, the peer client presents the node's
+//! own, and a request over a verified connection counts as a peer's
+//! ([`client_verified`]). The CLI's `--ca-cert` trusts a CA for the client side.
 
 use std::net::SocketAddr;
 use std::path::Path;
