@@ -159,7 +159,9 @@ fn authenticate(state: &AppState, need: Need, req: &Request) -> Result<Caller, A
     // A peer (a node fetching a run's artifacts for a workflow job) proves itself
     // with the cluster secret, when one is set; it acts as admin.
     if let Some(given) = req.headers().get(rota_cluster::CLUSTER_SECRET_HEADER) {
-        if state.node.cluster_secret().is_some() && state.node.admits_peer(Some(given.as_bytes())) {
+        if state.node.cluster_secret().is_some()
+            && state.node.admits_peer(Some(given.as_bytes()), false)
+        {
             return Ok(Caller {
                 token: Some(PEER_CALLER.to_string()),
                 role: Role::Admin,

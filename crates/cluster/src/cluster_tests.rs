@@ -180,8 +180,8 @@ async fn followers_forward_writes_and_reads_and_a_joined_node_catches_up() {
         }
         assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
     }
-    assert!(!follower.node.admits_peer(None));
-    assert!(follower.node.admits_peer(Some(SECRET.as_bytes())));
+    assert!(!follower.node.admits_peer(None, false));
+    assert!(follower.node.admits_peer(Some(SECRET.as_bytes()), false));
 
     members.push(fourth);
     stop(members).await;

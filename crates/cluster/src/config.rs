@@ -40,6 +40,13 @@ pub struct ClusterOptions {
     pub secret: Option<String>,
     /// Heartbeat and election timing; every member should use the same.
     pub timing: RaftTiming,
+    /// The TLS configuration of calls to `https://` peers (the CA they chain to);
+    /// `None`: reqwest's defaults.
+    pub tls: Option<rustls::ClientConfig>,
+    /// Peers prove membership with a client certificate the node's TLS listener
+    /// verified (peer mTLS): with it, peer routes without a cluster secret are
+    /// no longer open, and a verified certificate stands in for the secret.
+    pub peer_certificates: bool,
 }
 
 /// Default [`RaftTiming::heartbeat_interval`].

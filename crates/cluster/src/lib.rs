@@ -39,7 +39,7 @@ pub use config::{
 };
 pub use error::{ClusterError, MembershipError, PeerError, WriteError};
 pub use membership::{ClusterStatus, MemberRole, MemberStatus, Readiness};
-pub use network::CLUSTER_SECRET_HEADER;
+pub use network::{VerifiedPeer, CLUSTER_SECRET_HEADER};
 pub use node::{Node, NodeStatus};
 /// What the event log keeps (part of [`NodeConfig`]).
 pub use rota_store::{EventRetention, RETENTION_AGE};

@@ -51,6 +51,11 @@ pub(crate) const MAX_RPC_BYTES: usize = 64 * 1024 * 1024;
 /// The header peers prove their membership with.
 pub const CLUSTER_SECRET_HEADER: &str = "rota-cluster-secret";
 
+/// Set on a request (as an extension) by a TLS listener that verified the client's
+/// certificate against the cluster's CA: a peer, under peer mTLS.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedPeer;
+
 /// How long a connection attempt to a peer may take: a dead peer must not hold
 /// up a heartbeat round for long.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -66,14 +71,23 @@ struct TransportInner {
     /// failed: every call then reports the peer unreachable.
     client: OnceLock<Option<reqwest::Client>>,
     secret: Option<String>,
+    tls: Option<rustls::ClientConfig>,
+    /// See `ClusterOptions::peer_certificates`.
+    peer_certificates: bool,
 }
 
 impl Transport {
-    pub fn new(secret: Option<String>) -> Transport {
+    pub fn new(
+        secret: Option<String>,
+        tls: Option<rustls::ClientConfig>,
+        peer_certificates: bool,
+    ) -> Transport {
         Transport {
             inner: Arc::new(TransportInner {
                 client: OnceLock::new(),
                 secret,
+                tls,
+                peer_certificates,
             }),
         }
     }
@@ -81,7 +95,13 @@ impl Transport {
     /// The pooled HTTP client of the peer traffic (built on first use; `None` when
     /// building it failed).
     pub fn client(&self) -> Option<reqwest::Client> {
-        self.inner.client.get_or_init(build_client).clone()
+        self.built().clone()
+    }
+
+    fn built(&self) -> &Option<reqwest::Client> {
+        self.inner
+            .client
+            .get_or_init(|| build_client(self.inner.tls.clone()))
     }
 
     /// The cluster secret, if one is set.
@@ -89,10 +109,14 @@ impl Transport {
         self.inner.secret.as_deref()
     }
 
-    /// Whether `given` (a request's secret header) proves cluster membership.
-    pub fn admits(&self, given: Option<&[u8]>) -> bool {
+    /// Whether `given` (a request's secret header) or a `verified` client
+    /// certificate proves cluster membership.
+    pub fn admits(&self, given: Option<&[u8]>, verified: bool) -> bool {
+        if verified && self.inner.peer_certificates {
+            return true;
+        }
         match &self.inner.secret {
-            None => true,
+            None => !self.inner.peer_certificates,
             Some(secret) => given.is_some_and(|g| same_secret(secret.as_bytes(), g)),
         }
     }
@@ -109,12 +133,7 @@ impl Transport {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let client = self
-            .inner
-            .client
-            .get_or_init(build_client)
-            .as_ref()
-            .ok_or(PeerError::NoClient)?;
+        let client = self.built().as_ref().ok_or(PeerError::NoClient)?;
         let url = format!("{}/raft/{path}", base.trim_end_matches('/'));
         let mut request = client.post(&url).json(req).timeout(timeout);
         if let Some(secret) = &self.inner.secret {
@@ -165,13 +184,17 @@ fn same_secret(expected: &[u8], given: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn build_client() -> Option<reqwest::Client> {
+fn build_client(tls: Option<rustls::ClientConfig>) -> Option<reqwest::Client> {
     // reqwest panics when building a client without a process-wide rustls crypto
     // provider; the binary installs one, this covers other embedders.
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_backend_preconfigured(tls);
+    }
+    match builder
         .tcp_nodelay(true)
         .connect_timeout(CONNECT_TIMEOUT)
         // Idle pooled connections to a peer are reused by the next heartbeat.
@@ -523,7 +546,8 @@ async fn check_secret(
     next: Next,
 ) -> HttpResponse {
     let given = headers.get(CLUSTER_SECRET_HEADER).map(|v| v.as_bytes());
-    if !transport.admits(given) {
+    let verified = request.extensions().get::<VerifiedPeer>().is_some();
+    if !transport.admits(given, verified) {
         tracing::warn!(
             path = %request.uri().path(),
             "peer call refused: missing or wrong cluster secret"
@@ -566,12 +590,23 @@ mod tests {
         assert!(!same_secret(b"s3cret", b"s3creT"));
         assert!(!same_secret(b"s3cret", b"s3cre"));
         assert!(!same_secret(b"s3cret", b""));
-        let open = Transport::new(None);
-        assert!(open.admits(None));
-        let closed = Transport::new(Some("k".into()));
-        assert!(!closed.admits(None));
-        assert!(!closed.admits(Some(b"x")));
-        assert!(closed.admits(Some(b"k")));
+        let open = Transport::new(None, None, false);
+        assert!(open.admits(None, false));
+        let closed = Transport::new(Some("k".into()), None, false);
+        assert!(!closed.admits(None, false));
+        assert!(!closed.admits(Some(b"x"), false));
+        assert!(closed.admits(Some(b"k"), false));
+        // Without peer mTLS a certificate proves nothing.
+        assert!(!closed.admits(None, true));
+
+        let mtls = Transport::new(None, None, true);
+        assert!(mtls.admits(None, true));
+        assert!(!mtls.admits(None, false));
+        assert!(!mtls.admits(Some(b"k"), false));
+        let both = Transport::new(Some("k".into()), None, true);
+        assert!(both.admits(None, true));
+        assert!(both.admits(Some(b"k"), false));
+        assert!(!both.admits(Some(b"x"), false));
     }
 
     #[test]

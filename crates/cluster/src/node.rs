@@ -121,7 +121,11 @@ impl Node {
             released,
         } = open_storage(cfg.data_dir.clone(), cfg.watch_retention).await?;
 
-        let transport = Transport::new(options.secret.clone());
+        let transport = Transport::new(
+            options.secret.clone(),
+            options.tls.clone(),
+            options.peer_certificates,
+        );
         let network = network::HttpNetwork::new(cfg.node_id, transport.clone());
         let own_log = log.detached();
         let raft = Raft::new(cfg.node_id, raft_config, network, log, sm)
@@ -351,10 +355,12 @@ impl Node {
         network::router(self.clone())
     }
 
-    /// Whether a request carrying `given` in the [`CLUSTER_SECRET_HEADER`] comes
-    /// from a cluster member (always true when no secret is configured).
-    pub fn admits_peer(&self, given: Option<&[u8]>) -> bool {
-        self.transport.admits(given)
+    /// Whether a request carrying `given` in the [`CLUSTER_SECRET_HEADER`], over a
+    /// connection whose client certificate was `verified` or not, comes from a
+    /// cluster member (always true when neither a secret nor peer certificates
+    /// are required).
+    pub fn admits_peer(&self, given: Option<&[u8]>, verified: bool) -> bool {
+        self.transport.admits(given, verified)
     }
 
     /// The cluster secret, if one is set: what peers prove membership with.

@@ -45,6 +45,17 @@ pub struct Cli {
     )]
     pub token: Option<String>,
 
+    /// PEM file of the CA that signed the server's certificate, for an `https://`
+    /// server whose certificate a private CA signed (see `rota cert`).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ROTA_CA_CERT",
+        value_name = "FILE"
+    )]
+    pub ca_cert: Option<PathBuf>,
+
     /// How results are printed: tables for people, JSON or YAML for scripts.
     #[arg(
         short = 'o',
@@ -119,6 +130,10 @@ pub enum Command {
     /// Read a Prow deck's jobs and print them as a table, as build records (JSON)
     /// or as InfluxDB line protocol. Talks to the deck only, not to a rota server.
     Prow(crate::commands::prow::ProwArgs),
+    /// Create a private CA and node certificates for a test cluster (TLS on the
+    /// API and between peers). Works offline, on files only.
+    #[command(subcommand)]
+    Cert(crate::commands::cert::CertCommand),
 }
 
 /// `rota server`: the settings that `rota.toml` can also hold, plus start-up actions.

@@ -56,7 +56,19 @@ impl Client {
 
     /// A client that sends `token` as `Authorization: Bearer TOKEN` on every
     /// request.
+    #[cfg(test)]
     pub fn with_token(server: &str, token: Option<&str>) -> Result<Client, ClientError> {
+        Client::connect(server, token, None)
+    }
+
+    /// A client that sends `token` (if any) as `Authorization: Bearer TOKEN` on
+    /// every request and, given `ca_cert`, trusts the CA certificates of that PEM
+    /// file instead of the system's roots.
+    pub fn connect(
+        server: &str,
+        token: Option<&str>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Client, ClientError> {
         let bad = |reason: String| ClientError::BadServerUrl { reason };
         rota_core::validate::check_http_url(server.trim()).map_err(bad)?;
         let base =
@@ -72,7 +84,16 @@ impl Client {
                 .ok_or(ClientError::BadToken)?;
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_cert {
+            let config = crate::tls::client_config("--ca-cert", path).map_err(|err| {
+                ClientError::CaCert {
+                    reason: format!("{err:#}"),
+                }
+            })?;
+            builder = builder.tls_backend_preconfigured(config);
+        }
+        let http = builder
             .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             // A follow stream may be silent for long; keepalive notices a dead peer.
@@ -220,7 +241,9 @@ impl Client {
     /// Names a transport failure by what the user can do about it.
     pub fn transport(&self, source: reqwest::Error) -> ClientError {
         let url = self.server().to_string();
-        if source.is_connect() {
+        if let Some(reason) = tls_failure(&source) {
+            ClientError::Tls { url, reason }
+        } else if source.is_connect() {
             ClientError::Unreachable { url }
         } else if source.is_timeout() {
             ClientError::Timeout {
@@ -231,6 +254,23 @@ impl Client {
             ClientError::Transport { url, source }
         }
     }
+}
+
+/// The TLS failure among the causes of `err` (an unknown CA, a name the
+/// certificate does not cover), as the innermost cause that speaks of a
+/// certificate: the connector wraps rustls's error as text, so it cannot be matched
+/// by type.
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut found = None;
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if text.contains("certificate") {
+            found = Some(text);
+        }
+        cause = err.source();
+    }
+    found
 }
 
 async fn read_json(url: &Url, response: Response) -> Result<Answer, ClientError> {

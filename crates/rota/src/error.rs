@@ -59,6 +59,16 @@ pub enum ClientError {
     /// `--token` / `ROTA_TOKEN` cannot go in a header.
     #[error("--token: must be printable ASCII without spaces (as `rota token create` prints it)")]
     BadToken,
+    /// `--ca-cert` / `ROTA_CA_CERT` cannot be used; `reason` names the file.
+    #[error("{reason}")]
+    CaCert { reason: String },
+    /// The TLS handshake failed, most often on a certificate this client does not
+    /// trust.
+    #[error(
+        "TLS with rota at {url} failed: {reason}; if a private CA signed the server's \
+         certificate, pass that CA with --ca-cert FILE (or ROTA_CA_CERT)"
+    )]
+    Tls { url: String, reason: String },
     /// Nothing answered at the server's address (after retries).
     #[error("cannot reach rota at {url} (is the server running?)")]
     Unreachable { url: String },

@@ -19,6 +19,7 @@ mod log_filter;
 mod otlp;
 mod output;
 mod server;
+mod tls;
 
 #[cfg(test)]
 mod docs_tests;

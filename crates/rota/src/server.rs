@@ -1,11 +1,12 @@
 //! `rota server`: wires a node together and runs it until a signal.
 //!
-//! Start-up: resolve the config, start logging, bind the listener (first, so a
-//! taken port fails before storage is touched), start the Raft [`Node`] (on a fresh
-//! data directory: a one-member cluster, one of the `--peers`, or an empty node
-//! that `--join`s), spawn the scheduler, serve the API and the peer endpoints on
-//! one port, then (as peers can only reach the node once it serves) ask the
-//! cluster to add this node when joining, and optionally apply the demo jobs.
+//! Start-up: resolve the config, start logging, read the TLS files, bind the
+//! listener (first, so a taken port fails before storage is touched), start the
+//! Raft [`Node`] (on a fresh data directory: a one-member cluster, one of the
+//! `--peers`, or an empty node that `--join`s), spawn the scheduler, serve the API
+//! and the peer endpoints on one port (HTTPS only with `tls_cert` and `tls_key`,
+//! see [`crate::tls`]), then (as peers can only reach the node once it serves) ask
+//! the cluster to add this node when joining, and optionally apply the demo jobs.
 //!
 //! Shutdown on SIGINT or SIGTERM, in dependency order: while Raft and the API go
 //! on, a leader hands its leadership over and the node takes no new runs; the runs
@@ -67,6 +68,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let log_reload = init_logging(&cfg.log, cfg.log_format, trace_layer)?;
     let mut signals = Signals::new()?;
+    // The TLS files are read before anything starts, so that a wrong one fails at once.
+    let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key, cfg.tls_ca.as_deref())?),
+        _ => None,
+    };
+    // Peer mTLS: serving TLS with a CA, peers present this node's certificate.
+    let peer_certificates = acceptor.is_some() && cfg.tls_ca.is_some();
+    let peer_tls = match (&cfg.tls_ca, &cfg.tls_cert, &cfg.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(crate::tls::peer_client_config(ca, cert, key)?),
+        (Some(ca), _, _) => Some(crate::tls::client_config("tls_ca", ca)?),
+        _ => None,
+    };
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -111,6 +124,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 heartbeat_interval: cfg.heartbeat_interval,
                 election_timeout: cfg.election_timeout,
             },
+            tls: peer_tls.clone(),
+            peer_certificates,
         },
         &workers,
     )
@@ -153,11 +168,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     crate::log_filter::spawn(node.clone(), cfg.log.clone(), log_reload, &workers);
-    check_exposure(&node, &cfg, bound, args.insecure)?;
+    check_exposure(&node, &cfg, bound, peer_certificates, args.insecure)?;
 
     let startup = Startup {
         join: args.join.clone(),
         secret: cfg.cluster_secret.clone(),
+        tls: peer_tls,
         demo: args.demo,
         admin_token: cfg.auth_admin_token.clone(),
     };
@@ -187,7 +203,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let served = serve(
         &node,
         api,
-        listener,
+        Port {
+            tcp: listener,
+            tls: acceptor,
+        },
         bound,
         &advertise_url,
         startup,
@@ -292,14 +311,18 @@ fn check_exposure(
     node: &Node,
     cfg: &ServerConfig,
     bound: SocketAddr,
+    peer_certificates: bool,
     insecure: bool,
 ) -> anyhow::Result<()> {
-    // The peer routes (/raft/*) take no API token: only the cluster secret.
-    if !bound.ip().is_loopback() && cfg.cluster_secret.is_none() && !insecure {
+    // The peer routes (/raft/*) take no API token: only the cluster secret or, with
+    // peer mTLS, a client certificate of the cluster's CA.
+    if !bound.ip().is_loopback() && cfg.cluster_secret.is_none() && !peer_certificates && !insecure
+    {
         bail!(
             "refusing to listen on {bound} without a cluster secret: anyone who reaches it could \
              send Raft messages. Set ROTA_CLUSTER_SECRET (or cluster_secret in rota.toml) to the \
-             same secret on every node, listen on loopback (127.0.0.1), or pass --insecure"
+             same secret on every node, use peer certificates (tls_cert, tls_key and tls_ca), \
+             listen on loopback (127.0.0.1), or pass --insecure"
         );
     }
     let (stored, _) = node
@@ -397,6 +420,9 @@ struct Startup {
     /// Ask the cluster at this URL to add this node.
     join: Option<Url>,
     secret: Option<String>,
+    /// The join request's TLS: trusting `tls_ca`, presenting this node's
+    /// certificate under peer mTLS.
+    tls: Option<rustls::ClientConfig>,
     demo: bool,
     /// `auth_admin_token`: stored as the token `admin` if the store holds none.
     admin_token: Option<String>,
@@ -405,7 +431,14 @@ struct Startup {
 impl Startup {
     async fn run(self, node: &Node, advertise_url: &str) -> anyhow::Result<()> {
         if let Some(via) = &self.join {
-            join_cluster(node, via, advertise_url, self.secret.as_deref()).await?;
+            join_cluster(
+                node,
+                via,
+                advertise_url,
+                self.secret.as_deref(),
+                self.tls.clone(),
+            )
+            .await?;
         }
         if let Some(token) = &self.admin_token {
             store_admin_token(node, token).await?;
@@ -423,10 +456,16 @@ impl Startup {
     }
 }
 
+/// The bound port, and how to shake hands on it when it serves HTTPS.
+struct Port {
+    tcp: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 async fn serve(
     node: &Arc<Node>,
     api: ApiState,
-    listener: TcpListener,
+    port: Port,
     bound: SocketAddr,
     advertise_url: &str,
     startup: Startup,
@@ -435,18 +474,55 @@ async fn serve(
     let app = rota_api::router(api).merge(node.peer_router());
 
     let stop = CancellationToken::new();
-    // axum does not set TCP_NODELAY; without it small answers can wait ~40 ms for
-    // the peer's delayed ACK.
-    let listener = listener.tap_io(|socket| {
-        let _ = socket.set_nodelay(true);
-    });
     // The client's address reaches handlers (the per-address limit on failed
     // sign-ins).
+    let router = app.clone();
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let mut task = tokio::spawn(async move { server.await });
+    let stopped = stop.clone().cancelled_owned();
+    let mut url = advertise_for(bound);
+    let Port { tcp: listener, tls } = port;
+    let mut task = match tls {
+        // The TLS listener sets TCP_NODELAY itself, before the handshake.
+        Some(acceptor) => {
+            url = url.replacen("http", "https", 1);
+            let listener = crate::tls::TlsListener::new(listener, acceptor)
+                .context("cannot read the address listened on")?;
+            // Per connection: the client's address (as `ConnectInfo` does) and
+            // whether its certificate was verified (a peer, under peer mTLS).
+            let make = tower::service_fn(
+                move |incoming: axum::serve::IncomingStream<'_, crate::tls::TlsListener>| {
+                    let addr = *incoming.remote_addr();
+                    let verified = crate::tls::client_verified(incoming.io());
+                    let service = tower::ServiceExt::map_request(
+                        router.clone(),
+                        move |mut request: axum::extract::Request| {
+                            request
+                                .extensions_mut()
+                                .insert(axum::extract::ConnectInfo(addr));
+                            if verified {
+                                request.extensions_mut().insert(rota_cluster::VerifiedPeer);
+                            }
+                            request
+                        },
+                    );
+                    std::future::ready(Ok::<_, std::convert::Infallible>(service))
+                },
+            );
+            let server = axum::serve(listener, make).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { server.await })
+        }
+        None => {
+            // axum does not set TCP_NODELAY; without it small answers can wait ~40 ms
+            // for the peer's delayed ACK.
+            let listener = listener.tap_io(|socket| {
+                let _ = socket.set_nodelay(true);
+            });
+            let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { server.await })
+        }
+    };
     info!(
-        url = %advertise_for(bound),
+        url = %url,
         advertise = %advertise_url,
         "rota is listening"
     );
@@ -491,13 +567,18 @@ async fn join_cluster(
     via: &Url,
     advertise_url: &str,
     secret: Option<&str>,
+    tls: Option<rustls::ClientConfig>,
 ) -> anyhow::Result<()> {
     if node.is_member() {
         info!(via = %via, "already a cluster member; not joining again");
         return Ok(());
     }
     let id = node.config().node_id;
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_backend_preconfigured(tls);
+    }
+    let http = builder
         .connect_timeout(Duration::from_secs(2))
         // The leader waits for this node to catch up (maybe through a snapshot)
         // before it answers.
@@ -527,7 +608,7 @@ async fn join_cluster(
                 }
                 format!("{status}: {text}")
             }
-            Err(err) => err.to_string(),
+            Err(err) => rota_core::error::chain(&err),
         };
         if tokio::time::Instant::now() + delay > deadline {
             bail!("could not join the cluster through {via} within {JOIN_TIMEOUT:?}: {reason}");

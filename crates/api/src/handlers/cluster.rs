@@ -7,9 +7,9 @@
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::{Extension, Json};
 use bytes::Bytes;
-use rota_cluster::{MembershipError, CLUSTER_SECRET_HEADER};
+use rota_cluster::{MembershipError, VerifiedPeer, CLUSTER_SECRET_HEADER};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -43,9 +43,13 @@ impl From<MembershipError> for ApiError {
 }
 
 impl AppState {
-    fn check_cluster_secret(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    fn check_cluster_secret(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<Extension<VerifiedPeer>>,
+    ) -> Result<(), ApiError> {
         let given = headers.get(CLUSTER_SECRET_HEADER).map(|v| v.as_bytes());
-        if self.node.admits_peer(given) {
+        if self.node.admits_peer(given, peer.is_some()) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized)
@@ -94,11 +98,12 @@ pub(crate) async fn status(
 pub(crate) async fn join(
     State(s): State<AppState>,
     headers: HeaderMap,
+    peer: Option<Extension<VerifiedPeer>>,
     params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&[])?;
-    s.check_cluster_secret(&headers)?;
+    s.check_cluster_secret(&headers, peer)?;
     let JoinBody { id, url } = parse_json(&body_bytes(body)?)?;
     rota_cluster::check_node_id(id).map_err(|message| ApiError::invalid("id", message))?;
     s.node.add_member(id, &url).await?;
@@ -110,11 +115,12 @@ pub(crate) async fn join(
 pub(crate) async fn leave(
     State(s): State<AppState>,
     headers: HeaderMap,
+    peer: Option<Extension<VerifiedPeer>>,
     ApiPath(id): ApiPath<u64>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&[])?;
-    s.check_cluster_secret(&headers)?;
+    s.check_cluster_secret(&headers, peer)?;
     s.node.remove_member(id).await?;
     s.cluster_view().await
 }

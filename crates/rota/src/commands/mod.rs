@@ -3,6 +3,7 @@
 //!
 //! `rota server` is not here: it is the server itself, in [`crate::server`].
 
+pub mod cert;
 mod cluster;
 mod config;
 mod exec;
@@ -71,7 +72,7 @@ pub(crate) async fn list_all(
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || -> anyhow::Result<Ctx> {
         Ok(Ctx {
-            client: Client::with_token(&cli.server, cli.token.as_deref())?,
+            client: Client::connect(&cli.server, cli.token.as_deref(), cli.ca_cert.as_deref())?,
             output: cli.output,
         })
     };
@@ -91,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => watch::watch(&client()?, args).await,
         Command::Event(cmd) => watch::event(&client()?, cmd).await,
         Command::Prow(args) => prow::run(args, cli.output).await,
+        Command::Cert(cmd) => cert::run(cmd),
         Command::Version => version(&client()?).await,
         Command::Completion { shell } => {
             let mut out = std::io::stdout().lock();

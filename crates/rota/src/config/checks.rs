@@ -144,6 +144,14 @@ pub fn check_data_dir(dir: PathBuf) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// A TLS file setting: a path, read at start.
+pub fn check_tls_file(path: PathBuf) -> Result<PathBuf, String> {
+    if path.as_os_str().is_empty() {
+        return Err("must be the path of a PEM file".to_string());
+    }
+    Ok(path)
+}
+
 pub fn check_max_running(n: u64) -> Result<usize, String> {
     match usize::try_from(n) {
         Ok(0) => Err("must be at least 1".to_string()),

@@ -432,6 +432,49 @@ server_settings! {
         // Never printed: `--print-config` output ends up in tickets and logs.
         show |c| if c.cluster_secret.is_some() { "(set)".to_string() } else { String::new() };
 
+    /// PEM file of this node's certificate (its chain, leaf first); with
+    /// `tls_key`, the node serves HTTPS only [default: none, plain HTTP].
+    ///
+    /// Read at start. The default advertise URL becomes `https://`. `rota cert
+    /// node` writes one for a test cluster.
+    #[arg(long, value_name = "FILE", value_parser = flag(check_tls_file))]
+    tls_cert: PathBuf,
+        file PathBuf => check_tls_file,
+        value Option<PathBuf> = |v| v,
+        show |c| c.tls_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+
+    /// PEM file of the private key of `tls_cert` [default: none].
+    ///
+    /// Given with `tls_cert` or not at all.
+    #[arg(long, value_name = "FILE", value_parser = flag(check_tls_file))]
+    tls_key: PathBuf,
+        file PathBuf => check_tls_file,
+        value Option<PathBuf> = |v| {
+            if v.is_some() != tls_cert.is_some() {
+                Err(ConfigError::Conflict {
+                    key: "tls_key",
+                    message: "tls_cert and tls_key go together: set both (HTTPS) or neither \
+                              (plain HTTP)"
+                        .to_string(),
+                })?;
+            }
+            v
+        },
+        show |c| c.tls_key.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+
+    /// PEM file of the CA that peers' certificates chain to: this node trusts it
+    /// (and only it) when it calls peers or joins [default: none, the system's roots].
+    ///
+    /// Read at start. With `tls_cert` and `tls_key` too (peer mTLS): the node
+    /// presents its certificate to peers, and takes a client certificate of this
+    /// CA in place of the cluster secret on the peer routes, which then need one
+    /// or the other.
+    #[arg(long, value_name = "FILE", value_parser = flag(check_tls_file))]
+    tls_ca: PathBuf,
+        file PathBuf => check_tls_file,
+        value Option<PathBuf> = |v| v,
+        show |c| c.tls_ca.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+
     /// The first admin token: stored as the token `admin` when the cluster holds
     /// no token yet (`ROTA_AUTH_ADMIN_TOKEN`) [default: none].
     ///
@@ -500,6 +543,7 @@ impl ServerConfig {
     pub fn advertise_url(&self, bound: SocketAddr) -> String {
         match &self.advertise {
             Some(url) => url.as_str().trim_end_matches('/').to_string(),
+            None if self.tls_cert.is_some() => advertise_for(bound).replacen("http", "https", 1),
             None => advertise_for(bound),
         }
     }

@@ -497,3 +497,24 @@ fn watch_max_connections_is_a_limit_from_1_to_100000() {
         "config file rota.toml, line 1, key watch_max_connections: 0 is out of range; accepted: 1 to 100000"
     );
 }
+
+#[test]
+fn tls_cert_and_key_go_together_and_make_the_advertise_url_https() {
+    let err = with_file(&Settings::default(), "tls_cert = \"n1.pem\"").unwrap_err();
+    assert!(
+        matches!(err, ConfigError::Conflict { key: "tls_key", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("tls_cert and tls_key"), "{err}");
+    let err = with_file(&Settings::default(), "tls_key = \"n1-key.pem\"").unwrap_err();
+    assert!(matches!(err, ConfigError::Conflict { .. }), "{err}");
+
+    let flags = Settings {
+        tls_key: Some(PathBuf::from("n1-key.pem")),
+        ..Settings::default()
+    };
+    let cfg = with_file(&flags, "tls_cert = \"n1.pem\"\ntls_ca = \"ca.pem\"").unwrap();
+    assert_eq!(cfg.tls_cert, Some(PathBuf::from("n1.pem")));
+    assert_eq!(cfg.tls_ca, Some(PathBuf::from("ca.pem")));
+    assert_eq!(cfg.advertise_url(cfg.listen), "https://127.0.0.1:7700");
+}

@@ -23,13 +23,27 @@ pub fn client() -> reqwest::Client {
 
 /// A client that sends `token` as `Authorization: Bearer TOKEN`.
 pub fn client_with_token(token: &str) -> reqwest::Client {
+    client_with(Some(token), None)
+}
+
+/// A client that sends `token` (if any) and trusts only the CA of the PEM file
+/// `ca` (if given).
+pub fn client_with(token: Option<&str>, ca: Option<&Path>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().expect("token header"),
-    );
-    reqwest::Client::builder()
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("token header"),
+        );
+    }
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).expect("read the CA file");
+        let cert = reqwest::Certificate::from_pem(&pem).expect("a PEM CA certificate");
+        builder = builder.tls_certs_only([cert]);
+    }
+    builder
         .timeout(Duration::from_secs(20))
         .default_headers(headers)
         .build()
@@ -61,6 +75,9 @@ pub struct Server {
     token: Option<String>,
     /// The `rota` binary it runs (another release's in upgrade tests).
     bin: PathBuf,
+    /// The CA the harness's requests and the CLI (`ROTA_CA_CERT`) trust, once the
+    /// server serves HTTPS.
+    ca: Option<PathBuf>,
 }
 
 impl Server {
@@ -92,6 +109,7 @@ impl Server {
             http: client(),
             token: None,
             bin: bin.to_path_buf(),
+            ca: None,
         };
         server.spawn();
         server
@@ -299,8 +317,16 @@ impl Server {
 
     /// Makes the harness's requests and CLI runs send `token` from now on.
     pub fn use_token(&mut self, token: &str) {
-        self.http = client_with_token(token);
         self.token = Some(token.to_string());
+        self.http = client_with(self.token.as_deref(), self.ca.as_deref());
+    }
+
+    /// Makes the harness talk `https://` to this server (started with TLS),
+    /// trusting the CA of the PEM file `ca`; the CLI gets it as `ROTA_CA_CERT`.
+    pub fn use_tls(&mut self, ca: &Path) {
+        self.url = self.url.replacen("http://", "https://", 1);
+        self.ca = Some(ca.to_path_buf());
+        self.http = client_with(self.token.as_deref(), self.ca.as_deref());
     }
 
     /// Runs the CLI against this server.
@@ -311,6 +337,10 @@ impl Server {
         } else {
             cmd.env_remove("ROTA_TOKEN");
         }
+        match &self.ca {
+            Some(ca) => cmd.env("ROTA_CA_CERT", ca),
+            None => cmd.env_remove("ROTA_CA_CERT"),
+        };
         cmd.args(args)
             .env("ROTA_SERVER", &self.url)
             .current_dir(&self.dir)
