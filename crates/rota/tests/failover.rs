@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{
-    agreed_leader, caught_up, eventually, full_history, instant, launch_member, peers_arg, ports,
-    runs_go_on, send_anywhere, sink_lines, Server,
+    agreed_leader, caught_up, eventually, instant, launch_member, peers_arg, ports, runs_go_on,
+    send_anywhere, settled_histories, sink_lines, Server,
 };
 use serde_json::{json, Value};
 
@@ -212,25 +212,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
         )
         .await;
     }
-    let histories: BTreeMap<&str, Vec<Value>> = {
-        let servers = &servers;
-        eventually(DEADLINE, "no active execution left", || async move {
-            let leader = agreed_leader(servers).await?;
-            let mut all = BTreeMap::new();
-            for job in JOBS {
-                let history = full_history(&servers[leader], job).await?;
-                let active = history
-                    .iter()
-                    .any(|e| e["status"] == "queued" || e["status"] == "running");
-                if active {
-                    return None;
-                }
-                all.insert(job, history);
-            }
-            Some(all)
-        })
-        .await
-    };
+    let histories = settled_histories(&servers, &JOBS, DEADLINE).await;
     for s in servers.iter_mut() {
         assert!(s.is_running(), "a server exited:\n{}", s.logs());
     }

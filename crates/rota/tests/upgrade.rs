@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{
-    agreed_leader, eventually, full_history, instant, launch_member_bin, peers_arg, ports,
-    runs_go_on, send_anywhere, sink_lines, Server, BIN,
+    agreed_leader, eventually, instant, launch_member_bin, peers_arg, ports, runs_go_on,
+    send_anywhere, settled_histories, sink_lines, Server, BIN,
 };
 use serde_json::{json, Value};
 
@@ -108,25 +108,7 @@ async fn a_rolling_upgrade_keeps_every_job_firing_once_and_the_data_intact() {
         let path = format!("/v1/jobs/{job}/pause");
         send_anywhere(&servers, DEADLINE, "POST", &path, json!({})).await;
     }
-    let histories: BTreeMap<&str, Vec<Value>> = {
-        let servers = &servers;
-        eventually(DEADLINE, "no active execution left", || async move {
-            let leader = agreed_leader(servers).await?;
-            let mut all = BTreeMap::new();
-            for job in JOBS {
-                let history = full_history(&servers[leader], job).await?;
-                let active = history
-                    .iter()
-                    .any(|e| e["status"] == "queued" || e["status"] == "running");
-                if active {
-                    return None;
-                }
-                all.insert(job, history);
-            }
-            Some(all)
-        })
-        .await
-    };
+    let histories = settled_histories(&servers, &JOBS, DEADLINE).await;
 
     eprintln!("--- check: every instant fired exactly once, none ran twice");
     let lines = sink_lines(&sink);

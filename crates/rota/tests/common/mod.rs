@@ -592,3 +592,28 @@ pub async fn runs_go_on(sink: &Path, after: usize, more: usize) -> usize {
     })
     .await
 }
+
+/// Each of `jobs`' whole history as the agreed leader has it, once none of their
+/// executions is queued or running any more (after the jobs were paused).
+pub async fn settled_histories(
+    servers: &[Server],
+    jobs: &[&'static str],
+    timeout: Duration,
+) -> std::collections::BTreeMap<&'static str, Vec<Value>> {
+    eventually(timeout, "no active execution left", || async move {
+        let leader = agreed_leader(servers).await?;
+        let mut all = std::collections::BTreeMap::new();
+        for job in jobs {
+            let history = full_history(&servers[leader], job).await?;
+            let active = history
+                .iter()
+                .any(|e| e["status"] == "queued" || e["status"] == "running");
+            if active {
+                return None;
+            }
+            all.insert(*job, history);
+        }
+        Some(all)
+    })
+    .await
+}
