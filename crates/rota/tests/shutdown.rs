@@ -87,10 +87,21 @@ async fn single_node_with_job(dir: &Path, grace: &str, rest: &str) -> (Server, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_ends_within_the_grace_is_recorded_as_it_ended() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut server, id) = single_node_with_job(tmp.path(), "30s", "sleep 2; echo finished").await;
+    let gate = tmp.path().join("gate");
+    let command = format!(
+        "while [ ! -e '{}' ]; do sleep 0.05; done; echo finished",
+        gate.display()
+    );
+    let (mut server, id) = single_node_with_job(tmp.path(), "30s", &command).await;
 
-    eprintln!("--- SIGTERM while the run sleeps: it may finish");
+    eprintln!("--- SIGTERM while the run waits: the node is no longer ready, the run may finish");
     server.terminate();
+    eventually(DEADLINE, "/readyz to say the node is stopping", || async {
+        let (code, body) = server.get("/readyz").await;
+        (code == 503 && body["reason"].as_str()?.starts_with("stopping")).then_some(())
+    })
+    .await;
+    std::fs::write(&gate, b"go").unwrap();
     let exit = server.wait_exit(DEADLINE).await;
     assert!(exit.success(), "exit {exit}:\n{}", server.logs());
 

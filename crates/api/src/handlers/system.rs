@@ -73,7 +73,9 @@ pub(crate) async fn readyz(
     let (not_ready, mut body) = match s.node.readiness().await {
         Ok(r) => {
             let lag = r.commit_index.saturating_sub(r.last_applied);
-            let not_ready = if !r.member {
+            let not_ready = if s.scheduler.is_draining() {
+                Some("stopping: this node takes no new runs".to_string())
+            } else if !r.member {
                 Some("not a cluster member".to_string())
             } else if r.leader.is_none() {
                 Some("no leader known".to_string())
