@@ -57,7 +57,7 @@ pub static DYNAMIC_KEYS: [DynamicKey; 8] = [
         name: "max_running",
         doc: "most runs executing at once on each node; overrides every node's static max_running",
         accepts: "an integer 1-1000000",
-        default: || Value::from(64),
+        default: || Value::from(DEFAULT_MAX_RUNNING),
         check: |v| integer(v, SLOTS),
     },
     DynamicKey {
@@ -85,34 +85,51 @@ pub static DYNAMIC_KEYS: [DynamicKey; 8] = [
         name: "log",
         doc: "log filter of every node: comma-separated LEVEL or TARGET=LEVEL directives",
         accepts: "directives LEVEL or TARGET=LEVEL separated by commas, LEVEL one of trace, debug, info, warn, error, off, TARGET letters, digits, '_' and '::'",
-        default: || Value::from("info,openraft=warn"),
+        default: || Value::from(DEFAULT_LOG),
         check: log_filter,
     },
     DynamicKey {
         name: "discovery_throttle",
         doc: "least time between two committed changes of one target set",
         accepts: "a duration 100ms-1h, e.g. \"5s\"",
-        default: || Value::from("5s"),
+        default: || duration_value(DEFAULT_DISCOVERY_THROTTLE),
         check: |v| duration(v, Duration::from_millis(100), Duration::from_secs(3600)),
     },
     DynamicKey {
         name: "watch_retention",
         doc: "events the watch log keeps at least",
         accepts: "an integer 1-100000000",
-        default: || Value::from(100_000),
+        default: || Value::from(DEFAULT_WATCH_RETENTION),
         check: |v| integer(v, RETENTION),
     },
     DynamicKey {
         name: "watch_retention_age",
         doc: "how long the watch log keeps every event, whatever their number",
         accepts: "a duration 1s-30d, e.g. \"24h\"",
-        default: || Value::from("1d"),
+        default: || duration_value(DEFAULT_WATCH_RETENTION_AGE),
         check: |v| duration(v, Duration::from_secs(1), Duration::from_secs(30 * 86_400)),
     },
 ];
 
 /// A job's `history_limit` when neither it nor `default_history_limit` says.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 100;
+
+// The built-in values of the keys that are also static settings: the binary's
+// defaults, shown here for a key no node sets.
+/// Runs executing at once on a node.
+pub const DEFAULT_MAX_RUNNING: usize = 64;
+/// The log filter: `info`, except openraft's own `info` lines.
+pub const DEFAULT_LOG: &str = "info,openraft=warn";
+/// Least time between two committed changes of one target set.
+pub const DEFAULT_DISCOVERY_THROTTLE: Duration = Duration::from_secs(5);
+/// Events the watch log keeps at least.
+pub const DEFAULT_WATCH_RETENTION: u64 = 100_000;
+/// How long the watch log keeps every event.
+pub const DEFAULT_WATCH_RETENTION_AGE: Duration = Duration::from_secs(86_400);
+
+fn duration_value(d: Duration) -> Value {
+    Value::from(HumanDuration(d).to_string())
+}
 
 /// The dynamic key called `name`.
 pub fn dynamic_key(name: &str) -> Option<&'static DynamicKey> {

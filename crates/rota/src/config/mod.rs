@@ -38,14 +38,16 @@ pub const DEFAULT_NODE_ID: u64 = 1;
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 7700));
 pub const DEFAULT_DATA_DIR: &str = "rota-data";
-pub const DEFAULT_MAX_RUNNING: usize = 64;
+pub const DEFAULT_MAX_RUNNING: usize = rota_core::config::DEFAULT_MAX_RUNNING;
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 /// The default of `watch_retention`: the event log keeps at least this many events.
-pub const DEFAULT_WATCH_RETENTION: u64 = 100_000;
+pub const DEFAULT_WATCH_RETENTION: u64 = rota_core::config::DEFAULT_WATCH_RETENTION;
 /// The default of `watch_retention_age`: the event log keeps every event this young.
-pub const DEFAULT_WATCH_RETENTION_AGE: std::time::Duration = std::time::Duration::from_secs(86_400);
+pub const DEFAULT_WATCH_RETENTION_AGE: std::time::Duration =
+    rota_core::config::DEFAULT_WATCH_RETENTION_AGE;
 /// The default of `discovery_throttle`.
-pub const DEFAULT_DISCOVERY_THROTTLE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const DEFAULT_DISCOVERY_THROTTLE: std::time::Duration =
+    rota_core::config::DEFAULT_DISCOVERY_THROTTLE;
 /// How long runs of a stopping node may go on by default.
 pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// The default of `watch_buffer`: events a watcher may have waiting.
@@ -57,7 +59,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: std::time::Duration =
 pub const DEFAULT_ELECTION_TIMEOUT: std::time::Duration = rota_cluster::DEFAULT_ELECTION_TIMEOUT;
 /// `info`, except openraft's own `info` lines, which narrate every election and
 /// startup step in detail; `RUST_LOG=info` (or `log = "info"`) brings them back.
-pub const DEFAULT_LOG: &str = "info,openraft=warn";
+pub const DEFAULT_LOG: &str = rota_core::config::DEFAULT_LOG;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
