@@ -91,6 +91,7 @@ impl Harness {
                 tags: Default::default(),
                 sinks: None,
                 telemetry: None,
+                fire_ahead: rota_scheduler::DEFAULT_FIRE_AHEAD,
             },
             &workers,
         );

@@ -392,6 +392,7 @@ async fn artifacts_are_listed_and_served_from_the_node_that_keeps_them() {
         let registered = commit(
             &h,
             Command::RegisterNode {
+                fire_ahead: false,
                 node: node.into(),
                 incarnation: Ulid::generate(),
                 tags: Default::default(),

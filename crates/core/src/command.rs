@@ -241,6 +241,9 @@ pub enum Command {
         /// Where the node's API answers (live output of its runs is read there).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         url: Option<String>,
+        /// See `NodeRecord::fire_ahead`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fire_ahead: bool,
     },
 }
 
@@ -258,6 +261,11 @@ pub struct NodeRecord {
     pub registered_at: Timestamp,
     /// The log index of the registration.
     pub revision: u64,
+    /// The node runs attempts committed ahead of their instant (`Fire::ahead`).
+    /// Absent in the records of releases before it, which keeps a mixed cluster
+    /// firing at the instant until every node is upgraded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fire_ahead: bool,
 }
 
 impl NodeRecord {
@@ -298,6 +306,12 @@ pub struct Fire {
     /// `last_event_revision`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_revision: Option<u64>,
+    /// Committed ahead of its instant: with `start`, the execution is recorded
+    /// `queued` and placed on `start.node`, which hands it to its executor at
+    /// `scheduled_at` and then commits its `Start`. Only proposed while every
+    /// registered node says it can (`NodeRecord::fire_ahead`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ahead: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

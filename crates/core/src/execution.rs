@@ -91,6 +91,23 @@ impl Execution {
     pub fn is_active(&self) -> bool {
         matches!(self.status, ExecStatus::Queued | ExecStatus::Running)
     }
+
+    /// The node this attempt is given to: the one it runs on, or, for a run
+    /// committed ahead of its instant ([`crate::Fire::ahead`]), the one it is
+    /// placed on and that hands it to its executor at its instant (the record stays
+    /// `queued` until that node reports the start).
+    pub fn placed_on(&self) -> Option<&str> {
+        match self.status {
+            ExecStatus::Running | ExecStatus::Queued => self.node.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the record is a run committed ahead and placed on a node, not
+    /// started yet.
+    pub fn is_placed_ahead(&self) -> bool {
+        self.status == ExecStatus::Queued && self.node.is_some()
+    }
 }
 
 /// What an earlier attempt of an execution did.

@@ -7,6 +7,13 @@ use super::*;
 impl Engine {
     pub(crate) fn on_execution(&mut self, e: &Execution, now: Timestamp, out: &mut Vec<Action>) {
         let here = e.node.as_deref() == Some(self.cfg.node.as_str());
+        // A run placed on a node ahead of its instant is that node's like a running
+        // one: the node hands it over at the instant and reports the start.
+        let status = if e.is_placed_ahead() {
+            ExecStatus::Running
+        } else {
+            e.status
+        };
         let Some(t) = self.execs.get(&e.id) else {
             self.on_new_execution(e, here, now, out);
             return;
@@ -23,16 +30,16 @@ impl Engine {
         if e.attempt < attempt {
             return; // an event from before a change this engine already knows of
         }
-        match e.status {
+        match status {
             ExecStatus::Queued => {
                 let settled = e.attempt == attempt
                     && match phase {
                         // Our Start or Finish is not applied yet.
                         Phase::Starting { .. } | Phase::Finishing { .. } => true,
                         Phase::Ready(_) | Phase::Blocked(_) => {
-                            e.next_attempt_at.is_none_or(|due| due <= now)
+                            not_before(e).is_none_or(|due| due <= now)
                         }
-                        Phase::RetryWait(due) => e.next_attempt_at == Some(due),
+                        Phase::RetryWait(due) => not_before(e) == Some(due),
                         Phase::Running { .. } | Phase::Orphan => false,
                     };
                 if settled {
@@ -88,6 +95,11 @@ impl Engine {
             return;
         };
         let job = job.name.clone();
+        let status = if e.is_placed_ahead() {
+            ExecStatus::Running
+        } else {
+            e.status
+        };
         let mut tracked = Tracked {
             job,
             scheduled_at: e.scheduled_at,
@@ -98,10 +110,24 @@ impl Engine {
             cancel: e.cancel_requested,
             node: e.node.as_deref().map(Arc::from),
         };
-        match e.status {
+        match status {
             ExecStatus::Queued => {
                 tracked.phase = self.queued_phase(e, now);
                 self.track(e.id, tracked);
+            }
+            ExecStatus::Running
+                if here && e.is_placed_ahead() && !self.adopted.contains_key(&e.id) =>
+            {
+                // Placed here ahead of its instant, for this process (a restart
+                // loses what was placed on the earlier one): handed over at its
+                // instant.
+                tracked.phase = Phase::Starting { here: true };
+                self.track(e.id, tracked);
+                if e.cancel_requested {
+                    self.finish_unstarted(e.id, e.attempt, now, out);
+                } else {
+                    self.dispatch(e.id, out);
+                }
             }
             ExecStatus::Running if here => {
                 match self.adopted.remove(&e.id) {
@@ -192,7 +218,7 @@ impl Engine {
     }
 
     pub(crate) fn queued_phase(&mut self, e: &Execution, now: Timestamp) -> Phase {
-        match e.next_attempt_at {
+        match not_before(e) {
             Some(due) if due > now => Phase::RetryWait(due),
             _ => Phase::Ready(self.ready_key(e.priority)),
         }
@@ -377,6 +403,22 @@ impl Engine {
     }
 
     // ----- bookkeeping -----
+}
+
+/// When a queued execution may start: its retry's due time, and never before the
+/// instant of a scheduled run (fired ahead of it).
+fn not_before(e: &Execution) -> Option<Timestamp> {
+    let instant = on_schedule(e.trigger).then_some(e.scheduled_at);
+    match (e.next_attempt_at, instant) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether runs of this trigger belong to a schedule instant (and so never start
+/// before it).
+pub(crate) fn on_schedule(trigger: Trigger) -> bool {
+    matches!(trigger, Trigger::Schedule | Trigger::Catchup)
 }
 
 /// The `Finish` of an attempt that ended on this node: final, or a retry of the same

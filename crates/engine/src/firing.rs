@@ -45,6 +45,7 @@ impl Engine {
                 job.overlap = spec.overlap;
                 job.misfire = spec.misfire;
                 job.paused = spec.paused;
+                job.ahead_ok = ahead_ok(spec);
                 if !timing_same {
                     let mut from = job.high_water.map_or(job.anchor, |h| h.max(job.anchor));
                     if resumed {
@@ -69,6 +70,7 @@ impl Engine {
                     overlap: spec.overlap,
                     misfire: spec.misfire,
                     paused: spec.paused,
+                    ahead_ok: ahead_ok(spec),
                 });
                 let from = high_water.map_or(record.updated_at, |h| h.max(record.updated_at));
                 self.arm(slot, from);
@@ -297,6 +299,7 @@ impl Engine {
             start: None,
             skip_reason: skip_reason.map(str::to_string),
             event_revision,
+            ahead: false,
         });
     }
 
@@ -343,11 +346,46 @@ impl Engine {
             }
             self.timers.pop();
         }
+        while let Some((at, key)) = self.exact.peek() {
+            if self.timer_is_live(at, key) {
+                break;
+            }
+            self.exact.pop();
+        }
         let live = self.armed_jobs + self.retry_timers;
-        if self.timers.len() > 2 * live + 1024 {
+        if self.timers.len() + self.exact.len() > 2 * live + 1024 {
             let mut heap = std::mem::take(&mut self.timers);
             heap.retain(|at, key| self.timer_is_live(at, key));
             self.timers = heap;
+            let mut heap = std::mem::take(&mut self.exact);
+            heap.retain(|at, key| self.timer_is_live(at, key));
+            self.exact = heap;
         }
     }
+
+    /// How far ahead of their instants scheduled runs are committed now: the
+    /// configured window while every registered node runs such fires, else none.
+    pub(crate) fn ahead_window(&self) -> Option<TimeDelta> {
+        if self.cfg.fire_ahead.is_zero() || !self.workers.values().all(|w| w.fire_ahead) {
+            return None;
+        }
+        TimeDelta::from_std(self.cfg.fire_ahead).ok()
+    }
+
+    /// Whether the instant of the job in `slot` may be committed before it is due:
+    /// a job that is not a workflow's, and whose overlap rule cannot depend on what
+    /// happens until the instant (`allow`, or nothing of the job active).
+    pub(crate) fn may_fire_ahead(&self, slot: u32) -> bool {
+        self.jobs.at(slot).is_some_and(|job| {
+            job.ahead_ok
+                && (job.overlap == Overlap::Allow
+                    || self.activity.get(&job.name).is_none_or(|a| a.active == 0))
+        })
+    }
+}
+
+/// Whether a job's instants may be committed ahead of time: not a workflow's
+/// jobs (their trigger starts the workflow run when the fire is applied).
+fn ahead_ok(spec: &rota_core::JobSpec) -> bool {
+    !matches!(spec.executor, rota_core::ExecutorSpec::WorkflowJob(_))
 }

@@ -38,6 +38,9 @@ pub(super) struct JobEntry {
     pub(super) overlap: Overlap,
     pub(super) misfire: Misfire,
     pub(super) paused: bool,
+    /// Its instants may be committed ahead (not a workflow's job: a workflow
+    /// trigger starts its run when the fire is applied).
+    pub(super) ahead_ok: bool,
 }
 
 #[derive(Debug)]

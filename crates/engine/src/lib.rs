@@ -88,7 +88,10 @@ pub struct Engine {
     started: bool,
     jobs: Jobs,
     schedules: ScheduleCache,
+    /// Job instants, due `fire_ahead` before them.
     timers: TimerHeap,
+    /// Retries, and job instants that wait for their time (not fired ahead).
+    exact: TimerHeap,
     armed_jobs: usize,
     retry_timers: usize,
     execs: HashMap<Ulid, Tracked>,
@@ -142,6 +145,7 @@ impl Engine {
             jobs: Jobs::default(),
             schedules: ScheduleCache::default(),
             timers: TimerHeap::default(),
+            exact: TimerHeap::default(),
             armed_jobs: 0,
             retry_timers: 0,
             execs: HashMap::new(),
@@ -217,11 +221,16 @@ impl Engine {
 
     /// When [`Engine::tick`] has something to do next.
     pub fn next_wakeup(&self) -> Option<Timestamp> {
-        let timer = self.timers.peek().map(|(at, _)| at);
-        match (timer, self.next_node_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let ahead = self.ahead_window();
+        let instant = self
+            .timers
+            .peek()
+            .map(|(at, _)| ahead.and_then(|w| at.checked_sub_signed(w)).unwrap_or(at));
+        let exact = self.exact.peek().map(|(at, _)| at);
+        [instant, exact, self.next_node_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The earliest time a node with runs on record is presumed dead.
@@ -325,6 +334,7 @@ impl Engine {
                         Worker {
                             tags: record.tags.clone(),
                             max_running: usize::try_from(record.max_running).unwrap_or(usize::MAX),
+                            fire_ahead: record.fire_ahead,
                         },
                     );
                     self.node_alive(&record.node);
@@ -354,19 +364,42 @@ impl Engine {
         }
         self.now = self.now.max(now);
         self.lose_silent_nodes(now, out);
-        while let Some((at, key)) = self.timers.peek() {
+        while let Some((at, key)) = self.exact.peek() {
             if at > now {
                 break;
             }
+            self.exact.pop();
+            self.timer_due(at, key, now, out);
+        }
+        // Instants inside the look-ahead window are fired now; their runs are handed
+        // to executors at the instant, on their node.
+        let horizon = self
+            .ahead_window()
+            .and_then(|w| now.checked_add_signed(w))
+            .unwrap_or(now);
+        while let Some((at, key)) = self.timers.peek() {
+            if at > horizon {
+                break;
+            }
             self.timers.pop();
-            match key {
-                TimerKey::Job { slot, gen } => self.job_due(slot, gen, at, now, out),
-                TimerKey::Retry { id, attempt } => {
-                    self.retry_due(TimerKey::retry_id(id), attempt, at)
+            if let TimerKey::Job { slot, .. } = key {
+                if at > now && !self.may_fire_ahead(slot) {
+                    if self.timer_is_live(at, key) {
+                        self.exact.push(at, key);
+                    }
+                    continue;
                 }
             }
+            self.timer_due(at, key, now, out);
         }
         self.end_turn(now, out);
+    }
+
+    fn timer_due(&mut self, at: Timestamp, key: TimerKey, now: Timestamp, out: &mut Vec<Action>) {
+        match key {
+            TimerKey::Job { slot, gen } => self.job_due(slot, gen, at, now, out),
+            TimerKey::Retry { id, attempt } => self.retry_due(TimerKey::retry_id(id), attempt, at),
+        }
     }
 
     // ----- jobs and timers -----
@@ -374,6 +407,22 @@ impl Engine {
     fn end_turn(&mut self, now: Timestamp, out: &mut Vec<Action>) {
         if self.started {
             self.fill_slots(now, out);
+        }
+        // A run fired ahead that got no slot waits for its instant like a retry:
+        // it is placed then, not before.
+        let waiting: Vec<(Ulid, Timestamp)> = self
+            .turn_fires
+            .iter()
+            .filter(|f| f.start.is_none() && f.skip_reason.is_none() && f.scheduled_at > now)
+            .map(|f| (f.id, f.scheduled_at))
+            .collect();
+        for (id, at) in waiting {
+            if matches!(
+                self.execs.get(&id).map(|t| t.phase),
+                Some(Phase::Ready(_) | Phase::Blocked(_))
+            ) {
+                self.set_phase(id, Phase::RetryWait(at));
+            }
         }
         self.turn_index.clear();
         out.extend(self.turn_fires.drain(..).map(Action::Fire));

@@ -113,6 +113,8 @@ pub(crate) struct RemoteNode {
 pub(crate) struct Worker {
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) max_running: usize,
+    /// It runs attempts committed ahead of their instant.
+    pub(crate) fire_ahead: bool,
 }
 
 /// Per job with active executions: counts by [`Class`] and the parked runs.
@@ -211,7 +213,7 @@ impl Engine {
             }
             Phase::RetryWait(due) => {
                 self.retry_timers += 1;
-                self.timers.push(due, TimerKey::retry(id, attempt));
+                self.exact.push(due, TimerKey::retry(id, attempt));
             }
             _ => {}
         }

@@ -31,6 +31,13 @@ impl Engine {
                 continue;
             }
             let attempt = t.attempt;
+            let scheduled_at = t.scheduled_at;
+            let ahead = executions::on_schedule(t.trigger) && scheduled_at > now;
+            if ahead && !self.turn_index.contains_key(&id) {
+                // Fired ahead in an earlier turn without a slot: placed at its instant.
+                self.set_phase(id, Phase::RetryWait(scheduled_at));
+                continue;
+            }
             if self.must_wait(t) {
                 self.set_phase(id, Phase::Blocked(key));
                 continue;
@@ -47,14 +54,17 @@ impl Engine {
             self.set_phase(id, Phase::Starting { here });
             let start = StartInfo {
                 node: node.to_string(),
-                at: now,
+                at: now.max(scheduled_at),
             };
             match self
                 .turn_index
                 .get(&id)
                 .and_then(|i| self.turn_fires.get_mut(*i))
             {
-                Some(fire) => fire.start = Some(start),
+                Some(fire) => {
+                    fire.start = Some(start);
+                    fire.ahead = ahead;
+                }
                 None => out.push(Action::Start(Start {
                     id,
                     attempt,

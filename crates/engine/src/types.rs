@@ -18,6 +18,10 @@ pub struct EngineConfig {
     /// How long another node with runs on record may go without reporting
     /// ([`Input::NodeAlive`]) before its runs are lost.
     pub node_timeout: Duration,
+    /// How long before its instant a scheduled run is committed and placed on its
+    /// node, which hands it to its executor at the instant (zero: committed at the
+    /// instant). Only used while every registered node can run such fires.
+    pub fire_ahead: Duration,
 }
 
 impl EngineConfig {
@@ -29,6 +33,7 @@ impl EngineConfig {
             tags: BTreeMap::new(),
             misfire_threshold: DEFAULT_MISFIRE_THRESHOLD,
             node_timeout: DEFAULT_NODE_TIMEOUT,
+            fire_ahead: Duration::ZERO,
         }
     }
 }

@@ -147,6 +147,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tags: cfg.tags.clone(),
             sinks: Some(sinks),
             telemetry: Some(telemetry.clone()),
+            fire_ahead: cfg.fire_ahead,
         },
         LivenessConfig {
             node_timeout: cfg.node_timeout,

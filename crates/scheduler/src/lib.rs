@@ -23,6 +23,9 @@ pub use error::SchedulerError;
 // Re-exported so the binary's default and the runtime's are one constant.
 pub use rota_engine::DEFAULT_NODE_TIMEOUT;
 
+/// How long before their instant scheduled runs are committed, unless configured.
+pub const DEFAULT_FIRE_AHEAD: Duration = Duration::from_secs(1);
+
 /// Where a node keeps the artifacts of workflow run `run` (under its data
 /// directory): artifact `N`'s files are under `{this}/N/`, at their paths
 /// relative to the artifact. The API serves them from there.
@@ -57,6 +60,9 @@ pub struct SchedulerConfig {
     pub sinks: Option<Arc<sinks::SinkRegistry>>,
     /// Where probe results of runs on this node are counted (`/metrics`).
     pub telemetry: Option<Arc<telemetry::Telemetry>>,
+    /// How long before their instant scheduled runs are committed while this node
+    /// leads (see [`rota_engine::EngineConfig::fire_ahead`]).
+    pub fire_ahead: Duration,
 }
 
 /// How nodes vouch for the runs recorded on them, and how long the leader trusts
@@ -231,6 +237,7 @@ impl SchedulerHandle {
                     tags: record.tags.clone(),
                     max_running: 0,
                     url: record.url.clone(),
+                    fire_ahead: record.fire_ahead,
                 },
             };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

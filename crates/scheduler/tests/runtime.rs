@@ -50,6 +50,7 @@ fn start_scheduler_with(node: &Arc<Node>, max_running: usize) -> (Arc<SchedulerH
             tags: Default::default(),
             sinks: None,
             telemetry: None,
+            fire_ahead: rota_scheduler::DEFAULT_FIRE_AHEAD,
         },
         &workers,
     );
@@ -162,24 +163,37 @@ async fn an_every_second_job_runs_and_is_recorded() {
             output.starts_with(&format!("tick {} 1 ", e.id)),
             "{output:?}"
         );
-        // `started_at` is when the attempt was handed to its executor: after its
-        // start was recorded (the `execution.started` event), no later than the
-        // moment the record executor noted.
+        // The run was committed ahead of its instant (`execution.queued`, placed on
+        // this node), handed to its executor at the instant, not before, and its
+        // start committed after that: `started_at` is the hand-over, no later than
+        // the moment the record executor noted.
         let id = e.id.to_string();
-        let page = node
-            .store()
-            .events_after(
-                0,
-                &|ev: &rota_core::event::Event| {
-                    ev.event_type == "execution.started" && ev.key == id
-                },
-                10_000,
-            )
-            .expect("event log");
-        let started_event = page.events.first().expect("execution.started").at;
+        let first_event = |kind: &str| {
+            let page = node
+                .store()
+                .events_after(
+                    0,
+                    &|ev: &rota_core::event::Event| ev.event_type == kind && ev.key == id,
+                    10_000,
+                )
+                .expect("event log");
+            page.events.first().map(|ev| ev.at)
+        };
+        let queued_event = first_event("execution.queued").expect("execution.queued");
+        let started_event = first_event("execution.started").expect("execution.started");
         let started_at = stored.started_at.expect("started_at");
         assert!(
-            started_at > started_event,
+            queued_event < e.scheduled_at,
+            "committed at {queued_event}, due at {}",
+            e.scheduled_at
+        );
+        assert!(
+            started_at >= e.scheduled_at,
+            "handed over at {started_at}, due at {}",
+            e.scheduled_at
+        );
+        assert!(
+            started_event >= started_at,
             "{started_at} vs {started_event}"
         );
         let handed_ns: i64 = output
@@ -502,6 +516,7 @@ async fn jobs_over_target_sets_run_once_per_discovered_target_and_fail_without_a
                 &node,
                 Command::Fire {
                     fires: vec![rota_core::Fire {
+                        ahead: false,
                         id: ulid::Ulid::generate(),
                         job: job.to_string(),
                         scheduled_at: Utc::now(),

@@ -331,7 +331,15 @@ impl Apply<'_, '_> {
                 tags,
                 max_running,
                 url,
-            } => self.register_node(node, *incarnation, tags, *max_running, url.as_deref()),
+                fire_ahead,
+            } => self.register_node(
+                node,
+                *incarnation,
+                tags,
+                *max_running,
+                url.as_deref(),
+                *fire_ahead,
+            ),
         }
     }
 
@@ -343,6 +351,7 @@ impl Apply<'_, '_> {
         tags: &BTreeMap<String, String>,
         max_running: u32,
         url: Option<&str>,
+        fire_ahead: bool,
     ) -> Result<Response, StoreError> {
         let restarted = self
             .t
@@ -361,7 +370,9 @@ impl Apply<'_, '_> {
                 let Some(exec) = self.t.get_execution(Ulid(id))? else {
                     continue;
                 };
-                if exec.status != ExecStatus::Running || exec.node.as_deref() != Some(node) {
+                // Attempts placed on it ahead of their instant were its earlier
+                // life's too: the new process never saw them.
+                if exec.placed_on() != Some(node) {
                     continue;
                 }
                 let policy = match self.t.get_job(&exec.job)?.and_then(|j| j.spec.retry) {
@@ -395,6 +406,7 @@ impl Apply<'_, '_> {
             url: url.map(str::to_string),
             registered_at: self.at,
             revision: self.index,
+            fire_ahead,
         };
         self.t.put_node(&record)?;
         self.emit(EventKind::NodeRegistered(Arc::new(record.clone())));
@@ -558,6 +570,15 @@ impl Apply<'_, '_> {
             };
             if exec.status != ExecStatus::Queued || exec.attempt != start.attempt {
                 debug!(execution = %start.id, attempt = start.attempt, "stale start ignored");
+                continue;
+            }
+            if exec
+                .node
+                .as_deref()
+                .is_some_and(|placed| placed != start.node)
+            {
+                // Placed on another node ahead of its instant: only that one runs it.
+                debug!(execution = %start.id, node = %start.node, "start on another node than the placed one ignored");
                 continue;
             }
             exec.status = ExecStatus::Running;

@@ -46,6 +46,7 @@ pub(crate) fn spec_with_history(name: &str, history_limit: u32) -> JobSpec {
 
 pub(crate) fn fire(id: u128, job: &str, at: i64, trigger: Trigger) -> Fire {
     Fire {
+        ahead: false,
         id: Ulid(id),
         job: job.to_string(),
         scheduled_at: t(at),

@@ -392,6 +392,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
         }),
         1 => (prop::sample::select(vec!["n1", "n2"]), 0u128..3)
             .prop_map(|(n, i)| Command::RegisterNode {
+                fire_ahead: false,
                 node: n.into(),
                 incarnation: ulid::Ulid(i),
                 tags: Default::default(),

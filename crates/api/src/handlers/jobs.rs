@@ -428,6 +428,7 @@ pub(crate) async fn run_job(
 ) -> Result<Value, ApiError> {
     refuse_internal(name)?;
     let fire = Fire {
+        ahead: false,
         id: Ulid::generate(),
         job: name.to_string(),
         scheduled_at: chrono::Utc::now(),

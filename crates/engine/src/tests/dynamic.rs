@@ -9,6 +9,7 @@ fn set(sim: &mut Sim, config: DynamicConfig) {
 
 fn register(sim: &mut Sim, node: &str, max_running: u32) {
     sim.input(Input::NodeRegistered(Arc::new(NodeRecord {
+        fire_ahead: false,
         node: node.into(),
         incarnation: Ulid(7),
         tags: BTreeMap::new(),

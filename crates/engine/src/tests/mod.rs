@@ -73,6 +73,8 @@ struct Sim {
     running: BTreeMap<Ulid, u32>,
     dispatched: HashSet<(Ulid, u32)>,
     max_running: usize,
+    /// The engines' look-ahead window (none unless a test asks for one).
+    fire_ahead: std::time::Duration,
     /// Engines built after the first (each draws ids from its own range).
     restarts: u128,
     /// Ids of the executions seeding creates (far from the engines' ranges).
@@ -92,7 +94,17 @@ fn counter_ids(start: u128) -> IdSource {
 
 impl Sim {
     fn new(max_running: usize, now: Timestamp) -> Self {
-        let engine = Engine::new(EngineConfig::new(NODE, max_running), counter_ids(0));
+        Self::with_fire_ahead(max_running, now, std::time::Duration::ZERO)
+    }
+
+    fn with_fire_ahead(
+        max_running: usize,
+        now: Timestamp,
+        fire_ahead: std::time::Duration,
+    ) -> Self {
+        let mut cfg = EngineConfig::new(NODE, max_running);
+        cfg.fire_ahead = fire_ahead;
+        let engine = Engine::new(cfg, counter_ids(0));
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("state.redb")).expect("open store");
         let events = store.subscribe();
@@ -111,6 +123,7 @@ impl Sim {
             running: BTreeMap::new(),
             dispatched: HashSet::new(),
             max_running,
+            fire_ahead,
             restarts: 0,
             next_seed: u128::from(u64::MAX),
             published: Vec::new(),
@@ -192,6 +205,7 @@ impl Sim {
                 at,
                 Command::Fire {
                     fires: vec![Fire {
+                        ahead: false,
                         id,
                         job: name,
                         scheduled_at: at,
@@ -213,6 +227,7 @@ impl Sim {
             at,
             Command::Fire {
                 fires: vec![Fire {
+                    ahead: false,
                     id: e.id,
                     job: e.job.clone(),
                     scheduled_at: at,
@@ -301,10 +316,9 @@ impl Sim {
     /// the same store, loaded from it as the runtime loads it.
     fn restart_as(&mut self, node: &str, now: Timestamp, adopt: &[LocalAttempt]) {
         self.now = now;
-        let mut engine = Engine::new(
-            EngineConfig::new(node, self.max_running),
-            counter_ids(1_000_000 * (self.restarts + 1)),
-        );
+        let mut cfg = EngineConfig::new(node, self.max_running);
+        cfg.fire_ahead = self.fire_ahead;
+        let mut engine = Engine::new(cfg, counter_ids(1_000_000 * (self.restarts + 1)));
         self.restarts += 1;
         for a in adopt {
             engine.adopt(*a);
@@ -440,6 +454,7 @@ impl Sim {
             start: None,
             skip_reason: None,
             event_revision: None,
+            ahead: false,
         };
         self.apply_and_feed(Command::Fire { fires: vec![fire] });
         id
@@ -631,6 +646,7 @@ fn with(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
     a
 }
 
+mod ahead;
 mod cancel;
 mod dynamic;
 mod events;

@@ -4,6 +4,7 @@ use super::*;
 
 fn register(sim: &mut Sim, node: &str, tags: &[(&str, &str)], max_running: u32) {
     sim.input(Input::NodeRegistered(Arc::new(NodeRecord {
+        fire_ahead: false,
         node: node.into(),
         incarnation: Ulid(7),
         tags: tags

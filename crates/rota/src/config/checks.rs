@@ -222,6 +222,11 @@ pub fn check_node_timeout(text: String) -> Result<Duration, String> {
     duration_within(&text, Duration::from_secs(1), Duration::from_secs(3600))
 }
 
+/// From 0 s (commit at the instant) to 10 s.
+pub fn check_fire_ahead(text: String) -> Result<Duration, String> {
+    duration_within(&text, Duration::ZERO, Duration::from_secs(10))
+}
+
 /// From 0 s (cancel at once) to 1 h.
 pub fn check_shutdown_grace(text: String) -> Result<Duration, String> {
     duration_within(&text, Duration::ZERO, Duration::from_secs(3600))

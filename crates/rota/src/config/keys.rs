@@ -347,6 +347,18 @@ server_settings! {
         file String => check_node_timeout,
         value Duration = |v| v.unwrap_or(DEFAULT_NODE_TIMEOUT);
 
+    /// How long before its instant a scheduled run is committed, 0s-10s
+    /// [default: 1s].
+    ///
+    /// While this node leads, runs due within this window are recorded and placed
+    /// on their node ahead of time; that node hands each to its executor at its
+    /// instant, so the commit is not part of the scheduling lag. 0s commits every
+    /// run at its instant.
+    #[arg(long, value_name = "DURATION", value_parser = flag(check_fire_ahead))]
+    fire_ahead: Duration,
+        file String => check_fire_ahead,
+        value Duration = |v| v.unwrap_or(rota_scheduler::DEFAULT_FIRE_AHEAD);
+
     /// How long runs of a stopping node may go on to finish, 0s-1h [default: 30s].
     ///
     /// On SIGTERM or SIGINT the node hands its leadership over and takes no new

@@ -170,6 +170,7 @@ mod tests {
 
     fn fire(id: u128) -> Fire {
         Fire {
+            ahead: false,
             id: Ulid(id),
             job: "j".into(),
             scheduled_at: Utc::now(),

@@ -133,6 +133,7 @@ impl Runtime {
             sink,
         };
         let tx = self.completions_tx.clone();
+        let handed_tx = self.handed_tx.clone();
         debug!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
         // The attempt's span, exported when the node sends traces: a root of its
         // own, as whatever made the scheduler dispatch is not its cause.
@@ -152,8 +153,30 @@ impl Runtime {
         );
         let attempt_span = span.clone();
         let run = async move {
+            // A run committed ahead of its instant waits for it here, on its node.
+            let early = scheduled_at.signed_duration_since(Utc::now());
+            if let Ok(wait) = early.to_std() {
+                tokio::select! {
+                    () = cancel.cancelled() => {
+                        let _ = tx.send(Completion {
+                            id,
+                            attempt,
+                            outcome: RunOutcome {
+                                error: Some("cancelled before its instant".into()),
+                                ..RunOutcome::cancelled()
+                            },
+                            output: String::new(),
+                            output_truncated: false,
+                            started_at: None,
+                        });
+                        return;
+                    }
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
             // The attempt's real start: reported with its outcome as `started_at`.
             let handed_at = Utc::now();
+            let _ = handed_tx.send((id, attempt, handed_at));
             if observe_lag {
                 let lag = handed_at
                     .signed_duration_since(scheduled_at)
@@ -294,6 +317,39 @@ impl Runtime {
             output_truncated: false,
             started_at: None,
         });
+    }
+
+    /// Commits the start of attempts just handed to their executor that were placed
+    /// here ahead of their instant (their record is `queued` until then), `first`
+    /// and whatever else is waiting, in one command. Outside the engine's fenced
+    /// batches: the store takes a start of a placed run only from its node.
+    pub(super) fn handed_over(&mut self, first: super::Handed) {
+        let store = self.node.store().clone();
+        let me = self.cfg.node_name.clone();
+        let mut starts = Vec::new();
+        let mut next = Some(first);
+        while let Some((id, attempt, at)) = next.take() {
+            match store.get_execution(id) {
+                Ok(Some(e))
+                    if e.is_placed_ahead()
+                        && e.attempt == attempt
+                        && e.node.as_deref() == Some(me.as_str()) =>
+                {
+                    starts.push(rota_core::Start {
+                        id,
+                        attempt,
+                        node: me.clone(),
+                        at,
+                    });
+                }
+                Ok(_) => {}
+                Err(err) => warn!(execution = %id, error = %err, "reading an execution failed"),
+            }
+            next = self.handed.try_recv().ok();
+        }
+        if !starts.is_empty() {
+            self.commit_unfenced(rota_core::Command::Start { starts });
+        }
     }
 
     /// Notes a run's end in the live map (its output stays readable there).

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use rota_core::{ClientRequest, Command, EventKind, ExecStatus, Execution, Finish};
+use rota_core::{ClientRequest, Command, EventKind, Execution, Finish};
 use rota_engine::{finish_for, Completion};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
@@ -72,6 +72,7 @@ impl Runtime {
                     self.completed(&c);
                     self.finish_as_follower(c);
                 }
+                Some(handed) = self.handed.recv() => self.handed_over(handed),
                 Some(done) = self.commits.join_next() => {
                     if let Ok(done) = done {
                         self.committed(done, None, &mut Vec::new());
@@ -86,7 +87,8 @@ impl Runtime {
     /// against its record (while not leading).
     fn reconcile(&mut self, e: &Execution) {
         let me = self.cfg.node_name.as_str();
-        let on_me = e.status == ExecStatus::Running && e.node.as_deref() == Some(me);
+        // Running here, or placed here ahead of its instant.
+        let on_me = e.placed_on() == Some(me);
         let live = lock(&self.shared.live)
             .get(&e.id)
             .map(|r| (r.attempt, r.cancel.clone(), r.completion.is_some()));
@@ -152,10 +154,7 @@ impl Runtime {
             }
         };
         let me = self.cfg.node_name.as_str();
-        if current.status != ExecStatus::Running
-            || current.node.as_deref() != Some(me)
-            || current.attempt != e.attempt
-        {
+        if current.placed_on() != Some(me) || current.attempt != e.attempt {
             return;
         }
         if self.shared.is_draining() {

@@ -188,6 +188,7 @@ impl Runtime {
         let mut engine_cfg = EngineConfig::new(self.cfg.node_name.clone(), self.cfg.max_running);
         engine_cfg.node_timeout = self.liveness.node_timeout;
         engine_cfg.tags = self.cfg.tags.clone();
+        engine_cfg.fire_ahead = self.cfg.fire_ahead;
         let (local, completed): (Vec<LocalAttempt>, Vec<Completion>) = {
             let live = lock(&self.shared.live);
             let local = live
@@ -279,6 +280,7 @@ impl Runtime {
                     self.completed(&c);
                     engine.handle(Input::Completed(c), Utc::now(), &mut out);
                 }
+                Some(handed) = self.handed.recv() => self.handed_over(handed),
                 Some(done) = self.commits.join_next() => {
                     match done {
                         Ok(done) => {

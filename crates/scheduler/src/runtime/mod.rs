@@ -152,6 +152,7 @@ pub(crate) fn spawn(
 ) -> Arc<Shared> {
     let shared = Arc::new(Shared::default());
     let (completions_tx, completions) = mpsc::unbounded_channel();
+    let (handed_tx, handed) = mpsc::unbounded_channel();
     let for_runtime = shared.clone();
     workers.spawn("scheduler", move |ctx| {
         let runtime = Runtime {
@@ -162,6 +163,8 @@ pub(crate) fn spawn(
             shared: for_runtime,
             completions_tx,
             completions,
+            handed_tx,
+            handed,
             runs: JoinSet::new(),
             run_ids: HashMap::new(),
             commits: JoinSet::new(),
@@ -181,6 +184,9 @@ pub(crate) fn spawn(
     shared
 }
 
+/// An attempt handed to its executor on this node, and when.
+type Handed = (Ulid, u32, rota_core::Timestamp);
+
 struct Runtime {
     node: Arc<Node>,
     cfg: SchedulerConfig,
@@ -190,6 +196,10 @@ struct Runtime {
     shared: Arc<Shared>,
     completions_tx: mpsc::UnboundedSender<Completion>,
     completions: mpsc::UnboundedReceiver<Completion>,
+    /// Attempts handed to their executor (id, attempt, when): the start of those
+    /// placed here ahead of their instant is committed from them.
+    handed_tx: mpsc::UnboundedSender<Handed>,
+    handed: mpsc::UnboundedReceiver<Handed>,
     /// Executor tasks of the local runs.
     runs: JoinSet<()>,
     run_ids: HashMap<tokio::task::Id, (Ulid, u32)>,
@@ -249,6 +259,7 @@ impl Runtime {
             tags: self.cfg.tags.clone(),
             max_running: u32::try_from(self.cfg.max_running).unwrap_or(u32::MAX),
             url: Some(self.node.config().advertise_url.clone()),
+            fire_ahead: true,
         };
         let mut backoff = REBUILD_BACKOFF.0;
         loop {

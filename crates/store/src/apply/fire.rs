@@ -313,6 +313,9 @@ fn new_execution(fire: &Fire, priority: i32, now: Timestamp) -> Execution {
         exec.status = ExecStatus::Skipped;
         exec.finished_at = Some(now);
         exec.error = Some(reason.clone());
+    } else if let (Some(start), true) = (&fire.start, fire.ahead) {
+        // Placed ahead of its instant: queued until its node reports the start.
+        exec.node = Some(start.node.clone());
     } else if let Some(start) = &fire.start {
         exec.status = ExecStatus::Running;
         exec.node = Some(start.node.clone());

@@ -132,6 +132,7 @@ fn a_heartbeat_changes_nothing_and_is_announced() {
 
 fn register(h: &mut Harness, node: &str, incarnation: u128) -> Response {
     h.run(Command::RegisterNode {
+        fire_ahead: false,
         node: node.into(),
         incarnation: Ulid(incarnation),
         tags: [("zone".to_string(), "a".to_string())].into(),
