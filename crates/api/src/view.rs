@@ -162,8 +162,14 @@ pub fn next_run_at(record: &JobRecord, now: Timestamp) -> Option<Timestamp> {
             return None;
         }
     };
-    let after = record.last_scheduled_at.map_or(now, |last| last.max(now));
-    compiled.next_after(after, record.updated_at)
+    // An instant fired ahead of its time (`fire_ahead`, at most 10 s) is the next
+    // run; one further ahead means this node's clock lags the leader's, and the
+    // instant is not announced again.
+    let ahead_bound = now + chrono::TimeDelta::seconds(10);
+    match record.last_scheduled_at {
+        Some(last) if last > now && last <= ahead_bound => Some(last),
+        last => compiled.next_after(last.map_or(now, |l| l.max(now)), record.updated_at),
+    }
 }
 
 #[cfg(test)]
@@ -256,5 +262,8 @@ mod tests {
         rec.last_scheduled_at = Some(at(12, 0, 0));
         let next = next_run_at(&rec, at(11, 0, 30)).expect("recurring");
         assert!(next > at(12, 0, 0), "{next}");
+        // An instant fired ahead of its time, its run still to start, is the next.
+        rec.last_scheduled_at = Some(at(11, 1, 0));
+        assert_eq!(next_run_at(&rec, at(11, 0, 59)), Some(at(11, 1, 0)));
     }
 }

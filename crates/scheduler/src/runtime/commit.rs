@@ -38,10 +38,10 @@ impl Runtime {
         engine: Option<&mut Engine>,
         out: &mut Vec<Action>,
     ) -> bool {
-        let response = match done.result {
+        let (index, response) = match done.result {
             Ok((index, response)) => {
                 debug!(index, "scheduler batch committed");
-                response
+                (index, response)
             }
             Err(err) => {
                 warn!(error = %err, "committing scheduler actions failed");
@@ -53,6 +53,10 @@ impl Runtime {
         let mut finished = Vec::new();
         let mut dropped = Vec::new();
         walk_commit(&done.command, &response, &mut finished, &mut dropped);
+        if !finished.is_empty() {
+            let applied = self.node.store().last_applied_index();
+            self.ended.retain(|_, at| *at > applied);
+        }
         {
             let mut live = lock(&self.shared.live);
             for (id, attempt) in finished {
@@ -61,6 +65,9 @@ impl Runtime {
                     .is_some_and(|r| r.attempt == attempt && r.completion.is_some())
                 {
                     live.remove(&id);
+                    // Until this node's replica applied the finish, an older event
+                    // may still show the attempt running or placed here: it ran.
+                    self.ended.insert((id, attempt), index);
                 }
             }
         }

@@ -87,6 +87,7 @@ impl Runtime {
                 attempt,
                 output: output.clone(),
                 cancel: cancel.clone(),
+                handed_at: None,
                 completion: None,
             },
         );
@@ -176,6 +177,11 @@ impl Runtime {
             }
             // The attempt's real start: reported with its outcome as `started_at`.
             let handed_at = Utc::now();
+            if let Some(run) = lock(&shared.live).get_mut(&id) {
+                if run.attempt == attempt {
+                    run.handed_at = Some(handed_at);
+                }
+            }
             let _ = handed_tx.send((id, attempt, handed_at));
             if observe_lag {
                 let lag = handed_at
@@ -324,11 +330,33 @@ impl Runtime {
     /// and whatever else is waiting, in one command. Outside the engine's fenced
     /// batches: the store takes a start of a placed run only from its node.
     pub(super) fn handed_over(&mut self, first: super::Handed) {
+        let mut handed = vec![first];
+        while let Ok(next) = self.handed.try_recv() {
+            handed.push(next);
+        }
+        self.commit_starts(handed);
+    }
+
+    /// Commits again the start of local runs handed over whose record still shows
+    /// them placed here (the commit failed, for instance while no leader was
+    /// elected); one round at a time.
+    pub(super) fn retry_starts(&mut self) {
+        if !self.commits.is_empty() {
+            return;
+        }
+        let handed: Vec<super::Handed> = lock(&self.shared.live)
+            .iter()
+            .filter(|(_, r)| r.completion.is_none())
+            .filter_map(|(id, r)| r.handed_at.map(|at| (*id, r.attempt, at)))
+            .collect();
+        self.commit_starts(handed);
+    }
+
+    fn commit_starts(&mut self, handed: Vec<super::Handed>) {
         let store = self.node.store().clone();
         let me = self.cfg.node_name.clone();
         let mut starts = Vec::new();
-        let mut next = Some(first);
-        while let Some((id, attempt, at)) = next.take() {
+        for (id, attempt, at) in handed {
             match store.get_execution(id) {
                 Ok(Some(e))
                     if e.is_placed_ahead()
@@ -345,9 +373,12 @@ impl Runtime {
                 Ok(_) => {}
                 Err(err) => warn!(execution = %id, error = %err, "reading an execution failed"),
             }
-            next = self.handed.try_recv().ok();
         }
         if !starts.is_empty() {
+            debug!(
+                starts = starts.len(),
+                "committing the start of runs placed here ahead"
+            );
             self.commit_unfenced(rota_core::Command::Start { starts });
         }
     }

@@ -59,6 +59,7 @@ impl Runtime {
                 _ = beat.tick() => {
                     self.heartbeat();
                     self.retry_finishes();
+                    self.retry_starts();
                 }
                 Some(_) = self.heartbeats.join_next() => {}
                 changed = leadership.changed(), if *open => {
@@ -109,6 +110,9 @@ impl Runtime {
                 token.cancel();
             }
             return;
+        }
+        if self.ended.contains_key(&(e.id, e.attempt)) {
+            return; // ran here; the replica has not applied its finish yet
         }
         if let Some(attempt) = self.expected.get(&e.id).copied() {
             if on_me && e.attempt == attempt {

@@ -91,6 +91,8 @@ struct LiveRun {
     attempt: u32,
     output: OutputBuffer,
     cancel: CancellationToken,
+    /// When it was handed to its executor (none while it waits for its instant).
+    handed_at: Option<rota_core::Timestamp>,
     /// Set when the run ended; kept until its `Finish` is committed.
     completion: Option<Completion>,
 }
@@ -175,6 +177,7 @@ pub(crate) fn spawn(
             expected: HashMap::new(),
             heartbeats: JoinSet::new(),
             registered: 0,
+            ended: HashMap::new(),
         };
         async move {
             runtime.run().await;
@@ -219,6 +222,9 @@ struct Runtime {
     heartbeats: JoinSet<()>,
     /// The log index of this process's worker registration.
     registered: u64,
+    /// Attempts that ran here and whose finish committed at the given log index,
+    /// until this node's replica applied it: never run again on a stale event.
+    ended: HashMap<(Ulid, u32), u64>,
 }
 
 impl Runtime {
