@@ -92,9 +92,6 @@ pub enum ExecError {
         /// Bytes of the line.
         len: usize,
     },
-    /// The blocking task that writes the record died.
-    #[error("the record writer task failed")]
-    RecordTask(#[source] tokio::task::JoinError),
     /// A `workflow_job` run came without its [`crate::WorkflowContext`].
     #[error("the workflow context is missing: a workflow job needs its workspace and artifact directories")]
     WorkflowContextMissing,

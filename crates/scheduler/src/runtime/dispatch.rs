@@ -16,6 +16,11 @@ use ulid::Ulid;
 
 use super::{lock, LiveRun, Runtime};
 
+/// Hand-overs pause this long before the starts noted meanwhile are committed.
+const HANDED_QUIET: Duration = Duration::from_millis(10);
+/// Longest a noted start waits for its commit while hand-overs go on.
+const HANDED_MAX_WAIT: Duration = Duration::from_millis(250);
+
 impl Runtime {
     pub(super) fn dispatch(
         &mut self,
@@ -325,15 +330,25 @@ impl Runtime {
         });
     }
 
-    /// Commits the start of attempts just handed to their executor that were placed
-    /// here ahead of their instant (their record is `queued` until then), `first`
-    /// and whatever else is waiting, in one command. Outside the engine's fenced
-    /// batches: the store takes a start of a placed run only from its node.
+    /// Notes attempts just handed to their executor (`first` and whatever else is
+    /// waiting). Their starts are committed together once the hand-overs pause
+    /// ([`HANDED_QUIET`]) or [`HANDED_MAX_WAIT`] after the first, so that a burst of
+    /// runs due at one instant is handed over before any start is committed.
     pub(super) fn handed_over(&mut self, first: super::Handed) {
-        let mut handed = vec![first];
+        let now = tokio::time::Instant::now();
+        self.handed_buf.push(first);
         while let Ok(next) = self.handed.try_recv() {
-            handed.push(next);
+            self.handed_buf.push(next);
         }
+        let since = self.handed_since.get_or_insert(now);
+        self.handed_flush = Some((*since + HANDED_MAX_WAIT).min(now + HANDED_QUIET));
+    }
+
+    /// Commits the starts noted by [`Runtime::handed_over`] (when it is time).
+    pub(super) fn flush_handed(&mut self) {
+        self.handed_flush = None;
+        self.handed_since = None;
+        let handed = std::mem::take(&mut self.handed_buf);
         self.commit_starts(handed);
     }
 

@@ -34,9 +34,7 @@ impl Runtime {
             .values()
             .filter_map(|r| r.completion.clone())
             .collect();
-        for c in ended {
-            self.finish_as_follower(c);
-        }
+        self.finish_as_follower(ended);
         self.reconcile_all();
         let mut beat = tokio::time::interval(self.liveness.heartbeat_interval);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,10 +68,18 @@ impl Runtime {
                     }
                 }
                 Some(c) = self.completions.recv() => {
-                    self.completed(&c);
-                    self.finish_as_follower(c);
+                    tokio::task::yield_now().await;
+                    let mut ended = vec![c];
+                    while let Ok(c) = self.completions.try_recv() {
+                        ended.push(c);
+                    }
+                    for c in &ended {
+                        self.completed(c);
+                    }
+                    self.finish_as_follower(ended);
                 }
                 Some(handed) = self.handed.recv() => self.handed_over(handed),
+                () = super::sleep_until_opt(self.handed_flush) => self.flush_handed(),
                 Some(done) = self.commits.join_next() => {
                     if let Ok(done) = done {
                         self.committed(done, None, &mut Vec::new());
@@ -271,29 +277,34 @@ impl Runtime {
         if !ended.is_empty() {
             debug!(runs = ended.len(), "committing run outcomes again");
         }
-        for c in ended {
-            self.finish_as_follower(c);
-        }
+        self.finish_as_follower(ended);
     }
 
-    /// Commits a run's outcome without an engine, reading its job's retry policy and
-    /// the execution's cancel flag from the store. A failure is tried again at the
-    /// next heartbeat tick (or by the next engine of this node).
-    fn finish_as_follower(&mut self, c: Completion) {
-        let store = self.node.store();
-        let exec = store.get_execution(c.id).ok().flatten();
-        let job = exec
-            .as_ref()
-            .and_then(|e| store.get_job(&e.job).ok().flatten());
-        let cancel_requested = exec.as_ref().is_some_and(|e| e.cancel_requested);
-        let finish = finish_for(
-            c,
-            job.as_ref().and_then(|j| j.spec.retry.as_ref()),
-            cancel_requested,
-            Utc::now(),
-        );
-        self.commit_unfenced(Command::Finish {
-            finishes: vec![finish],
-        });
+    /// Commits runs' outcomes without an engine, in one command, reading each job's
+    /// retry policy and each execution's cancel flag from the store. A failure is
+    /// tried again at the next heartbeat tick (or by the next engine of this node).
+    fn finish_as_follower(&mut self, ended: Vec<Completion>) {
+        if ended.is_empty() {
+            return;
+        }
+        let store = self.node.store().clone();
+        let now = Utc::now();
+        let finishes = ended
+            .into_iter()
+            .map(|c| {
+                let exec = store.get_execution(c.id).ok().flatten();
+                let job = exec
+                    .as_ref()
+                    .and_then(|e| store.get_job(&e.job).ok().flatten());
+                let cancel_requested = exec.as_ref().is_some_and(|e| e.cancel_requested);
+                finish_for(
+                    c,
+                    job.as_ref().and_then(|j| j.spec.retry.as_ref()),
+                    cancel_requested,
+                    now,
+                )
+            })
+            .collect();
+        self.commit_unfenced(Command::Finish { finishes });
     }
 }

@@ -277,10 +277,23 @@ impl Runtime {
                     };
                 }
                 Some(c) = self.completions.recv() => {
-                    self.completed(&c);
-                    engine.handle(Input::Completed(c), Utc::now(), &mut out);
+                    // Runs woken at the same instant go first: their completions
+                    // are taken together once they had their turn.
+                    tokio::task::yield_now().await;
+                    let now = Utc::now();
+                    let mut next = Some(c);
+                    let mut taken = 0;
+                    while let Some(c) = next.take() {
+                        self.completed(&c);
+                        engine.handle(Input::Completed(c), now, &mut out);
+                        taken += 1;
+                        if taken < EVENTS_PER_TURN {
+                            next = self.completions.try_recv().ok();
+                        }
+                    }
                 }
                 Some(handed) = self.handed.recv() => self.handed_over(handed),
+                () = super::sleep_until_opt(self.handed_flush) => self.flush_handed(),
                 Some(done) = self.commits.join_next() => {
                     match done {
                         Ok(done) => {

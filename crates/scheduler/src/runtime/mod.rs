@@ -167,6 +167,9 @@ pub(crate) fn spawn(
             completions,
             handed_tx,
             handed,
+            handed_buf: Vec::new(),
+            handed_since: None,
+            handed_flush: None,
             runs: JoinSet::new(),
             run_ids: HashMap::new(),
             commits: JoinSet::new(),
@@ -203,6 +206,10 @@ struct Runtime {
     /// placed here ahead of their instant is committed from them.
     handed_tx: mpsc::UnboundedSender<Handed>,
     handed: mpsc::UnboundedReceiver<Handed>,
+    /// Hand-overs noted, their starts not committed yet; since when, and when to.
+    handed_buf: Vec<Handed>,
+    handed_since: Option<tokio::time::Instant>,
+    handed_flush: Option<tokio::time::Instant>,
     /// Executor tasks of the local runs.
     runs: JoinSet<()>,
     run_ids: HashMap<tokio::task::Id, (Ulid, u32)>,
@@ -435,5 +442,13 @@ impl Runtime {
                 stats.fired_total = self.fired_before;
             }
         }
+    }
+}
+
+/// Completes at `at` (never, when `None`).
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
