@@ -264,6 +264,9 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long, default_value_t = 900)]
         load_timeout_secs: u64,
+        /// Read the RSS again after this many seconds without requests (0: not).
+        #[arg(long, default_value_t = 0)]
+        idle_secs: u64,
     },
     /// Time until a just-restarted server is ready with all jobs loaded.
     WaitReady {
@@ -504,6 +507,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
             dir,
             data_dir,
             load_timeout_secs,
+            idle_secs,
         } => {
             run_memory(MemoryRun {
                 target: target.into(),
@@ -515,6 +519,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
                 dir: absolute(dir),
                 data_dir,
                 load_timeout: Duration::from_secs(load_timeout_secs),
+                idle: Duration::from_secs(idle_secs),
             })
             .await?
         }

@@ -694,6 +694,7 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
         "RSS before MiB",
         "RSS added per job (bytes)",
         "peak RSS MiB",
+        "RSS after idle MiB",
         "data on disk MiB",
         "load time s",
         "RSS vs rota",
@@ -715,6 +716,8 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
                 peak_rss_bytes,
                 data_bytes,
                 load_secs,
+                idle_rss_bytes,
+                idle_secs,
                 ..
             } = &o.measurement
             else {
@@ -730,6 +733,11 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
                     format!("{:.0}", added / (*created).max(1) as f64)
                 }),
                 peak_rss_bytes.map_or("–".to_string(), mib),
+                match (idle_rss_bytes, idle_secs) {
+                    (Some(rss), Some(secs)) => format!("{} ({secs} s)", mib(*rss)),
+                    (Some(rss), None) => mib(*rss),
+                    _ => "–".to_string(),
+                },
                 data_bytes.map_or("–".to_string(), mib),
                 format!("{load_secs:.1}"),
                 ratio(Some(*rss_bytes as f64), rota_rss),
@@ -747,7 +755,9 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
          process after registering the jobs in memory. RSS added per job = (RSS − RSS \
          before the step) / jobs created by the step; the 1,000,000 row adds to the \
          100,000 jobs of the row before. Data on disk is the apparent size of the data \
-         directory (etcd preallocates 64 MiB WAL segments).\n\n{}",
+         directory (etcd preallocates 64 MiB WAL segments). RSS after idle: read again \
+         once the server went that long without requests (when the step asked for it); \
+         peak RSS is the high-water mark (VmHWM) at the last reading.\n\n{}",
         t.render()
     )
 }
@@ -896,6 +906,8 @@ mod tests {
             peak_rss_bytes: None,
             data_bytes: None,
             load_secs: 10.0,
+            idle_rss_bytes: None,
+            idle_secs: None,
         };
         let md = render(
             &[outcome(ROTA, 0.1, mem(120)), outcome(ETCD, 0.1, mem(220))],

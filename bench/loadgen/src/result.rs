@@ -75,6 +75,12 @@ pub enum Measurement {
         peak_rss_bytes: Option<u64>,
         data_bytes: Option<u64>,
         load_secs: f64,
+        /// RSS again after `idle_secs` without requests (what the allocator gave
+        /// back once the creation burst was over).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_rss_bytes: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_secs: Option<u64>,
     },
     /// Time from starting the process (after `signal` stopped the previous one)
     /// until it serves again with all `jobs` loaded.
