@@ -34,24 +34,24 @@ pub fn read_outcomes(path: &Path) -> Result<Vec<Outcome>, BenchError> {
 
 /// A markdown table.
 #[derive(Debug, Default)]
-struct Table {
+pub(crate) struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(header: &[&str]) -> Table {
+    pub(crate) fn new(header: &[&str]) -> Table {
         Table {
             header: header.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
         let mut out = line(&self.header);
         let rule: Vec<String> = self.header.iter().map(|_| "---".to_string()).collect();
@@ -63,7 +63,7 @@ impl Table {
     }
 }
 
-fn ms(v: f64) -> String {
+pub(crate) fn ms(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
@@ -143,9 +143,10 @@ type Section = fn(&[&Outcome], usize) -> String;
 /// marked as disturbed.
 pub fn render(outcomes: &[Outcome], cores: usize) -> String {
     let mut out = String::new();
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("kv", kv_section),
         ("failover", failover_section),
+        ("frozen", crate::frozen::frozen_section),
         ("jobs", jobs_section),
         ("lag", lag_section),
         ("fires", fires_section),
