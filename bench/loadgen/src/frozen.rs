@@ -464,3 +464,119 @@ pub fn frozen_section(of: &[&Outcome], cores: usize) -> String {
         each.render()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::{ETCD, ROTA};
+
+    const FROZEN: &str = "http://127.0.0.1:17710";
+
+    #[test]
+    fn rota_answers_are_classified() {
+        let ok = classify(Target::Rota, 200, None, r#"{"index": 7}"#, FROZEN);
+        assert_eq!(ok.kind, "ok");
+        let moved = r#"{"error": {"code": "not_leader", "message": "m", "leader": "http://127.0.0.1:17712"}}"#;
+        let a = classify(Target::Rota, 503, None, moved, FROZEN);
+        assert_eq!(
+            (a.kind, a.detail.as_str()),
+            ("redirect", "http://127.0.0.1:17712")
+        );
+        // Naming the frozen node, or no node, is not a redirect.
+        let same = r#"{"error": {"code": "not_leader", "message": "m", "leader": "http://127.0.0.1:17710/"}}"#;
+        assert_eq!(
+            classify(Target::Rota, 503, None, same, FROZEN).kind,
+            "error"
+        );
+        let none = r#"{"error": {"code": "not_leader", "message": "m", "leader": null}}"#;
+        assert_eq!(
+            classify(Target::Rota, 503, None, none, FROZEN).kind,
+            "error"
+        );
+        let r = classify(Target::Rota, 307, Some("http://x/v1/kv/k"), "", FROZEN);
+        assert_eq!(
+            (r.kind, r.detail.as_str()),
+            ("redirect", "http://x/v1/kv/k")
+        );
+    }
+
+    #[test]
+    fn etcd_errors_inside_a_200_are_errors() {
+        let ok = classify(
+            Target::Etcd,
+            200,
+            None,
+            r#"{"header": {"revision": "5"}}"#,
+            FROZEN,
+        );
+        assert_eq!(ok.kind, "ok");
+        let body = r#"{"error": "etcdserver: request timed out", "code": 14}"#;
+        let e = classify(Target::Etcd, 200, None, body, FROZEN);
+        assert_eq!(
+            (e.kind, e.detail.as_str()),
+            ("error", "etcdserver: request timed out")
+        );
+        assert_eq!(
+            classify(Target::Etcd, 503, None, "oops", FROZEN).kind,
+            "error"
+        );
+    }
+
+    fn rep(system: &str, rep: usize, answered: Option<f64>, elected: Option<f64>) -> Outcome {
+        Outcome {
+            system: system.to_string(),
+            load_before: Some(1.0),
+            load_after: Some(1.0),
+            other_cpu_cores: None,
+            finished_at: "2025-01-01T00:00:00Z".to_string(),
+            nodes: Some(3),
+            measurement: Measurement::Frozen {
+                rep,
+                frozen: 1,
+                asked: 2,
+                answer: if answered.is_some() {
+                    "ok"
+                } else {
+                    "no answer"
+                }
+                .to_string(),
+                status: answered.map(|_| 200),
+                detail: String::new(),
+                answered_ms: answered,
+                elected_ms: elected,
+                timeout_ms: 30_000,
+                caught_up_ms: Some(100.0),
+            },
+        }
+    }
+
+    #[test]
+    fn the_section_summarises_each_system() {
+        let outcomes = [
+            rep(ROTA, 1, Some(700.0), Some(600.0)),
+            rep(ROTA, 2, Some(900.0), Some(500.0)),
+            rep(ROTA, 3, Some(800.0), Some(550.0)),
+            rep(ETCD, 1, Some(7000.0), Some(1500.0)),
+            rep(ETCD, 2, None, Some(1200.0)),
+        ];
+        let refs: Vec<&Outcome> = outcomes.iter().collect();
+        let md = frozen_section(&refs, 2);
+        let row = |system: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {system} | ")))
+                .unwrap_or_else(|| panic!("{md}"))
+                .to_string()
+        };
+        // rota: answered 700, 800, 900; new leader 500, 550, 600; after 100, 250, 400.
+        assert!(
+            row(ROTA).contains("| 3 | 3 ok | 800 / 900 | 550 / 600 | 250 / 400 |"),
+            "{md}"
+        );
+        assert!(
+            row(ETCD)
+                .contains("| 2 | 1 no answer, 1 ok | 7000 / 7000 | 1200 / 1500 | 5500 / 5500 |"),
+            "{md}"
+        );
+        assert!(md.contains("request timeout 30000 ms"), "{md}");
+    }
+}
