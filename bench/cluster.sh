@@ -8,18 +8,23 @@
 #   - rota's scheduling lag (1 and 1,000 jobs due at the same second) on 3 nodes,
 #   - the failover gap: a writer keeps writing while the leader is `kill -9`ed,
 #     restarted on its data once writes resume, and caught up (N kills per system),
+#   - a write sent to a follower while the leader is frozen (`SIGSTOP`): when the
+#     follower answers and when a new leader exists (N repetitions per system),
 # then writes bench/results/<date>-cluster.md (plus the raw results as .jsonl).
 #
 #   bash bench/cluster.sh [quick|full]
 #
-# quick (default): 5 s windows, 20 kills per system; full: 20 s windows, 50 kills.
+# quick (default): 5 s windows, 20 kills and 10 frozen leaders per system; full:
+# 20 s windows, 50 kills, 20 frozen leaders.
 # Every process the script starts is killed when it exits.
 #
 # Environment: BENCH_DIR (where the temporary directory goes), ROTA_CLUSTER_PORT
 # (17710: the nodes listen on it and the next two ports), ETCD_CLUSTER_PORT (12410:
 # client ports 12410, 12412, 12414, each member's peer port one above),
 # CLUSTER_KV_SECS, CLUSTER_KV_CLIENTS ("1 64 256"), CLUSTER_KILLS and
-# CLUSTER_LAG_JOBS ("1,1000") override the mode's settings (for a smoke run),
+# CLUSTER_LAG_JOBS ("1,1000"), CLUSTER_FROZEN_REPS override the mode's settings
+# (for a smoke run), CLUSTER_STEPS ("kv get lag failover frozen") runs only the
+# steps listed,
 # BENCH_KEEP=1 keeps the temporary directory (logs, data, acknowledgement logs).
 set -euo pipefail
 
@@ -28,10 +33,12 @@ case "$MODE" in
 quick)
     KV_SECS=5
     KILLS=20
+    FROZEN_REPS=10
     ;;
 full)
     KV_SECS=20
     KILLS=50
+    FROZEN_REPS=20
     ;;
 *)
     echo "usage: bash bench/cluster.sh [quick|full]" >&2
@@ -42,7 +49,12 @@ KV_SECS=${CLUSTER_KV_SECS:-$KV_SECS}
 KILLS=${CLUSTER_KILLS:-$KILLS}
 KV_CLIENTS=${CLUSTER_KV_CLIENTS:-1 64 256}
 LAG_JOBS=${CLUSTER_LAG_JOBS:-1,1000}
+FROZEN_REPS=${CLUSTER_FROZEN_REPS:-$FROZEN_REPS}
+STEPS=" ${CLUSTER_STEPS:-kv get lag failover frozen} "
 NODES=3
+
+# Whether step $1 is among CLUSTER_STEPS.
+has_step() { [[ "$STEPS" == *" $1 "* ]]; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -175,6 +187,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- key/value ---------------------------------------------------------------
 # Both systems at their leader, found again before each step (it may have moved).
 for op in kv get; do
+    has_step "$op" || continue
     for c in $KV_CLIENTS; do
         for system in rota etcd; do
             if ! leader=$(leader_of "$system" all); then
@@ -188,7 +201,9 @@ for op in kv get; do
 done
 
 # --- scheduling lag ----------------------------------------------------------
-if leader=$(leader_of rota all); then
+if ! has_step lag; then
+    :
+elif leader=$(leader_of rota all); then
     step "$LG" lag --url "$(rota_url "$leader")" --nodes $NODES --jobs "$LAG_JOBS" \
         --executor record --dir "$STAMPS"
 else
@@ -254,9 +269,37 @@ failover_series() {
     fi
 }
 
-for system in rota etcd; do
-    failover_series "$system"
-done
+if has_step failover; then
+    for system in rota etcd; do
+        failover_series "$system"
+    done
+fi
+
+# --- frozen leader -----------------------------------------------------------
+# Each repetition: wait until settled, then `loadgen frozen` stops the leader
+# (SIGSTOP), writes once to a follower, watches the survivors for a new leader,
+# continues the old leader (SIGCONT) and waits until every node caught up.
+frozen_series() {
+    local system=$1 rep leader pid
+    log "frozen leader: $FROZEN_REPS repetitions of $system"
+    for rep in $(seq 1 "$FROZEN_REPS"); do
+        if ! leader=$(leader_of "$system" all); then
+            echo "- $system frozen leader stopped before repetition $rep: cluster not settled" >>"$NOTES"
+            break
+        fi
+        pid=${PID[$system$leader]}
+        step "$LG" frozen --target "$system" --urls "$(urls_of "$system")" \
+            --leader "$leader" --pid "$pid" --rep "$rep"
+        # loadgen continues it; this only matters when loadgen failed half-way.
+        kill -CONT "$pid" 2>/dev/null || true
+    done
+}
+
+if has_step frozen; then
+    for system in rota etcd; do
+        frozen_series "$system"
+    done
+fi
 
 # --- report ------------------------------------------------------------------
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -273,6 +316,12 @@ OUT=$ROOT/bench/results/$STAMP-cluster.md
     echo "- rota: 3 nodes, \`rota server --node-id N --peers ... --max-running 20000\`, default settings otherwise"
     echo "- etcd: 3 members, default settings (heartbeat 100 ms, election timeout 1000 ms)"
     echo "- $KV_SECS s windows per key/value step; $KILLS leader kills per system"
+    if has_step frozen; then
+        echo "- $FROZEN_REPS frozen-leader writes per system"
+    fi
+    if [ "$STEPS" != " kv get lag failover frozen " ]; then
+        echo "- steps run:$STEPS(CLUSTER_STEPS)"
+    fi
     echo "- every node, and the load generator, on the same machine (loopback)"
     echo
     "$LG" report --input "$RESULTS" --cores "$(nproc)"

@@ -13,6 +13,11 @@
 # Environment: BENCH_DIR (where the temporary directory goes; default: the system's
 # temporary directory), ROTA_BENCH_PORT (17700), ETCD_BENCH_PORT (12379),
 # BENCH_KEEP=1 keeps the temporary directory (logs, data) for inspection.
+# BENCH_STEPS=memory runs only the memory and restart steps (default: all);
+# BENCH_MEMORY_IDLE_SECS=N reads each server's RSS again after N s without
+# requests (default 0: not); BENCH_MEMORY_PEERS=0 leaves etcd and
+# tokio-cron-scheduler out of the memory step; BENCH_ROTA_BIN runs another rota
+# binary than the one just built (to compare builds).
 set -euo pipefail
 
 MODE=${1:-quick}
@@ -23,6 +28,16 @@ quick | full) ;;
     exit 2
     ;;
 esac
+STEPS=${BENCH_STEPS:-all}
+case "$STEPS" in
+all | memory) ;;
+*)
+    echo "BENCH_STEPS must be all or memory" >&2
+    exit 2
+    ;;
+esac
+MEMORY_IDLE_SECS=${BENCH_MEMORY_IDLE_SECS:-0}
+MEMORY_PEERS=${BENCH_MEMORY_PEERS:-1}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -41,6 +56,7 @@ log "building release binaries"
 cargo build --release -p rota -p loadgen -p cron-peer
 LG=$BIN/loadgen
 PEER=$BIN/cron-peer
+ROTA_BIN=${BENCH_ROTA_BIN:-$BIN/rota}
 ensure_etcd
 
 # --- processes ---------------------------------------------------------------
@@ -74,7 +90,7 @@ trap 'exit 130' INT TERM
 
 start_rota() {
     ROTA_STARTED_NS=$(date +%s%N)
-    "$BIN/rota" server --data-dir "$WORK/rota" --listen "127.0.0.1:$ROTA_PORT" \
+    "$ROTA_BIN" server --data-dir "$WORK/rota" --listen "127.0.0.1:$ROTA_PORT" \
         --max-running 20000 >>"$WORK/rota.log" 2>&1 &
     ROTA_PID=$!
     STARTED_PIDS+=("$ROTA_PID")
@@ -145,46 +161,51 @@ else
     WATCH_EVENTS=5000
 fi
 
-for c in $KV_CLIENTS; do
-    step "$LG" kv --target rota --url "$ROTA_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
-    step "$LG" kv --target etcd --url "$ETCD_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
-done
-
-# Watch delivery with 1 and 100 watchers on one prefix (a fresh prefix per run).
-for w in 1 100; do
-    for target in rota etcd; do
-        if [ "$target" = etcd ]; then url=$ETCD_URL; else url=$ROTA_URL; fi
-        step "$LG" watch --target "$target" --url "$url" --watchers "$w" --writers 16 \
-            --events "$WATCH_EVENTS" --key-prefix "watch-w$w"
+if [ "$STEPS" = all ]; then
+    for c in $KV_CLIENTS; do
+        step "$LG" kv --target rota --url "$ROTA_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
+        step "$LG" kv --target etcd --url "$ETCD_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
     done
-done
 
-step "$LG" jobs --url "$ROTA_URL" --count 10000 --clients 16 --dir "$STAMPS" --delete
+    # Watch delivery with 1 and 100 watchers on one prefix (a fresh prefix per run).
+    for w in 1 100; do
+        for target in rota etcd; do
+            if [ "$target" = etcd ]; then url=$ETCD_URL; else url=$ROTA_URL; fi
+            step "$LG" watch --target "$target" --url "$url" --watchers "$w" --writers 16 \
+                --events "$WATCH_EVENTS" --key-prefix "watch-w$w"
+        done
+    done
 
-step "$LG" lag --url "$ROTA_URL" --jobs 1,1000,10000 --executor record --dir "$STAMPS"
-step "$PEER" lag --jobs 1,1000,10000 --exec record
-step "$LG" lag --url "$ROTA_URL" --jobs 1,100 --executor shell --dir "$STAMPS"
-step "$PEER" lag --jobs 1,100 --exec shell
+    step "$LG" jobs --url "$ROTA_URL" --count 10000 --clients 16 --dir "$STAMPS" --delete
 
-for k in $FIRES_RECORD; do
-    step "$LG" fires --url "$ROTA_URL" --jobs "$k" --executor record --dir "$STAMPS"
-    step "$PEER" fires --jobs "$k"
-done
-step "$LG" fires --url "$ROTA_URL" --jobs 100 --executor shell --dir "$STAMPS"
+    step "$LG" lag --url "$ROTA_URL" --jobs 1,1000,10000 --executor record --dir "$STAMPS"
+    step "$PEER" lag --jobs 1,1000,10000 --exec record
+    step "$LG" lag --url "$ROTA_URL" --jobs 1,100 --executor shell --dir "$STAMPS"
+    step "$PEER" lag --jobs 1,100 --exec shell
+
+    for k in $FIRES_RECORD; do
+        step "$LG" fires --url "$ROTA_URL" --jobs "$k" --executor record --dir "$STAMPS"
+        step "$PEER" fires --jobs "$k"
+    done
+    step "$LG" fires --url "$ROTA_URL" --jobs 100 --executor shell --dir "$STAMPS"
+fi
 
 # Memory last: it leaves the servers full of jobs.
 memory_round() {
     local jobs=$1 from=$2
     step "$LG" memory --target rota --url "$ROTA_URL" --pid "$ROTA_PID" --jobs "$jobs" \
-        --from "$from" --dir "$STAMPS" --data-dir "$WORK/rota"
+        --from "$from" --dir "$STAMPS" --data-dir "$WORK/rota" --idle-secs "$MEMORY_IDLE_SECS"
     for signal in TERM KILL; do
         stop_server "$ROTA_PID" "$signal"
         start_rota
         step "$LG" wait-ready --target rota --url "$ROTA_URL" --jobs "$jobs" \
             --started-ns "$ROTA_STARTED_NS" --stop-ms "$STOP_MS" --signal "SIG$signal" --pid "$ROTA_PID"
     done
+    if [ "$MEMORY_PEERS" = 0 ]; then
+        return
+    fi
     step "$LG" memory --target etcd --url "$ETCD_URL" --pid "$ETCD_PID" --jobs "$jobs" \
-        --from "$from" --dir "$STAMPS" --data-dir "$WORK/etcd"
+        --from "$from" --dir "$STAMPS" --data-dir "$WORK/etcd" --idle-secs "$MEMORY_IDLE_SECS"
     stop_server "$ETCD_PID" KILL
     start_etcd
     step "$LG" wait-ready --target etcd --url "$ETCD_URL" --jobs "$jobs" \
@@ -209,6 +230,12 @@ OUT=$ROOT/bench/results/$STAMP.md
     machine_lines "$LOAD_START" "$LOAD_END"
     echo "- rota $ROTA_COMMIT (release build); $ETCD_VERSION; tokio-cron-scheduler $tcs_version"
     echo "- rota: \`rota server --max-running 20000\`, default settings otherwise; etcd: single member, default settings"
+    if [ "$STEPS" != all ]; then
+        echo "- steps: $STEPS only (BENCH_STEPS)"
+    fi
+    if [ -n "${BENCH_ROTA_BIN:-}" ]; then
+        echo "- rota binary: $(basename "$ROTA_BIN") (BENCH_ROTA_BIN)"
+    fi
     echo "- load generator and servers share the same machine (loopback)"
     echo
     "$LG" report --input "$RESULTS" --cores "$(nproc)"

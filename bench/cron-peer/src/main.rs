@@ -279,6 +279,8 @@ async fn memory(jobs: usize, channel: Option<usize>) -> Result<Outcome, PeerErro
             peak_rss_bytes,
             data_bytes: None,
             load_secs: secs,
+            idle_rss_bytes: None,
+            idle_secs: None,
         },
     ))
 }

@@ -93,6 +93,13 @@ pub enum BenchError {
         last: String,
     },
 
+    #[error("could not signal process {pid}")]
+    Signal {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("{errors} requests of the set-up failed; first error: {first}")]
     SetupFailed { errors: u64, first: String },
 }

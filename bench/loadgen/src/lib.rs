@@ -13,7 +13,8 @@
 //! throughput and latency), [`jobs`] (job creation and deletion), [`lag`]
 //! (dispatch lag of jobs due at the same instant), [`fires`] (sustained firing
 //! rate), [`memory`] (resident memory with many jobs, restart time), [`failover`]
-//! (the longest write gap while a cluster's leader is killed), [`watch`] (watch
+//! (the longest write gap while a cluster's leader is killed), [`frozen`] (a write
+//! sent to a follower while the leader is stopped), [`watch`] (watch
 //! delivery rate and lag with 1 or many watchers). [`cluster`] tells
 //! which node of a 3-node rota or etcd cluster leads and whether all caught up.
 //! Nothing here asserts on timing: the figures are reported, not judged.
@@ -23,6 +24,7 @@ pub mod cluster;
 pub mod error;
 pub mod failover;
 pub mod fires;
+pub mod frozen;
 pub mod get;
 pub mod jobs;
 pub mod kv;

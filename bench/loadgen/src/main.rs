@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use loadgen::cluster::{wait_settled, Settled};
 use loadgen::failover::{run_failover, FailoverRun};
+use loadgen::frozen::{run_frozen, FrozenRun};
 use loadgen::get::{run_get, GetRun};
 use loadgen::jobs::{job_spec, run_jobs, JobExecutor};
 use loadgen::kv::{error_chain, run_kv, KvRun, Stop, Target};
@@ -174,6 +175,32 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         max_secs: u64,
     },
+    /// One write to a follower right after the leader is stopped (SIGSTOP); the
+    /// leader is continued afterwards and the cluster waited on until caught up.
+    Frozen {
+        #[arg(long, value_enum)]
+        target: TargetArg,
+        /// Every node of the cluster, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        urls: Vec<String>,
+        /// The leader's 1-based position in --urls (`cluster-wait` prints it).
+        #[arg(long)]
+        leader: usize,
+        /// The leader's process id.
+        #[arg(long)]
+        pid: u32,
+        /// The follower to write to (1-based); default: the node after the leader.
+        #[arg(long)]
+        follower: Option<usize>,
+        #[arg(long, default_value_t = 1)]
+        rep: usize,
+        /// Longest wait for the answer, and for a new leader.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+        /// Longest wait for every node to catch up after SIGCONT.
+        #[arg(long, default_value_t = 60)]
+        settle_timeout_secs: u64,
+    },
     /// Create N jobs concurrently (then delete them with --delete).
     Jobs {
         #[arg(long)]
@@ -264,6 +291,9 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long, default_value_t = 900)]
         load_timeout_secs: u64,
+        /// Read the RSS again after this many seconds without requests (0: not).
+        #[arg(long, default_value_t = 0)]
+        idle_secs: u64,
     },
     /// Time until a just-restarted server is ready with all jobs loaded.
     WaitReady {
@@ -428,6 +458,28 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
             })
             .await?
         }
+        Command::Frozen {
+            target,
+            urls,
+            leader,
+            pid,
+            follower,
+            rep,
+            timeout_secs,
+            settle_timeout_secs,
+        } => vec![
+            run_frozen(FrozenRun {
+                target: target.into(),
+                urls,
+                leader,
+                pid,
+                follower,
+                rep,
+                timeout: Duration::from_secs(timeout_secs.max(1)),
+                settle_timeout: Duration::from_secs(settle_timeout_secs),
+            })
+            .await?,
+        ],
         Command::Jobs {
             url,
             count,
@@ -504,6 +556,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
             dir,
             data_dir,
             load_timeout_secs,
+            idle_secs,
         } => {
             run_memory(MemoryRun {
                 target: target.into(),
@@ -515,6 +568,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
                 dir: absolute(dir),
                 data_dir,
                 load_timeout: Duration::from_secs(load_timeout_secs),
+                idle: Duration::from_secs(idle_secs),
             })
             .await?
         }

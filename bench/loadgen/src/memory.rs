@@ -79,6 +79,9 @@ pub struct MemoryRun {
     pub data_dir: Option<PathBuf>,
     /// Longest wait for the scheduler to report every job loaded.
     pub load_timeout: Duration,
+    /// When non-zero, the resident set is read again after this long without
+    /// requests.
+    pub idle: Duration,
 }
 
 /// Creates the jobs, waits for them to be loaded and reports memory (and, for
@@ -134,7 +137,16 @@ pub async fn run_memory(run: MemoryRun) -> Result<Vec<Outcome>, BenchError> {
             result.secs
         }
     };
-    let (rss_bytes, peak_rss_bytes) = proc_memory(run.pid)?;
+    let (rss_bytes, mut peak_rss_bytes) = proc_memory(run.pid)?;
+    let (idle_rss_bytes, idle_secs) = if run.idle.is_zero() {
+        (None, None)
+    } else {
+        info!(secs = run.idle.as_secs(), "idle before reading RSS again");
+        tokio::time::sleep(run.idle).await;
+        let (idle_rss, idle_peak) = proc_memory(run.pid)?;
+        peak_rss_bytes = idle_peak.or(peak_rss_bytes);
+        (Some(idle_rss), Some(run.idle.as_secs()))
+    };
     outcomes.push(Outcome::new(
         run.target.system(),
         &probe,
@@ -146,6 +158,8 @@ pub async fn run_memory(run: MemoryRun) -> Result<Vec<Outcome>, BenchError> {
             peak_rss_bytes,
             data_bytes: run.data_dir.as_deref().and_then(dir_size),
             load_secs,
+            idle_rss_bytes,
+            idle_secs,
         },
     ));
     Ok(outcomes)

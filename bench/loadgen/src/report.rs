@@ -34,24 +34,24 @@ pub fn read_outcomes(path: &Path) -> Result<Vec<Outcome>, BenchError> {
 
 /// A markdown table.
 #[derive(Debug, Default)]
-struct Table {
+pub(crate) struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(header: &[&str]) -> Table {
+    pub(crate) fn new(header: &[&str]) -> Table {
         Table {
             header: header.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
         let mut out = line(&self.header);
         let rule: Vec<String> = self.header.iter().map(|_| "---".to_string()).collect();
@@ -63,7 +63,7 @@ impl Table {
     }
 }
 
-fn ms(v: f64) -> String {
+pub(crate) fn ms(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
@@ -143,9 +143,10 @@ type Section = fn(&[&Outcome], usize) -> String;
 /// marked as disturbed.
 pub fn render(outcomes: &[Outcome], cores: usize) -> String {
     let mut out = String::new();
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("kv", kv_section),
         ("failover", failover_section),
+        ("frozen", crate::frozen::frozen_section),
         ("jobs", jobs_section),
         ("lag", lag_section),
         ("fires", fires_section),
@@ -694,6 +695,7 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
         "RSS before MiB",
         "RSS added per job (bytes)",
         "peak RSS MiB",
+        "RSS after idle MiB",
         "data on disk MiB",
         "load time s",
         "RSS vs rota",
@@ -715,6 +717,8 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
                 peak_rss_bytes,
                 data_bytes,
                 load_secs,
+                idle_rss_bytes,
+                idle_secs,
                 ..
             } = &o.measurement
             else {
@@ -730,6 +734,11 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
                     format!("{:.0}", added / (*created).max(1) as f64)
                 }),
                 peak_rss_bytes.map_or("–".to_string(), mib),
+                match (idle_rss_bytes, idle_secs) {
+                    (Some(rss), Some(secs)) => format!("{} ({secs} s)", mib(*rss)),
+                    (Some(rss), None) => mib(*rss),
+                    _ => "–".to_string(),
+                },
                 data_bytes.map_or("–".to_string(), mib),
                 format!("{load_secs:.1}"),
                 ratio(Some(*rss_bytes as f64), rota_rss),
@@ -747,7 +756,9 @@ fn memory_section(of: &[&Outcome], cores: usize) -> String {
          process after registering the jobs in memory. RSS added per job = (RSS − RSS \
          before the step) / jobs created by the step; the 1,000,000 row adds to the \
          100,000 jobs of the row before. Data on disk is the apparent size of the data \
-         directory (etcd preallocates 64 MiB WAL segments).\n\n{}",
+         directory (etcd preallocates 64 MiB WAL segments). RSS after idle: read again \
+         once the server went that long without requests (when the step asked for it); \
+         peak RSS is the high-water mark (VmHWM) at the last reading.\n\n{}",
         t.render()
     )
 }
@@ -896,6 +907,8 @@ mod tests {
             peak_rss_bytes: None,
             data_bytes: None,
             load_secs: 10.0,
+            idle_rss_bytes: None,
+            idle_secs: None,
         };
         let md = render(
             &[outcome(ROTA, 0.1, mem(120)), outcome(ETCD, 0.1, mem(220))],

@@ -75,6 +75,12 @@ pub enum Measurement {
         peak_rss_bytes: Option<u64>,
         data_bytes: Option<u64>,
         load_secs: f64,
+        /// RSS again after `idle_secs` without requests (what the allocator gave
+        /// back once the creation burst was over).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_rss_bytes: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_secs: Option<u64>,
     },
     /// Time from starting the process (after `signal` stopped the previous one)
     /// until it serves again with all `jobs` loaded.
@@ -105,6 +111,28 @@ pub enum Measurement {
         failed: usize,
         /// The writer's wait for one answer before it tried the next node.
         request_timeout_ms: u64,
+    },
+    /// One write sent to a follower right after the leader was frozen (`SIGSTOP`):
+    /// when the follower answered, and when a new leader existed, both from the
+    /// `SIGSTOP` (see `frozen`).
+    Frozen {
+        /// Which repetition of the series (from 1).
+        rep: usize,
+        /// The frozen leader and the follower asked, as 1-based positions.
+        frozen: usize,
+        asked: usize,
+        /// `ok`, `redirect`, `error` or `no answer`.
+        answer: String,
+        status: Option<u16>,
+        /// The leader a redirect names, or the error's message.
+        detail: String,
+        /// `None` when the follower did not answer within `timeout_ms`.
+        answered_ms: Option<f64>,
+        /// `None` when no new leader was seen within `timeout_ms`.
+        elected_ms: Option<f64>,
+        timeout_ms: u64,
+        /// From `SIGCONT` until every node caught up; `None` when it did not.
+        caught_up_ms: Option<f64>,
     },
     /// `watchers` watch streams on one prefix while `writers` clients put `events`
     /// keys under it: deliveries per second over all watchers, and the lag from a
@@ -154,6 +182,7 @@ impl Measurement {
             Measurement::Memory { .. } => "memory",
             Measurement::Restart { .. } => "restart",
             Measurement::Failover { .. } => "failover",
+            Measurement::Frozen { .. } => "frozen",
             Measurement::Watch { .. } => "watch",
         }
     }
@@ -320,6 +349,21 @@ impl Outcome {
                      {acked} writes acknowledged, {failed} failed",
                     ms(gap_ms),
                     ms(resume_ms)
+                )
+            }
+            Measurement::Frozen {
+                rep,
+                answer,
+                answered_ms,
+                elected_ms,
+                detail,
+                ..
+            } => {
+                let ms = |v: &Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.0} ms"));
+                format!(
+                    "frozen leader #{rep}: {answer} after {}, new leader after {} {detail}",
+                    ms(answered_ms),
+                    ms(elected_ms)
                 )
             }
         };

@@ -340,10 +340,13 @@ impl LeaderExit {
             .and_then(|pid| {
                 let (tx, rx) = oneshot::channel();
                 // A thread rather than the blocking pool: it is held for the whole
-                // run, however long, and must not crowd out the store's work.
+                // run, however long, and must not crowd out the store's work. Its
+                // stack is reserved, not resident: 256 KiB leaves room for the
+                // allocator's slow paths (jemalloc's, unoptimised in debug builds,
+                // overflowed 64 KiB in this thread).
                 std::thread::Builder::new()
                     .name("rota-exit-wait".into())
-                    .stack_size(64 * 1024)
+                    .stack_size(256 * 1024)
                     .spawn(move || {
                         let usage = exit_usage(pid).map(|usage| ResourceUsage {
                             max_rss_kib: usage
