@@ -605,6 +605,12 @@ impl Apply<'_, '_> {
             }
             if let Some(at) = finish.started_at {
                 exec.started_at = Some(at);
+                if exec.is_placed_ahead() {
+                    // Placed ahead and over before its node's start was committed:
+                    // it did start, and says so before it ends.
+                    exec.status = ExecStatus::Running;
+                    self.publish_execution(types::EXECUTION_STARTED, &exec)?;
+                }
             }
             match finish.retry_at {
                 Some(retry_at) if !exec.cancel_requested => {

@@ -1,6 +1,7 @@
 //! Runs on this node: handing an attempt to its executor, and taking the outcome
 //! (or the panic) back.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -10,11 +11,31 @@ use rota_engine::Completion;
 use rota_exec::{
     run_attempt, ArtifactInput, OutputBuffer, RunOutcome, RunRequest, WorkflowContext,
 };
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 use ulid::Ulid;
 
 use super::{lock, LiveRun, Runtime};
+
+/// A run placed here ahead of its instant whose task did not hear from the loop
+/// this long after the instant hands itself over.
+const LAUNCH_FALLBACK: Duration = Duration::from_millis(100);
+
+/// What a run placed ahead hands to its executor: taken once, by the loop at the
+/// instant or by the run's own task after [`LAUNCH_FALLBACK`].
+type LaunchSlot = Arc<Mutex<Option<(RunRequest, CancellationToken)>>>;
+
+/// An executor's future for one attempt (what `run_attempt` answers).
+type AttemptRun = std::pin::Pin<Box<dyn std::future::Future<Output = RunOutcome> + Send>>;
+
+/// A run waiting for its instant, and where its task learns it was handed over
+/// (when, and the executor's future).
+pub(super) struct Launch {
+    slot: LaunchSlot,
+    output: OutputBuffer,
+    go: oneshot::Sender<(Timestamp, AttemptRun)>,
+}
 
 /// Hand-overs pause this long before the starts noted meanwhile are committed.
 const HANDED_QUIET: Duration = Duration::from_millis(10);
@@ -158,30 +179,84 @@ impl Runtime {
             exit_code = tracing::field::Empty,
         );
         let attempt_span = span.clone();
+        // A run placed here ahead of its instant is handed over by the runtime's
+        // loop at the instant (`launch_due`), together with the others due then,
+        // before any of them goes on; its task waits for that.
+        let job_name = job.clone();
+        let slot: LaunchSlot = Arc::new(Mutex::new(Some((request, cancel.clone()))));
+        let go = (scheduled_at > Utc::now()).then(|| {
+            let (go_tx, go_rx) = oneshot::channel();
+            self.launch_seq += 1;
+            self.launches.insert(
+                (scheduled_at, self.launch_seq),
+                Launch {
+                    slot: slot.clone(),
+                    output: output.clone(),
+                    go: go_tx,
+                },
+            );
+            go_rx
+        });
         let run = async move {
-            // A run committed ahead of its instant waits for it here, on its node.
-            let early = scheduled_at.signed_duration_since(Utc::now());
-            if let Ok(wait) = early.to_std() {
-                tokio::select! {
-                    () = cancel.cancelled() => {
-                        let _ = tx.send(Completion {
-                            id,
-                            attempt,
-                            outcome: RunOutcome {
-                                error: Some("cancelled before its instant".into()),
-                                ..RunOutcome::cancelled()
-                            },
-                            output: String::new(),
-                            output_truncated: false,
-                            started_at: None,
-                        });
-                        return;
+            let cancelled_early = || Completion {
+                id,
+                attempt,
+                outcome: RunOutcome {
+                    error: Some("cancelled before its instant".into()),
+                    ..RunOutcome::cancelled()
+                },
+                output: String::new(),
+                output_truncated: false,
+                started_at: None,
+            };
+            let launched = match go {
+                None => None,
+                Some(mut go) => {
+                    // Should the loop be busy at the instant (an engine loading), the
+                    // run is handed over from here a little after it.
+                    let fallback =
+                        (scheduled_at - Utc::now()).to_std().unwrap_or_default() + LAUNCH_FALLBACK;
+                    tokio::select! {
+                        () = cancel.cancelled() => {
+                            lock(&slot).take();
+                            let _ = tx.send(cancelled_early());
+                            return;
+                        }
+                        got = &mut go => match got {
+                            Ok(launched) => Some(launched),
+                            Err(_) => {
+                                let _ = tx.send(cancelled_early());
+                                return;
+                            }
+                        },
+                        () = tokio::time::sleep(fallback) => {
+                            if lock(&slot).is_some() {
+                                None
+                            } else {
+                                match go.await {
+                                    Ok(launched) => Some(launched),
+                                    Err(_) => {
+                                        let _ = tx.send(cancelled_early());
+                                        return;
+                                    }
+                                }
+                            }
+                        }
                     }
-                    () = tokio::time::sleep(wait) => {}
                 }
-            }
-            // The attempt's real start: reported with its outcome as `started_at`.
-            let handed_at = Utc::now();
+            };
+            let (handed_at, attempt_run) = match launched {
+                Some(launched) => launched,
+                None => {
+                    let Some((request, cancel)) = lock(&slot).take() else {
+                        let _ = tx.send(cancelled_early());
+                        return;
+                    };
+                    // The attempt's real start: reported with its outcome as
+                    // `started_at`.
+                    (Utc::now(), run_attempt(request, output.clone(), cancel))
+                }
+            };
             if let Some(run) = lock(&shared.live).get_mut(&id) {
                 if run.attempt == attempt {
                     run.handed_at = Some(handed_at);
@@ -195,9 +270,8 @@ impl Runtime {
                     .unwrap_or(Duration::ZERO);
                 lock(&shared.stats).dispatch_lag.observe(lag.as_secs_f64());
             }
-            // Picks fan-out when the request carries targets.
-            let job_name = request.job.clone();
-            let outcome = run_attempt(request, output.clone(), cancel).await;
+            // `run_attempt` picked fan-out when the request carries targets.
+            let outcome = attempt_run.await;
             attempt_span.record("status", outcome.status.as_str());
             if let Some(code) = outcome.exit_code {
                 attempt_span.record("exit_code", code);
@@ -342,6 +416,29 @@ impl Runtime {
         }
         let since = self.handed_since.get_or_insert(now);
         self.handed_flush = Some((*since + HANDED_MAX_WAIT).min(now + HANDED_QUIET));
+    }
+
+    /// When the next run placed ahead is due.
+    pub(super) fn next_launch(&self) -> Option<Timestamp> {
+        self.launches.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Hands every run placed ahead whose instant came to its executor, all of
+    /// them before any goes on (their tasks run the executors' futures).
+    pub(super) fn launch_due(&mut self) {
+        let now = Utc::now();
+        while let Some(entry) = self.launches.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let launch = entry.remove();
+            let Some((request, cancel)) = lock(&launch.slot).take() else {
+                continue; // cancelled, or handed over by its own task
+            };
+            let handed_at = Utc::now();
+            let attempt_run = run_attempt(request, launch.output, cancel);
+            let _ = launch.go.send((handed_at, attempt_run));
+        }
     }
 
     /// Commits the starts noted by [`Runtime::handed_over`] (when it is time).

@@ -40,6 +40,7 @@ impl Runtime {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.publish_stats(None);
+            let next_launch = self.next_launch();
             tokio::select! {
                 () = self.ctx.stopping() => return false,
                 event = events.recv(), if events_open => match event {
@@ -80,6 +81,7 @@ impl Runtime {
                 }
                 Some(handed) = self.handed.recv() => self.handed_over(handed),
                 () = super::sleep_until_opt(self.handed_flush) => self.flush_handed(),
+                () = super::sleep_until_wall(next_launch) => self.launch_due(),
                 Some(done) = self.commits.join_next() => {
                     if let Ok(done) = done {
                         self.committed(done, None, &mut Vec::new());

@@ -254,6 +254,7 @@ impl Runtime {
             self.start_commit();
             self.publish_stats(Some(engine));
             let sleep = sleep_until(engine.next_wakeup());
+            let next_launch = self.next_launch();
             let mut out = Vec::new();
             let mut exit = None;
             tokio::select! {
@@ -294,6 +295,7 @@ impl Runtime {
                 }
                 Some(handed) = self.handed.recv() => self.handed_over(handed),
                 () = super::sleep_until_opt(self.handed_flush) => self.flush_handed(),
+                () = super::sleep_until_wall(next_launch) => self.launch_due(),
                 Some(done) = self.commits.join_next() => {
                     match done {
                         Ok(done) => {

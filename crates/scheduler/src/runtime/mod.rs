@@ -168,6 +168,8 @@ pub(crate) fn spawn(
             handed_tx,
             handed,
             handed_buf: Vec::new(),
+            launches: std::collections::BTreeMap::new(),
+            launch_seq: 0,
             handed_since: None,
             handed_flush: None,
             runs: JoinSet::new(),
@@ -206,6 +208,9 @@ struct Runtime {
     /// placed here ahead of their instant is committed from them.
     handed_tx: mpsc::UnboundedSender<Handed>,
     handed: mpsc::UnboundedReceiver<Handed>,
+    /// Runs placed here ahead of their instant, by instant (then dispatch order).
+    launches: std::collections::BTreeMap<(rota_core::Timestamp, u64), dispatch::Launch>,
+    launch_seq: u64,
     /// Hand-overs noted, their starts not committed yet; since when, and when to.
     handed_buf: Vec<Handed>,
     handed_since: Option<tokio::time::Instant>,
@@ -449,6 +454,17 @@ impl Runtime {
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes at the wall-clock time `at` (never, when `None`).
+async fn sleep_until_wall(at: Option<rota_core::Timestamp>) {
+    match at {
+        Some(at) => {
+            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+        }
         None => std::future::pending().await,
     }
 }

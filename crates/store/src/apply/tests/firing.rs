@@ -1,5 +1,7 @@
 //! Fires: idempotence per instant, the high-water mark, refusals, the executions a fire creates.
 
+use rota_core::{Finish, Fire, Start};
+
 use super::*;
 
 #[test]
@@ -173,4 +175,132 @@ fn a_taken_id_is_never_overwritten() {
         (exec.status, exec.scheduled_at),
         (ExecStatus::Succeeded, t(100))
     );
+}
+
+/// A fire committed ahead of its instant, placed on `node`.
+fn ahead(id: u128, job: &str, at: i64, node: &str) -> Fire {
+    Fire {
+        start: Some(StartInfo {
+            node: node.into(),
+            at: t(at),
+        }),
+        ahead: true,
+        ..fire(id, job, at, Trigger::Schedule)
+    }
+}
+
+fn published(h: &Harness, id: u128) -> Vec<String> {
+    let key = Ulid(id).to_string();
+    h.store
+        .events_after(0, &|e| e.key == key, 1000)
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+#[test]
+fn a_fire_ahead_is_queued_on_its_node_until_that_node_starts_it() {
+    let mut h = Harness::new();
+    put(&mut h, "a");
+    fired(h.run(Command::Fire {
+        fires: vec![ahead(1, "a", 100, "n2")],
+    }));
+    let e = h.store.get_execution(Ulid(1)).unwrap().unwrap();
+    assert_eq!(e.status, ExecStatus::Queued);
+    assert_eq!(e.placed_on(), Some("n2"));
+    assert_eq!(e.started_at, None);
+    // The instant is taken like any other.
+    assert_eq!(
+        h.store.get_job("a").unwrap().unwrap().last_scheduled_at,
+        Some(t(100))
+    );
+    assert_eq!(published(&h, 1), vec!["execution.queued"]);
+
+    // Only the node it is placed on may start it.
+    let start = |node: &str, at: i64| Command::Start {
+        starts: vec![Start {
+            id: Ulid(1),
+            attempt: 1,
+            node: node.into(),
+            at: t(at),
+        }],
+    };
+    h.run(start("n3", 100));
+    assert!(h
+        .store
+        .get_execution(Ulid(1))
+        .unwrap()
+        .unwrap()
+        .is_placed_ahead());
+    h.run(start("n2", 101));
+    let e = h.store.get_execution(Ulid(1)).unwrap().unwrap();
+    assert_eq!(e.status, ExecStatus::Running);
+    assert_eq!(
+        (e.node.as_deref(), e.started_at),
+        (Some("n2"), Some(t(101)))
+    );
+    assert_eq!(
+        published(&h, 1),
+        vec!["execution.queued", "execution.started"]
+    );
+}
+
+#[test]
+fn a_run_placed_ahead_that_ends_before_its_start_is_committed_still_says_it_started() {
+    let mut h = Harness::new();
+    put(&mut h, "a");
+    fired(h.run(Command::Fire {
+        fires: vec![ahead(1, "a", 100, "n2")],
+    }));
+    h.run(Command::Finish {
+        finishes: vec![Finish {
+            started_at: Some(t(100)),
+            ..finish(1, 1, ExecStatus::Succeeded, 101)
+        }],
+    });
+    let e = h.store.get_execution(Ulid(1)).unwrap().unwrap();
+    assert_eq!(e.status, ExecStatus::Succeeded);
+    assert_eq!(e.started_at, Some(t(100)));
+    assert_eq!(
+        published(&h, 1),
+        vec![
+            "execution.queued",
+            "execution.started",
+            "execution.finished"
+        ]
+    );
+    // Its start, arriving late, changes nothing.
+    h.run(Command::Start {
+        starts: vec![Start {
+            id: Ulid(1),
+            attempt: 1,
+            node: "n2".into(),
+            at: t(100),
+        }],
+    });
+    assert_eq!(
+        h.store.get_execution(Ulid(1)).unwrap().unwrap().status,
+        ExecStatus::Succeeded
+    );
+}
+
+#[test]
+fn a_new_incarnation_loses_the_runs_placed_on_the_earlier_one_ahead() {
+    let mut h = Harness::new();
+    put(&mut h, "a");
+    fired(h.run(Command::Fire {
+        fires: vec![ahead(1, "a", 100, "n2")],
+    }));
+    h.run(Command::RegisterNode {
+        node: "n2".into(),
+        incarnation: Ulid(5),
+        tags: Default::default(),
+        max_running: 4,
+        url: None,
+        fire_ahead: true,
+    });
+    let e = h.store.get_execution(Ulid(1)).unwrap().unwrap();
+    assert_eq!(e.status, ExecStatus::Lost);
 }
