@@ -189,6 +189,18 @@ fn ahead(id: u128, job: &str, at: i64, node: &str) -> Fire {
     }
 }
 
+/// Node `node` reports that it started execution 1 at `at`.
+fn start_on(node: &str, at: i64) -> Command {
+    Command::Start {
+        starts: vec![Start {
+            id: Ulid(1),
+            attempt: 1,
+            node: node.into(),
+            at: t(at),
+        }],
+    }
+}
+
 fn published(h: &Harness, id: u128) -> Vec<String> {
     let key = Ulid(id).to_string();
     h.store
@@ -219,22 +231,14 @@ fn a_fire_ahead_is_queued_on_its_node_until_that_node_starts_it() {
     assert_eq!(published(&h, 1), vec!["execution.queued"]);
 
     // Only the node it is placed on may start it.
-    let start = |node: &str, at: i64| Command::Start {
-        starts: vec![Start {
-            id: Ulid(1),
-            attempt: 1,
-            node: node.into(),
-            at: t(at),
-        }],
-    };
-    h.run(start("n3", 100));
+    h.run(start_on("n3", 100));
     assert!(h
         .store
         .get_execution(Ulid(1))
         .unwrap()
         .unwrap()
         .is_placed_ahead());
-    h.run(start("n2", 101));
+    h.run(start_on("n2", 101));
     let e = h.store.get_execution(Ulid(1)).unwrap().unwrap();
     assert_eq!(e.status, ExecStatus::Running);
     assert_eq!(
@@ -272,14 +276,7 @@ fn a_run_placed_ahead_that_ends_before_its_start_is_committed_still_says_it_star
         ]
     );
     // Its start, arriving late, changes nothing.
-    h.run(Command::Start {
-        starts: vec![Start {
-            id: Ulid(1),
-            attempt: 1,
-            node: "n2".into(),
-            at: t(100),
-        }],
-    });
+    h.run(start_on("n2", 100));
     assert_eq!(
         h.store.get_execution(Ulid(1)).unwrap().unwrap().status,
         ExecStatus::Succeeded
