@@ -103,6 +103,37 @@ async fn a_rolling_upgrade_keeps_every_job_firing_once_and_the_data_intact() {
         seen = runs_go_on(&sink, seen, 4).await;
     }
 
+    // While an older node was registered, every instant fired at its time; now
+    // that every node says it can, runs are placed on their node ahead of time.
+    eprintln!("--- every node runs this build: runs are placed ahead of their instant");
+    let leader = eventually(DEADLINE, "one leader", || agreed_leader(&servers)).await;
+    let placed = eventually(
+        DEADLINE,
+        "a run placed on its node ahead of its instant",
+        || {
+            let server = &servers[leader];
+            async move {
+                let (status, body) = server.get("/v1/jobs/tick-a/executions?limit=5").await;
+                let items = match &body {
+                    Value::Array(items) => items.clone(),
+                    other => other["items"].as_array().cloned().unwrap_or_default(),
+                };
+                (status == 200)
+                    .then(|| {
+                        items.into_iter().find(|e| {
+                            e["status"] == "queued"
+                                && e["node"].is_string()
+                                && e["started_at"].is_null()
+                        })
+                    })
+                    .flatten()
+            }
+        },
+    )
+    .await;
+    // Only a fire committed ahead records a queued run on a node.
+    eprintln!("placed ahead: {placed}");
+
     eprintln!("--- pause the jobs and let every run end");
     for job in JOBS {
         let path = format!("/v1/jobs/{job}/pause");
