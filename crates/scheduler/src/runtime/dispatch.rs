@@ -209,8 +209,15 @@ impl Runtime {
                 output_truncated: false,
                 started_at: None,
             };
-            let launched = match go {
-                None => None,
+            let (handed_at, attempt_run) = match go {
+                None => {
+                    let Some((request, cancel)) = lock(&slot).take() else {
+                        return;
+                    };
+                    // The attempt's real start: reported with its outcome as
+                    // `started_at`.
+                    (Utc::now(), run_attempt(request, output.clone(), cancel))
+                }
                 Some(mut go) => {
                     // Should the loop be busy at the instant (an engine loading), the
                     // run is handed over from here a little after it.
@@ -218,43 +225,36 @@ impl Runtime {
                         (scheduled_at - Utc::now()).to_std().unwrap_or_default() + LAUNCH_FALLBACK;
                     tokio::select! {
                         () = cancel.cancelled() => {
+                            // Not handed over, or handed over and not begun: either
+                            // way nothing ran.
                             lock(&slot).take();
                             let _ = tx.send(cancelled_early());
                             return;
                         }
                         got = &mut go => match got {
-                            Ok(launched) => Some(launched),
+                            Ok(launched) => launched,
                             Err(_) => {
                                 let _ = tx.send(cancelled_early());
                                 return;
                             }
                         },
                         () = tokio::time::sleep(fallback) => {
-                            if lock(&slot).is_some() {
-                                None
-                            } else {
-                                match go.await {
-                                    Ok(launched) => Some(launched),
+                            let taken = lock(&slot).take();
+                            match taken {
+                                Some((request, cancel)) => {
+                                    (Utc::now(), run_attempt(request, output.clone(), cancel))
+                                }
+                                // The loop took it first: its future is on the way.
+                                None => match go.await {
+                                    Ok(launched) => launched,
                                     Err(_) => {
                                         let _ = tx.send(cancelled_early());
                                         return;
                                     }
-                                }
+                                },
                             }
                         }
                     }
-                }
-            };
-            let (handed_at, attempt_run) = match launched {
-                Some(launched) => launched,
-                None => {
-                    let Some((request, cancel)) = lock(&slot).take() else {
-                        let _ = tx.send(cancelled_early());
-                        return;
-                    };
-                    // The attempt's real start: reported with its outcome as
-                    // `started_at`.
-                    (Utc::now(), run_attempt(request, output.clone(), cancel))
                 }
             };
             if let Some(run) = lock(&shared.live).get_mut(&id) {
