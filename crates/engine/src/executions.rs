@@ -7,13 +7,7 @@ use super::*;
 impl Engine {
     pub(crate) fn on_execution(&mut self, e: &Execution, now: Timestamp, out: &mut Vec<Action>) {
         let here = e.node.as_deref() == Some(self.cfg.node.as_str());
-        // A run placed on a node ahead of its instant is that node's like a running
-        // one: the node hands it over at the instant and reports the start.
-        let status = if e.is_placed_ahead() {
-            ExecStatus::Running
-        } else {
-            e.status
-        };
+        let status = status_of(e);
         let Some(t) = self.execs.get(&e.id) else {
             self.on_new_execution(e, here, now, out);
             return;
@@ -95,11 +89,7 @@ impl Engine {
             return;
         };
         let job = job.name.clone();
-        let status = if e.is_placed_ahead() {
-            ExecStatus::Running
-        } else {
-            e.status
-        };
+        let status = status_of(e);
         let mut tracked = Tracked {
             job,
             scheduled_at: e.scheduled_at,
@@ -403,6 +393,17 @@ impl Engine {
     }
 
     // ----- bookkeeping -----
+}
+
+/// The status the engine goes by: a run placed on a node ahead of its instant is
+/// that node's like a running one (the node hands it over at the instant and
+/// reports the start).
+fn status_of(e: &Execution) -> ExecStatus {
+    if e.is_placed_ahead() {
+        ExecStatus::Running
+    } else {
+        e.status
+    }
 }
 
 /// When a queued execution may start: its retry's due time, and never before the

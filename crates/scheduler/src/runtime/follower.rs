@@ -81,7 +81,7 @@ impl Runtime {
                 }
                 Some(handed) = self.handed.recv() => self.handed_over(handed),
                 () = super::sleep_until_opt(self.handed_flush) => self.flush_handed(),
-                () = super::sleep_until_wall(next_launch) => self.launch_due(),
+                () = super::sleep_until(next_launch) => self.launch_due(),
                 Some(done) = self.commits.join_next() => {
                     if let Ok(done) = done {
                         self.committed(done, None, &mut Vec::new());

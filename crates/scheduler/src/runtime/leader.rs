@@ -13,13 +13,11 @@ use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 use ulid::Ulid;
 
-use super::{lock, Runtime, REBUILD_BACKOFF, STABLE_AFTER};
+use super::{lock, sleep_until, Runtime, REBUILD_BACKOFF, STABLE_AFTER};
 use crate::SchedulerError;
 
 /// Most store events taken in one turn (they share one batch of commits).
 const EVENTS_PER_TURN: usize = 4096;
-/// Longest single sleep towards a far timer (re-checked after it).
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// Reasons to rebuild that two places find.
 const FELL_BEHIND: &str = "falling behind the store's events";
@@ -295,7 +293,7 @@ impl Runtime {
                 }
                 Some(handed) = self.handed.recv() => self.handed_over(handed),
                 () = super::sleep_until_opt(self.handed_flush) => self.flush_handed(),
-                () = super::sleep_until_wall(next_launch) => self.launch_due(),
+                () = sleep_until(next_launch) => self.launch_due(),
                 Some(done) = self.commits.join_next() => {
                     match done {
                         Ok(done) => {
@@ -458,21 +456,6 @@ impl Runtime {
             }
             () = tokio::time::sleep(d) => Some(true),
         }
-    }
-}
-
-/// A future that completes at the wall-clock time `at` (never, when `None`).
-async fn sleep_until(at: Option<Timestamp>) {
-    match at {
-        Some(at) => {
-            let wait = at
-                .signed_duration_since(Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(MAX_SLEEP);
-            tokio::time::sleep(wait).await;
-        }
-        None => std::future::pending().await,
     }
 }
 

@@ -458,11 +458,18 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Completes at the wall-clock time `at` (never, when `None`).
-async fn sleep_until_wall(at: Option<rota_core::Timestamp>) {
+/// Longest single sleep towards a far timer (re-checked after it).
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// A future that completes at the wall-clock time `at` (never, when `None`).
+pub(super) async fn sleep_until(at: Option<rota_core::Timestamp>) {
     match at {
         Some(at) => {
-            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            let wait = at
+                .signed_duration_since(chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_SLEEP);
             tokio::time::sleep(wait).await;
         }
         None => std::future::pending().await,
