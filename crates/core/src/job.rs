@@ -360,7 +360,7 @@ pub struct RetryPolicy {
 }
 
 /// What happens when a run is due while the previous one of the same job still runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// Start it anyway.
@@ -375,7 +375,7 @@ pub enum Overlap {
 }
 
 /// What happens to instants missed while no leader could fire them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Misfire {
     /// Forget them; wait for the next instant.

@@ -285,7 +285,7 @@ impl Engine {
     fn retry_policy(&self, job: &str) -> Option<&RetryPolicy> {
         self.jobs
             .get(job)
-            .and_then(|j| j.retry.as_deref())
+            .and_then(|j| j.policy.retry.as_ref())
             .or(self.dynamic.default_retry.as_ref())
     }
 

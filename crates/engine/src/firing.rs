@@ -14,6 +14,7 @@ impl Engine {
                 return;
             }
         };
+        let policy = self.policies.get(spec);
         let high_water = record.last_scheduled_at;
         let name: Arc<str> = self
             .jobs
@@ -38,14 +39,8 @@ impl Engine {
                 job.schedule = schedule;
                 job.anchor = record.updated_at;
                 job.high_water = job.high_water.max(high_water);
-                job.catchup_window = spec.catchup_window.0;
-                job.retry = spec.retry.clone().map(Box::new);
-                job.priority = spec.priority;
-                job.tags = (!spec.tags.is_empty()).then(|| Arc::new(spec.tags.clone()));
-                job.overlap = spec.overlap;
-                job.misfire = spec.misfire;
+                job.policy = policy;
                 job.paused = spec.paused;
-                job.ahead_ok = ahead_ok(spec);
                 if !timing_same {
                     let mut from = job.high_water.map_or(job.anchor, |h| h.max(job.anchor));
                     if resumed {
@@ -63,14 +58,8 @@ impl Engine {
                     anchor: record.updated_at,
                     high_water,
                     next_at: None,
-                    catchup_window: spec.catchup_window.0,
-                    retry: spec.retry.clone().map(Box::new),
-                    priority: spec.priority,
-                    tags: (!spec.tags.is_empty()).then(|| Arc::new(spec.tags.clone())),
-                    overlap: spec.overlap,
-                    misfire: spec.misfire,
+                    policy,
                     paused: spec.paused,
-                    ahead_ok: ahead_ok(spec),
                 });
                 let from = high_water.map_or(record.updated_at, |h| h.max(record.updated_at));
                 self.arm(slot, from);
@@ -168,8 +157,8 @@ impl Engine {
             job.name.clone(),
             job.schedule.clone(),
             job.anchor,
-            job.catchup_window,
-            job.misfire,
+            job.policy.catchup_window,
+            job.policy.misfire,
         );
         let one_ns = TimeDelta::nanoseconds(1);
         let first = at.checked_sub_signed(one_ns).unwrap_or(at);
@@ -257,7 +246,7 @@ impl Engine {
         let Some(job) = self.jobs.at(slot) else {
             return;
         };
-        let (name, overlap, priority) = (job.name.clone(), job.overlap, job.priority);
+        let (name, overlap, priority) = (job.name.clone(), job.policy.overlap, job.policy.priority);
         let (active, waiting) = self
             .activity
             .get(&name)
@@ -377,15 +366,9 @@ impl Engine {
     /// happens until the instant (`allow`, or nothing of the job active).
     pub(crate) fn may_fire_ahead(&self, slot: u32) -> bool {
         self.jobs.at(slot).is_some_and(|job| {
-            job.ahead_ok
-                && (job.overlap == Overlap::Allow
+            job.policy.ahead_ok
+                && (job.policy.overlap == Overlap::Allow
                     || self.activity.get(&job.name).is_none_or(|a| a.active == 0))
         })
     }
-}
-
-/// Whether a job's instants may be committed ahead of time: not a workflow's
-/// jobs (their trigger starts the workflow run when the fire is applied).
-fn ahead_ok(spec: &rota_core::JobSpec) -> bool {
-    !matches!(spec.executor, rota_core::ExecutorSpec::WorkflowJob(_))
 }

@@ -56,7 +56,7 @@ use rota_core::{
 use tracing::{debug, info, warn};
 use ulid::Ulid;
 
-use jobs::{JobEntry, Jobs, ScheduleCache};
+use jobs::{JobEntry, Jobs, PolicyCache, ScheduleCache};
 use phases::{Activity, Phase, ReadyKey, RemoteNode, Tracked, Worker};
 
 pub use executions::finish_for;
@@ -88,6 +88,7 @@ pub struct Engine {
     started: bool,
     jobs: Jobs,
     schedules: ScheduleCache,
+    policies: PolicyCache,
     /// Job instants, due `fire_ahead` before them.
     timers: TimerHeap,
     /// Retries, and job instants that wait for their time (not fired ahead).
@@ -144,6 +145,7 @@ impl Engine {
             started: false,
             jobs: Jobs::default(),
             schedules: ScheduleCache::default(),
+            policies: PolicyCache::default(),
             timers: TimerHeap::default(),
             exact: TimerHeap::default(),
             armed_jobs: 0,

@@ -274,7 +274,10 @@ impl Engine {
         if t.trigger == Trigger::Manual {
             return false;
         }
-        let overlap = self.jobs.get(&t.job).map_or(Overlap::Allow, |j| j.overlap);
+        let overlap = self
+            .jobs
+            .get(&t.job)
+            .map_or(Overlap::Allow, |j| j.policy.overlap);
         overlap != Overlap::Allow && self.activity.get(&t.job).is_some_and(|a| a.running > 0)
     }
 }

@@ -42,7 +42,7 @@ impl Engine {
                 self.set_phase(id, Phase::Blocked(key));
                 continue;
             }
-            let tags = self.jobs.get(&t.job).and_then(|j| j.tags.as_deref());
+            let tags = self.jobs.get(&t.job).and_then(|j| j.policy.tags.as_ref());
             let Some(node) = self.place(tags, now) else {
                 continue;
             };
