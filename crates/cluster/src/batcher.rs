@@ -6,8 +6,9 @@
 //! arrives while [`IN_FLIGHT`] proposals are already on their way waits, and the
 //! writes that waited go out together as one `Command::Requests` entry (one append,
 //! one fsync, one replication round), each applied with its own session and clock
-//! and answered with its own response. A write that finds the queue idle goes out
-//! alone, unwrapped, so a single client sees no added step.
+//! and answered with its own response. A write that finds nothing queued and a
+//! proposal slot free goes out alone, unwrapped, from its caller's own task: a
+//! single client's write takes no hand-off to the queue's worker and back.
 //!
 //! All writes of one entry share its log index as their revision; a key's
 //! revisions must still grow with every write, so two writes of the same key never
@@ -15,10 +16,12 @@
 //!
 //! The queue is a background worker (`proposals`); each entry's commit runs as a
 //! task of the worker's own set, so stopping the worker awaits the commits in
-//! flight. Writes still queued then are answered `ShuttingDown`.
+//! flight, and then for the slots held by writes proposed by their callers. Writes
+//! still queued then are answered `ShuttingDown`.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,24 +52,83 @@ struct Proposal {
 /// proposed: Raft answers "forward to the leader" for every write).
 pub(crate) struct Proposals {
     tx: mpsc::UnboundedSender<Proposal>,
+    gate: Arc<Gate>,
+    raft: Raft,
+    timeout: Duration,
+}
+
+/// What the callers and the queue's worker share; the log store and the state
+/// machine read from it whether the node's writes are quiet (see [`Gate::is_quiet`]).
+pub(crate) struct Gate {
+    /// One per proposal on its way through Raft, from the queue or from a caller.
+    permits: Arc<Semaphore>,
+    /// Writes sent to the queue that its worker has not taken out yet.
+    queued: AtomicUsize,
+    /// Set when the worker stops: no caller proposes on its own from then on.
+    stopped: AtomicBool,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Arc<Gate> {
+        Arc::new(Gate {
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+            queued: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Nothing is queued and at most one proposal is on its way: a lone client's
+    /// write, a follower's (where nothing is proposed), or a quiet moment. Only then
+    /// do the log store and the state machine append and apply a light entry in
+    /// place (see [`crate::types::is_light`]): under load, a worker thread blocked
+    /// on an fsync would hold up the requests that fill the next batch.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0
+            && self.permits.available_permits() + 1 >= IN_FLIGHT
+    }
 }
 
 impl Proposals {
     /// Starts the queue's worker on `workers`; it ends when told to stop or when
     /// the queue is dropped.
-    pub(crate) fn spawn(workers: &Runner, raft: Raft, timeout: Duration) -> Proposals {
+    pub(crate) fn spawn(
+        workers: &Runner,
+        raft: Raft,
+        gate: Arc<Gate>,
+        timeout: Duration,
+    ) -> Proposals {
         let (tx, rx) = mpsc::unbounded_channel();
-        workers.spawn("proposals", move |ctx| run(ctx, raft, rx, timeout));
-        Proposals { tx }
+        let (worker_gate, worker_raft) = (gate.clone(), raft.clone());
+        workers.spawn("proposals", move |ctx| {
+            run(ctx, worker_raft, worker_gate, rx, timeout)
+        });
+        Proposals {
+            tx,
+            gate,
+            raft,
+            timeout,
+        }
     }
 
     /// Proposes `req` (alone or with others) and answers its log index and
     /// response once applied.
     pub(crate) async fn propose(&self, req: ClientRequest) -> Result<(u64, Response), WriteError> {
+        let gate = &self.gate;
+        // Nothing waits and a slot is free: propose it here, alone. (A proposal that
+        // is queued meanwhile waits for the next slot, as behind any other.)
+        if gate.queued.load(Ordering::Acquire) == 0 && !gate.stopped.load(Ordering::Acquire) {
+            if let Ok(permit) = gate.permits.clone().try_acquire_owned() {
+                let written = client_write(&self.raft, req, self.timeout).await;
+                drop(permit);
+                return written;
+            }
+        }
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Proposal { req, reply })
-            .map_err(|_| WriteError::ShuttingDown)?;
+        gate.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(Proposal { req, reply }).is_err() {
+            gate.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(WriteError::ShuttingDown);
+        }
         answer.await.map_err(|_| WriteError::ShuttingDown)?
     }
 }
@@ -74,10 +136,12 @@ impl Proposals {
 async fn run(
     ctx: WorkerContext,
     raft: Raft,
+    gate: Arc<Gate>,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
     timeout: Duration,
 ) -> Result<(), WorkerError> {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let permits = gate.permits.clone();
+    let taken = || gate.queued.fetch_sub(1, Ordering::AcqRel);
     let mut commits = JoinSet::new();
     let mut carried: Option<Proposal> = None;
     loop {
@@ -85,7 +149,10 @@ async fn run(
             Some(p) => p,
             None => tokio::select! {
                 p = rx.recv() => match p {
-                    Some(p) => p,
+                    Some(p) => {
+                        taken();
+                        p
+                    }
                     None => break,
                 },
                 _ = ctx.stopping() => break,
@@ -113,6 +180,7 @@ async fn run(
             let Ok(next) = rx.try_recv() else {
                 break;
             };
+            taken();
             if next.reply.is_closed() {
                 continue;
             }
@@ -136,11 +204,14 @@ async fn run(
         }
     }
     // Writes still queued are answered `ShuttingDown` as their senders drop; the
-    // ones in flight end with Raft (or their time limit).
+    // ones in flight end with Raft (or their time limit), and so do the ones their
+    // callers proposed, whose slots are waited for.
+    gate.stopped.store(true, Ordering::Release);
     drop(rx);
     while let Some(done) = commits.join_next().await {
         note_commit_end(done);
     }
+    let _all_slots = permits.acquire_many(IN_FLIGHT as u32).await;
     Ok(())
 }
 

@@ -7,7 +7,9 @@
 //! entry), a meta table keeps the vote, the last purged log id and the committed
 //! log id (the latter lets a restart re-apply what was committed at once).
 //!
-//! redb calls block, so each runs on tokio's blocking pool.
+//! redb calls block, so each runs on tokio's blocking pool, except the append of
+//! a light entry while the node's writes are quiet (see [`Gate::is_quiet`]),
+//! which runs in place.
 //!
 //! Unlike the state file, the log file does not use redb's quick-repair: quick
 //! repair forces a two-phase commit, i.e. two fsyncs per append instead of one,
@@ -30,8 +32,10 @@ use tracing::debug;
 
 use rota_store::codec::{decode, encode};
 
+use crate::batcher::Gate;
 use crate::types::{
-    decode_entry, encode_entry, Entry, LogId, LogIdV1, StorageError, TypeConfig, Vote, VoteV1,
+    decode_entry, encode_entry, is_light, Entry, LogId, LogIdV1, StorageError, TypeConfig, Vote,
+    VoteV1,
 };
 use crate::ClusterError;
 
@@ -60,6 +64,7 @@ type Recent = Arc<Mutex<BTreeMap<u64, Entry>>>;
 pub struct LogStore {
     db: Arc<RedbFile>,
     recent: Recent,
+    gate: Arc<Gate>,
     /// Held by Raft's copies and dropped with the last of them;
     /// [`crate::Node::shutdown`] waits for that to know Raft let go of the file.
     _alive: Option<mpsc::Sender<()>>,
@@ -67,7 +72,11 @@ pub struct LogStore {
 
 impl LogStore {
     /// Opens (or creates) the log file. `alive` is held until the last clone drops.
-    pub(crate) fn open(path: &Path, alive: mpsc::Sender<()>) -> Result<LogStore, ClusterError> {
+    pub(crate) fn open(
+        path: &Path,
+        alive: mpsc::Sender<()>,
+        gate: Arc<Gate>,
+    ) -> Result<LogStore, ClusterError> {
         // Full repair, not quick: see the module docs.
         let db = RedbFile::open(path, CACHE_BYTES, Recovery::FullRepair)?;
         let txn = db.begin_write(Durability::Immediate)?;
@@ -77,6 +86,7 @@ impl LogStore {
         Ok(LogStore {
             db: Arc::new(db),
             recent: Recent::default(),
+            gate,
             _alive: Some(alive),
         })
     }
@@ -86,6 +96,7 @@ impl LogStore {
         LogStore {
             db: self.db.clone(),
             recent: self.recent.clone(),
+            gate: self.gate.clone(),
             _alive: None,
         }
     }
@@ -124,6 +135,19 @@ impl LogStore {
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db)).await?
+    }
+
+    /// Runs `f` in place when `light`, on the blocking pool otherwise.
+    async fn blocking_unless<T, F>(&self, light: bool, f: F) -> Result<T, ClusterError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&RedbFile) -> Result<T, ClusterError> + Send + 'static,
+    {
+        if light {
+            f(&self.db)
+        } else {
+            self.blocking(f).await
+        }
     }
 
     fn read_meta<T: for<'de> serde::Deserialize<'de>>(
@@ -305,13 +329,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let light = is_light(&entries) && self.gate.is_quiet();
         let encoded = entries
             .iter()
             .map(|e| Ok((e.log_id.index, encode_entry(e)?)))
             .collect::<Result<Vec<_>, ClusterError>>();
         let result = match encoded {
             Ok(encoded) => {
-                self.blocking(move |db| {
+                self.blocking_unless(light, move |db| {
                     let txn = db.begin_write(Durability::Immediate)?;
                     {
                         let mut log = txn.open_table(LOG)?;
@@ -413,7 +438,7 @@ mod tests {
     async fn reading_an_inverted_range_answers_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (alive, _released) = mpsc::channel(1);
-        let mut log = LogStore::open(&dir.path().join("log.redb"), alive).unwrap();
+        let mut log = LogStore::open(&dir.path().join("log.redb"), alive, Gate::new()).unwrap();
         #[allow(clippy::reversed_empty_ranges)]
         let entries = log.try_get_log_entries(5..3).await.unwrap();
         assert!(entries.is_empty());

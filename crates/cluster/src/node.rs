@@ -119,6 +119,7 @@ impl Node {
             store,
             state_machine: sm,
             released,
+            gate,
         } = open_storage(cfg.data_dir.clone(), cfg.watch_retention).await?;
 
         let transport = Transport::new(
@@ -262,7 +263,7 @@ impl Node {
             leadership,
             released: Mutex::new(released),
             timing: options.timing,
-            proposals: batcher::Proposals::spawn(&workers, raft_for_proposals, WRITE_TIMEOUT),
+            proposals: batcher::Proposals::spawn(&workers, raft_for_proposals, gate, WRITE_TIMEOUT),
             workers,
         }))
     }
@@ -378,6 +379,8 @@ pub(crate) struct Storage {
     /// Ends (`recv` answers `None`) once the log store, the state machine and
     /// every snapshot builder are dropped.
     pub released: mpsc::Receiver<()>,
+    /// The proposal queue's state, which the log and the state machine read.
+    pub gate: Arc<batcher::Gate>,
 }
 
 /// Opens the files of the data directory `dir` (creating what is missing):
@@ -388,15 +391,21 @@ pub(crate) async fn open_storage(
     watch_retention: rota_store::EventRetention,
 ) -> Result<Storage, ClusterError> {
     let (alive, released) = mpsc::channel(1);
+    let gate = batcher::Gate::new();
+    let opened_gate = gate.clone();
     let (log, store, state_machine) = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
             path: dir.clone(),
             source,
         })?;
-        let log = LogStore::open(&dir.join("raft-log.redb"), alive.clone())?;
+        let log = LogStore::open(
+            &dir.join("raft-log.redb"),
+            alive.clone(),
+            opened_gate.clone(),
+        )?;
         let store = Store::open_with(&dir.join("state.redb"), watch_retention)?;
         let snapshots = SnapshotDir::open(dir.join("snapshots"))?;
-        let state_machine = StateMachine::open(store.clone(), snapshots, alive)?;
+        let state_machine = StateMachine::open(store.clone(), snapshots, alive, opened_gate)?;
         Ok::<_, ClusterError>((log, store, state_machine))
     })
     .await??;
@@ -405,5 +414,6 @@ pub(crate) async fn open_storage(
         store,
         state_machine,
         released,
+        gate,
     })
 }

@@ -28,7 +28,10 @@ use tracing::{info, warn};
 
 use rota_store::codec::{decode, encode};
 
-use crate::types::{Entry, LogId, RaftMetaV1, SnapshotMeta, StorageError, TypeConfig, RAFT_META};
+use crate::batcher::Gate;
+use crate::types::{
+    is_light, Entry, LogId, RaftMetaV1, SnapshotMeta, StorageError, TypeConfig, RAFT_META,
+};
 use crate::ClusterError;
 
 const CURRENT: &str = "current.snap";
@@ -232,6 +235,8 @@ pub(crate) struct StateMachine {
     /// Files handed out by `begin_receiving_snapshot`, removed once one is installed.
     receiving: Vec<PathBuf>,
     alive: mpsc::Sender<()>,
+    /// Whether the node's writes are quiet, for applying a light entry in place.
+    gate: Arc<Gate>,
 }
 
 impl StateMachine {
@@ -239,6 +244,7 @@ impl StateMachine {
         store: Arc<Store>,
         snapshots: Arc<SnapshotDir>,
         alive: mpsc::Sender<()>,
+        gate: Arc<Gate>,
     ) -> Result<StateMachine, ClusterError> {
         let meta = decode_meta(store.raft_meta()?.as_deref())?;
         Ok(StateMachine {
@@ -251,6 +257,7 @@ impl StateMachine {
                 .unwrap_or_default(),
             receiving: Vec::new(),
             alive,
+            gate,
         })
     }
 }
@@ -336,7 +343,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta =
             encode(RAFT_META, &RaftMetaV1::new(Some(&last), &membership)).map_err(sm_write_err)?;
         let store = self.store.clone();
-        let responses = tokio::task::spawn_blocking(move || {
+        let light = is_light(&entries) && self.gate.is_quiet();
+        let apply = move || {
             let members: Vec<Option<BTreeMap<u64, Member>>> = entries
                 .iter()
                 .map(|e| match &e.payload {
@@ -357,11 +365,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 })
                 .collect();
             store.apply(&batch, &meta)
-        })
-        .await
-        .map_err(ClusterError::from)
-        .and_then(|r| r.map_err(ClusterError::from))
-        .map_err(|e| StorageIOError::apply(last, AnyError::new(&e)))?;
+        };
+        // A light entry is applied in place while writes are quiet; see `is_light`.
+        let applied = if light {
+            apply().map_err(ClusterError::from)
+        } else {
+            tokio::task::spawn_blocking(apply)
+                .await
+                .map_err(ClusterError::from)
+                .and_then(|r| r.map_err(ClusterError::from))
+        };
+        let responses = applied.map_err(|e| StorageIOError::apply(last, AnyError::new(&e)))?;
         self.last_applied = Some(last);
         self.membership = membership;
         Ok(responses)

@@ -364,6 +364,8 @@ async fn concurrent_writes_share_entries_but_never_a_keys_revision() {
         by_key.entry(key).or_default().push((index, value));
     }
     info!(writes = 400, entries = entries.len(), "log entries used");
+    // Two proposals are in flight at a time: the rest queue and go out together.
+    assert!(entries.len() < 400, "no two writes shared an entry");
     for (key, writes) in &mut by_key {
         writes.sort();
         let mut revisions: Vec<u64> = writes.iter().map(|w| w.0).collect();

@@ -324,6 +324,7 @@ impl Router {
             store,
             state_machine: sm,
             released,
+            ..
         } = open_storage(dir, rota_store::EventRetention::default())
             .await
             .unwrap_or_else(|e| panic!("node {id} cannot open its storage: {e}"));
