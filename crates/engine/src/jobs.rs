@@ -5,8 +5,8 @@
 //! slot's generation; removing or re-arming a job bumps the generation, which makes
 //! every older timer of that slot stale without touching the heap. Executor specs,
 //! tags and metadata are deliberately absent: the runtime reads the job from the
-//! store when it dispatches, and the engine stays small (about 150 bytes per job:
-//! the entry, its name and one slot number in the name index).
+//! store when it dispatches, and the engine stays small: about 190 bytes per job
+//! with its name, its slot in the name index and its timer (`engine-scale`).
 //!
 //! The name index holds only slot numbers and hashes each by its job's name in the
 //! slab. A map keyed by the name would keep a second pointer to it per entry, and

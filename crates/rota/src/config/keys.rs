@@ -348,12 +348,13 @@ server_settings! {
         value Duration = |v| v.unwrap_or(DEFAULT_NODE_TIMEOUT);
 
     /// How long before its instant a scheduled run is committed, 0s-10s
-    /// [default: 1s].
+    /// [default: 1500ms].
     ///
     /// While this node leads, runs due within this window are recorded and placed
     /// on their node ahead of time; that node hands each to its executor at its
     /// instant, so the commit is not part of the scheduling lag. 0s commits every
-    /// run at its instant.
+    /// run at its instant. A whole number of seconds makes the next second's runs
+    /// be committed while this second's are handed over, which delays them.
     #[arg(long, value_name = "DURATION", value_parser = flag(check_fire_ahead))]
     fire_ahead: Duration,
         file String => check_fire_ahead,
