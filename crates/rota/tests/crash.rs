@@ -82,11 +82,16 @@ async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
 
     // --- kill -9 at random moments, restart after a random outage; one outage is
     // longer than the scheduler's on-time tolerance, so its instants must come back
-    // through the misfire policy (trigger `catchup`).
+    // through the misfire policy (trigger `catchup`). The instants of the last
+    // `fire_ahead` window before the kill were already fired, so the first one
+    // missed is that much younger than the outage: the long outage exceeds the
+    // tolerance by the window and then some.
+    let tolerance = rota_engine::DEFAULT_MISFIRE_THRESHOLD + rota_scheduler::DEFAULT_FIRE_AHEAD;
+    let long_outage = u64::try_from((tolerance + Duration::from_secs(2)).as_millis()).unwrap();
     for round in 1..=kills {
         tokio::time::sleep(Duration::from_millis(rng.between(300, 2500))).await;
         let outage = if round == 2 {
-            7000
+            long_outage
         } else {
             rng.between(0, 1500)
         };
