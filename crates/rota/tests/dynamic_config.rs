@@ -183,11 +183,19 @@ async fn a_node_that_joins_later_sees_the_clusters_dynamic_values() {
     );
     // Its own static values stay its own.
     assert_eq!(item(&seen, "node_id"), (json!("2"), "flag".into()));
-    assert!(
-        second.logs().contains("snapshot from the leader installed"),
-        "node 2 caught up without a snapshot:\n{}",
-        second.logs()
-    );
+    // The node logs the install once it finished it, which can be just after the
+    // installed state is served.
+    eventually(
+        DEADLINE,
+        "node 2 logs the snapshot it installed",
+        || async {
+            second
+                .logs()
+                .contains("snapshot from the leader installed")
+                .then_some(())
+        },
+    )
+    .await;
     second.stop();
     first.stop();
 }
