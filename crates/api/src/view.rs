@@ -162,10 +162,12 @@ pub fn next_run_at(record: &JobRecord, now: Timestamp) -> Option<Timestamp> {
             return None;
         }
     };
-    // An instant fired ahead of its time (`fire_ahead`, at most 10 s) is the next
-    // run; one further ahead means this node's clock lags the leader's, and the
-    // instant is not announced again.
-    let ahead_bound = now + chrono::TimeDelta::seconds(10);
+    // An instant fired ahead of its time (within `fire_ahead`) is the next run; one
+    // further ahead than any node fires means this node's clock lags the leader's,
+    // and the instant is not announced again.
+    let ahead_bound = now
+        + chrono::TimeDelta::from_std(rota_scheduler::MAX_FIRE_AHEAD)
+            .unwrap_or(chrono::TimeDelta::zero());
     match record.last_scheduled_at {
         Some(last) if last > now && last <= ahead_bound => Some(last),
         last => compiled.next_after(last.map_or(now, |l| l.max(now)), record.updated_at),

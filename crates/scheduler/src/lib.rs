@@ -33,6 +33,9 @@ pub use rota_engine::DEFAULT_NODE_TIMEOUT;
 /// large burst room to finish.
 pub const DEFAULT_FIRE_AHEAD: Duration = Duration::from_millis(1500);
 
+/// The longest `fire_ahead` a node accepts.
+pub const MAX_FIRE_AHEAD: Duration = Duration::from_secs(10);
+
 /// Where a node keeps the artifacts of workflow run `run` (under its data
 /// directory): artifact `N`'s files are under `{this}/N/`, at their paths
 /// relative to the artifact. The API serves them from there.

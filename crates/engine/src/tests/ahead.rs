@@ -205,14 +205,8 @@ fn a_run_placed_on_another_node_ahead_counts_as_running_there() {
     sim.advance(t0(11));
     assert!(sim.take().iter().all(|a| !matches!(a, Action::Finish(_))));
     sim.advance(t0(11) + TimeDelta::from_std(DEFAULT_NODE_TIMEOUT).unwrap());
-    let finishes: Vec<Finish> = sim
-        .take()
-        .into_iter()
-        .filter_map(|a| match a {
-            Action::Finish(f) => Some(f),
-            _ => None,
-        })
-        .collect();
+    let actions = sim.take();
+    let finishes = Sim::finishes(&actions);
     assert!(
         finishes
             .iter()

@@ -187,14 +187,8 @@ fn attempts_running_here_at_restart_are_lost_and_retried() {
             dispatched: true,
         }],
     );
-    let finishes: Vec<Finish> = sim
-        .take()
-        .into_iter()
-        .filter_map(|a| match a {
-            Action::Finish(f) => Some(f),
-            _ => None,
-        })
-        .collect();
+    let actions = sim.take();
+    let finishes = Sim::finishes(&actions);
     assert_eq!(finishes.len(), 2, "{finishes:?}");
     assert_eq!(finishes[0].id, Ulid(1));
     assert_eq!(finishes[0].status, ExecStatus::Lost);

@@ -565,6 +565,16 @@ impl Sim {
             .collect()
     }
 
+    fn finishes(actions: &[Action]) -> Vec<&Finish> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Finish(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// `(job, scheduled_at, trigger, started, skipped)` of every fire.
     fn fired_summary(actions: &[Action]) -> Vec<FireSummary> {
         Self::fires(actions)

@@ -224,7 +224,7 @@ pub fn check_node_timeout(text: String) -> Result<Duration, String> {
 
 /// From 0 s (commit at the instant) to 10 s.
 pub fn check_fire_ahead(text: String) -> Result<Duration, String> {
-    duration_within(&text, Duration::ZERO, Duration::from_secs(10))
+    duration_within(&text, Duration::ZERO, rota_scheduler::MAX_FIRE_AHEAD)
 }
 
 /// From 0 s (cancel at once) to 1 h.

@@ -290,14 +290,7 @@ fn a_new_incarnation_loses_the_runs_placed_on_the_earlier_one_ahead() {
     fired(h.run(Command::Fire {
         fires: vec![ahead(1, "a", 100, "n2")],
     }));
-    h.run(Command::RegisterNode {
-        node: "n2".into(),
-        incarnation: Ulid(5),
-        tags: Default::default(),
-        max_running: 4,
-        url: None,
-        fire_ahead: true,
-    });
+    register(&mut h, "n2", 5);
     let e = h.store.get_execution(Ulid(1)).unwrap().unwrap();
     assert_eq!(e.status, ExecStatus::Lost);
 }

@@ -16,6 +16,18 @@ fn put(h: &mut Harness, name: &str) {
     h.run(Command::PutJob { spec: spec(name) });
 }
 
+/// Node `node` registers (again) as incarnation `incarnation`.
+fn register(h: &mut Harness, node: &str, incarnation: u128) -> Response {
+    h.run(Command::RegisterNode {
+        fire_ahead: false,
+        node: node.into(),
+        incarnation: Ulid(incarnation),
+        tags: [("zone".to_string(), "a".to_string())].into(),
+        max_running: 4,
+        url: Some("http://127.0.0.1:7702".into()),
+    })
+}
+
 mod config;
 mod event_fires;
 mod events;

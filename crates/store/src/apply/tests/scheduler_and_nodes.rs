@@ -130,17 +130,6 @@ fn a_heartbeat_changes_nothing_and_is_announced() {
     );
 }
 
-fn register(h: &mut Harness, node: &str, incarnation: u128) -> Response {
-    h.run(Command::RegisterNode {
-        fire_ahead: false,
-        node: node.into(),
-        incarnation: Ulid(incarnation),
-        tags: [("zone".to_string(), "a".to_string())].into(),
-        max_running: 4,
-        url: Some("http://127.0.0.1:7702".into()),
-    })
-}
-
 #[test]
 fn a_new_incarnation_loses_the_attempts_of_the_earlier_one() {
     let mut h = Harness::new();
