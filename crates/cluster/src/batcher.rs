@@ -29,7 +29,7 @@ use chrono::Utc;
 use openraft::error::{ClientWriteError, RaftError};
 use rota_background::{Runner, WorkerContext, WorkerError};
 use rota_core::{ClientRequest, Command, Response};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
@@ -108,6 +108,22 @@ impl Proposals {
             raft,
             timeout,
         }
+    }
+
+    /// Holds every proposal of this node back until the answer is dropped: it waits
+    /// (at most `wait`) for the proposals on their way to end, then keeps their slots.
+    /// Writes sent meanwhile queue and go out when the hold ends (if the node no
+    /// longer leads by then, Raft answers "not the leader" and they are routed to the
+    /// new one). A leader handing over holds its writes so that its log stops
+    /// growing: a successor holding all of it then gets this node's vote at once.
+    /// `None` when the proposals on their way did not end in time.
+    pub(crate) async fn hold(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let slots = self
+            .gate
+            .permits
+            .clone()
+            .acquire_many_owned(IN_FLIGHT as u32);
+        tokio::time::timeout(wait, slots).await.ok()?.ok()
     }
 
     /// Proposes `req` (alone or with others) and answers its log index and

@@ -217,9 +217,8 @@ async fn a_peers_list_without_this_node_is_refused() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stepping_down_leader_hands_over_live_and_goes_on_as_a_follower() {
-    let dir = tempfile::tempdir().unwrap();
+/// Three nodes bootstrapped from one peers list.
+async fn three_members(dir: &Path) -> Vec<Member> {
     let mut listeners = Vec::new();
     for _ in 0..3 {
         listeners.push(listen().await);
@@ -232,8 +231,15 @@ async fn a_stepping_down_leader_hands_over_live_and_goes_on_as_a_follower() {
     let mut members = Vec::new();
     for (i, (listener, url)) in listeners.into_iter().enumerate() {
         let bootstrap = Bootstrap::Peers(peers.clone());
-        members.push(member(dir.path(), i as u64 + 1, listener, url, bootstrap).await);
+        members.push(member(dir, i as u64 + 1, listener, url, bootstrap).await);
     }
+    members
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stepping_down_leader_hands_over_live_and_goes_on_as_a_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = three_members(dir.path()).await;
     let leader = members[0]
         .node
         .wait_for_leader(DEADLINE)
@@ -264,5 +270,59 @@ async fn a_stepping_down_leader_hands_over_live_and_goes_on_as_a_follower() {
         .unwrap()
         .expect("applied");
     assert_eq!(entry.mod_revision, index);
+    stop(members).await;
+}
+
+/// A handoff right after the leader's election (while its own lease would refuse
+/// the successor its vote) and under a stream of writes (which would grow the
+/// leader's log past the successor's between the pick and the vote): the
+/// successor it picked wins the very next term, with no election timeout and no
+/// other candidate, and the writes go on at the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_hands_over_to_its_successor_in_the_next_term_even_just_elected_and_under_writes()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let members = three_members(dir.path()).await;
+    let leader = members[0]
+        .node
+        .wait_for_leader(DEADLINE)
+        .await
+        .expect("a leader");
+    let old = members[usize::try_from(leader - 1).unwrap()].node.clone();
+
+    info!("--- writes stream through the leader while it hands over");
+    let stop_writing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (node, stop_writing) = (old.clone(), stop_writing.clone());
+        tokio::spawn(async move {
+            let mut written = 0u32;
+            while !stop_writing.load(std::sync::atomic::Ordering::SeqCst) {
+                let key = format!("during-handoff-{written}");
+                node.write(kv_put(&key, "x")).await.expect("a write");
+                written += 1;
+            }
+            written
+        })
+    };
+    let (successor, moved) = old.hand_over().await.expect("a leader has a successor");
+    stop_writing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    assert!(moved, "leadership did not move to node {}", successor.id);
+    assert!(written > 0, "no write went through");
+    for m in &members {
+        let metrics = m
+            .node
+            .raft()
+            .wait(Some(DEADLINE))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .expect("a leader");
+        assert_eq!(
+            (metrics.current_leader, metrics.current_term),
+            (Some(successor.id), successor.term + 1),
+            "node {} follows another leader or term than the successor's first",
+            m.node.cfg.node_id
+        );
+    }
     stop(members).await;
 }

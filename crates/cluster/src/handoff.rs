@@ -21,19 +21,20 @@ impl Node {
     /// node and its store is dropped, the data directory can be opened again.
     ///
     /// A leader hands its leadership over first (openraft 0.9 has no leader
-    /// transfer): it picks the voter whose log matches the most of its own
-    /// (waiting briefly for one to hold all of it), stops Raft, and once the
-    /// other followers' leader lease has run out asks that voter to stand for
-    /// election at once. It then wins the first round, instead of the cluster
-    /// waiting for an election timeout on top of the lease. When the handoff
-    /// cannot be made, the followers elect a leader on their own as after a crash.
+    /// transfer): with its writes held, it picks the voter whose log matches the
+    /// most of its own (waiting briefly for one to hold all of it) and asks it to
+    /// stand for election at once, while Raft still runs (`hand_over`).
+    /// When that does not move leadership in time, it stops Raft and, once the
+    /// other followers' leader lease has run out, asks that voter again. Either way
+    /// the successor wins the first round, instead of the cluster waiting for an
+    /// election timeout on top of the lease. When the handoff cannot be made, the
+    /// followers elect a leader on their own as after a crash.
     pub async fn shutdown(&self) -> Result<(), ClusterError> {
-        let successor = self.pick_successor().await;
         // First while Raft still runs: this node's vote lets the successor win at
         // once. When that does not happen in time, after stopping, by the lease.
-        let handed = match &successor {
-            Some(successor) => self.hand_over_live(successor).await,
-            None => false,
+        let (successor, handed) = match self.hand_over().await {
+            Some((successor, handed)) => (Some(successor), handed),
+            None => (None, false),
         };
         self.raft.shutdown().await?;
         if let (Some(successor), false) = (successor, handed) {
@@ -68,54 +69,85 @@ impl Node {
     pub async fn step_down(&self) -> bool {
         self.raft.runtime_config().elect(false);
         for _ in 0..STEP_DOWN_TRIES {
-            let Some(successor) = self.pick_successor().await else {
-                break;
-            };
-            if self.hand_over_live(&successor).await {
-                break;
+            match self.hand_over().await {
+                None | Some((_, true)) => break,
+                Some((_, false)) => {}
             }
         }
         self.is_leader()
     }
 
+    /// When this node leads: picks a successor and hands leadership over live, with
+    /// this node's writes held meanwhile (see [`crate::batcher::Proposals::hold`]).
+    /// Writes that kept coming would grow the leader's log past the successor's
+    /// between the pick and its vote request, and this node would refuse its vote
+    /// (a candidate's log must be at least as long as the voter's) yet step down for
+    /// the newer term: then nobody leads until an election timeout. Answers the
+    /// successor and whether leadership moved; `None` when there is none.
+    pub(crate) async fn hand_over(&self) -> Option<(Successor, bool)> {
+        let voters = self.other_voters()?;
+        // A leader refuses its vote to any candidate until its own lease, counted
+        // from its election, has run out; asked before that, the successor would
+        // lose, and this node step down for its term all the same.
+        let since = *self.leading_since.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(since) = since {
+            tokio::time::sleep_until(since + self.timing.leader_lease()).await;
+        }
+        let held = self.proposals.hold(HANDOFF_CATCH_UP).await;
+        if held.is_none() {
+            warn!("writes still on their way after {HANDOFF_CATCH_UP:?}; handing over without holding them");
+        }
+        let successor = self.pick_successor(voters).await?;
+        let moved = self.hand_over_live(&successor).await;
+        drop(held);
+        Some((successor, moved))
+    }
+
     fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// The other voters, when this node leads and they can form a quorum without it.
+    fn other_voters(&self) -> Option<Vec<u64>> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let voters: Vec<u64> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != self.cfg.node_id)
+            .collect();
+        // Without this node, n others are a majority of n + 1 voters only from 2 on.
+        (voters.len() >= 2).then_some(voters)
     }
 }
 
 /// The voter a leader hands its leadership to at shutdown.
 #[derive(Debug)]
-struct Successor {
-    id: u64,
+pub(crate) struct Successor {
+    pub(crate) id: u64,
     url: String,
     /// The leader's term: the successor stands only if no election happened since.
-    term: u64,
+    pub(crate) term: u64,
     /// How far its log matched the leader's when picked (for the log).
     matched: Option<u64>,
 }
 
 impl Node {
-    /// The voter to hand leadership to, when this node leads and the others can
-    /// form a quorum without it.
-    async fn pick_successor(&self) -> Option<Successor> {
-        let (term, last, voters) = {
+    /// The voter of `voters` (the others, see [`Node::other_voters`]) to hand
+    /// leadership to, when this node still leads.
+    async fn pick_successor(&self, voters: Vec<u64>) -> Option<Successor> {
+        let (term, last) = {
             let m = self.raft.metrics();
             let m = m.borrow();
             if m.state != ServerState::Leader {
                 return None;
             }
-            let voters: Vec<u64> = m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .filter(|v| *v != self.cfg.node_id)
-                .collect();
-            (m.current_term, m.last_log_index, voters)
+            (m.current_term, m.last_log_index)
         };
-        // Without this node, n others are a majority of n + 1 voters only from 2 on.
-        if voters.len() < 2 {
-            return None;
-        }
         let matched_of = |m: &openraft::RaftMetrics<u64, BasicNode>, id: u64| {
             m.replication
                 .as_ref()
@@ -159,7 +191,7 @@ impl Node {
     }
 
     /// Asks `successor` to stand for election while this node still leads, and waits
-    /// (a few election timeouts at most) until this node no longer leads: the
+    /// (a few election timeouts at most) until another node leads: the
     /// successor needs one more vote than its own, and this node gives it (openraft
     /// does not renew a leader's own lease, so a leader of longer than the lease
     /// votes for a newer term at once), while the other followers would still refuse
@@ -177,8 +209,9 @@ impl Node {
         let mut metrics = self.raft.metrics();
         let moved = tokio::time::timeout(
             self.timing.leader_lease() * 2,
-            metrics
-                .wait_for(|m| m.state != ServerState::Leader || m.current_term != successor.term),
+            // Another node leads: this one stepping down is not enough, as it also
+            // does for a newer term whose candidate it refused.
+            metrics.wait_for(|m| m.current_leader.is_some_and(|l| l != self.cfg.node_id)),
         )
         .await;
         let moved = matches!(moved, Ok(Ok(_)));

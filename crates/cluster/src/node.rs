@@ -51,6 +51,9 @@ pub struct Node {
     pub(crate) store: Arc<Store>,
     pub(crate) log: LogStore,
     pub(crate) leadership: watch::Receiver<bool>,
+    /// When this node last became the leader (`None` while it does not lead): a
+    /// leader refuses to vote for another until its lease from then has run out.
+    pub(crate) leading_since: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
     /// The node's own scope of background workers (`leadership`, `proposals`),
     /// stopped by [`Node::shutdown`] once Raft has stopped.
     pub(crate) workers: Runner,
@@ -220,6 +223,10 @@ impl Node {
         let mut metrics = raft.metrics();
         let leading = metrics.borrow_and_update().state == ServerState::Leader;
         let (leader_tx, leadership) = watch::channel(leading);
+        let leading_since = Arc::new(std::sync::Mutex::new(
+            leading.then(tokio::time::Instant::now),
+        ));
+        let since = leading_since.clone();
         let workers = runner.scope();
         workers.spawn("leadership", move |ctx| async move {
             ctx.set_detail(if leading { "leading" } else { "not leading" });
@@ -227,6 +234,8 @@ impl Node {
                 let leading = metrics.borrow_and_update().state == ServerState::Leader;
                 if leader_tx.send_if_modified(|v| std::mem::replace(v, leading) != leading) {
                     ctx.set_detail(if leading { "leading" } else { "not leading" });
+                    *since.lock().unwrap_or_else(|e| e.into_inner()) =
+                        leading.then(tokio::time::Instant::now);
                 }
                 tokio::select! {
                     // Errors once Raft has shut down and dropped its metrics sender.
@@ -261,6 +270,7 @@ impl Node {
             store,
             log: own_log,
             leadership,
+            leading_since,
             released: Mutex::new(released),
             timing: options.timing,
             proposals: batcher::Proposals::spawn(&workers, raft_for_proposals, gate, WRITE_TIMEOUT),
