@@ -256,15 +256,25 @@ impl Node {
         E: From<WriteError> + NotLeader,
     {
         let until = Instant::now() + LEADER_WAIT;
+        let mut tried: Vec<Route> = Vec::new();
+        let mut route = self.route(until).await?;
         loop {
-            let route = self.route(until).await?;
+            tried.push(route.clone());
             match attempt(route).await {
                 Err(e) if e.not_leader() && Instant::now() + LEADER_RETRY_PAUSE < until => {
                     debug!(
                         node_id = self.cfg.node_id,
                         "leader refused or unreachable; retrying"
                     );
-                    tokio::time::sleep(LEADER_RETRY_PAUSE).await;
+                    // A leader this request has not tried yet is known by now (the
+                    // usual case once a new leader took over): go there at once.
+                    // Otherwise pause, so that a dead leader's refused connections,
+                    // or two nodes that each name the other, do not spin the loop.
+                    route = self.route(until).await?;
+                    if tried.contains(&route) {
+                        tokio::time::sleep(LEADER_RETRY_PAUSE).await;
+                        route = self.route(until).await?;
+                    }
                 }
                 done => return done,
             }
@@ -273,6 +283,7 @@ impl Node {
 }
 
 /// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
     Here,
     Leader(String),
