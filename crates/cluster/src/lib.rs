@@ -32,6 +32,7 @@ mod routing;
 mod state_machine;
 mod trace;
 mod types;
+mod wal;
 
 pub use config::{
     check_node_id, check_peers, Bootstrap, ClusterOptions, NodeConfig, RaftTiming,

@@ -1,26 +1,30 @@
-//! The Raft log in its own redb file (`raft-log.redb`), behind openraft's
-//! [`RaftLogStorage`] and [`RaftLogReader`] traits only.
+//! The Raft log, behind openraft's [`RaftLogStorage`] and [`RaftLogReader`]
+//! traits only: its entries in segment files (`raft-log/`, see [`crate::wal`]),
+//! its vote, last purged and committed log ids in a small redb file
+//! (`raft-log.redb`).
 //!
-//! The log is rota's durable record: every append batch is one transaction
-//! committed with an fsync before openraft is told it is flushed, so a write that
-//! was acknowledged survives `kill -9`. Apart from the entries (index → versioned
-//! entry), a meta table keeps the vote, the last purged log id and the committed
-//! log id (the latter lets a restart re-apply what was committed at once).
+//! The log is rota's durable record: every append batch is written and
+//! fdatasynced before openraft is told it is flushed, so a write that was
+//! acknowledged survives `kill -9`. The committed log id lets a restart re-apply
+//! what was committed at once. A purge records the purged id durably before it
+//! removes any entry, so the log state never claims entries that are gone.
 //!
-//! redb calls block, so each runs on tokio's blocking pool, except the append of
+//! Earlier versions kept the entries in a table of the redb file; opening such a
+//! file moves them into segment files (written and synced before the table is
+//! emptied, in one durable commit; a crash in between moves them again).
+//!
+//! File calls block, so each runs on tokio's blocking pool, except the append of
 //! a light entry while the node's writes are quiet (see [`Gate::is_quiet`]),
 //! which runs in place.
 //!
-//! Unlike the state file, the log file does not use redb's quick-repair: quick
-//! repair forces a two-phase commit, i.e. two fsyncs per append instead of one,
-//! which would double the latency of every write. The log stays small (it is
-//! purged behind each snapshot), so the full repair redb runs after an unclean
-//! shutdown is cheap here.
+//! The redb file does not use quick-repair (a two-phase commit, two fsyncs per
+//! vote); it stays tiny, so the full repair redb runs after an unclean shutdown is
+//! cheap.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -28,7 +32,7 @@ use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use rota_store::{Recovery, RedbFile};
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, info};
 
 use rota_store::codec::{decode, encode};
 
@@ -37,8 +41,10 @@ use crate::types::{
     decode_entry, encode_entry, is_light, Entry, LogId, LogIdV1, StorageError, TypeConfig, Vote,
     VoteV1,
 };
+use crate::wal::Wal;
 use crate::ClusterError;
 
+/// The entries, in the format of earlier versions (moved out at open).
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
 const META_VOTE: &str = "vote";
@@ -47,9 +53,9 @@ const META_COMMITTED: &str = "committed";
 const VOTE: &str = "vote";
 const LOG_ID: &str = "log id";
 
-/// The log file is read sequentially (replication, re-apply) and recent entries
-/// are hot: a small cache is enough.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// The redb file holds three small values (and, before they are moved out, the
+/// entries of an earlier version).
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// How many of the latest appended entries stay in memory: openraft reads an
 /// entry back right after appending it (to apply it, and to replicate it), and a
@@ -63,6 +69,8 @@ type Recent = Arc<Mutex<BTreeMap<u64, Entry>>>;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<RedbFile>,
+    wal: Arc<Mutex<Wal>>,
+    wal_dir: Arc<PathBuf>,
     recent: Recent,
     gate: Arc<Gate>,
     /// Held by Raft's copies and dropped with the last of them;
@@ -71,9 +79,11 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log file. `alive` is held until the last clone drops.
+    /// Opens (or creates) the log: its redb file at `path`, its entries in
+    /// `wal_dir`. `alive` is held until the last clone drops.
     pub(crate) fn open(
         path: &Path,
+        wal_dir: &Path,
         alive: mpsc::Sender<()>,
         gate: Arc<Gate>,
     ) -> Result<LogStore, ClusterError> {
@@ -83,8 +93,41 @@ impl LogStore {
         txn.open_table(LOG)?;
         txn.open_table(LOG_META)?;
         txn.commit()?;
+        let purged: Option<LogIdV1> = LogStore::read_meta(&db, META_PURGED, LOG_ID)?;
+        let purged = purged.map(|p| LogId::from(p).index);
+        let io = |source| ClusterError::Io {
+            path: wal_dir.to_path_buf(),
+            source,
+        };
+        let former: Vec<(u64, Vec<u8>)> = {
+            let txn = db.begin_read()?;
+            let log = txn.open_table(LOG)?;
+            let rows = log.iter()?;
+            rows.map(|row| {
+                let (k, v) = row?;
+                Ok((k.value(), v.value().to_vec()))
+            })
+            .collect::<Result<_, redb::StorageError>>()?
+        };
+        let wal = if former.is_empty() {
+            Wal::open(wal_dir, purged).map_err(io)?
+        } else {
+            Wal::remove_dir(wal_dir).map_err(io)?;
+            let mut wal = Wal::open(wal_dir, purged).map_err(io)?;
+            wal.append(&former).map_err(io)?;
+            let txn = db.begin_write(Durability::Immediate)?;
+            txn.open_table(LOG)?.retain(|_, _| false)?;
+            txn.commit()?;
+            info!(
+                entries = former.len(),
+                "raft log entries moved from the redb file into segment files"
+            );
+            wal
+        };
         Ok(LogStore {
             db: Arc::new(db),
+            wal: Arc::new(Mutex::new(wal)),
+            wal_dir: Arc::new(wal_dir.to_path_buf()),
             recent: Recent::default(),
             gate,
             _alive: Some(alive),
@@ -95,6 +138,8 @@ impl LogStore {
     pub(crate) fn detached(&self) -> LogStore {
         LogStore {
             db: self.db.clone(),
+            wal: self.wal.clone(),
+            wal_dir: self.wal_dir.clone(),
             recent: self.recent.clone(),
             gate: self.gate.clone(),
             _alive: None,
@@ -137,16 +182,26 @@ impl LogStore {
         tokio::task::spawn_blocking(move || f(&db)).await?
     }
 
-    /// Runs `f` in place when `light`, on the blocking pool otherwise.
-    async fn blocking_unless<T, F>(&self, light: bool, f: F) -> Result<T, ClusterError>
+    /// Runs `f` on the entry files: in place when `light`, on the blocking pool
+    /// otherwise.
+    async fn on_wal<T, F>(&self, light: bool, f: F) -> Result<T, ClusterError>
     where
         T: Send + 'static,
-        F: FnOnce(&RedbFile) -> Result<T, ClusterError> + Send + 'static,
+        F: FnOnce(&mut Wal) -> std::io::Result<T> + Send + 'static,
     {
+        let (wal, dir) = (self.wal.clone(), self.wal_dir.clone());
+        let run = move || {
+            // Nothing panics while holding it; the files are consistent regardless.
+            let mut wal = wal.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut wal).map_err(|source| ClusterError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        };
         if light {
-            f(&self.db)
+            run()
         } else {
-            self.blocking(f).await
+            tokio::task::spawn_blocking(run).await?
         }
     }
 
@@ -181,13 +236,7 @@ impl LogStore {
 
     /// Index of the first entry still in the log (`None` when the log is empty).
     pub async fn first_index(&self) -> Result<Option<u64>, ClusterError> {
-        self.blocking(|db| {
-            let txn = db.begin_read()?;
-            let log = txn.open_table(LOG)?;
-            let first = log.first()?.map(|(k, _)| k.value());
-            Ok(first)
-        })
-        .await
+        self.on_wal(true, |wal| Ok(wal.first_index())).await
     }
 }
 
@@ -235,22 +284,29 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(entries) = self.recent_range(start, end) {
             return Ok(entries);
         }
-        self.blocking(move |db| {
-            let txn = db.begin_read()?;
-            let log = txn.open_table(LOG)?;
-            let mut out = Vec::new();
-            // openraft may ask for an empty range; never hand redb an inverted one.
-            if is_empty(start, end) {
-                return Ok(out);
-            }
-            for row in log.range::<u64>((start, end))? {
-                let (_, v) = row?;
-                out.push(decode_entry(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(read_err)
+        // openraft may ask for an empty range.
+        if is_empty(start, end) {
+            return Ok(Vec::new());
+        }
+        let from = match start {
+            Bound::Included(s) => s,
+            Bound::Excluded(s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let to = match end {
+            Bound::Included(e) => e.saturating_add(1),
+            Bound::Excluded(e) => e,
+            Bound::Unbounded => u64::MAX,
+        };
+        let payloads = self
+            .on_wal(false, move |wal| wal.read(from, to))
+            .await
+            .map_err(read_err)?;
+        payloads
+            .iter()
+            .map(|p| decode_entry(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_err)
     }
 }
 
@@ -258,22 +314,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.blocking(|db| {
-            let purged: Option<LogIdV1> = LogStore::read_meta(db, META_PURGED, LOG_ID)?;
-            let purged: Option<LogId> = purged.map(Into::into);
-            let txn = db.begin_read()?;
-            let log = txn.open_table(LOG)?;
-            let last = match log.last()? {
-                Some((_, v)) => Some(decode_entry(v.value())?.log_id),
-                None => purged,
-            };
-            Ok(LogState {
-                last_purged_log_id: purged,
-                last_log_id: last,
+        let purged: Option<LogId> = self
+            .blocking(|db| {
+                let purged: Option<LogIdV1> = LogStore::read_meta(db, META_PURGED, LOG_ID)?;
+                Ok(purged.map(Into::into))
             })
+            .await
+            .map_err(read_err)?;
+        let last = self
+            .on_wal(false, |wal| match wal.last_index() {
+                Some(last) => wal.read(last, last + 1).map(|mut p| p.pop()),
+                None => Ok(None),
+            })
+            .await
+            .map_err(read_err)?;
+        let last = match last {
+            Some(payload) => Some(decode_entry(&payload).map_err(read_err)?.log_id),
+            None => purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
         })
-        .await
-        .map_err(read_err)
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -336,15 +398,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<_>, ClusterError>>();
         let result = match encoded {
             Ok(encoded) => {
-                self.blocking_unless(light, move |db| {
-                    let txn = db.begin_write(Durability::Immediate)?;
-                    {
-                        let mut log = txn.open_table(LOG)?;
-                        for (index, bytes) in &encoded {
-                            log.insert(*index, bytes.as_slice())?;
-                        }
-                    }
-                    txn.commit()?;
+                self.on_wal(light, move |wal| {
+                    wal.append(&encoded)?;
                     if let (Some(first), Some(last)) = (encoded.first(), encoded.last()) {
                         debug!(first = first.0, last = last.0, "log entries appended");
                     }
@@ -387,10 +442,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let from = log_id.index;
         self.recent().retain(|index, _| *index < from);
-        self.blocking(move |db| {
-            let txn = db.begin_write(Durability::Immediate)?;
-            txn.open_table(LOG)?.retain_in(from.., |_, _| false)?;
-            txn.commit()?;
+        self.on_wal(false, move |wal| {
+            wal.truncate(from)?;
             debug!(from, "log truncated");
             Ok(())
         })
@@ -402,14 +455,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let upto = log_id.index;
         self.recent().retain(|index, _| *index > upto);
         let bytes = encode(LOG_ID, &LogIdV1::from(&log_id)).map_err(write_err)?;
-        self.blocking(move |db| {
-            let txn = db.begin_write(Durability::Immediate)?;
-            // The purged id and the deletion commit together: the log state never
-            // claims entries that are gone, nor keeps entries it calls purged.
-            txn.open_table(LOG_META)?
-                .insert(META_PURGED, bytes.as_slice())?;
-            txn.open_table(LOG)?.retain_in(..=upto, |_, _| false)?;
-            txn.commit()?;
+        // The purged id is on disk before any entry goes: the log state never
+        // claims entries that are gone (opening skips entries it calls purged).
+        self.write_meta(META_PURGED, bytes, Durability::Immediate)
+            .await
+            .map_err(write_err)?;
+        self.on_wal(false, move |wal| {
+            wal.purge(upto)?;
             debug!(upto, "log purged");
             Ok(())
         })
@@ -438,7 +490,13 @@ mod tests {
     async fn reading_an_inverted_range_answers_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (alive, _released) = mpsc::channel(1);
-        let mut log = LogStore::open(&dir.path().join("log.redb"), alive, Gate::new()).unwrap();
+        let mut log = LogStore::open(
+            &dir.path().join("log.redb"),
+            &dir.path().join("log"),
+            alive,
+            Gate::new(),
+        )
+        .unwrap();
         #[allow(clippy::reversed_empty_ranges)]
         let entries = log.try_get_log_entries(5..3).await.unwrap();
         assert!(entries.is_empty());

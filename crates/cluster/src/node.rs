@@ -394,7 +394,7 @@ pub(crate) struct Storage {
 }
 
 /// Opens the files of the data directory `dir` (creating what is missing):
-/// `raft-log.redb`, `state.redb` and `snapshots/`. redb calls block, so this runs
+/// `raft-log.redb`, `raft-log/`, `state.redb` and `snapshots/`. File calls block, so this runs
 /// on the blocking pool.
 pub(crate) async fn open_storage(
     dir: PathBuf,
@@ -410,6 +410,7 @@ pub(crate) async fn open_storage(
         })?;
         let log = LogStore::open(
             &dir.join("raft-log.redb"),
+            &dir.join("raft-log"),
             alive.clone(),
             opened_gate.clone(),
         )?;

@@ -61,6 +61,15 @@ fn crash_image(from: &Path, to: &Path) {
     for name in ["raft-log.redb", "state.redb"] {
         std::fs::copy(from.join(name), to.join(name)).unwrap();
     }
+    std::fs::create_dir_all(to.join("raft-log")).unwrap();
+    for segment in std::fs::read_dir(from.join("raft-log")).unwrap() {
+        let segment = segment.unwrap().path();
+        std::fs::copy(
+            &segment,
+            to.join("raft-log").join(segment.file_name().unwrap()),
+        )
+        .unwrap();
+    }
     let current = from.join("snapshots").join("current.snap");
     if current.exists() {
         std::fs::copy(current, to.join("snapshots").join("current.snap")).unwrap();
