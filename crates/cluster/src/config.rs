@@ -126,7 +126,7 @@ pub struct NodeConfig {
     pub node_id: u64,
     /// Human name of the node, reported in executions and health (`ROTA_NODE`).
     pub node_name: String,
-    /// Directory of `raft-log.redb`, `state.redb` and snapshots.
+    /// Directory of `raft-log/`, `raft-log.redb`, `state.redb` and snapshots.
     pub data_dir: PathBuf,
     /// URL peers and clients reach this node at, e.g. `http://127.0.0.1:7700`.
     pub advertise_url: String,

@@ -16,8 +16,9 @@
 //! the leader), `membership` (join, leave, cluster status) and `handoff` (shutdown
 //! and the graceful leader handoff).
 //!
-//! A node's data directory holds `raft-log.redb` (the log: fsynced on every append,
-//! the durable record), `state.redb` (the state machine: applied without fsync and
+//! A node's data directory holds `raft-log/` (the log's entries in segment files:
+//! fdatasynced on every append, the durable record) with `raft-log.redb` (its
+//! vote, committed and purged ids), `state.redb` (the state machine: applied without fsync and
 //! rebuilt from the log after a crash) and `snapshots/current.snap`.
 
 mod batcher;

@@ -209,6 +209,41 @@ async fn a_rolling_upgrade_keeps_every_job_firing_once_and_the_data_intact() {
         leading
     };
     assert_eq!(leading.len(), 1, "leaders: {leading:?}");
+
+    eprintln!("--- check: each node's Raft log moved out of its redb file into segments");
+    for server in &mut servers {
+        server.terminate();
+        let exit = server.wait_exit(DEADLINE).await;
+        assert!(exit.success(), "exit {exit}:\n{}", server.logs());
+        assert_eq!(
+            former_log_entries(&server.data_dir),
+            0,
+            "entries left in the redb log of {}",
+            server.data_dir.display()
+        );
+        let segments = std::fs::read_dir(server.data_dir.join("raft-log"))
+            .expect("raft-log/")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))
+            })
+            .count();
+        assert!(
+            segments > 0,
+            "no log segment in {}",
+            server.data_dir.display()
+        );
+    }
+}
+
+/// Entries still in the `log` table of the Raft log's redb file (where releases
+/// before the segment files kept them).
+fn former_log_entries(data_dir: &Path) -> u64 {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let db = redb::Database::open(data_dir.join("raft-log.redb")).expect("open raft-log.redb");
+    let txn = db.begin_read().expect("read");
+    let log: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("log");
+    txn.open_table(log).expect("log table").len().expect("len")
 }
 
 /// The format version of the state file in `data_dir` (the `format` key of its
