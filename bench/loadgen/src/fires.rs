@@ -6,9 +6,11 @@
 //!
 //! The scheduler "kept up" when (record) every instant of the window fired and no
 //! run was handed over later than one period (1 s), or (shell) at least 99 % of the
-//! expected runs fired and the queue never held more than one period's worth. The
-//! counter is read half a period before the window's edges, so it counts exactly
-//! the window's instants as long as runs are fired less than half a period late.
+//! expected runs fired and the queue never held more than one period's worth. A
+//! run is fired (and counted) up to the server's fire-ahead before its instant, so
+//! the counter is read that long plus half a period before the window's edges: it
+//! counts exactly the window's instants as long as runs are fired less than half a
+//! period from that time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub struct FiresRun {
     pub dir: PathBuf,
     pub window_secs: u64,
     pub warmup_secs: u64,
+    /// The server's `--fire-ahead`.
+    pub fire_ahead: Duration,
 }
 
 /// Stamps of the instants in `[from_ns, to_ns)`.
@@ -112,10 +116,13 @@ pub async fn run_fires(run: FiresRun) -> Result<Outcome, BenchError> {
     let window = TimeDelta::seconds(run.window_secs as i64);
     let t1 = t0 + window;
     info!(%t0, %t1, "measuring");
-    // The counter is read half a period before each edge, when no instant is being
-    // fired: read at the edge itself, it would race the edge's own runs and count
-    // one instant too many or too few.
-    let half_period = TimeDelta::milliseconds(500);
+    // The counter is read half a period before each edge's fire time (the edge
+    // less the fire-ahead), when no instant is being fired: read at that time
+    // itself, it would race the edge's own runs and count one instant too many or
+    // too few. (With a 1.5 s fire-ahead, reading half a period before the edges
+    // raced every other run.)
+    let half_period =
+        TimeDelta::milliseconds(500) + TimeDelta::from_std(run.fire_ahead).unwrap_or_default();
     sleep_until_wall(t0 - half_period).await;
     let fired_before = fired_counter(&rota).await;
     sleep_until_wall(t0).await;

@@ -267,6 +267,11 @@ enum Command {
         window_secs: u64,
         #[arg(long, default_value_t = 3)]
         warmup_secs: u64,
+        /// The server's `--fire-ahead` in milliseconds (its default: 1500). Runs are
+        /// fired that long before their instant, so the fired counter is read that
+        /// much earlier too (shell executor).
+        #[arg(long, default_value_t = 1500)]
+        fire_ahead_ms: u64,
     },
     /// Resident memory of the server with N jobs stored.
     Memory {
@@ -534,6 +539,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
             dir,
             window_secs,
             warmup_secs,
+            fire_ahead_ms,
         } => vec![
             fires::run_fires(fires::FiresRun {
                 url,
@@ -543,6 +549,7 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
                 dir: absolute(dir),
                 window_secs: window_secs.max(1),
                 warmup_secs,
+                fire_ahead: Duration::from_millis(fire_ahead_ms),
             })
             .await?,
         ],

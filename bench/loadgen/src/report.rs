@@ -651,7 +651,7 @@ fn fires_section(of: &[&Outcome], cores: usize) -> String {
          warm-up. With `record`, the runs of the window's instants are counted from the \
          record file and their lag measured; kept up = every instant fired and no run was \
          more than one period (1 s) late. With `shell` (`true`), runs are counted by the \
-         fired counter read half a second before the window's edges; kept up = at least 99 % fired and the queue \
+         fired counter read half a second before the window's edges less the server's fire-ahead (1.5 s by default: runs are fired and counted that early); kept up = at least 99 % fired and the queue \
          stayed within one period's worth. tokio-cron-scheduler runs the same closure as \
          in the lag test; its lag there is the phase within the second (it cannot tell \
          which instant a run was for), so it is meaningful only below 1 s.\n\n{}",

@@ -160,6 +160,7 @@ async fn fires_counts_the_window_from_the_record_file() {
         dir: dir.path().to_path_buf(),
         window_secs: 2,
         warmup_secs: 0,
+        fire_ahead: std::time::Duration::ZERO,
     })
     .await
     .unwrap();
