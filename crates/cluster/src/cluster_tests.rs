@@ -236,16 +236,24 @@ async fn three_members(dir: &Path) -> Vec<Member> {
     members
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stepping_down_leader_hands_over_live_and_goes_on_as_a_follower() {
-    let dir = tempfile::tempdir().unwrap();
-    let members = three_members(dir.path()).await;
+/// The id and node of the leader the members agree on.
+async fn the_leader(members: &[Member]) -> (u64, Arc<Node>) {
     let leader = members[0]
         .node
         .wait_for_leader(DEADLINE)
         .await
         .expect("a leader");
-    let old = members[usize::try_from(leader - 1).unwrap()].node.clone();
+    (
+        leader,
+        members[usize::try_from(leader - 1).unwrap()].node.clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stepping_down_leader_hands_over_live_and_goes_on_as_a_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = three_members(dir.path()).await;
+    let (leader, old) = the_leader(&members).await;
 
     info!("--- the leader steps down while Raft runs on");
     assert!(!old.step_down().await, "node {leader} still leads");
@@ -283,12 +291,7 @@ async fn a_leader_hands_over_to_its_successor_in_the_next_term_even_just_elected
 {
     let dir = tempfile::tempdir().unwrap();
     let members = three_members(dir.path()).await;
-    let leader = members[0]
-        .node
-        .wait_for_leader(DEADLINE)
-        .await
-        .expect("a leader");
-    let old = members[usize::try_from(leader - 1).unwrap()].node.clone();
+    let (leader, old) = the_leader(&members).await;
 
     info!("--- writes stream through the leader while it hands over");
     let stop_writing = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -307,6 +310,7 @@ async fn a_leader_hands_over_to_its_successor_in_the_next_term_even_just_elected
     let (successor, moved) = old.hand_over().await.expect("a leader has a successor");
     stop_writing.store(true, std::sync::atomic::Ordering::SeqCst);
     let written = writer.await.unwrap();
+    assert_ne!(successor.id, leader, "a leader cannot succeed itself");
     assert!(moved, "leadership did not move to node {}", successor.id);
     assert!(written > 0, "no write went through");
     for m in &members {
