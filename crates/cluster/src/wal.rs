@@ -76,7 +76,13 @@ impl Wal {
     }
 
     fn open_with(dir: &Path, purged: Option<u64>, segment_bytes: u64) -> io::Result<Wal> {
-        fs::create_dir_all(dir)?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir)?;
+            // The directory's own entry must be durable before any entry in it is.
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
         for item in fs::read_dir(dir)? {
             let path = item?.path();
