@@ -259,7 +259,9 @@ impl Node {
         let mut tried: Vec<Route> = Vec::new();
         let mut route = self.route(until).await?;
         loop {
-            tried.push(route.clone());
+            if !tried.contains(&route) {
+                tried.push(route.clone());
+            }
             match attempt(route).await {
                 Err(e) if e.not_leader() && Instant::now() + LEADER_RETRY_PAUSE < until => {
                     debug!(

@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -242,7 +243,7 @@ impl Wal {
         if !fits {
             if self.locs.is_empty() {
                 // Whatever segments there are hold only purged or truncated frames.
-                self.remove_segments(0)?;
+                self.remove_segments(..)?;
             }
             self.create_segment(first, size.max(self.segment_bytes))?;
         }
@@ -266,7 +267,7 @@ impl Wal {
     }
 
     fn create_segment(&mut self, base: u64, capacity: u64) -> io::Result<()> {
-        let path = self.dir.join(format!("{base:020}{SUFFIX}"));
+        let path = segment_path(&self.dir, base);
         let tmp = path.with_extension("tmp");
         let file = OpenOptions::new()
             .read(true)
@@ -288,13 +289,14 @@ impl Wal {
         Ok(())
     }
 
-    /// Removes the segments from position `from` on (files and all).
-    fn remove_segments(&mut self, from: usize) -> io::Result<()> {
-        if from >= self.segments.len() {
+    /// Removes the segments at the positions `range` (files and all).
+    fn remove_segments(&mut self, range: impl RangeBounds<usize>) -> io::Result<()> {
+        let gone: Vec<Segment> = self.segments.drain(range).collect();
+        if gone.is_empty() {
             return Ok(());
         }
-        for segment in self.segments.drain(from..) {
-            fs::remove_file(self.dir.join(format!("{:020}{SUFFIX}", segment.base)))?;
+        for segment in gone {
+            fs::remove_file(segment_path(&self.dir, segment.base))?;
         }
         sync_dir(&self.dir)
     }
@@ -319,7 +321,7 @@ impl Wal {
         segment.end = loc.offset;
         segment.next = from;
         zero_past_end(segment)?;
-        self.remove_segments(at + 1)?;
+        self.remove_segments(at + 1..)?;
         self.locs.truncate(self.pos(from));
         Ok(())
     }
@@ -330,7 +332,7 @@ impl Wal {
         if self.last_index().is_none_or(|last| upto >= last) {
             self.locs.clear();
             self.first = upto + 1;
-            return self.remove_segments(0);
+            return self.remove_segments(..);
         }
         if upto < self.first {
             return Ok(());
@@ -338,20 +340,12 @@ impl Wal {
         let keep_from = self.locs[self.pos(upto + 1)].segment;
         self.locs.drain(..self.pos(upto + 1));
         self.first = upto + 1;
-        let gone: Vec<u64> = self
+        let gone = self
             .segments
             .iter()
-            .map(|s| s.base)
-            .take_while(|base| *base < keep_from)
-            .collect();
-        if gone.is_empty() {
-            return Ok(());
-        }
-        self.segments.drain(..gone.len());
-        for base in gone {
-            fs::remove_file(self.dir.join(format!("{base:020}{SUFFIX}")))?;
-        }
-        sync_dir(&self.dir)
+            .take_while(|s| s.base < keep_from)
+            .count();
+        self.remove_segments(..gone)
     }
 
     /// Removes the whole log directory (a log moved over from the former format is
@@ -421,6 +415,11 @@ fn zero_past_end(segment: &mut Segment) -> io::Result<()> {
     segment.file.set_len(segment.end)?;
     segment.file.set_len(segment.capacity)?;
     segment.file.sync_all()
+}
+
+/// The file of the segment whose first entry is `base`.
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}{SUFFIX}"))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -548,7 +547,7 @@ mod tests {
         let end = wal.segments[0].end;
         drop(wal);
         // A frame for 3 whose payload was only half written.
-        let path = dir.path().join(format!("{:020}{SUFFIX}", 0));
+        let path = segment_path(dir.path(), 0);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         let payload = b"entry 3, torn";
         let mut frame = Vec::new();
@@ -617,19 +616,19 @@ mod tests {
         stray.append(&entries(7..9)).unwrap();
         drop(stray);
         fs::rename(
-            dir.path().join("stray").join(format!("{:020}{SUFFIX}", 7)),
-            dir.path().join(format!("{:020}{SUFFIX}", 7)),
+            segment_path(&dir.path().join("stray"), 7),
+            segment_path(dir.path(), 7),
         )
         .unwrap();
         fs::remove_dir(dir.path().join("stray")).unwrap();
         let wal = Wal::open(dir.path(), None).unwrap();
         assert_eq!(all(&wal), names(0..3));
-        assert!(!dir.path().join(format!("{:020}{SUFFIX}", 7)).exists());
+        assert!(!segment_path(dir.path(), 7).exists());
         drop(wal);
         // A purge recorded up to 2 whose removal did not happen.
         let wal = Wal::open(dir.path(), Some(2)).unwrap();
         assert_eq!(wal.last_index(), None);
-        assert!(!dir.path().join(format!("{:020}{SUFFIX}", 0)).exists());
+        assert!(!segment_path(dir.path(), 0).exists());
     }
 
     #[test]
@@ -638,11 +637,7 @@ mod tests {
         let mut wal = Wal::open(dir.path(), None).unwrap();
         wal.append(&entries(0..3)).unwrap();
         drop(wal);
-        fs::rename(
-            dir.path().join(format!("{:020}{SUFFIX}", 0)),
-            dir.path().join(format!("{:020}{SUFFIX}", 5)),
-        )
-        .unwrap();
+        fs::rename(segment_path(dir.path(), 0), segment_path(dir.path(), 5)).unwrap();
         // Frames whose indexes do not match the segment's name hold no entry at all;
         // a segment that starts after the purged index leaves a gap.
         let mut wal = Wal::open(dir.path(), None).unwrap();
