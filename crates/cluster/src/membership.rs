@@ -202,11 +202,13 @@ impl Node {
             })
             .await
             .map_err(WriteError::from)?;
+        // Read after the commit index, the applied index may have passed it (a write
+        // committed and applied in between); what is applied was committed.
         let status = self.status();
         Ok(Readiness {
             member,
             leader: status.leader,
-            commit_index,
+            commit_index: commit_index.max(status.last_applied),
             last_applied: status.last_applied,
         })
     }
