@@ -138,12 +138,18 @@ async fn a_run_longer_than_the_grace_is_cancelled_with_the_reason() {
 
 /// Nodes tagged with their own name, so a job can be pinned to one.
 fn named_members(dir: &Path, grace: &str) -> Vec<Server> {
+    named_members_with(dir, grace, &[])
+}
+
+/// [`named_members`] with more flags for every node.
+fn named_members_with(dir: &Path, grace: &str, more: &[&str]) -> Vec<Server> {
     let p = ports(3);
     let peers = peers_arg(&p);
     (0..3)
         .map(|i| {
             let tag = format!("name=n{}", i + 1);
-            let extra = ["--shutdown-grace", grace, "--tag", tag.as_str()];
+            let mut extra = vec!["--shutdown-grace", grace, "--tag", tag.as_str()];
+            extra.extend_from_slice(more);
             launch_member(dir, i as u64 + 1, p[i], &peers, &extra)
         })
         .collect()
@@ -262,4 +268,73 @@ async fn the_last_node_of_a_cluster_stops_without_waiting_out_the_grace() {
         let exit = server.wait_exit(DEADLINE).await;
         assert!(exit.success(), "exit {exit}:\n{}", server.logs());
     }
+}
+
+/// Regression: a run placed on a node ahead of its instant lost its record with its
+/// job, yet stayed in the node's runs. On the leader it was stopped but never left
+/// them, so a graceful stop waited out the whole grace for it; on a follower it was
+/// not even stopped, and ran at its instant after its job was deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_placed_ahead_of_a_deleted_job_never_run_nor_hold_up_a_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = tmp.path().join("sink.txt");
+    // Runs are placed up to 10 s ahead; the instant is 8 s away, so both runs are
+    // placed at once and the deletion comes well before it.
+    let mut servers = named_members_with(tmp.path(), "1h", &["--fire-ahead", "10s"]);
+    let leader = eventually(DEADLINE, "a first leader", || agreed_leader(&servers)).await;
+    let follower = (leader + 1) % 3;
+    let at = (chrono::Utc::now() + chrono::TimeDelta::seconds(8)).to_rfc3339();
+    // (job, node it is pinned to)
+    let jobs: Vec<(String, String)> = [leader, follower]
+        .iter()
+        .map(|i| (format!("ahead-n{}", i + 1), format!("n{}", i + 1)))
+        .collect();
+    for (job, node) in &jobs {
+        let command = format!("echo \"$ROTA_NODE\" >> '{}'", sink.display());
+        let spec = json!({
+            "schedule": {"at": at},
+            "tags": {"name": node},
+            "executor": {"type": "shell", "command": command},
+        });
+        send_anywhere(&servers, DEADLINE, "PUT", &format!("/v1/jobs/{job}"), spec).await;
+    }
+
+    eprintln!("--- both runs are placed ahead: one on the leader, one on a follower");
+    eventually(DEADLINE, "both runs placed ahead", || async {
+        let (status, body) = servers[leader].get("/v1/executions?status=queued").await;
+        assert_eq!(status, 200, "{body}");
+        let placed = body["items"]
+            .as_array()?
+            .iter()
+            .filter(|e| {
+                jobs.iter()
+                    .any(|(job, node)| e["job"] == job.as_str() && e["node"] == node.as_str())
+            })
+            .count();
+        (placed == jobs.len()).then_some(())
+    })
+    .await;
+
+    eprintln!("--- the jobs are deleted before their instant");
+    for (job, _) in &jobs {
+        send_anywhere(
+            &servers,
+            DEADLINE,
+            "DELETE",
+            &format!("/v1/jobs/{job}"),
+            Value::Null,
+        )
+        .await;
+    }
+
+    eprintln!("--- SIGTERM the follower, then the leader: neither has a run to wait for");
+    for i in [follower, leader] {
+        servers[i].terminate();
+        let exit = servers[i].wait_exit(DEADLINE).await;
+        assert!(exit.success(), "exit {exit}:\n{}", servers[i].logs());
+        let logs = servers[i].logs();
+        assert!(logs.contains("no runs left"), "{logs}");
+    }
+    let ran = std::fs::read_to_string(&sink).unwrap_or_default();
+    assert!(ran.is_empty(), "runs of deleted jobs ran on: {ran}");
 }

@@ -275,13 +275,13 @@ impl SchedulerHandle {
         }
     }
 
-    /// Live output of an attempt running on this node (kept until its outcome is
-    /// committed, so a follower sees the end).
     /// Whether this node stopped taking runs (it is shutting down).
     pub fn is_draining(&self) -> bool {
         self.shared.is_draining()
     }
 
+    /// Live output of an attempt running on this node (kept until its outcome is
+    /// committed, so a follower sees the end).
     pub fn live_output(&self, id: Ulid) -> Option<OutputBuffer> {
         self.shared.live_output(id)
     }

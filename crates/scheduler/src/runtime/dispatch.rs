@@ -13,7 +13,7 @@ use rota_exec::{
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 use ulid::Ulid;
 
 use super::{lock, LiveRun, Runtime};
@@ -110,6 +110,7 @@ impl Runtime {
         lock(&self.shared.live).insert(
             id,
             LiveRun {
+                job: job.clone(),
                 attempt,
                 output: output.clone(),
                 cancel: cancel.clone(),
@@ -495,14 +496,45 @@ impl Runtime {
         }
     }
 
-    /// Notes a run's end in the live map (its output stays readable there).
-    pub(super) fn completed(&mut self, c: &Completion) {
-        if let Some(run) = lock(&self.shared.live).get_mut(&c.id) {
-            if run.attempt == c.attempt {
-                run.completion = Some(c.clone());
+    /// Notes a run's end in the live map (its output stays readable there). A run
+    /// whose record is gone (its job was deleted) has nothing to record: it leaves
+    /// the live map at once, and the answer is true.
+    pub(super) fn completed(&mut self, c: &Completion) -> bool {
+        debug!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
+        let mut live = lock(&self.shared.live);
+        let Some(run) = live.get_mut(&c.id).filter(|r| r.attempt == c.attempt) else {
+            return false;
+        };
+        run.completion = Some(c.clone());
+        match self.node.store().get_execution(c.id) {
+            Ok(None) => {
+                debug!(execution = %c.id, job = %run.job, "the record of an ended run is gone: nothing to record");
+                live.remove(&c.id);
+                drop(live);
+                self.shared.runs_left.notify_waiters();
+                true
+            }
+            Ok(Some(_)) => false,
+            Err(err) => {
+                warn!(execution = %c.id, error = %err, "reading an execution failed");
+                false
             }
         }
-        debug!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
+    }
+
+    /// Stops the runs of a deleted job going on (or waiting for their instant)
+    /// here: their records went with the job, so they must not run, and their
+    /// ends are not recorded ([`Runtime::completed`]).
+    pub(super) fn job_deleted(&mut self, job: &str) {
+        let doomed: Vec<(Ulid, CancellationToken)> = lock(&self.shared.live)
+            .iter()
+            .filter(|(_, r)| r.job == job && r.completion.is_none())
+            .map(|(id, r)| (*id, r.cancel.clone()))
+            .collect();
+        for (id, token) in doomed {
+            info!(execution = %id, job, "the job of a local run was deleted: stopping it");
+            token.cancel();
+        }
     }
 
     /// An executor task ended; one that panicked still gets an outcome.

@@ -46,6 +46,7 @@ impl Runtime {
                 event = events.recv(), if events_open => match event {
                     Ok(event) => match &event.kind {
                         EventKind::Execution(e) => self.reconcile(e),
+                        EventKind::JobDeleted { name } => self.job_deleted(name),
                         EventKind::Reset => self.reconcile_all(),
                         _ => {}
                     },
@@ -74,9 +75,7 @@ impl Runtime {
                     while let Ok(c) = self.completions.try_recv() {
                         ended.push(c);
                     }
-                    for c in &ended {
-                        self.completed(c);
-                    }
+                    ended.retain(|c| !self.completed(c));
                     self.finish_as_follower(ended);
                 }
                 Some(handed) = self.handed.recv() => self.handed_over(handed),

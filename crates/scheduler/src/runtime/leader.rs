@@ -339,7 +339,10 @@ impl Runtime {
             if event.revision > floor {
                 let input = match &event.kind {
                     EventKind::JobPut(job) => Some(Input::JobUpserted(job.clone())),
-                    EventKind::JobDeleted { name } => Some(Input::JobRemoved(name.clone())),
+                    EventKind::JobDeleted { name } => {
+                        self.job_deleted(name);
+                        Some(Input::JobRemoved(name.clone()))
+                    }
                     EventKind::Execution(e) => Some(Input::Execution(e.clone())),
                     EventKind::Heartbeat { node, .. } => {
                         Some(Input::NodeAlive { node: node.clone() })

@@ -88,6 +88,8 @@ pub(crate) struct Shared {
 
 #[derive(Debug, Clone)]
 struct LiveRun {
+    /// The job it is a run of (its deletion stops the run: nothing records it).
+    job: String,
     attempt: u32,
     output: OutputBuffer,
     cancel: CancellationToken,
