@@ -235,6 +235,60 @@ async fn an_every_second_job_runs_and_is_recorded() {
     node.shutdown().await.expect("node stops");
 }
 
+/// A job record that does not decode (damaged, or written by a newer release
+/// during a rolling upgrade) is left out when the scheduler loads the store; every
+/// other job is still scheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_record_that_does_not_decode_keeps_no_other_job_from_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let record = dir.path().join("record.txt");
+    {
+        let node = start_node(&data).await;
+        for name in ["good", "unreadable"] {
+            put_job(
+                &node,
+                json!({
+                    "name": name,
+                    "schedule": {"every": "1s"},
+                    "executor": {"type": "record", "path": record.to_string_lossy()},
+                }),
+            )
+            .await;
+        }
+        node.shutdown().await.expect("node stops");
+    }
+    // A record version no release reads yet, as a newer node would write.
+    {
+        let db = redb::Database::open(data.join("state.redb")).expect("state file");
+        let txn = db.begin_write().expect("write transaction");
+        {
+            let mut jobs = txn
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("jobs"))
+                .expect("jobs table");
+            let old = jobs
+                .insert("unreadable", [99u8, b'{', b'}'].as_slice())
+                .expect("record replaced");
+            assert!(old.is_some(), "the job was stored");
+        }
+        txn.commit().expect("commit");
+    }
+
+    let node = start_node(&data).await;
+    let mut events = node.store().subscribe();
+    let (scheduler, workers) = start_scheduler(&node);
+    until(&mut events, |e| {
+        e.job == "good" && e.status == ExecStatus::Succeeded
+    })
+    .await;
+    let stats = scheduler.stats();
+    assert_eq!(stats.jobs, 1, "{stats:?}");
+    tokio::time::timeout(GIVE_UP, workers.stop())
+        .await
+        .expect("scheduler stops");
+    node.shutdown().await.expect("node stops");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_cut_by_shutdown_is_lost_at_the_next_start() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -371,11 +371,26 @@ impl Store {
 
     /// Visits every job without holding them all in memory.
     pub fn for_each_job(&self, f: &mut dyn FnMut(JobRecord)) -> Result<(), StoreError> {
+        strict(|skipped| self.for_each_job_skipping(f, skipped))
+    }
+
+    /// Visits every job; a record that does not decode (damaged, or written by a
+    /// newer release during a rolling upgrade) goes to `skipped` with its key, and
+    /// the walk goes on. A scheduler loading its jobs then schedules every other
+    /// job instead of none.
+    pub fn for_each_job_skipping(
+        &self,
+        f: &mut dyn FnMut(JobRecord),
+        skipped: &mut dyn FnMut(String, StoreError),
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
         let jobs = txn.open_table(tables::JOBS)?;
         for row in jobs.iter()? {
-            let (_, v) = row?;
-            f(decode(JOB, v.value())?);
+            let (k, v) = row?;
+            match decode(JOB, v.value()) {
+                Ok(job) => f(job),
+                Err(err) => skipped(k.value().to_string(), err),
+            }
         }
         Ok(())
     }
@@ -454,6 +469,15 @@ impl Store {
 
     /// Executions that are `queued` or `running`, oldest first.
     pub fn active_executions(&self) -> Result<Vec<Execution>, StoreError> {
+        strict(|skipped| self.active_executions_skipping(skipped))
+    }
+
+    /// [`Store::active_executions`], handing a record that does not decode to
+    /// `skipped` (with its id) instead of failing.
+    pub fn active_executions_skipping(
+        &self,
+        skipped: &mut dyn FnMut(String, StoreError),
+    ) -> Result<Vec<Execution>, StoreError> {
         let txn = self.db.begin_read()?;
         let active = txn.open_table(tables::ACTIVE)?;
         let execs = txn.open_table(tables::EXECUTIONS)?;
@@ -461,7 +485,10 @@ impl Store {
         for row in active.iter()? {
             let (id, _) = row?;
             match execs.get(id.value())? {
-                Some(v) => out.push(decode(EXECUTION, v.value())?),
+                Some(v) => match decode(EXECUTION, v.value()) {
+                    Ok(exec) => out.push(exec),
+                    Err(err) => skipped(Ulid(id.value()).to_string(), err),
+                },
                 None => {
                     warn!(execution = %Ulid(id.value()), "active index names a missing execution")
                 }
@@ -509,12 +536,24 @@ impl Store {
 
     /// Every registered worker node, by name.
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        strict(|skipped| self.nodes_skipping(skipped))
+    }
+
+    /// [`Store::nodes`], handing a record that does not decode to `skipped` (with
+    /// the node's name) instead of failing.
+    pub fn nodes_skipping(
+        &self,
+        skipped: &mut dyn FnMut(String, StoreError),
+    ) -> Result<Vec<NodeRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let nodes = txn.open_table(tables::NODES)?;
         let mut out = Vec::new();
         for row in nodes.iter()? {
-            let (_, v) = row?;
-            out.push(decode(tables::NODE, v.value())?);
+            let (k, v) = row?;
+            match decode(tables::NODE, v.value()) {
+                Ok(node) => out.push(node),
+                Err(err) => skipped(k.value().to_string(), err),
+            }
         }
         Ok(out)
     }
@@ -620,6 +659,21 @@ fn read_applied(t: &Tables<'_>) -> Result<u64, StoreError> {
         .get(tables::META_APPLIED)?
         .and_then(|v| tables::read_u64(v.value()))
         .unwrap_or(0))
+}
+
+/// Runs a walk that hands undecodable records to a callback, failing with the
+/// first such record's error instead.
+fn strict<T>(
+    walk: impl FnOnce(&mut dyn FnMut(String, StoreError)) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut first = None;
+    let value = walk(&mut |_, err| {
+        first.get_or_insert(err);
+    })?;
+    match first {
+        Some(err) => Err(err),
+        None => Ok(value),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use rota_core::{ClientRequest, Command, EventKind, ExecStatus, SessionKey, Start
 use ulid::Ulid;
 
 use super::*;
+use crate::codec::RECORD_VERSION;
 use crate::test_support::{finish, fire, spec, spec_with_history, t, Harness};
 
 /// A store with some of everything: jobs, active and finished runs with output,
@@ -462,4 +463,46 @@ proptest! {
         let (_, b) = export(&other.store);
         prop_assert!(a == b, "replicas diverged");
     }
+}
+
+#[test]
+fn a_job_record_that_does_not_decode_fails_a_listing_and_is_handed_over_by_the_skipping_walk() {
+    let mut h = Harness::new();
+    for name in ["a", "b", "c"] {
+        h.run(Command::PutJob { spec: spec(name) });
+    }
+    {
+        let txn = h.store.begin_write(redb::Durability::None).unwrap();
+        {
+            let mut jobs = txn.open_table(tables::JOBS).unwrap();
+            jobs.insert("b", [RECORD_VERSION + 1, b'{', b'}'].as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = h
+        .store
+        .list_jobs()
+        .expect_err("a listing names the bad record");
+    assert!(
+        matches!(err, StoreError::UnknownVersion { what: "job", .. }),
+        "{err:?}"
+    );
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    h.store
+        .for_each_job_skipping(&mut |job| good.push(job.spec.name), &mut |key, err| {
+            bad.push((key, err.to_string()))
+        })
+        .unwrap();
+    assert_eq!(good, ["a", "c"]);
+    assert_eq!(
+        bad,
+        [(
+            "b".to_string(),
+            format!(
+                "job record has version {}; this release reads version {RECORD_VERSION}",
+                RECORD_VERSION + 1
+            )
+        )]
+    );
 }

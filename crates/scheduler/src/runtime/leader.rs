@@ -10,7 +10,7 @@ use rota_core::{ClientRequest, Command, EventKind, Response, StoreEvent, Timesta
 use rota_engine::{Action, Completion, Engine, EngineConfig, Input, LocalAttempt};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use ulid::Ulid;
 
 use super::{lock, sleep_until, Runtime, REBUILD_BACKOFF, STABLE_AFTER};
@@ -215,13 +215,17 @@ impl Runtime {
                 now,
                 &mut out,
             );
-            for node in store.nodes()? {
+            // A record that does not decode is left out (and said so): one damaged
+            // record, or one written by a newer release during a rolling upgrade,
+            // must not keep every other job from being scheduled.
+            for node in store.nodes_skipping(&mut unreadable("node"))? {
                 engine.handle(Input::NodeRegistered(Arc::new(node)), now, &mut out);
             }
-            store.for_each_job(&mut |job| {
-                engine.handle(Input::JobUpserted(Arc::new(job)), now, &mut out);
-            })?;
-            for e in store.active_executions()? {
+            store.for_each_job_skipping(
+                &mut |job| engine.handle(Input::JobUpserted(Arc::new(job)), now, &mut out),
+                &mut unreadable("job"),
+            )?;
+            for e in store.active_executions_skipping(&mut unreadable("execution"))? {
                 engine.handle(Input::Execution(Arc::new(e)), now, &mut out);
             }
             engine.start(now, &mut out);
@@ -459,6 +463,18 @@ impl Runtime {
             }
             () = tokio::time::sleep(d) => Some(true),
         }
+    }
+}
+
+/// Logs a stored record the scheduler leaves out because it does not decode.
+fn unreadable(kind: &'static str) -> impl FnMut(String, rota_store::StoreError) {
+    move |key, err| {
+        error!(
+            kind,
+            key = %key,
+            error = %rota_core::error::chain(&err),
+            "a stored record does not decode: the scheduler leaves it out"
+        );
     }
 }
 
