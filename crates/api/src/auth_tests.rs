@@ -228,6 +228,21 @@ async fn every_route_asks_for_its_role() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["dash", "oncall", "root"]);
+    assert_eq!(list.body["next"], Value::Null);
+    let first = as_token(&h, Some(&root), Method::GET, "/v1/tokens?limit=2", None).await;
+    assert_eq!(first.body["items"][1]["name"], "oncall", "{}", first.text);
+    assert_eq!(first.body["next"], "oncall", "{}", first.text);
+    let rest = as_token(
+        &h,
+        Some(&root),
+        Method::GET,
+        "/v1/tokens?limit=2&after=oncall",
+        None,
+    )
+    .await;
+    assert_eq!(rest.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(rest.body["items"][0]["name"], "root", "{}", rest.text);
+    assert_eq!(rest.body["next"], Value::Null);
     assert!(
         !list.text.contains(&viewer) && !list.text.contains("hash"),
         "{}",

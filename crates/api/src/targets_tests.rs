@@ -5,7 +5,7 @@
 use axum::http::{Method, StatusCode};
 use rota_core::targets::{Target, TargetSetState};
 use rota_core::{ClientRequest, Command, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::tests::Harness;
 
@@ -165,7 +165,40 @@ async fn sinks_are_stored_with_secrets_hidden_and_bad_ones_refused() {
     assert_eq!(spec.token.as_deref(), Some("s3cret"), "kept for writing");
     let list = h.send(Method::GET, "/v1/sinks", None).await;
     assert_eq!(list.body["items"][0]["name"], "ci");
+    assert_eq!(list.body["next"], Value::Null);
     assert!(!list.text.contains("s3cret"));
+
+    // The list pages by name like every other.
+    for name in ["a", "b"] {
+        let body = json!({"type": "influxdb", "url": "http://127.0.0.1:8086", "database": name});
+        let r = h
+            .send(Method::PUT, &format!("/v1/sinks/{name}"), Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = h.send(Method::GET, "/v1/sinks?limit=2", None).await;
+    assert_eq!(names(&first.body), ["a", "b"], "{}", first.text);
+    assert_eq!(first.body["next"], "b");
+    let second = h.send(Method::GET, "/v1/sinks?limit=2&after=b", None).await;
+    assert_eq!(names(&second.body), ["ci"], "{}", second.text);
+    assert_eq!(second.body["next"], Value::Null);
+    let bad = h.send(Method::GET, "/v1/sinks?limit=0", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert_eq!(bad.body["error"]["field"], "limit", "{}", bad.text);
+    for name in ["a", "b"] {
+        let r = h
+            .send(Method::DELETE, &format!("/v1/sinks/{name}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
 
     for (body, field) in [
         (

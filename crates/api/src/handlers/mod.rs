@@ -37,3 +37,23 @@ where
         .await
         .map_err(ApiError::TaskFailed)?
 }
+
+/// One page of a list kept in name order, as `?limit=` (1-1000, default 100) and
+/// `?after=NAME` ask: the items named after `after`, at most `limit`, and the
+/// cursor of the next page (the last name taken), `None` on the last page.
+pub(crate) fn name_page<T>(
+    params: &crate::extract::Params,
+    mut items: Vec<T>,
+    name: impl Fn(&T) -> &str,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let limit = params.bounded("limit", 1, 1000, 100)? as usize;
+    if let Some(after) = params.get("after") {
+        items.retain(|item| name(item) > after);
+    }
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = more
+        .then(|| items.last().map(|item| name(item).to_string()))
+        .flatten();
+    Ok((items, next))
+}

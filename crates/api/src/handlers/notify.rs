@@ -25,16 +25,9 @@ pub(crate) async fn list(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&["limit", "after", "stale"])?;
-    let limit = params.bounded("limit", 1, 1000, 100)? as usize;
-    let after = params.get("after").map(str::to_owned);
     s.read_barrier(&params).await?;
-    let mut items = s.node.store().webhooks()?;
-    if let Some(after) = &after {
-        items.retain(|w| w.name.as_str() > after.as_str());
-    }
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next = more.then(|| items.last().map(|w| w.name.clone())).flatten();
+    let webhooks = s.node.store().webhooks()?;
+    let (items, next) = super::name_page(&params, webhooks, |w| w.name.as_str())?;
     Ok(Json(json!({ "items": items, "next": next })))
 }
 

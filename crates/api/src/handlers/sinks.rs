@@ -24,16 +24,12 @@ pub(crate) async fn list(
     State(s): State<AppState>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    params.only(&["stale"])?;
+    params.only(&["limit", "after", "stale"])?;
     s.read_barrier(&params).await?;
-    let items: Vec<Value> = s
-        .node
-        .store()
-        .sinks()?
-        .iter()
-        .map(|r| r.redacted_view())
-        .collect();
-    Ok(Json(json!({ "items": items, "next": null })))
+    let sinks = s.node.store().sinks()?;
+    let (page, next) = super::name_page(&params, sinks, |r| r.name.as_str())?;
+    let items: Vec<Value> = page.iter().map(|r| r.redacted_view()).collect();
+    Ok(Json(json!({ "items": items, "next": next })))
 }
 
 /// `GET /v1/sinks/{name}`.

@@ -30,16 +30,12 @@ pub(crate) async fn list(
     State(s): State<AppState>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    params.only(&["stale"])?;
+    params.only(&["limit", "after", "stale"])?;
     s.read_barrier(&params).await?;
-    let items: Vec<Value> = s
-        .node
-        .store()
-        .tokens()?
-        .iter()
-        .map(TokenRecord::view)
-        .collect();
-    Ok(Json(json!({ "items": items, "next": null })))
+    let tokens = s.node.store().tokens()?;
+    let (page, next) = super::name_page(&params, tokens, |t| t.name.as_str())?;
+    let items: Vec<Value> = page.iter().map(TokenRecord::view).collect();
+    Ok(Json(json!({ "items": items, "next": next })))
 }
 
 /// `POST /v1/tokens` with `{"name", "role"}`: 201 with the token's view and

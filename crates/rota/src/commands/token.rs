@@ -27,11 +27,12 @@ pub async fn run(ctx: &Ctx, cmd: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Ls => {
-            let answer = ctx.client.get(ctx.client.url(["v1", "tokens"])).await?;
+            // Every token, page after page.
+            let items = super::list_all(ctx, "tokens", &[]).await?;
             if ctx.machine() {
-                return Ok(ctx.data(&answer.body)?);
+                return Ok(ctx.data(&serde_json::json!({ "items": items }))?);
             }
-            let rows = output::items(&answer.body)
+            let rows = items
                 .iter()
                 .map(|t| {
                     vec![
