@@ -501,16 +501,17 @@ impl Runtime {
     /// the live map at once, and the answer is true.
     pub(super) fn completed(&mut self, c: &Completion) -> bool {
         debug!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
-        let mut live = lock(&self.shared.live);
-        let Some(run) = live.get_mut(&c.id).filter(|r| r.attempt == c.attempt) else {
-            return false;
-        };
-        run.completion = Some(c.clone());
+        {
+            let mut live = lock(&self.shared.live);
+            let Some(run) = live.get_mut(&c.id).filter(|r| r.attempt == c.attempt) else {
+                return false;
+            };
+            run.completion = Some(c.clone());
+        }
         match self.node.store().get_execution(c.id) {
             Ok(None) => {
-                debug!(execution = %c.id, job = %run.job, "the record of an ended run is gone: nothing to record");
-                live.remove(&c.id);
-                drop(live);
+                debug!(execution = %c.id, "the record of an ended run is gone: nothing to record");
+                lock(&self.shared.live).remove(&c.id);
                 self.shared.runs_left.notify_waiters();
                 true
             }
