@@ -330,3 +330,63 @@ async fn a_leader_hands_over_to_its_successor_in_the_next_term_even_just_elected
     }
     stop(members).await;
 }
+
+/// A lone write on the leader is sent to both followers while the leader syncs it
+/// (see `crate::early`), and they accept the copy; followers send nothing early,
+/// and every node ends up with the writes applied as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaders_lone_writes_go_to_the_followers_before_its_own_sync() {
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().unwrap();
+    let members = three_members(dir.path()).await;
+    let (_, leader) = the_leader(&members).await;
+    let counts = |node: &Node| {
+        let c = node.log.early_counts().expect("the early sender is set");
+        (
+            c.sent.load(Ordering::Relaxed),
+            c.accepted.load(Ordering::Relaxed),
+        )
+    };
+    let (sent_before, _) = counts(&leader);
+    const WRITES: u64 = 5;
+    let mut last = 0;
+    for i in 0..WRITES {
+        let (index, _) = leader
+            .write(kv_put(&format!("early-{i}"), "x"))
+            .await
+            .unwrap();
+        last = index;
+    }
+    let (sent, _) = counts(&leader);
+    assert!(
+        sent - sent_before >= 2 * WRITES,
+        "each lone write went to both followers: {sent_before} then {sent}"
+    );
+    let early = leader.log.early_counts().expect("the early sender is set");
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            // Made before looking, so an acceptance in between counts.
+            let accepted = early.on_accept.notified();
+            if counts(&leader).1 >= 2 * WRITES {
+                return;
+            }
+            accepted.await;
+        }
+    })
+    .await
+    .expect("the followers accepted the early copies");
+    for m in &members {
+        m.node
+            .raft()
+            .wait(Some(DEADLINE))
+            .applied_index_at_least(Some(last), "the writes applied")
+            .await
+            .expect("applied");
+        assert!(m.node.store().kv_get("early-4").unwrap().is_some());
+        if !Arc::ptr_eq(&m.node, &leader) {
+            assert_eq!(counts(&m.node).0, 0, "a follower sent nothing early");
+        }
+    }
+    stop(members).await;
+}

@@ -23,6 +23,7 @@
 
 mod batcher;
 mod config;
+mod early;
 mod error;
 mod handoff;
 mod log_store;

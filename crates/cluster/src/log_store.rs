@@ -15,7 +15,9 @@
 //!
 //! File calls block, so each runs on tokio's blocking pool, except the append of
 //! a light entry while the node's writes are quiet (see [`Gate::is_quiet`]),
-//! which runs in place.
+//! which runs in place. On a leader such an entry is first handed to the early
+//! sender, which sends it to the followers while it is synced here (see
+//! [`crate::early`]).
 //!
 //! The redb file does not use quick-repair (a two-phase commit, two fsyncs per
 //! vote); it stays tiny, so the full repair redb runs after an unclean shutdown is
@@ -25,7 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
@@ -37,6 +39,7 @@ use tracing::{debug, info};
 use rota_store::codec::{decode, encode};
 
 use crate::batcher::Gate;
+use crate::early::EarlySend;
 use crate::types::{
     decode_entry, encode_entry, is_light, Entry, LogId, LogIdV1, StorageError, TypeConfig, Vote,
     VoteV1,
@@ -73,6 +76,9 @@ pub struct LogStore {
     wal_dir: Arc<PathBuf>,
     recent: Recent,
     gate: Arc<Gate>,
+    /// Where a leader's lone write goes before it is synced (see [`crate::early`]);
+    /// set once the node's Raft runs.
+    early: Arc<OnceLock<EarlySend>>,
     /// Held by Raft's copies and dropped with the last of them;
     /// [`crate::Node::shutdown`] waits for that to know Raft let go of the file.
     _alive: Option<mpsc::Sender<()>>,
@@ -130,6 +136,7 @@ impl LogStore {
             wal_dir: Arc::new(wal_dir.to_path_buf()),
             recent: Recent::default(),
             gate,
+            early: Arc::default(),
             _alive: Some(alive),
         })
     }
@@ -142,8 +149,42 @@ impl LogStore {
             wal_dir: self.wal_dir.clone(),
             recent: self.recent.clone(),
             gate: self.gate.clone(),
+            early: self.early.clone(),
             _alive: None,
         }
+    }
+
+    /// From now on a leader's lone write is sent to the followers while it is
+    /// being synced (see [`crate::early`]).
+    pub(crate) fn send_early_with(&self, early: EarlySend) {
+        let _ = self.early.set(early);
+    }
+
+    /// The early sender's counts, once it is set.
+    #[cfg(test)]
+    pub(crate) fn early_counts(&self) -> Option<&crate::early::Counts> {
+        self.early.get().map(EarlySend::counts)
+    }
+
+    /// Hands `entries` (about to be appended) to the early sender, when there is
+    /// one and the log id before them is known; true when they went.
+    fn send_early(&self, entries: &[Entry]) -> bool {
+        let (Some(early), Some(first)) = (self.early.get(), entries.first()) else {
+            return false;
+        };
+        match self.prev_of(first.log_id.index) {
+            Some(prev) => early.send(prev, entries),
+            None => false,
+        }
+    }
+
+    /// The log id of the entry before `index`, when it is known without a read:
+    /// `Some(None)` before the first entry of the log, `None` when unknown.
+    fn prev_of(&self, index: u64) -> Option<Option<LogId>> {
+        let Some(prev) = index.checked_sub(1) else {
+            return Some(None);
+        };
+        self.recent().get(&prev).map(|e| Some(e.log_id))
     }
 
     fn recent(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
@@ -392,6 +433,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let light = is_light(&entries) && self.gate.is_quiet();
+        // A lone write of a leader goes to the followers now (see `crate::early`).
+        // The sending tasks were spawned on this worker thread: yielding once lets
+        // them put the copies on the wire before the sync below holds the thread.
+        if light && self.send_early(&entries) {
+            tokio::task::yield_now().await;
+        }
         let encoded = entries
             .iter()
             .map(|e| Ok((e.log_id.index, encode_entry(e)?)))

@@ -135,6 +135,11 @@ impl Node {
         let raft = Raft::new(cfg.node_id, raft_config, network, log, sm)
             .await
             .map_err(|e| ClusterError::RaftStart(Box::new(e)))?;
+        own_log.send_early_with(crate::early::EarlySend::new(
+            cfg.node_id,
+            raft.metrics(),
+            transport.clone(),
+        ));
 
         let initialized = raft
             .is_initialized()
