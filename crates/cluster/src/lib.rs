@@ -18,8 +18,9 @@
 //!
 //! A node's data directory holds `raft-log/` (the log's entries in segment files:
 //! fdatasynced on every append, the durable record) with `raft-log.redb` (its
-//! vote, committed and purged ids), `state.redb` (the state machine: applied without fsync and
-//! rebuilt from the log after a crash) and `snapshots/current.snap`.
+//! vote, committed and purged ids), `state.redb` (the state machine: applied
+//! without fsync and rebuilt from the log after a crash) and
+//! `snapshots/current.snap`.
 
 mod batcher;
 mod config;

@@ -193,17 +193,7 @@ impl LogStore {
     }
 
     /// `[start, end)` from memory when every entry of it is there.
-    fn recent_range(&self, start: Bound<u64>, end: Bound<u64>) -> Option<Vec<Entry>> {
-        let start = match start {
-            Bound::Included(s) => s,
-            Bound::Excluded(s) => s.checked_add(1)?,
-            Bound::Unbounded => return None,
-        };
-        let end = match end {
-            Bound::Included(e) => e.checked_add(1)?,
-            Bound::Excluded(e) => e,
-            Bound::Unbounded => return None,
-        };
+    fn recent_range(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
         if start >= end {
             return Some(Vec::new());
         }
@@ -299,20 +289,26 @@ fn owned_bound(b: Bound<&u64>) -> Bound<u64> {
     }
 }
 
-fn is_empty(start: Bound<u64>, end: Bound<u64>) -> bool {
-    let low = match start {
+/// The indexes `[from, to)` a range's bounds cover (an unbounded end is
+/// `u64::MAX`, and so is one past it).
+fn half_open(start: Bound<u64>, end: Bound<u64>) -> (u64, u64) {
+    let from = match start {
         Bound::Included(s) => s,
-        Bound::Excluded(s) => match s.checked_add(1) {
-            Some(s) => s,
-            None => return true,
-        },
+        Bound::Excluded(s) => s.saturating_add(1),
         Bound::Unbounded => 0,
     };
-    match end {
-        Bound::Included(e) => low > e,
-        Bound::Excluded(e) => low >= e,
-        Bound::Unbounded => false,
-    }
+    let to = match end {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (from, to)
+}
+
+#[cfg(test)]
+fn is_empty(start: Bound<u64>, end: Bound<u64>) -> bool {
+    let (from, to) = half_open(start, end);
+    from >= to
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -320,25 +316,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let start = owned_bound(range.start_bound());
-        let end = owned_bound(range.end_bound());
-        if let Some(entries) = self.recent_range(start, end) {
+        let (from, to) = half_open(
+            owned_bound(range.start_bound()),
+            owned_bound(range.end_bound()),
+        );
+        // An empty range (openraft may ask for one) is answered here too.
+        if let Some(entries) = self.recent_range(from, to) {
             return Ok(entries);
         }
-        // openraft may ask for an empty range.
-        if is_empty(start, end) {
-            return Ok(Vec::new());
-        }
-        let from = match start {
-            Bound::Included(s) => s,
-            Bound::Excluded(s) => s.saturating_add(1),
-            Bound::Unbounded => 0,
-        };
-        let to = match end {
-            Bound::Included(e) => e.saturating_add(1),
-            Bound::Excluded(e) => e,
-            Bound::Unbounded => u64::MAX,
-        };
         let payloads = self
             .on_wal(false, move |wal| wal.read(from, to))
             .await

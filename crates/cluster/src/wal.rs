@@ -200,9 +200,13 @@ impl Wal {
     }
 
     fn segment(&self, base: u64) -> io::Result<&Segment> {
+        self.segment_pos(base).map(|i| &self.segments[i])
+    }
+
+    /// Where the segment whose first entry is `base` is in `segments`.
+    fn segment_pos(&self, base: u64) -> io::Result<usize> {
         self.segments
             .binary_search_by_key(&base, |s| s.base)
-            .map(|i| &self.segments[i])
             .map_err(|_| invalid(format!("raft log: segment {base} is gone")))
     }
 
@@ -230,10 +234,7 @@ impl Wal {
             let len = u32::try_from(payload.len())
                 .map_err(|_| invalid(format!("raft log: entry {index} is too large")))?;
             placed.push((*index, frames.len() as u64, len));
-            frames.extend_from_slice(&len.to_le_bytes());
-            frames.extend_from_slice(&crc(*index, payload).to_le_bytes());
-            frames.extend_from_slice(&index.to_le_bytes());
-            frames.extend_from_slice(payload);
+            push_frame(&mut frames, *index, len, payload);
         }
         let size = frames.len() as u64;
         let fits = self
@@ -311,10 +312,7 @@ impl Wal {
         }
         let from = from.max(self.first);
         let loc = self.locs[self.pos(from)];
-        let at = self
-            .segments
-            .binary_search_by_key(&loc.segment, |s| s.base)
-            .map_err(|_| invalid(format!("raft log: segment {} is gone", loc.segment)))?;
+        let at = self.segment_pos(loc.segment)?;
         // The frames go first, then the later segments: a crash between the two
         // leaves segments out of sequence, which opening removes.
         let segment = &mut self.segments[at];
@@ -417,6 +415,14 @@ fn zero_past_end(segment: &mut Segment) -> io::Result<()> {
     segment.file.sync_all()
 }
 
+/// Appends the frame of entry `index` (`payload`, `len` bytes long) to `out`.
+fn push_frame(out: &mut Vec<u8>, index: u64, len: u32, payload: &[u8]) {
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc(index, payload).to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
 /// The file of the segment whose first entry is `base`.
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}{SUFFIX}"))
@@ -428,8 +434,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// CRC-32 (IEEE) of an entry's index and payload.
 fn crc(index: u64, payload: &[u8]) -> u32 {
+    crc32(index.to_le_bytes().iter().chain(payload))
+}
+
+fn crc32<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u32 {
     let mut c = !0u32;
-    for b in index.to_le_bytes().iter().chain(payload) {
+    for b in bytes {
         c = CRC_TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8);
     }
     !c
@@ -479,12 +489,8 @@ mod tests {
 
     #[test]
     fn the_crc_is_the_ieee_one() {
-        // CRC-32 of "123456789" is 0xCBF43926; here the index's 8 bytes come first.
-        let mut c = !0u32;
-        for b in b"123456789" {
-            c = CRC_TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8);
-        }
-        assert_eq!(!c, 0xcbf4_3926);
+        // The published check value; a frame's CRC puts the index's 8 bytes first.
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
     }
 
     #[test]
@@ -551,10 +557,8 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         let payload = b"entry 3, torn";
         let mut frame = Vec::new();
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc(3, payload).to_le_bytes());
-        frame.extend_from_slice(&3u64.to_le_bytes());
-        frame.extend_from_slice(&payload[..5]);
+        push_frame(&mut frame, 3, payload.len() as u32, payload);
+        frame.truncate(frame.len() - (payload.len() - 5));
         file.write_all_at(&frame, end).unwrap();
         drop(file);
         let mut wal = Wal::open(dir.path(), None).unwrap();
@@ -641,7 +645,10 @@ mod tests {
         // Frames whose indexes do not match the segment's name hold no entry at all;
         // a segment that starts after the purged index leaves a gap.
         let mut wal = Wal::open(dir.path(), None).unwrap();
+        assert_eq!(wal.last_index(), None, "the renamed segment held no entry");
+        assert!(!segment_path(dir.path(), 5).exists());
         wal.append(&[(0, b"a".to_vec())]).unwrap();
+        assert_eq!(all(&wal), ["a"]);
         drop(wal);
         let mut later = Wal::open(&dir.path().join("later"), Some(4)).unwrap();
         later.append(&entries(7..8)).unwrap();

@@ -498,15 +498,21 @@ impl Runtime {
 
     /// Notes a run's end in the live map (its output stays readable there). A run
     /// whose record is gone (its job was deleted) has nothing to record: it leaves
-    /// the live map at once, and the answer is true.
+    /// the live map at once, and the answer is true. Only a stopped run can be one
+    /// (a job's deletion stops its runs here, and so does a reconcile that finds
+    /// the record gone), so only for those is the record read.
     pub(super) fn completed(&mut self, c: &Completion) -> bool {
         debug!(execution = %c.id, attempt = c.attempt, status = c.outcome.status.as_str(), "run ended");
-        {
+        let stopped = {
             let mut live = lock(&self.shared.live);
             let Some(run) = live.get_mut(&c.id).filter(|r| r.attempt == c.attempt) else {
                 return false;
             };
             run.completion = Some(c.clone());
+            run.cancel.is_cancelled()
+        };
+        if !stopped {
+            return false;
         }
         match self.node.store().get_execution(c.id) {
             Ok(None) => {

@@ -214,9 +214,7 @@ impl Runtime {
     /// phase, after a snapshot install or a lag).
     fn reconcile_all(&mut self) {
         let store = self.node.store().clone();
-        let active = match store.active_executions_skipping(&mut |id, err| {
-            warn!(execution = %id, error = %rota_core::error::chain(&err), "an execution record does not decode: left out");
-        }) {
+        let active = match store.active_executions_skipping(&mut super::unreadable("execution")) {
             Ok(active) => active,
             Err(err) => {
                 warn!(error = %err, "reading active executions failed");

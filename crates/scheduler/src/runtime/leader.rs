@@ -10,10 +10,10 @@ use rota_core::{ClientRequest, Command, EventKind, Response, StoreEvent, Timesta
 use rota_engine::{Action, Completion, Engine, EngineConfig, Input, LocalAttempt};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use ulid::Ulid;
 
-use super::{lock, sleep_until, Runtime, REBUILD_BACKOFF, STABLE_AFTER};
+use super::{lock, sleep_until, unreadable, Runtime, REBUILD_BACKOFF, STABLE_AFTER};
 use crate::SchedulerError;
 
 /// Most store events taken in one turn (they share one batch of commits).
@@ -463,18 +463,6 @@ impl Runtime {
             }
             () = tokio::time::sleep(d) => Some(true),
         }
-    }
-}
-
-/// Logs a stored record the scheduler leaves out because it does not decode.
-fn unreadable(kind: &'static str) -> impl FnMut(String, rota_store::StoreError) {
-    move |key, err| {
-        error!(
-            kind,
-            key = %key,
-            error = %rota_core::error::chain(&err),
-            "a stored record does not decode: the scheduler leaves it out"
-        );
     }
 }
 

@@ -54,7 +54,7 @@ use rota_exec::OutputBuffer;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use ulid::Ulid;
 
 use crate::{LivenessConfig, SchedulerConfig, SchedulerStats};
@@ -449,6 +449,18 @@ impl Runtime {
                 stats.fired_total = self.fired_before;
             }
         }
+    }
+}
+
+/// Logs a stored record the scheduler leaves out because it does not decode.
+pub(super) fn unreadable(kind: &'static str) -> impl FnMut(String, rota_store::StoreError) {
+    move |key, err| {
+        error!(
+            kind,
+            key = %key,
+            error = %rota_core::error::chain(&err),
+            "a stored record does not decode: the scheduler leaves it out"
+        );
     }
 }
 
