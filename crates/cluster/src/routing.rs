@@ -1,6 +1,7 @@
 //! Where a request goes: a write or read barrier is served here when this node
 //! leads and forwarded to the leader otherwise, again after a "not the leader"
-//! answer until a leader takes it or [`LEADER_WAIT`] runs out.
+//! answer until a leader takes it or the leader wait ([`Node::leader_wait`]) runs
+//! out.
 
 use std::time::Duration;
 
@@ -14,9 +15,14 @@ use crate::network::{peer_failure, ForwardedWrite, WireError};
 use crate::node::{leader_url, WRITE_TIMEOUT};
 use crate::{trace, MembershipError, Node, WriteError};
 
-/// Longest a request waits for a leader to be known (or reachable) before it is
-/// answered `NotLeader`: a few election timeouts, so one failover fits in it.
+/// Least time a request waits for a leader to be known (or reachable) before it
+/// is answered `NotLeader`.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// The wait is at least this many shortest election timeouts: replacing a dead
+/// leader takes 3 to 4 of them (the lease, then a follower's own timeout), and a
+/// split vote costs up to 2 more per round, so one failover with a split vote
+/// fits even when the timeouts are configured long.
+const ELECTION_TIMEOUTS_WAITED: u32 = 10;
 /// Pause before trying again after the leader refused or could not be reached,
 /// so that a dead leader's refused connections do not spin the retry loop.
 const LEADER_RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -25,7 +31,7 @@ impl Node {
     /// Commits a request through Raft (durable on a majority) and answers with the
     /// log index it got and the state machine's response. On a follower the request
     /// is forwarded to the leader; while no leader is known (an election) it waits
-    /// up to [`LEADER_WAIT`] for one, then answers [`WriteError::NotLeader`].
+    /// up to [`Node::leader_wait`] for one, then answers [`WriteError::NotLeader`].
     pub async fn write(&self, req: ClientRequest) -> Result<(u64, Response), WriteError> {
         let span = trace::commit_span(&self.cfg.node_name, &req.command, None);
         let written = self.write_routed(req, &span).instrument(span.clone()).await;
@@ -247,15 +253,16 @@ impl Node {
     }
 
     /// Runs `attempt` against the leader, again each time it answers "not the
-    /// leader" (which guarantees nothing was applied), for up to [`LEADER_WAIT`]:
-    /// long enough to ride out one election, short enough to answer in time.
+    /// leader" (which guarantees nothing was applied), for up to
+    /// [`Node::leader_wait`]: long enough to ride out one election, short enough
+    /// to answer in time.
     pub(crate) async fn with_leader<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, E>
     where
         F: FnMut(Route) -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
         E: From<WriteError> + NotLeader,
     {
-        let until = Instant::now() + LEADER_WAIT;
+        let until = Instant::now() + self.leader_wait();
         let mut tried: Vec<Route> = Vec::new();
         let mut route = self.route(until).await?;
         loop {
@@ -281,6 +288,14 @@ impl Node {
                 done => return done,
             }
         }
+    }
+}
+
+impl Node {
+    /// How long a request waits for a leader: [`LEADER_WAIT`], or longer when the
+    /// configured election timeout makes one failover take longer than that.
+    pub(crate) fn leader_wait(&self) -> Duration {
+        LEADER_WAIT.max(self.timing.election_timeout * ELECTION_TIMEOUTS_WAITED)
     }
 }
 

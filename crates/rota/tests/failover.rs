@@ -327,8 +327,9 @@ async fn a_write_forwarded_to_a_frozen_leader_goes_to_the_new_one() {
     let ports = ports(3);
     let peers = peers_arg(&ports);
     // An election takes at least half a second: the write, sent at once, reaches
-    // the frozen leader before another one exists (and a new one is found well
-    // within the 3 s a write waits for a leader).
+    // the frozen leader before another one exists. Replacing it takes 1.5-2 s
+    // (the lease, then a follower's own timeout) and more after a split vote,
+    // within the 5 s (ten election timeouts) a write waits for a leader.
     let timing = [
         "--heartbeat-interval",
         "50ms",
@@ -341,6 +342,7 @@ async fn a_write_forwarded_to_a_frozen_leader_goes_to_the_new_one() {
     let leader = eventually(DEADLINE, "a leader", || agreed_leader(&servers)).await;
     let follower = (leader + 1) % 3;
     servers[leader].pause();
+    let sent = std::time::Instant::now();
     let answer = common::client()
         .put(format!("{}/v1/kv/after-freeze", servers[follower].url))
         .header("Rota-Client-Id", "freeze-test")
@@ -351,6 +353,7 @@ async fn a_write_forwarded_to_a_frozen_leader_goes_to_the_new_one() {
         .expect("an answer");
     let status = answer.status().as_u16();
     let body: Value = answer.json().await.unwrap_or(Value::Null);
+    eprintln!("answered {status} after {:?}", sent.elapsed());
     assert!(servers[leader].is_paused(), "the old leader stayed frozen");
     assert_eq!(status, 200, "{body}");
     let now = eventually(DEADLINE, "the new leader", || agreed_leader(&servers)).await;
