@@ -63,6 +63,14 @@
 //! everything, which is the same as never having taken effect. Pending gets are
 //! dropped, since they neither change nor reveal anything.
 //!
+//! Each unanswered write multiplies the search, and a run with crashes and
+//! partitions leaves dozens per key. Most are never seen: no read returns their
+//! value. A key is therefore first searched without its unseen unanswered puts
+//! and CASes (as if they never took effect, which is one of their possible
+//! fates): a linearization found that way is one of the whole history. Only when
+//! none is found is everything searched, so a violation always comes from the
+//! full search.
+//!
 //! # Limits
 //!
 //! - The check is sound but not complete: a `Violation` is always real, but a few
