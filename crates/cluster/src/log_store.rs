@@ -392,10 +392,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let bytes = encode(LOG_ID, &LogIdV1::from(&committed)).map_err(write_err)?;
         // No fsync: a committed id that is lost only means a restart re-applies
-        // less at once; the next append's durable commit persists it anyway.
-        self.write_meta(META_COMMITTED, bytes, Durability::None)
-            .await
-            .map_err(write_err)
+        // less at once. In place: Raft applies the entries only after this.
+        let txn = self.db.begin_write(Durability::None).map_err(write_err)?;
+        txn.open_table(LOG_META)
+            .map_err(write_err)?
+            .insert(META_COMMITTED, bytes.as_slice())
+            .map_err(write_err)?;
+        txn.commit().map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
