@@ -25,8 +25,8 @@ use rota_background::{Runner, WorkerContext};
 use rota_cluster::Node;
 use rota_core::event::Event;
 use rota_core::notify::{delivery_id, job_target, Delivery, NotifyOn};
-use rota_core::{ClientRequest, Command, EventKind};
-use tokio::sync::broadcast::error::RecvError;
+use rota_core::{ClientRequest, Command, EventKind, StoreEvent};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -47,6 +47,11 @@ const COMMIT_EVERY: Duration = Duration::from_millis(200);
 const CURSOR_EVERY: Duration = Duration::from_secs(5);
 /// Wait after a failed read or commit before trying again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Whether a store event is one that webhooks or a job's `notify` may be sent for.
+fn notifies(event: &StoreEvent) -> bool {
+    matches!(&event.kind, EventKind::Published(p) if NotifyOn::of_event_type(&p.event_type).is_some())
+}
 
 /// Starts the notifier as the worker `notifier` of `workers`; it delivers while
 /// `node` leads and stops with that scope.
@@ -160,11 +165,19 @@ impl<'a> Notifier<'a> {
                 }
                 event = events.recv() => {
                     match event {
-                        Ok(e) => read_more |= matches!(&e.kind, EventKind::Published(p) if NotifyOn::of_event_type(&p.event_type).is_some()),
+                        Ok(e) => read_more |= notifies(&e),
                         Err(RecvError::Lagged(_)) => read_more = true,
                         Err(RecvError::Closed) => return,
                     }
-                    read_more |= matches!(events.try_recv(), Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)));
+                    // The rest of a burst, without a wake-up each: the log is read
+                    // only when one of them can be notified (most are KV writes).
+                    loop {
+                        match events.try_recv() {
+                            Ok(e) => read_more |= notifies(&e),
+                            Err(TryRecvError::Lagged(_)) => read_more = true,
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                        }
+                    }
                 }
                 Some(done) = self.in_flight.join_next() => {
                     if let Ok((receiver, delivery)) = done {
