@@ -252,6 +252,12 @@ impl Node {
         }
     }
 
+    /// How long a request waits for a leader: [`LEADER_WAIT`], or longer when the
+    /// configured election timeout makes one failover take longer than that.
+    pub(crate) fn leader_wait(&self) -> Duration {
+        LEADER_WAIT.max(self.timing.election_timeout * ELECTION_TIMEOUTS_WAITED)
+    }
+
     /// Runs `attempt` against the leader, again each time it answers "not the
     /// leader" (which guarantees nothing was applied), for up to
     /// [`Node::leader_wait`]: long enough to ride out one election, short enough
@@ -288,14 +294,6 @@ impl Node {
                 done => return done,
             }
         }
-    }
-}
-
-impl Node {
-    /// How long a request waits for a leader: [`LEADER_WAIT`], or longer when the
-    /// configured election timeout makes one failover take longer than that.
-    pub(crate) fn leader_wait(&self) -> Duration {
-        LEADER_WAIT.max(self.timing.election_timeout * ELECTION_TIMEOUTS_WAITED)
     }
 }
 

@@ -81,9 +81,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let listener =
+        listen(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let bound = listener
         .local_addr()
         .context("cannot read the address listened on")?;
@@ -255,6 +254,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 /// hands its leadership over (the cluster keeps scheduling), this node takes no new
 /// runs, and the runs going on may finish within `grace`; those still going then
 /// are cut short when the scheduler stops.
+/// Connections the kernel may hold for the server before it accepts them (the
+/// kernel caps it at `net.core.somaxconn`). tokio's `bind` asks for 128, as the
+/// standard library does: a burst of more new connections than that (clients
+/// reconnecting at once after a failover, a load generator's start) overflows the
+/// queue, and each connection dropped waits out TCP's 1 s retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the API's listening socket with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind`: a restarted server rebinds at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn hand_over_and_drain(node: &Node, scheduler: &SchedulerHandle, grace: Duration) {
     info!("stepping down: standing for no election, handing leadership over if leading");
     if node.step_down().await {
@@ -706,5 +725,31 @@ mod tests {
             spec.validate()
                 .unwrap_or_else(|e| panic!("demo job {}: {e}", spec.name));
         }
+    }
+
+    /// More connections than tokio's default backlog (128) arrive before the
+    /// server accepts any: the kernel queues them all. With a 128 backlog the
+    /// 130th connect is dropped and retried by TCP for minutes.
+    #[tokio::test]
+    async fn a_burst_of_connections_is_queued_before_any_is_accepted() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).expect("listening");
+        let addr = listener.local_addr().unwrap();
+        // The kernel caps the backlog at `net.core.somaxconn` (4096 on current
+        // kernels, 128 before Linux 5.4).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(4096);
+        let burst = 300.min(cap);
+        let mut held = Vec::new();
+        for n in 1..=burst {
+            let connect = tokio::net::TcpStream::connect(addr);
+            let stream = tokio::time::timeout(Duration::from_secs(30), connect)
+                .await
+                .unwrap_or_else(|_| panic!("connection {n} was not queued"))
+                .expect("connected");
+            held.push(stream);
+        }
+        assert_eq!(held.len(), burst);
     }
 }
