@@ -17,21 +17,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, free_port, stderr, stdout, Server};
+use common::{eventually, ports, stderr, stdout, Server};
 use serde_json::{json, Value};
 
 const SECRET: &str = "cluster-test-secret";
 /// Generous bound for elections, restarts and catch-up on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Distinct free loopback ports.
-fn ports(n: usize) -> Vec<u16> {
-    let mut seen = BTreeSet::new();
-    while seen.len() < n {
-        seen.insert(free_port());
-    }
-    seen.into_iter().collect()
-}
 
 fn launch(dir: &Path, id: u64, port: u16, cluster: &[&str]) -> Server {
     let id = id.to_string();

@@ -51,12 +51,41 @@ pub fn client_with(token: Option<&str>, ca: Option<&Path>) -> reqwest::Client {
 }
 
 /// A free loopback port (bound, then released for the server to take).
+///
+/// Ports come from just below the kernel's range of ephemeral ports, and none is
+/// handed out twice in one test process. A port the kernel picks for `bind(0)`
+/// lies in the ephemeral range: another test of the same binary (they run in
+/// parallel) could be given it too, or a client connection take it as its local
+/// port, before the server binds it. A node that then cannot listen leaves its
+/// cluster without a member (no leader if it was to bootstrap), and a node of one
+/// cluster that finds another's member at its peer's address disturbs both.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    const SPAN: u32 = 12_000;
+    static NEXT: OnceLock<(u32, AtomicU32)> = OnceLock::new();
+    let (low, next) = NEXT.get_or_init(|| {
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(32_768);
+        let low = ephemeral_low.saturating_sub(SPAN).max(1_024);
+        // Test binaries of one run start at different places of the span.
+        (
+            low,
+            AtomicU32::new(std::process::id().wrapping_mul(7_919) % SPAN),
+        )
+    });
+    for _ in 0..SPAN {
+        let port = low + next.fetch_add(1, Ordering::Relaxed) % SPAN;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {low} and {}", low + SPAN)
 }
 
 /// A `rota server` process on its own data dir and port.
