@@ -256,19 +256,27 @@ impl LogStore {
         bytes: Vec<u8>,
         durability: Durability,
     ) -> Result<(), ClusterError> {
-        self.blocking(move |db| {
-            let txn = db.begin_write(durability)?;
-            txn.open_table(LOG_META)?.insert(key, bytes.as_slice())?;
-            txn.commit()?;
-            Ok(())
-        })
-        .await
+        self.blocking(move |db| put_meta(db, key, &bytes, durability))
+            .await
     }
 
     /// Index of the first entry still in the log (`None` when the log is empty).
     pub async fn first_index(&self) -> Result<Option<u64>, ClusterError> {
         self.on_wal(true, |wal| Ok(wal.first_index())).await
     }
+}
+
+/// Stores `bytes` under `key` in the log's metadata table, in one transaction.
+fn put_meta(
+    db: &RedbFile,
+    key: &str,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), ClusterError> {
+    let txn = db.begin_write(durability)?;
+    txn.open_table(LOG_META)?.insert(key, bytes)?;
+    txn.commit()?;
+    Ok(())
 }
 
 fn read_err(e: impl Into<ClusterError>) -> StorageError {
@@ -393,12 +401,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let bytes = encode(LOG_ID, &LogIdV1::from(&committed)).map_err(write_err)?;
         // No fsync: a committed id that is lost only means a restart re-applies
         // less at once. In place: Raft applies the entries only after this.
-        let txn = self.db.begin_write(Durability::None).map_err(write_err)?;
-        txn.open_table(LOG_META)
-            .map_err(write_err)?
-            .insert(META_COMMITTED, bytes.as_slice())
-            .map_err(write_err)?;
-        txn.commit().map_err(write_err)
+        put_meta(&self.db, META_COMMITTED, &bytes, Durability::None).map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -250,10 +250,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The graceful part of a stop on a signal, while Raft and the API go on: a leader
-/// hands its leadership over (the cluster keeps scheduling), this node takes no new
-/// runs, and the runs going on may finish within `grace`; those still going then
-/// are cut short when the scheduler stops.
 /// Connections the kernel may hold for the server before it accepts them (the
 /// kernel caps it at `net.core.somaxconn`). tokio's `bind` asks for 128, as the
 /// standard library does: a burst of more new connections than that (clients
@@ -274,6 +270,10 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// The graceful part of a stop on a signal, while Raft and the API go on: a leader
+/// hands its leadership over (the cluster keeps scheduling), this node takes no new
+/// runs, and the runs going on may finish within `grace`; those still going then
+/// are cut short when the scheduler stops.
 async fn hand_over_and_drain(node: &Node, scheduler: &SchedulerHandle, grace: Duration) {
     info!("stepping down: standing for no election, handing leadership over if leading");
     if node.step_down().await {
