@@ -68,6 +68,7 @@ fn main() {
             revision: 1,
             last_scheduled_at: None,
             last_event_revision: None,
+            last_event_seq: None,
         };
         engine.handle(Input::JobUpserted(Arc::new(record)), t0(0), &mut out);
     }

@@ -205,6 +205,7 @@ mod tests {
             revision: 4,
             last_scheduled_at: None,
             last_event_revision: None,
+            last_event_seq: None,
         }
     }
 
@@ -239,6 +240,7 @@ mod tests {
             cancel_requested: false,
             attempts: vec![],
             event_revision: None,
+            event_seq: 0,
             run: None,
             result: None,
             usage: None,

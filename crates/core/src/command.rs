@@ -61,7 +61,7 @@ pub enum Command {
     },
     /// Record that instants fired, before anything runs. Idempotent per
     /// `(job, scheduled_at)` for `schedule` and `catchup` triggers, and per
-    /// `(job, event_revision)` for `event` triggers.
+    /// `(job, event_revision, event_seq)` for `event` triggers.
     Fire { fires: Vec<Fire> },
     /// Queued executions handed to a node.
     Start { starts: Vec<Start> },
@@ -302,10 +302,13 @@ pub struct Fire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
     /// For `trigger: event`: the revision of the event it is for. The store fires
-    /// each `(job, event_revision)` once, and none at or below the job's
-    /// `last_event_revision`.
+    /// each `(job, event_revision, event_seq)` once, and none at or below the
+    /// job's mark ([`JobRecord::event_handled`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_revision: Option<u64>,
+    /// For `trigger: event`: the event's place in its entry ([`crate::event::Event::seq`]).
+    #[serde(default, skip_serializing_if = "crate::event::is_zero")]
+    pub event_seq: u32,
     /// Committed ahead of its instant: with `start`, the execution is recorded
     /// `queued` and placed on `start.node`, which hands it to its executor at
     /// `scheduled_at` and then commits its `Start`. Only proposed while every
@@ -440,6 +443,26 @@ pub struct JobRecord {
     /// below which no event fires the job again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_revision: Option<u64>,
+    /// With `last_event_revision`: the `seq` of the latest event handled in that
+    /// revision; absent when the whole revision was handled (passed over, or
+    /// written by a release that fired once per revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_seq: Option<u32>,
+}
+
+impl JobRecord {
+    /// The job's event high-water mark as a position in the event log
+    /// ([`crate::event::Event::position`]): a whole revision is every `seq` of it.
+    pub fn event_mark(&self) -> Option<(u64, u32)> {
+        self.last_event_revision
+            .map(|r| (r, self.last_event_seq.unwrap_or(u32::MAX)))
+    }
+
+    /// Whether the event at `position` is at or below the job's mark: handled
+    /// already, or published before the trigger was set.
+    pub fn event_handled(&self, position: (u64, u32)) -> bool {
+        self.event_mark().is_some_and(|mark| position <= mark)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -75,11 +75,17 @@ pub mod types {
     ];
 }
 
-/// One public event: `{"revision", "type", "key", "at", "data"}`.
+/// One public event: `{"revision", "type", "key", "at", "data"}`, plus `seq` when
+/// it is not the first event of its entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The log index of the entry that produced it.
     pub revision: u64,
+    /// Its place among the events of its entry (from 0): one entry may publish
+    /// several (a batch of runs that ended together), and `(revision, seq)` tells
+    /// them apart.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u32,
     #[serde(rename = "type")]
     pub event_type: String,
     /// What it is about: a job name, an execution id, a KV key, ... (`prefix`
@@ -88,6 +94,17 @@ pub struct Event {
     /// The proposer's clock of the entry (`ClientRequest.at`).
     pub at: Timestamp,
     pub data: serde_json::Value,
+}
+
+pub(crate) fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Event {
+    /// Where it stands in the event log: events are ordered by this.
+    pub fn position(&self) -> (u64, u32) {
+        (self.revision, self.seq)
+    }
 }
 
 /// Longest event type accepted.

@@ -42,6 +42,9 @@ pub struct Execution {
     /// For `trigger: event`: the revision of the event that fired it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_revision: Option<u64>,
+    /// For `trigger: event`: that event's `seq` in its revision (absent for 0).
+    #[serde(default, skip_serializing_if = "crate::event::is_zero")]
+    pub event_seq: u32,
     /// For `trigger: workflow`: the workflow run it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Ulid>,

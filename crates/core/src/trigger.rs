@@ -172,6 +172,7 @@ mod tests {
     fn event(event_type: &str, data: Value) -> Event {
         Event {
             revision: 7,
+            seq: 0,
             event_type: event_type.to_string(),
             key: event_type.to_string(),
             at: chrono::DateTime::UNIX_EPOCH,

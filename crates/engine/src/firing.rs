@@ -234,13 +234,13 @@ impl Engine {
     }
 
     /// Fires a run of the job in `slot` for `at` (an instant of its schedule, or
-    /// the time of the event `event_revision`), applying its overlap rule.
+    /// the time of the event at `event`'s log position), applying its overlap rule.
     pub(crate) fn fire_run(
         &mut self,
         slot: u32,
         at: Timestamp,
         trigger: Trigger,
-        event_revision: Option<u64>,
+        event: Option<(u64, u32)>,
         out: &mut Vec<Action>,
     ) {
         let Some(job) = self.jobs.at(slot) else {
@@ -287,7 +287,8 @@ impl Engine {
             trigger,
             start: None,
             skip_reason: skip_reason.map(str::to_string),
-            event_revision,
+            event_revision: event.map(|(revision, _)| revision),
+            event_seq: event.map_or(0, |(_, seq)| seq),
             ahead: false,
         });
     }

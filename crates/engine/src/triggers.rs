@@ -2,11 +2,13 @@
 //! (`delete_after_run`).
 //!
 //! `on` jobs are indexed by event type, so a published event costs a hash lookup
-//! plus the jobs of its type. Each keeps the revision of the last event it handled
-//! (its high-water mark, from the store's `last_event_revision`, raised here when
-//! it fires): an event at or below it never fires the job again, which makes
-//! replaying events after a leader change harmless. The store enforces the same
-//! mark, and fires each `(job, event revision)` once.
+//! plus the jobs of its type. Each keeps the log position `(revision, seq)` of the
+//! last event it handled (its high-water mark, from the store's
+//! [`JobRecord::event_mark`], raised here when it fires): an event at or below it
+//! never fires the job again, which makes replaying events after a leader change
+//! harmless. The store enforces the same mark, and fires each
+//! `(job, revision, seq)` once: two matching events of one entry (two runs that
+//! ended in one batch) fire the job twice.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,8 +20,8 @@ use super::*;
 #[derive(Debug)]
 struct EventJob {
     trigger: Arc<EventTrigger>,
-    /// The revision of the last event handled.
-    mark: u64,
+    /// The log position of the last event handled.
+    mark: (u64, u32),
     paused: bool,
 }
 
@@ -39,7 +41,7 @@ impl EventJobs {
             self.remove(name);
             return;
         };
-        let stored = record.last_event_revision.unwrap_or(record.revision);
+        let stored = record.event_mark().unwrap_or((record.revision, u32::MAX));
         let mark = match self.jobs.get(name) {
             // The store restarts the mark when the trigger changes; while it stays,
             // this engine's own fires may be ahead of the record it reads.
@@ -84,22 +86,26 @@ impl EventJobs {
             let Some(job) = self.jobs.get_mut(name) else {
                 continue;
             };
-            if job.paused || event.revision <= job.mark || !job.trigger.matches(event) {
+            if job.paused || event.position() <= job.mark || !job.trigger.matches(event) {
                 continue;
             }
-            job.mark = event.revision;
+            job.mark = event.position();
             out.push(name.clone());
         }
         out
     }
 
-    /// The lowest mark of the jobs that can fire: the events after it are the ones
-    /// a new engine must look at.
+    /// The revision after which a new engine must look at the events: below the
+    /// lowest mark of the jobs that can fire, or at it when that mark covers its
+    /// whole revision.
     pub(super) fn floor(&self) -> Option<u64> {
         self.jobs
             .values()
             .filter(|j| !j.paused)
-            .map(|j| j.mark)
+            .map(|j| match j.mark {
+                (revision, u32::MAX) => revision,
+                (revision, _) => revision.saturating_sub(1),
+            })
             .min()
     }
 
@@ -116,7 +122,7 @@ impl Engine {
                 continue;
             };
             debug!(job = %name, event = %event.event_type, revision = event.revision, "event trigger fired");
-            self.fire_run(slot, event.at, Trigger::Event, Some(event.revision), out);
+            self.fire_run(slot, event.at, Trigger::Event, Some(event.position()), out);
         }
     }
 

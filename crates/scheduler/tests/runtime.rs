@@ -578,6 +578,7 @@ async fn jobs_over_target_sets_run_once_per_discovered_target_and_fail_without_a
                         start: None,
                         skip_reason: None,
                         event_revision: None,
+                        event_seq: 0,
                     }],
                 },
             )

@@ -438,12 +438,14 @@ impl Apply<'_, '_> {
         let created = previous.is_none();
         // An `on` job handles the events after its trigger was set: a new or changed
         // trigger starts at this entry, an unchanged one keeps its mark.
-        let last_event_revision = match (&spec.schedule, &previous) {
-            (Schedule::On(_), Some(p)) if p.spec.schedule == spec.schedule => {
-                p.last_event_revision.or(Some(self.index))
+        let (last_event_revision, last_event_seq) = match (&spec.schedule, &previous) {
+            (Schedule::On(_), Some(p))
+                if p.spec.schedule == spec.schedule && p.last_event_revision.is_some() =>
+            {
+                (p.last_event_revision, p.last_event_seq)
             }
-            (Schedule::On(_), _) => Some(self.index),
-            _ => None,
+            (Schedule::On(_), _) => (Some(self.index), None),
+            _ => (None, None),
         };
         let record = JobRecord {
             spec: spec.clone(),
@@ -452,6 +454,7 @@ impl Apply<'_, '_> {
             revision: self.index,
             last_scheduled_at: previous.and_then(|p| p.last_scheduled_at),
             last_event_revision,
+            last_event_seq,
         };
         self.t.put_job(&record)?;
         self.emit(EventKind::JobPut(Arc::new(record.clone())));
@@ -544,8 +547,12 @@ impl Apply<'_, '_> {
         // A resumed job schedules from now on instead of catching up the pause, and
         // an `on` job does not fire for the events of the pause.
         job.updated_at = self.at;
-        if !paused && matches!(job.spec.schedule, Schedule::On(_)) {
-            job.last_event_revision = Some(job.last_event_revision.unwrap_or(0).max(self.index));
+        if !paused
+            && matches!(job.spec.schedule, Schedule::On(_))
+            && job.last_event_revision.is_none_or(|mark| mark < self.index)
+        {
+            job.last_event_revision = Some(self.index);
+            job.last_event_seq = None;
         }
         job.revision = self.index;
         self.t.put_job(&job)?;

@@ -105,11 +105,15 @@ pub(crate) fn fired_key(job: &str, at: Timestamp) -> Vec<u8> {
 const EVENT_NANOS: u32 = u32::MAX;
 
 /// `fired` key of an event trigger: job prefix, the event revision (8, big-endian)
-/// where an instant has its seconds, then [`EVENT_NANOS`].
-pub(crate) fn event_fired_key(job: &str, revision: u64) -> Vec<u8> {
+/// where an instant has its seconds, then [`EVENT_NANOS`] less the event's `seq`
+/// where an instant has its nanoseconds. An entry publishes far fewer than the
+/// 3.29 billion events that would reach an instant's nanoseconds; a larger `seq`
+/// would share the last key rather than collide with an instant.
+pub(crate) fn event_fired_key(job: &str, revision: u64, seq: u32) -> Vec<u8> {
+    const MAX_SEQ: u32 = EVENT_NANOS - 1_000_000_000;
     let mut key = job_prefix(job);
     key.extend_from_slice(&revision.to_be_bytes());
-    key.extend_from_slice(&EVENT_NANOS.to_be_bytes());
+    key.extend_from_slice(&(EVENT_NANOS - seq.min(MAX_SEQ)).to_be_bytes());
     key
 }
 
@@ -183,11 +187,25 @@ mod tests {
         check_fired_key(&fired_key("a", late)).unwrap();
         // Event keys stay in the job's range and never equal an instant's key.
         for revision in [0, 1, u64::MAX] {
-            let key = event_fired_key("a", revision);
-            assert!(start <= key && key <= end);
-            check_fired_key(&key).unwrap();
-            assert_ne!(key, fired_key("a", early));
+            for seq in [0, 1, u32::MAX] {
+                let key = event_fired_key("a", revision, seq);
+                assert!(start <= key && key <= end);
+                check_fired_key(&key).unwrap();
+                assert_ne!(key, fired_key("a", early));
+                assert_ne!(key, fired_key("a", late));
+            }
+            // Two events of one revision have keys of their own.
+            assert_ne!(
+                event_fired_key("a", revision, 0),
+                event_fired_key("a", revision, 1)
+            );
         }
+        // The last nanosecond of a second is still an instant's, not an event's.
+        let last_nano = chrono::Utc.timestamp_opt(0, 999_999_999).unwrap();
+        assert_ne!(
+            event_fired_key("a", 1 << 63, u32::MAX),
+            fired_key("a", last_nano)
+        );
         assert!(check_fired_key(b"junk").is_err());
     }
 }

@@ -157,14 +157,16 @@ pub(crate) fn read_after(
     let rows = log.range::<(u64, u32)>((Bound::Included((start, 0)), Bound::Unbounded))?;
     for (looked, row) in rows.enumerate() {
         let (key, value) = row?;
-        let (revision, _) = key.value();
+        let (revision, seq) = key.value();
         if looked >= limit.max(1) && current != Some(revision) {
             page.through = current.unwrap_or(after);
             page.end = false;
             return Ok(page);
         }
         current = Some(revision);
-        let event: Event = decode(EVENT, value.value())?;
+        let mut event: Event = decode(EVENT, value.value())?;
+        // Events stored before they carried their place have it only in the key.
+        event.seq = seq;
         if filter(&event) {
             page.events.push(event);
         }

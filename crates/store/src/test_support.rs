@@ -54,6 +54,7 @@ pub(crate) fn fire(id: u128, job: &str, at: i64, trigger: Trigger) -> Fire {
         start: None,
         skip_reason: None,
         event_revision: None,
+        event_seq: 0,
     }
 }
 

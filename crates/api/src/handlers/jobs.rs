@@ -436,6 +436,7 @@ pub(crate) async fn run_job(
         start: None,
         skip_reason: None,
         event_revision: None,
+        event_seq: 0,
     };
     let response = s
         .commit(session, Command::Fire { fires: vec![fire] })

@@ -472,6 +472,7 @@ mod tests {
     fn event(revision: u64, event_type: &str, key: &str) -> Arc<Event> {
         Arc::new(Event {
             revision,
+            seq: 0,
             event_type: event_type.into(),
             key: key.into(),
             at: chrono::DateTime::UNIX_EPOCH,

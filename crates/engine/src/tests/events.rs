@@ -1,6 +1,7 @@
 //! Event triggers (`schedule.on`) and `delete_after_run`: an event fires each
-//! matching job once per revision, filters hold, a new engine fires what no engine
-//! saw and nothing twice; a run-once job goes away when its run ended for good.
+//! matching job once (several events of one entry each), filters hold, a new
+//! engine fires what no engine saw and nothing twice; a run-once job goes away when
+//! its run ended for good.
 
 use rota_core::event::Event;
 
@@ -131,6 +132,7 @@ fn filters_and_types_decide_which_jobs_fire() {
     let finished = |revision: u64, job: &str, status: &str| {
         Input::Event(Arc::new(Event {
             revision,
+            seq: 0,
             event_type: "execution.finished".into(),
             key: "01J".into(),
             at: t0(1),
@@ -146,6 +148,127 @@ fn filters_and_types_decide_which_jobs_fire() {
         event_fires(&sim.take()),
         vec![("after-build".to_string(), Some(base + 3), true)]
     );
+}
+
+/// `(event_revision, event_seq)` of every run of `job`, in order.
+fn runs_by_event(sim: &Sim, job: &str) -> Vec<(Option<u64>, u32)> {
+    let mut runs: Vec<_> = sim
+        .execs
+        .values()
+        .filter(|e| e.job == job)
+        .map(|e| (e.event_revision, e.event_seq))
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// A job that follows `build`'s successful runs, and two runs of `build` running
+/// on this node.
+fn two_builds_and_a_follower() -> (Sim, [Ulid; 2]) {
+    let mut sim = started_sim(4, t0(0));
+    sim.put(spec("build", json!({})));
+    sim.put(on(
+        "after-build",
+        json!({"event": "execution.finished", "job": "build", "status": "succeeded"}),
+    ));
+    let builds = [sim.run_now("build"), sim.run_now("build")];
+    assert!(builds.iter().all(|id| sim.running.contains_key(id)));
+    sim.take();
+    (sim, builds)
+}
+
+#[test]
+fn two_runs_ending_in_one_entry_fire_their_follower_once_each() {
+    let (mut sim, builds) = two_builds_and_a_follower();
+    // Both end in the same turn: their finishes are one log entry, whose two
+    // `execution.finished` events share its revision.
+    let mut out = Vec::new();
+    for id in builds {
+        let attempt = sim.running.remove(&id).expect("running here");
+        let completion = Completion {
+            id,
+            attempt,
+            outcome: RunOutcome::succeeded(),
+            output: String::new(),
+            output_truncated: false,
+            started_at: None,
+        };
+        sim.engine
+            .handle(Input::Completed(completion), sim.now, &mut out);
+    }
+    sim.process(out);
+    let ends: Vec<(u64, u32)> = sim
+        .published
+        .iter()
+        .filter(|e| e.event_type == "execution.finished" && e.data["job"] == "build")
+        .map(|e| e.position())
+        .collect();
+    assert_eq!(ends.len(), 2);
+    assert_eq!(ends[0].0, ends[1].0, "one entry: {ends:?}");
+    let revision = ends[0].0;
+    assert_eq!(
+        event_fires(&sim.take()),
+        vec![
+            ("after-build".to_string(), Some(revision), true),
+            ("after-build".to_string(), Some(revision), true),
+        ]
+    );
+    let runs = runs_by_event(&sim, "after-build");
+    let expected: Vec<_> = ends.iter().map(|&(r, seq)| (Some(r), seq)).collect();
+    assert_eq!(runs, expected, "one run per event");
+
+    // The events again (a replay), or a new engine: nothing fires twice.
+    for event in sim.published.clone() {
+        sim.input(Input::Event(event));
+    }
+    assert!(Sim::fires(&sim.take()).is_empty());
+    sim.restart_as("n2", t0(5), &[]);
+    assert!(Sim::fires(&sim.take()).is_empty());
+    assert_eq!(runs_by_event(&sim, "after-build"), runs);
+    assert_eq!(sim.repeated_fires, 0);
+}
+
+#[test]
+fn a_new_leader_fires_the_rest_of_an_entry_whose_first_event_was_handled() {
+    let (mut sim, builds) = two_builds_and_a_follower();
+    // The leader dies right after both builds ended in one entry and its engine
+    // fired the first event only (its batch landed, the second fire never came).
+    let finishes = builds
+        .iter()
+        .map(|&id| {
+            let attempt = sim.running.remove(&id).expect("running here");
+            finish(id, attempt, ExecStatus::Succeeded, t0(1))
+        })
+        .collect();
+    sim.seed(t0(1), Command::Finish { finishes });
+    let first = sim
+        .published
+        .iter()
+        .find(|e| e.event_type == "execution.finished")
+        .cloned()
+        .expect("the first build's end");
+    let mut lost = Vec::new();
+    sim.engine
+        .handle(Input::Event(first.clone()), t0(1), &mut lost);
+    let fire = Sim::fires(&lost).into_iter().cloned().collect();
+    let (answer, _) = sim.apply(Command::Fire { fires: fire });
+    assert!(
+        matches!(&answer, Response::Fired { outcomes } if outcomes[0].created),
+        "{answer:?}"
+    );
+    let handled = runs_by_event(&sim, "after-build");
+    assert_eq!(handled, vec![(Some(first.revision), first.seq)]);
+
+    sim.restart_as("n2", t0(2), &[]);
+    let fired = Sim::fires(&sim.take())
+        .into_iter()
+        .map(|f| (f.event_revision, f.event_seq))
+        .collect::<Vec<_>>();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].0, Some(first.revision), "the same entry");
+    assert!(fired[0].1 > first.seq, "its other event: {fired:?}");
+    assert_eq!(runs_by_event(&sim, "after-build").len(), 2);
+    assert_eq!(sim.repeated_fires, 0);
 }
 
 #[test]

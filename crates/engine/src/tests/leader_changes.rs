@@ -41,6 +41,7 @@ fn job_record(spec: JobSpec) -> JobRecord {
         revision: 1,
         last_scheduled_at: None,
         last_event_revision: None,
+        last_event_seq: None,
     }
 }
 

@@ -13,6 +13,7 @@ fn restart_after_outage(extra: serde_json::Value, now: Timestamp) -> (Sim, Vec<F
         revision: 1,
         last_scheduled_at: Some(t0(60)),
         last_event_revision: None,
+        last_event_seq: None,
     };
     record.spec.name = "j".into();
     sim.seed_job(record);
@@ -94,6 +95,7 @@ fn run_all_is_bounded_to_the_newest_instants() {
         revision: 1,
         last_scheduled_at: None,
         last_event_revision: None,
+        last_event_seq: None,
     });
     // Twelve hours of one-second instants missed: 43,200 of them.
     sim.restart(t0(43_200), &[]);
@@ -158,6 +160,7 @@ fn attempts_running_here_at_restart_are_lost_and_retried() {
         revision: 1,
         last_scheduled_at: None,
         last_event_revision: None,
+        last_event_seq: None,
     });
     let mut here = execution(
         Ulid(1),
@@ -221,6 +224,7 @@ fn a_started_attempt_handed_over_is_dispatched_by_the_successor() {
         revision: 1,
         last_scheduled_at: None,
         last_event_revision: None,
+        last_event_seq: None,
     });
     let mut e = execution(
         Ulid(7),
@@ -261,6 +265,7 @@ fn queued_executions_start_after_restart_by_priority() {
             revision: 1,
             last_scheduled_at: None,
             last_event_revision: None,
+            last_event_seq: None,
         });
     }
     let low = execution(

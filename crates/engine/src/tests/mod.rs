@@ -213,6 +213,7 @@ impl Sim {
                         start: None,
                         skip_reason: Some("seeded high-water mark".into()),
                         event_revision: None,
+                        event_seq: 0,
                     }],
                 },
             );
@@ -235,6 +236,7 @@ impl Sim {
                     start: None,
                     skip_reason: None,
                     event_revision: e.event_revision,
+                    event_seq: e.event_seq,
                 }],
             },
         );
@@ -423,23 +425,8 @@ impl Sim {
     /// A worker's run ends: its `Finish`, committed by that worker, is applied.
     fn finish_remote(&mut self, status: ExecStatus, id: Ulid) {
         let attempt = self.execs[&id].attempt;
-        let finish = Finish {
-            id,
-            attempt,
-            status,
-            at: self.now,
-            exit_code: None,
-            error: None,
-            retry_at: None,
-            output: None,
-            output_truncated: false,
-            artifacts: Vec::new(),
-            result: None,
-            started_at: None,
-            usage: None,
-        };
         self.apply_and_feed(Command::Finish {
-            finishes: vec![finish],
+            finishes: vec![finish(id, attempt, status, self.now)],
         });
     }
 
@@ -454,6 +441,7 @@ impl Sim {
             start: None,
             skip_reason: None,
             event_revision: None,
+            event_seq: 0,
             ahead: false,
         };
         self.apply_and_feed(Command::Fire { fires: vec![fire] });
@@ -630,10 +618,30 @@ fn execution(
         cancel_requested: false,
         attempts: Vec::new(),
         event_revision: None,
+        event_seq: 0,
         run: None,
         result: None,
         usage: None,
         triggered_by: None,
+    }
+}
+
+/// The end of an attempt, with nothing but its status.
+fn finish(id: Ulid, attempt: u32, status: ExecStatus, at: Timestamp) -> Finish {
+    Finish {
+        id,
+        attempt,
+        status,
+        at,
+        exit_code: None,
+        error: None,
+        retry_at: None,
+        output: None,
+        output_truncated: false,
+        artifacts: Vec::new(),
+        result: None,
+        started_at: None,
+        usage: None,
     }
 }
 

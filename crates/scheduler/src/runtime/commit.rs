@@ -185,6 +185,7 @@ mod tests {
             start: None,
             skip_reason: None,
             event_revision: None,
+            event_seq: 0,
         }
     }
 

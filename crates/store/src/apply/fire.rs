@@ -48,7 +48,7 @@ impl Apply<'_, '_> {
                 continue;
             };
             if let (Trigger::Event, Some(revision)) = (fire.trigger, fire.event_revision) {
-                let key = event_fired_key(&fire.job, revision);
+                let key = event_fired_key(&fire.job, revision, fire.event_seq);
                 if let Some(existing) = self.t.fired.get(key.as_slice())? {
                     outcomes.push(FireOutcome {
                         id: Ulid(existing.value()),
@@ -57,8 +57,8 @@ impl Apply<'_, '_> {
                     });
                     continue;
                 }
-                if job.last_event_revision.is_some_and(|mark| revision <= mark) {
-                    debug!(job = %fire.job, event_revision = revision, "event fire at or below the high-water mark refused");
+                if job.event_handled((revision, fire.event_seq)) {
+                    debug!(job = %fire.job, event_revision = revision, event_seq = fire.event_seq, "event fire at or below the high-water mark refused");
                     outcomes.push(refused);
                     continue;
                 }
@@ -107,9 +107,10 @@ impl Apply<'_, '_> {
                 *dirty = true;
             }
             if let (Trigger::Event, Some(revision)) = (fire.trigger, fire.event_revision) {
-                let key = event_fired_key(&fire.job, revision);
+                let key = event_fired_key(&fire.job, revision, fire.event_seq);
                 self.t.fired.insert(key.as_slice(), fire.id.0)?;
                 job.last_event_revision = Some(revision);
+                job.last_event_seq = Some(fire.event_seq);
                 *dirty = true;
             }
             self.t
@@ -188,6 +189,7 @@ impl Apply<'_, '_> {
                 cancel_requested: false,
                 attempts: Vec::new(),
                 event_revision: None,
+                event_seq: 0,
                 run: None,
                 result: Some(result.clone()),
                 usage: None,
@@ -270,7 +272,9 @@ impl Apply<'_, '_> {
             (Trigger::Schedule | Trigger::Catchup, _) => {
                 Some(fired_key(&exec.job, exec.scheduled_at))
             }
-            (Trigger::Event, Some(revision)) => Some(event_fired_key(&exec.job, revision)),
+            (Trigger::Event, Some(revision)) => {
+                Some(event_fired_key(&exec.job, revision, exec.event_seq))
+            }
             _ => None,
         };
         if let Some(key) = fired_row {
@@ -304,6 +308,7 @@ fn new_execution(fire: &Fire, priority: i32, now: Timestamp) -> Execution {
         cancel_requested: false,
         attempts: Vec::new(),
         event_revision: fire.event_revision,
+        event_seq: fire.event_seq,
         run: None,
         result: None,
         usage: None,

@@ -60,6 +60,7 @@ pub(crate) fn apply_membership(
     let mut publish = |t: &mut Tables<'_>, event_type: &str, id: u64, data: serde_json::Value| {
         let event = Event {
             revision: index,
+            seq,
             event_type: event_type.to_string(),
             key: id.to_string(),
             at,

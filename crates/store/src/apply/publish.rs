@@ -35,6 +35,7 @@ impl Apply<'_, '_> {
         }
         let event = Event {
             revision: self.index,
+            seq: self.event_seq,
             event_type: event_type.to_string(),
             key: key.to_string(),
             at: self.at,

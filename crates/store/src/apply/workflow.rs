@@ -421,6 +421,7 @@ impl Apply<'_, '_> {
             cancel_requested: false,
             attempts: Vec::new(),
             event_revision: None,
+            event_seq: 0,
             run: Some(run.id),
             result: None,
             usage: None,

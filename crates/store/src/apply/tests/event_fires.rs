@@ -1,5 +1,5 @@
-//! Event fires: once per (job, event revision), the job's event high-water mark,
-//! where the mark starts, and conditional deletes.
+//! Event fires: once per (job, event revision, event seq), the job's event
+//! high-water mark, where the mark starts, and conditional deletes.
 
 use rota_core::JobSpec;
 
@@ -50,6 +50,70 @@ fn an_event_revision_fires_a_job_once() {
     assert!(h.events().is_empty());
     assert!(h.store.get_execution(Ulid(3)).unwrap().is_none());
     assert_eq!(h.store.list_executions("a", 10, None).unwrap().len(), 1);
+}
+
+fn event_fire_at(id: u128, job: &str, revision: u64, seq: u32) -> rota_core::Fire {
+    let mut f = event_fire(id, job, revision);
+    f.event_seq = seq;
+    f
+}
+
+#[test]
+fn events_sharing_a_revision_fire_a_job_once_each() {
+    let mut h = Harness::new();
+    h.run(Command::PutJob { spec: on_spec("a") });
+    let first = fired(h.run(Command::Fire {
+        fires: vec![event_fire_at(1, "a", 10, 0), event_fire_at(2, "a", 10, 2)],
+    }));
+    assert!(first.iter().all(|o| o.created), "{first:?}");
+    let exec = h.store.get_execution(Ulid(2)).unwrap().unwrap();
+    assert_eq!((exec.event_revision, exec.event_seq), (Some(10), 2));
+    let job = h.store.get_job("a").unwrap().unwrap();
+    assert_eq!(job.event_mark(), Some((10, 2)));
+
+    // Each event again names its own run; the one in between is below the mark.
+    let again = fired(h.run(Command::Fire {
+        fires: vec![
+            event_fire_at(3, "a", 10, 2),
+            event_fire_at(4, "a", 10, 0),
+            event_fire_at(5, "a", 10, 1),
+        ],
+    }));
+    let named: Vec<_> = again.iter().map(|o| (o.id, o.created)).collect();
+    assert_eq!(
+        named,
+        vec![(Ulid(2), false), (Ulid(1), false), (Ulid(5), false)]
+    );
+    // A later event of the same revision still fires.
+    let later = fired(h.run(Command::Fire {
+        fires: vec![event_fire_at(6, "a", 10, 3)],
+    }));
+    assert!(later[0].created);
+    assert_eq!(h.store.list_executions("a", 10, None).unwrap().len(), 3);
+}
+
+#[test]
+fn a_mark_without_a_seq_covers_its_whole_revision() {
+    let mut h = Harness::new();
+    h.run(Command::PutJob { spec: on_spec("a") });
+    // The job's own entry: every event of it was published before the trigger.
+    let created = h.index;
+    assert_eq!(
+        h.store.get_job("a").unwrap().unwrap().event_mark(),
+        Some((created, u32::MAX))
+    );
+    let outcomes = fired(h.run(Command::Fire {
+        fires: vec![event_fire_at(1, "a", created, 5)],
+    }));
+    assert!(!outcomes[0].created);
+    // A record written before marks had a seq reads the same way.
+    let mut old: serde_json::Value =
+        serde_json::to_value(h.store.get_job("a").unwrap().unwrap()).unwrap();
+    old["last_event_revision"] = serde_json::json!(10);
+    assert!(old.get("last_event_seq").is_none(), "{old}");
+    let old: rota_core::JobRecord = serde_json::from_value(old).unwrap();
+    assert!(old.event_handled((10, 7)));
+    assert!(!old.event_handled((11, 0)));
 }
 
 #[test]

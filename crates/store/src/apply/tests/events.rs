@@ -206,6 +206,15 @@ fn a_fire_that_starts_at_once_is_queued_then_started_in_one_revision() {
     assert_eq!(events[0].data["status"], json!("queued"));
     assert_eq!(events[0].data["node"], json!(null));
     assert_eq!(events[2].data["status"], json!("skipped"));
+    // One entry's events are told apart by their place in it; the first shows
+    // none, as every event did before places were given.
+    let seqs: Vec<u32> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2]);
+    assert!(serde_json::to_value(&events[0])
+        .unwrap()
+        .get("seq")
+        .is_none());
+    assert_eq!(serde_json::to_value(&events[2]).unwrap()["seq"], json!(2));
 }
 
 #[test]
