@@ -26,7 +26,7 @@ pub fn spawn(
     workers: &rota_background::Runner,
 ) {
     workers.spawn("log-filter", move |ctx| async move {
-        let mut events = node.store().subscribe();
+        let mut events = node.store().subscribe_without_kv();
         let mut in_force = static_filter.clone();
         loop {
             let wanted = match node.store().dynamic_config() {

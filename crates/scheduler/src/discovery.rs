@@ -76,7 +76,7 @@ async fn lead(
     throttle: Duration,
 ) {
     let http = rota_exec::http::shared_client();
-    let mut events = node.store().subscribe();
+    let mut events = node.store().subscribe_without_kv();
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut sync = tokio::time::interval(SYNC);
     // The sets are read again only when one may have changed (or a read failed);

@@ -44,7 +44,7 @@ async fn lead(
     ctx: &WorkerContext,
     leadership: &mut tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut events = node.store().subscribe();
+    let mut events = node.store().subscribe_without_kv();
     loop {
         let next = match node.store().active_runs() {
             Ok(runs) => end_overdue(node, runs).await,

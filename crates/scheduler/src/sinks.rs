@@ -124,7 +124,7 @@ pub fn spawn(
     workers: &Runner,
 ) {
     workers.spawn("sinks", move |ctx| async move {
-        let mut events = node.store().subscribe();
+        let mut events = node.store().subscribe_without_kv();
         let http = rota_exec::http::shared_client();
         let mut sync = tokio::time::interval(SYNC);
         loop {

@@ -164,7 +164,7 @@ fn epoch_seconds(value: &serde_json::Value) -> Option<f64> {
 /// Starts the worker `telemetry`: counts finished executions while the node leads.
 pub fn spawn(node: Arc<Node>, telemetry: Arc<Telemetry>, workers: &Runner) {
     workers.spawn("telemetry", move |ctx| async move {
-        let mut events = node.store().subscribe();
+        let mut events = node.store().subscribe_without_kv();
         let leadership = node.leadership();
         ctx.set_detail("counting finished executions while leading");
         loop {

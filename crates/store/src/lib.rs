@@ -127,6 +127,8 @@ pub struct LogEntry<'a> {
 pub struct Store {
     db: RedbFile,
     events: broadcast::Sender<Arc<StoreEvent>>,
+    /// The same changes without the KV ones ([`Store::subscribe_without_kv`]).
+    without_kv: broadcast::Sender<Arc<StoreEvent>>,
     applied: AtomicU64,
     /// How many public events the log keeps at least (`watch.retention`); it
     /// changes what apply deletes, so every replica must use the same.
@@ -186,9 +188,11 @@ impl Store {
         txn.commit()?;
         info!(path = %path.display(), applied, "state store opened");
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (without_kv, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(Arc::new(Store {
             db,
             events,
+            without_kv,
             applied: AtomicU64::new(applied),
             event_retention,
             writer: Mutex::new(()),
@@ -264,8 +268,7 @@ impl Store {
             "entries applied"
         );
         for event in events {
-            // No subscriber is not an error: nobody is watching yet.
-            let _ = self.events.send(Arc::new(event));
+            self.announce(event);
         }
         Ok(responses)
     }
@@ -345,10 +348,10 @@ impl Store {
             header
         };
         info!(applied = header.applied_index, "snapshot installed");
-        let _ = self.events.send(Arc::new(StoreEvent {
+        self.announce(StoreEvent {
             revision: header.applied_index,
             kind: EventKind::Reset,
-        }));
+        });
         Ok(header)
     }
 
@@ -651,6 +654,35 @@ impl Store {
     /// reload what it follows from the tables.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoreEvent>> {
         self.events.subscribe()
+    }
+
+    /// Like [`Store::subscribe`], without the changes of KV keys (`KvPut`,
+    /// `KvDeleted` and their `kv.put`/`kv.deleted` public events): for the workers that never look
+    /// at keys, which a stream of KV writes would otherwise wake for nothing.
+    pub fn subscribe_without_kv(&self) -> broadcast::Receiver<Arc<StoreEvent>> {
+        self.without_kv.subscribe()
+    }
+
+    /// Hands a change to its subscribers. No subscriber is not an error: nobody is
+    /// watching yet.
+    fn announce(&self, event: StoreEvent) {
+        let event = Arc::new(event);
+        if !is_kv_change(&event.kind) {
+            let _ = self.without_kv.send(event.clone());
+        }
+        let _ = self.events.send(event);
+    }
+}
+
+/// A change of a KV key, or its public event.
+fn is_kv_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::KvPut(_) | EventKind::KvDeleted { .. } => true,
+        EventKind::Published(e) => matches!(
+            e.event_type.as_str(),
+            rota_core::event::types::KV_PUT | rota_core::event::types::KV_DELETED
+        ),
+        _ => false,
     }
 }
 

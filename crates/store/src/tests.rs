@@ -506,3 +506,62 @@ fn a_job_record_that_does_not_decode_fails_a_listing_and_is_handed_over_by_the_s
         )]
     );
 }
+
+/// `revision kind` of each change, with a public event's type.
+fn change_names(events: &[Arc<StoreEvent>]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let kind = match &e.kind {
+                EventKind::Published(p) => p.event_type.as_str(),
+                EventKind::KvPut(_) => "KvPut",
+                EventKind::KvDeleted { .. } => "KvDeleted",
+                EventKind::JobPut(_) => "JobPut",
+                _ => "other",
+            };
+            format!("{} {kind}", e.revision)
+        })
+        .collect()
+}
+
+#[test]
+fn the_stream_without_kv_has_every_other_change_in_order() {
+    let mut h = Harness::new();
+    let mut without_kv = h.store.subscribe_without_kv();
+    h.run(Command::KvPut {
+        key: "k".into(),
+        value: "1".into(),
+        if_revision: None,
+    });
+    h.run(Command::PutJob { spec: spec("a") });
+    h.run(Command::KvDelete {
+        key: "k".into(),
+        if_revision: None,
+    });
+    h.run(Command::PublishEvent {
+        event_type: "kv.like".into(),
+        data: serde_json::json!({}),
+    });
+    let all = change_names(&h.all_events());
+    let mut rest = Vec::new();
+    while let Ok(e) = without_kv.try_recv() {
+        rest.push(e);
+    }
+    assert_eq!(
+        all,
+        [
+            "1 kv.put",
+            "1 KvPut",
+            "2 JobPut",
+            "2 job.created",
+            "3 KvDeleted",
+            "3 kv.deleted",
+            "4 kv.like"
+        ]
+    );
+    // An external type that only looks like KV's is kept.
+    assert_eq!(
+        change_names(&rest),
+        ["2 JobPut", "2 job.created", "4 kv.like"]
+    );
+}

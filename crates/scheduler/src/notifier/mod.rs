@@ -124,7 +124,7 @@ impl<'a> Notifier<'a> {
     /// Delivers until leadership ends or the worker stops; deliveries in flight are
     /// dropped (the next leader sends them again).
     async fn lead(&mut self, leadership: &mut watch::Receiver<bool>) {
-        let mut events = self.node.store().subscribe();
+        let mut events = self.node.store().subscribe_without_kv();
         loop {
             match self.start_cursor() {
                 Ok(()) => break,

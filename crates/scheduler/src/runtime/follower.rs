@@ -27,7 +27,7 @@ impl Runtime {
         open: &mut bool,
     ) -> bool {
         self.ctx.set_detail("following");
-        let mut events = self.node.store().subscribe();
+        let mut events = self.node.store().subscribe_without_kv();
         let mut events_open = true;
         // Runs that ended while leading but whose outcome did not commit.
         let ended: Vec<Completion> = lock(&self.shared.live)
