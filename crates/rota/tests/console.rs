@@ -310,7 +310,14 @@ async fn a_viewer_gets_no_buttons_and_the_server_refuses_its_writes() {
         assert_eq!(body["error"]["code"], "forbidden", "{body}");
     }
     assert_eq!(server.history("report", 10).await.len(), 1);
+    // The run ends before the server goes: a server killed first would leave its
+    // shell polling for a gate removed with the test's directory.
     std::fs::write(&gate, b"go").unwrap();
+    eventually(DEADLINE, "the run to end", || async {
+        let runs = server.history("report", 10).await;
+        (runs.len() == 1 && runs[0]["status"] == "succeeded").then_some(())
+    })
+    .await;
     assert!(
         uncaught(&page).is_empty(),
         "page errors: {:?}",

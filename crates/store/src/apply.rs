@@ -103,6 +103,7 @@ impl Apply<'_, '_> {
                 let previous: Option<SessionRecord> = apply
                     .t
                     .sessions
+                    .r()?
                     .get(session.client_id.as_str())?
                     .map(|v| decode(SESSION, v.value()))
                     .transpose()?;
@@ -130,7 +131,7 @@ impl Apply<'_, '_> {
                             response: response.clone(),
                             token,
                         };
-                        apply.t.sessions.insert(
+                        apply.t.sessions.w()?.insert(
                             session.client_id.as_str(),
                             encode(SESSION, &record)?.as_slice(),
                         )?;
@@ -145,7 +146,7 @@ impl Apply<'_, '_> {
 
 fn expire_sessions(t: &mut Tables<'_>, now: Timestamp) -> Result<(), StoreError> {
     let mut expired = Vec::new();
-    for row in t.sessions.iter()? {
+    for row in t.sessions.r()?.iter()? {
         let (client, value) = row?;
         let record: SessionRecord = decode(SESSION, value.value())?;
         if record.last_at + SESSION_TTL < now {
@@ -153,7 +154,7 @@ fn expire_sessions(t: &mut Tables<'_>, now: Timestamp) -> Result<(), StoreError>
         }
     }
     for client in &expired {
-        t.sessions.remove(client.as_str())?;
+        t.sessions.w()?.remove(client.as_str())?;
     }
     if !expired.is_empty() {
         debug!(count = expired.len(), "expired idle client sessions");
@@ -362,6 +363,7 @@ impl Apply<'_, '_> {
             let active: Vec<u128> = self
                 .t
                 .active
+                .r()?
                 .iter()?
                 .map(|row| row.map(|(id, _)| id.value()))
                 .collect::<Result<_, _>>()?;
@@ -483,28 +485,35 @@ impl Apply<'_, '_> {
                 return Ok(Response::JobDeleted { existed: false });
             }
         }
-        let existed = self.t.jobs.remove(name)?.is_some();
+        let existed = self.t.jobs.w()?.remove(name)?.is_some();
         // Executions only exist for existing jobs, but the rows are cleared regardless
         // so that a damaged index cannot outlive its job.
         let (start, end) = job_range(name, JOB_EXEC_SUFFIX);
         let mut ids = Vec::new();
-        for row in self.t.job_execs.range(start.as_slice()..=end.as_slice())? {
+        for row in self
+            .t
+            .job_execs
+            .r()?
+            .range(start.as_slice()..=end.as_slice())?
+        {
             let (key, _) = row?;
             ids.push(split_job_exec_key(key.value())?.1);
         }
         for id in &ids {
-            self.t.executions.remove(id.0)?;
-            self.t.outputs.remove(id.0)?;
-            self.t.active.remove(id.0)?;
+            self.t.executions.w()?.remove(id.0)?;
+            self.t.outputs.w()?.remove(id.0)?;
+            self.t.active.w()?.remove(id.0)?;
         }
         self.t
             .job_execs
+            .w()?
             .retain_in(start.as_slice()..=end.as_slice(), |_, _| false)?;
         let (start, end) = job_range(name, FIRED_SUFFIX);
         self.t
             .fired
+            .w()?
             .retain_in(start.as_slice()..=end.as_slice(), |_, _| false)?;
-        self.t.job_counts.remove(name)?;
+        self.t.job_counts.w()?.remove(name)?;
         if existed {
             debug!(job = name, executions = ids.len(), "job deleted");
             self.emit(EventKind::JobDeleted {
@@ -521,7 +530,7 @@ impl Apply<'_, '_> {
     fn prune_jobs(&mut self, apply_set: &str, keep: &[String]) -> Result<Response, StoreError> {
         let keep: std::collections::BTreeSet<&str> = keep.iter().map(String::as_str).collect();
         let mut doomed = Vec::new();
-        for row in self.t.jobs.iter()? {
+        for row in self.t.jobs.r()?.iter()? {
             let (name, value) = row?;
             let name = name.value();
             if keep.contains(name) || rota_core::workflow::split_job_name(name).is_some() {
@@ -660,6 +669,7 @@ impl Apply<'_, '_> {
                     if let Some(output) = &finish.output {
                         self.t
                             .outputs
+                            .w()?
                             .insert(exec.id.0, encode(OUTPUT, output)?.as_slice())?;
                     }
                 }
@@ -714,6 +724,7 @@ impl Apply<'_, '_> {
     fn kv_current(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
         self.t
             .kv
+            .r()?
             .get(key)?
             .map(|v| decode(crate::tables::KV_ENTRY, v.value()))
             .transpose()
@@ -742,6 +753,7 @@ impl Apply<'_, '_> {
         };
         self.t
             .kv
+            .w()?
             .insert(key, encode(crate::tables::KV_ENTRY, &entry)?.as_slice())?;
         self.publish_kv_put(&entry)?;
         self.emit(EventKind::KvPut(Arc::new(entry)));
@@ -762,7 +774,7 @@ impl Apply<'_, '_> {
         }
         let deleted = current.is_some();
         if deleted {
-            self.t.kv.remove(key)?;
+            self.t.kv.w()?.remove(key)?;
             self.emit(EventKind::KvDeleted {
                 key: key.to_string(),
             });

@@ -79,13 +79,13 @@ pub(crate) fn sweep(
     now: Timestamp,
     retention: EventRetention,
 ) -> Result<(), StoreError> {
-    let len = t.events.len()?;
+    let len = t.events.r()?.len()?;
     let Some(excess) = len.checked_sub(retention.events).filter(|e| *e > 0) else {
         return Ok(());
     };
     let excess = usize::try_from(excess).unwrap_or(usize::MAX).min(SWEEP_MAX);
     let mut victims: Vec<(u64, u32)> = Vec::new();
-    for row in t.events.iter()? {
+    for row in t.events.r()?.iter()? {
         let (key, value) = row?;
         let (revision, seq) = key.value();
         let last = victims.last().map(|(r, _)| *r);
@@ -106,7 +106,7 @@ pub(crate) fn sweep(
         return Ok(());
     };
     for key in &victims {
-        t.events.remove(key)?;
+        t.events.w()?.remove(key)?;
     }
     t.set_events_compact(highest.max(t.events_compact()?))?;
     debug!(

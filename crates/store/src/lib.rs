@@ -160,12 +160,17 @@ impl Store {
     ) -> Result<Arc<Store>, StoreError> {
         let db = RedbFile::open(path, CACHE_BYTES, Recovery::QuickRepair)?;
         let txn = db.begin_write(Durability::Immediate)?;
+        Tables::create_all(&txn)?;
         let applied = {
-            let mut t = Tables::open(&txn)?;
-            let format = t.meta.get(tables::META_FORMAT)?.map(|v| v.value().to_vec());
+            let mut t = Tables::open(&txn);
+            let format = t
+                .meta
+                .r()?
+                .get(tables::META_FORMAT)?
+                .map(|v| v.value().to_vec());
             match format {
                 None => {
-                    t.meta.insert(
+                    t.meta.w()?.insert(
                         tables::META_FORMAT,
                         tables::FORMAT_VERSION.to_be_bytes().as_slice(),
                     )?;
@@ -231,7 +236,7 @@ impl Store {
         let mut events = Vec::new();
         let mut responses = Vec::with_capacity(entries.len());
         {
-            let mut t = Tables::open(&txn)?;
+            let mut t = Tables::open(&txn);
             let mut clock = None;
             for entry in entries {
                 let response = match entry.request {
@@ -256,8 +261,9 @@ impl Store {
                 apply::set_clock(&mut t, at)?;
             }
             t.meta
+                .w()?
                 .insert(tables::META_APPLIED, last.to_be_bytes().as_slice())?;
-            t.meta.insert(tables::META_RAFT, meta)?;
+            t.meta.w()?.insert(tables::META_RAFT, meta)?;
         }
         txn.commit()?;
         self.applied.store(last, Ordering::Release);
@@ -293,9 +299,10 @@ impl Store {
         {
             // A durable commit with no change would still persist the earlier
             // non-durable ones; writing the applied index again keeps it explicit.
-            let mut t = Tables::open(&txn)?;
+            let mut t = Tables::open(&txn);
             let applied = read_applied(&t)?;
             t.meta
+                .w()?
                 .insert(tables::META_APPLIED, applied.to_be_bytes().as_slice())?;
         }
         txn.commit()?;
@@ -688,6 +695,7 @@ fn is_kv_change(kind: &EventKind) -> bool {
 
 fn read_applied(t: &Tables<'_>) -> Result<u64, StoreError> {
     Ok(t.meta
+        .r()?
         .get(tables::META_APPLIED)?
         .and_then(|v| tables::read_u64(v.value()))
         .unwrap_or(0))

@@ -315,7 +315,8 @@ pub(crate) fn import(
     txn.delete_table(tables::SINKS)?;
     txn.delete_table(tables::CONFIG)?;
     txn.delete_table(tables::TOKENS)?;
-    let mut t = Tables::open(txn)?;
+    Tables::create_all(txn)?;
+    let mut t = Tables::open(txn);
 
     let mut key = Vec::new();
     let mut value = Vec::new();
@@ -338,7 +339,7 @@ pub(crate) fn import(
                         job.spec.name
                     )));
                 }
-                t.jobs.insert(name, value.as_slice())?;
+                t.jobs.w()?.insert(name, value.as_slice())?;
             }
             TAG_EXECUTIONS => {
                 let id = parse_ulid("executions", &key)?;
@@ -349,33 +350,33 @@ pub(crate) fn import(
                         exec.id
                     )));
                 }
-                t.executions.insert(id.0, value.as_slice())?;
+                t.executions.w()?.insert(id.0, value.as_slice())?;
             }
             TAG_JOB_EXECS => {
                 split_job_exec_key(&key)?;
                 empty("job_execs", &value)?;
-                t.job_execs.insert(key.as_slice(), ())?;
+                t.job_execs.w()?.insert(key.as_slice(), ())?;
             }
             TAG_JOB_COUNTS => {
                 let name = utf8("job_counts", &key)?;
                 let count = tables::read_u64(&value)
                     .ok_or_else(|| malformed("a job count is not 8 bytes"))?;
-                t.job_counts.insert(name, count)?;
+                t.job_counts.w()?.insert(name, count)?;
             }
             TAG_FIRED => {
                 check_fired_key(&key)?;
                 let id = parse_ulid("fired", &value)?;
-                t.fired.insert(key.as_slice(), id.0)?;
+                t.fired.w()?.insert(key.as_slice(), id.0)?;
             }
             TAG_ACTIVE => {
                 let id = parse_ulid("active", &key)?;
                 empty("active", &value)?;
-                t.active.insert(id.0, ())?;
+                t.active.w()?.insert(id.0, ())?;
             }
             TAG_OUTPUTS => {
                 let id = parse_ulid("outputs", &key)?;
                 decode::<String>(tables::OUTPUT, &value)?;
-                t.outputs.insert(id.0, value.as_slice())?;
+                t.outputs.w()?.insert(id.0, value.as_slice())?;
             }
             TAG_KV => {
                 let k = utf8("kv", &key)?;
@@ -383,12 +384,12 @@ pub(crate) fn import(
                 if entry.key != k {
                     return Err(malformed(format!("kv row {k:?} holds key {:?}", entry.key)));
                 }
-                t.kv.insert(k, value.as_slice())?;
+                t.kv.w()?.insert(k, value.as_slice())?;
             }
             TAG_SESSIONS => {
                 let client = utf8("sessions", &key)?;
                 decode::<SessionRecord>(tables::SESSION, &value)?;
-                t.sessions.insert(client, value.as_slice())?;
+                t.sessions.w()?.insert(client, value.as_slice())?;
             }
             TAG_NODES => {
                 let name = utf8("nodes", &key)?;
@@ -399,7 +400,7 @@ pub(crate) fn import(
                         node.node
                     )));
                 }
-                t.nodes.insert(name, value.as_slice())?;
+                t.nodes.w()?.insert(name, value.as_slice())?;
             }
             TAG_SCHEDULER_EPOCH => {
                 if key != tables::META_SCHEDULER_EPOCH.as_bytes() {
@@ -424,7 +425,7 @@ pub(crate) fn import(
                         event.revision
                     )));
                 }
-                t.events.insert((revision, seq), value.as_slice())?;
+                t.events.w()?.insert((revision, seq), value.as_slice())?;
             }
             TAG_EVENTS_COMPACT => {
                 if key != tables::META_EVENTS_COMPACT.as_bytes() {
@@ -443,7 +444,7 @@ pub(crate) fn import(
                         webhook.name
                     )));
                 }
-                t.webhooks.insert(name, value.as_slice())?;
+                t.webhooks.w()?.insert(name, value.as_slice())?;
             }
             TAG_DELIVERIES => {
                 if key.len() < 8 {
@@ -459,7 +460,7 @@ pub(crate) fn import(
                         delivery.id
                     )));
                 }
-                t.deliveries.insert((revision, id), value.as_slice())?;
+                t.deliveries.w()?.insert((revision, id), value.as_slice())?;
             }
             TAG_NOTIFY_CURSOR => {
                 if key != tables::META_NOTIFY_CURSOR.as_bytes() {
@@ -468,6 +469,7 @@ pub(crate) fn import(
                 let cursor = tables::read_u64(&value)
                     .ok_or_else(|| malformed("a notification cursor is not 8 bytes"))?;
                 t.meta
+                    .w()?
                     .insert(tables::META_NOTIFY_CURSOR, cursor.to_be_bytes().as_slice())?;
             }
             TAG_MEMBERS | TAG_CLOCK => {
@@ -481,7 +483,7 @@ pub(crate) fn import(
                 }
                 // Checked like every record: a versioned JSON value.
                 decode::<serde_json::Value>(name, &value)?;
-                t.meta.insert(name, value.as_slice())?;
+                t.meta.w()?.insert(name, value.as_slice())?;
             }
             TAG_TARGET_SETS => {
                 let name = utf8("target sets", &key)?;
@@ -492,7 +494,7 @@ pub(crate) fn import(
                         set.spec.name
                     )));
                 }
-                t.target_sets.insert(name, value.as_slice())?;
+                t.target_sets.w()?.insert(name, value.as_slice())?;
             }
             TAG_TOKENS => {
                 let hash = utf8("tokens", &key)?;
@@ -503,7 +505,7 @@ pub(crate) fn import(
                         token.name
                     )));
                 }
-                t.tokens.insert(hash, value.as_slice())?;
+                t.tokens.w()?.insert(hash, value.as_slice())?;
             }
             TAG_CONFIG => {
                 let key_name = utf8("config", &key)?;
@@ -514,7 +516,7 @@ pub(crate) fn import(
                         entry.key
                     )));
                 }
-                t.config.insert(key_name, value.as_slice())?;
+                t.config.w()?.insert(key_name, value.as_slice())?;
             }
             TAG_SINKS => {
                 let name = utf8("sinks", &key)?;
@@ -525,7 +527,7 @@ pub(crate) fn import(
                         sink.name
                     )));
                 }
-                t.sinks.insert(name, value.as_slice())?;
+                t.sinks.w()?.insert(name, value.as_slice())?;
             }
             TAG_WORKFLOWS => {
                 let name = utf8("workflows", &key)?;
@@ -536,7 +538,7 @@ pub(crate) fn import(
                         workflow.spec.name
                     )));
                 }
-                t.workflows.insert(name, value.as_slice())?;
+                t.workflows.w()?.insert(name, value.as_slice())?;
             }
             TAG_RUNS => {
                 let id = parse_ulid("runs", &key)?;
@@ -555,14 +557,16 @@ pub(crate) fn import(
             "the stream holds {records} records but its trailer says {expected}"
         )));
     }
-    t.meta.insert(
+    t.meta.w()?.insert(
         tables::META_FORMAT,
         tables::FORMAT_VERSION.to_be_bytes().as_slice(),
     )?;
-    t.meta.insert(
+    t.meta.w()?.insert(
         tables::META_APPLIED,
         header.applied_index.to_be_bytes().as_slice(),
     )?;
-    t.meta.insert(tables::META_RAFT, header.meta.as_slice())?;
+    t.meta
+        .w()?
+        .insert(tables::META_RAFT, header.meta.as_slice())?;
     Ok(header)
 }

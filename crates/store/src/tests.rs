@@ -1,6 +1,7 @@
 //! Store-level behaviour: snapshots, restart, determinism.
 
 use proptest::prelude::*;
+use redb::TableHandle;
 use rota_core::{ClientRequest, Command, EventKind, ExecStatus, SessionKey, StartInfo, Trigger};
 use ulid::Ulid;
 
@@ -564,4 +565,32 @@ fn the_stream_without_kv_has_every_other_change_in_order() {
         change_names(&rest),
         ["2 JobPut", "2 job.created", "4 kv.like"]
     );
+}
+
+/// The tables a read transaction of `store` finds.
+fn table_names(store: &Store) -> Vec<String> {
+    let txn = store.db.begin_read().unwrap();
+    let mut names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| t.name().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_table_exists_in_a_new_state_file_and_after_a_snapshot_install() {
+    // Applies open tables only when they use them; readers need them all.
+    let fresh = Harness::new();
+    let names = table_names(&fresh.store);
+    assert_eq!(names.len(), 21, "{names:?}");
+    for name in ["kv", "tokens", "sinks", "workflow_runs", "deliveries"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    let (_, bytes) = export(&fresh.store);
+    let target = populated();
+    target.store.import_snapshot(&mut bytes.as_slice()).unwrap();
+    assert_eq!(table_names(&target.store), names);
+    assert!(target.store.list_jobs().unwrap().is_empty());
 }

@@ -19,6 +19,7 @@ impl Apply<'_, '_> {
         let previous: Option<ConfigEntry> = self
             .t
             .config
+            .r()?
             .get(key)?
             .map(|v| decode(CONFIG_ENTRY, v.value()))
             .transpose()?;
@@ -32,6 +33,7 @@ impl Apply<'_, '_> {
         if previous.as_ref() != Some(value) {
             self.t
                 .config
+                .w()?
                 .insert(key, encode(CONFIG_ENTRY, &entry)?.as_slice())?;
             let data =
                 json!({"key": key, "value": value, "previous": previous, "source": "dynamic"});
@@ -49,13 +51,14 @@ impl Apply<'_, '_> {
             None => self
                 .t
                 .config
+                .r()?
                 .iter()?
                 .map(|row| row.map(|(k, _)| k.value().to_string()))
                 .collect::<Result<_, _>>()?,
         };
         let mut removed = Vec::new();
         for key in keys {
-            let old: ConfigEntry = match self.t.config.remove(key.as_str())? {
+            let old: ConfigEntry = match self.t.config.w()?.remove(key.as_str())? {
                 Some(old) => decode(CONFIG_ENTRY, old.value())?,
                 None => continue,
             };
@@ -76,7 +79,7 @@ impl Apply<'_, '_> {
     ) -> Result<Response, StoreError> {
         let mut taken = false;
         let mut any = false;
-        for row in self.t.tokens.iter()? {
+        for row in self.t.tokens.r()?.iter()? {
             let existing: TokenRecord = decode(TOKEN, row?.1.value())?;
             any = true;
             taken |= existing.name == record.name;
@@ -84,7 +87,7 @@ impl Apply<'_, '_> {
         if only_if_none && any {
             return Ok(Response::TokenPut { created: false });
         }
-        if taken || self.t.tokens.get(record.hash.as_str())?.is_some() {
+        if taken || self.t.tokens.r()?.get(record.hash.as_str())?.is_some() {
             return Ok(Response::TokenExists {
                 name: record.name.clone(),
             });
@@ -96,6 +99,7 @@ impl Apply<'_, '_> {
         };
         self.t
             .tokens
+            .w()?
             .insert(stored.hash.as_str(), encode(TOKEN, &stored)?.as_slice())?;
         let data =
             json!({"token": stored.name, "role": stored.role, "created_by": stored.created_by});
@@ -105,7 +109,7 @@ impl Apply<'_, '_> {
 
     pub(super) fn revoke_token(&mut self, name: &str) -> Result<Response, StoreError> {
         let mut hash = None;
-        for row in self.t.tokens.iter()? {
+        for row in self.t.tokens.r()?.iter()? {
             let (k, v) = row?;
             let existing: TokenRecord = decode(TOKEN, v.value())?;
             if existing.name == name {
@@ -116,7 +120,7 @@ impl Apply<'_, '_> {
         let Some(hash) = hash else {
             return Ok(Response::TokenRevoked { existed: false });
         };
-        self.t.tokens.remove(hash.as_str())?;
+        self.t.tokens.w()?.remove(hash.as_str())?;
         self.publish(types::TOKEN_REVOKED, name, json!({"token": name}))?;
         Ok(Response::TokenRevoked { existed: true })
     }

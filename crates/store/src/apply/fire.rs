@@ -49,7 +49,7 @@ impl Apply<'_, '_> {
             };
             if let (Trigger::Event, Some(revision)) = (fire.trigger, fire.event_revision) {
                 let key = event_fired_key(&fire.job, revision, fire.event_seq);
-                if let Some(existing) = self.t.fired.get(key.as_slice())? {
+                if let Some(existing) = self.t.fired.r()?.get(key.as_slice())? {
                     outcomes.push(FireOutcome {
                         id: Ulid(existing.value()),
                         job: fire.job.clone(),
@@ -66,7 +66,7 @@ impl Apply<'_, '_> {
             let deduplicated = matches!(fire.trigger, Trigger::Schedule | Trigger::Catchup);
             let key = fired_key(&fire.job, fire.scheduled_at);
             if deduplicated {
-                if let Some(existing) = self.t.fired.get(key.as_slice())? {
+                if let Some(existing) = self.t.fired.r()?.get(key.as_slice())? {
                     outcomes.push(FireOutcome {
                         id: Ulid(existing.value()),
                         job: fire.job.clone(),
@@ -83,7 +83,7 @@ impl Apply<'_, '_> {
                     continue;
                 }
             }
-            if self.t.executions.get(fire.id.0)?.is_some() {
+            if self.t.executions.r()?.get(fire.id.0)?.is_some() {
                 // The id is taken (a replayed manual run): never overwrite a run.
                 outcomes.push(refused);
                 continue;
@@ -102,19 +102,20 @@ impl Apply<'_, '_> {
             }
             self.t.put_execution(&exec)?;
             if deduplicated {
-                self.t.fired.insert(key.as_slice(), fire.id.0)?;
+                self.t.fired.w()?.insert(key.as_slice(), fire.id.0)?;
                 job.last_scheduled_at = Some(fire.scheduled_at);
                 *dirty = true;
             }
             if let (Trigger::Event, Some(revision)) = (fire.trigger, fire.event_revision) {
                 let key = event_fired_key(&fire.job, revision, fire.event_seq);
-                self.t.fired.insert(key.as_slice(), fire.id.0)?;
+                self.t.fired.w()?.insert(key.as_slice(), fire.id.0)?;
                 job.last_event_revision = Some(revision);
                 job.last_event_seq = Some(fire.event_seq);
                 *dirty = true;
             }
             self.t
                 .job_execs
+                .w()?
                 .insert(job_exec_key(&fire.job, fire.id).as_slice(), ())?;
             let count = self.t.job_count(&fire.job)?;
             self.t.set_job_count(&fire.job, count + 1)?;
@@ -199,10 +200,12 @@ impl Apply<'_, '_> {
             if let Some(output) = output {
                 self.t
                     .outputs
+                    .w()?
                     .insert(id.0, encode(OUTPUT, &output)?.as_slice())?;
             }
             self.t
                 .job_execs
+                .w()?
                 .insert(job_exec_key(job, id).as_slice(), ())?;
             let count = self.t.job_count(job)?;
             self.t.set_job_count(job, count + 1)?;
@@ -232,10 +235,15 @@ impl Apply<'_, '_> {
         };
         let (start, end) = job_range(job, JOB_EXEC_SUFFIX);
         let mut victims = Vec::new();
-        for row in self.t.job_execs.range(start.as_slice()..=end.as_slice())? {
+        for row in self
+            .t
+            .job_execs
+            .r()?
+            .range(start.as_slice()..=end.as_slice())?
+        {
             let (key, _) = row?;
             let (_, id) = split_job_exec_key(key.value())?;
-            if self.t.active.get(id.0)?.is_none() {
+            if self.t.active.r()?.get(id.0)?.is_none() {
                 victims.push(id);
                 excess -= 1;
                 if excess == 0 {
@@ -256,12 +264,13 @@ impl Apply<'_, '_> {
         let Some(exec) = self.t.get_execution(id)? else {
             return Ok(());
         };
-        self.t.executions.remove(id.0)?;
-        self.t.outputs.remove(id.0)?;
-        self.t.active.remove(id.0)?;
+        self.t.executions.w()?.remove(id.0)?;
+        self.t.outputs.w()?.remove(id.0)?;
+        self.t.active.w()?.remove(id.0)?;
         if self
             .t
             .job_execs
+            .w()?
             .remove(job_exec_key(&exec.job, id).as_slice())?
             .is_some()
         {
@@ -280,9 +289,9 @@ impl Apply<'_, '_> {
         if let Some(key) = fired_row {
             // Below the job's high-water mark anyway: the mark keeps refusing the
             // instant (or event) once its row is gone, which keeps this index bounded.
-            let owned = self.t.fired.get(key.as_slice())?.map(|v| v.value()) == Some(id.0);
+            let owned = self.t.fired.r()?.get(key.as_slice())?.map(|v| v.value()) == Some(id.0);
             if owned {
-                self.t.fired.remove(key.as_slice())?;
+                self.t.fired.w()?.remove(key.as_slice())?;
             }
         }
         Ok(())

@@ -28,7 +28,9 @@ const CLOCK: &str = "clock";
 
 /// Records the time of the latest request applied (the clock of membership events).
 pub(crate) fn set_clock(t: &mut Tables<'_>, at: Timestamp) -> Result<(), StoreError> {
-    t.meta.insert(META_CLOCK, encode(CLOCK, &at)?.as_slice())?;
+    t.meta
+        .w()?
+        .insert(META_CLOCK, encode(CLOCK, &at)?.as_slice())?;
     Ok(())
 }
 
@@ -42,16 +44,19 @@ pub(crate) fn apply_membership(
 ) -> Result<(), StoreError> {
     let previous: Option<BTreeMap<u64, Member>> = t
         .meta
+        .r()?
         .get(META_MEMBERS)?
         .map(|v| decode(MEMBERS, v.value()))
         .transpose()?;
     t.meta
+        .w()?
         .insert(META_MEMBERS, encode(MEMBERS, members)?.as_slice())?;
     let Some(previous) = previous else {
         return Ok(()); // the founding members: nobody joined
     };
     let at: Timestamp = t
         .meta
+        .r()?
         .get(META_CLOCK)?
         .map(|v| decode(CLOCK, v.value()))
         .transpose()?
@@ -66,7 +71,7 @@ pub(crate) fn apply_membership(
             at,
             data,
         };
-        t.events.insert(
+        t.events.w()?.insert(
             (index, seq),
             encode(crate::tables::EVENT, &event)?.as_slice(),
         )?;

@@ -21,6 +21,7 @@ impl Apply<'_, '_> {
         let previous: Option<WebhookRecord> = self
             .t
             .webhooks
+            .r()?
             .get(name)?
             .map(|v| decode(WEBHOOK, v.value()))
             .transpose()?;
@@ -33,6 +34,7 @@ impl Apply<'_, '_> {
         };
         self.t
             .webhooks
+            .w()?
             .insert(name, encode(WEBHOOK, &record)?.as_slice())?;
         Ok(Response::WebhookPut {
             created: previous.is_none(),
@@ -41,7 +43,7 @@ impl Apply<'_, '_> {
     }
 
     pub(super) fn delete_webhook(&mut self, name: &str) -> Result<Response, StoreError> {
-        let existed = self.t.webhooks.remove(name)?.is_some();
+        let existed = self.t.webhooks.w()?.remove(name)?.is_some();
         Ok(Response::WebhookDeleted { existed })
     }
 
@@ -53,15 +55,15 @@ impl Apply<'_, '_> {
         cursor: Option<u64>,
     ) -> Result<Response, StoreError> {
         for delivery in deliveries {
-            self.t.deliveries.insert(
+            self.t.deliveries.w()?.insert(
                 (delivery.event_revision, delivery.id.as_str()),
                 encode(DELIVERY, delivery)?.as_slice(),
             )?;
         }
-        let len = self.t.deliveries.len()?;
+        let len = self.t.deliveries.r()?.len()?;
         if let Some(excess) = len.checked_sub(DELIVERY_RETENTION).filter(|e| *e > 0) {
             for _ in 0..excess {
-                if self.t.deliveries.pop_first()?.is_none() {
+                if self.t.deliveries.w()?.pop_first()?.is_none() {
                     break;
                 }
             }
@@ -71,12 +73,14 @@ impl Apply<'_, '_> {
             let current = self
                 .t
                 .meta
+                .r()?
                 .get(META_NOTIFY_CURSOR)?
                 .and_then(|v| read_u64(v.value()))
                 .unwrap_or(0);
             if cursor > current {
                 self.t
                     .meta
+                    .w()?
                     .insert(META_NOTIFY_CURSOR, cursor.to_be_bytes().as_slice())?;
             }
         }

@@ -41,7 +41,7 @@ impl Apply<'_, '_> {
             at: self.at,
             data,
         };
-        self.t.events.insert(
+        self.t.events.w()?.insert(
             (self.index, self.event_seq),
             encode(EVENT, &event)?.as_slice(),
         )?;

@@ -18,6 +18,7 @@ impl Apply<'_, '_> {
     fn get_target_set(&self, name: &str) -> Result<Option<TargetSet>, StoreError> {
         self.t
             .target_sets
+            .r()?
             .get(name)?
             .map(|v| decode(TARGET_SET, v.value()))
             .transpose()
@@ -26,6 +27,7 @@ impl Apply<'_, '_> {
     fn put_target_set_record(&mut self, set: &TargetSet) -> Result<(), StoreError> {
         self.t
             .target_sets
+            .w()?
             .insert(set.spec.name.as_str(), encode(TARGET_SET, set)?.as_slice())?;
         Ok(())
     }
@@ -66,7 +68,7 @@ impl Apply<'_, '_> {
     }
 
     pub(super) fn delete_target_set(&mut self, name: &str) -> Result<Response, StoreError> {
-        let existed = self.t.target_sets.remove(name)?.is_some();
+        let existed = self.t.target_sets.w()?.remove(name)?.is_some();
         if existed {
             self.publish(types::TARGETS_DELETED, name, json!({"set": name}))?;
         }
@@ -103,6 +105,7 @@ impl Apply<'_, '_> {
         let previous: Option<SinkRecord> = self
             .t
             .sinks
+            .r()?
             .get(name)?
             .map(|v| decode(SINK, v.value()))
             .transpose()?;
@@ -115,6 +118,7 @@ impl Apply<'_, '_> {
         };
         self.t
             .sinks
+            .w()?
             .insert(name, encode(SINK, &record)?.as_slice())?;
         let event = if previous.is_none() {
             types::SINK_CREATED
@@ -130,7 +134,7 @@ impl Apply<'_, '_> {
     }
 
     pub(super) fn delete_sink(&mut self, name: &str) -> Result<Response, StoreError> {
-        let existed = self.t.sinks.remove(name)?.is_some();
+        let existed = self.t.sinks.w()?.remove(name)?.is_some();
         if existed {
             self.publish(types::SINK_DELETED, name, json!({"sink": name}))?;
         }

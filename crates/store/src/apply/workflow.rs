@@ -55,7 +55,7 @@ impl Apply<'_, '_> {
                 self.put_job(job)?;
             }
         }
-        self.t.workflows.insert(
+        self.t.workflows.w()?.insert(
             spec.name.as_str(),
             crate::codec::encode(crate::tables::WORKFLOW, &record)?.as_slice(),
         )?;
@@ -110,16 +110,17 @@ impl Apply<'_, '_> {
         for row in self
             .t
             .workflow_runs
+            .r()?
             .range((name, 0u128)..=(name, u128::MAX))?
         {
             let (key, _) = row?;
             runs.push(key.value().1);
         }
         for id in &runs {
-            self.t.runs.remove(*id)?;
-            self.t.workflow_runs.remove((name, *id))?;
+            self.t.runs.w()?.remove(*id)?;
+            self.t.workflow_runs.w()?.remove((name, *id))?;
         }
-        self.t.workflows.remove(name)?;
+        self.t.workflows.w()?.remove(name)?;
         debug!(workflow = name, runs = runs.len(), "workflow deleted");
         self.publish(types::WORKFLOW_DELETED, name, json!({ "workflow": name }))?;
         Ok(Response::WorkflowDeleted { existed: true })
@@ -237,6 +238,7 @@ impl Apply<'_, '_> {
         for row in self
             .t
             .workflow_runs
+            .r()?
             .range((workflow, 0u128)..=(workflow, u128::MAX))?
         {
             let (key, _) = row?;
@@ -256,6 +258,7 @@ impl Apply<'_, '_> {
         for row in self
             .t
             .workflow_runs
+            .r()?
             .range((workflow, 0u128)..=(workflow, u128::MAX))?
         {
             ids.push(row?.0.value().1);
@@ -272,8 +275,8 @@ impl Apply<'_, '_> {
                 .get_run(Ulid(id))?
                 .is_none_or(|r| r.status.is_terminal());
             if ended {
-                self.t.runs.remove(id)?;
-                self.t.workflow_runs.remove((workflow, id))?;
+                self.t.runs.w()?.remove(id)?;
+                self.t.workflow_runs.w()?.remove((workflow, id))?;
                 excess -= 1;
             }
         }
@@ -430,6 +433,7 @@ impl Apply<'_, '_> {
         self.t.put_execution(&exec)?;
         self.t
             .job_execs
+            .w()?
             .insert(job_exec_key(&job_name, id).as_slice(), ())?;
         let count = self.t.job_count(&job_name)?;
         self.t.set_job_count(&job_name, count + 1)?;
