@@ -37,6 +37,16 @@ pub enum ExecError {
     /// Waiting for the process to end failed.
     #[error("waiting for the process")]
     Wait(#[source] io::Error),
+    /// The directory that records this node's running process groups cannot be
+    /// read or written ([`crate::ledger`]).
+    #[error("process group records in {path:?}")]
+    Ledger {
+        /// The directory, or the record in it.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
     /// The shared HTTP client could not be built (TLS set-up).
     #[error("building the HTTP client")]
     HttpClient(#[source] Arc<reqwest::Error>),

@@ -16,6 +16,7 @@
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod ledger;
 mod output;
 pub mod probe;
 pub mod prow;

@@ -130,6 +130,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;
+    // Before any run starts: the process groups a crashed earlier process of this
+    // node left running are stopped (their attempts are retried as lost ones).
+    let processes = cfg.data_dir.join("processes");
+    let killed = rota_exec::ledger::open(&processes)
+        .with_context(|| format!("cannot check the runs left in {}", processes.display()))?;
+    if !killed.is_empty() {
+        info!(
+            groups = killed.len(),
+            "stopped the process groups of runs left running by a crash"
+        );
+    }
     // The scheduler runs as a worker of its own scope: stopped, and awaited, before
     // the node.
     let scheduling = workers.scope();

@@ -204,3 +204,71 @@ async fn kill_9_neither_duplicates_nor_loses_runs_or_acknowledged_writes() {
         acked.len()
     );
 }
+
+/// Whether process `pid` runs (a zombie waiting for its parent does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Kills a process the test could not see stopped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_left_running_by_a_crash_is_stopped_when_the_node_restarts() {
+    const DEADLINE: Duration = Duration::from_secs(30);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &[]).await;
+    let pid_file = tmp.path().join("pid");
+    // `exec`: the shell turns into `sleep`, which leads the run's group throughout.
+    let command = format!("echo $$ > {}; exec sleep 300", pid_file.display());
+    let (status, body) = server
+        .send(
+            "PUT",
+            "/v1/jobs/long",
+            Some(json!({"schedule": {"manual": true}, "executor": {"type": "shell", "command": command}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.send("POST", "/v1/jobs/long/run", None).await;
+    assert_eq!(status, 202, "{body}");
+    let pid: u32 = eventually(DEADLINE, "the run's process", || async {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .await;
+    let _cleanup = KillOnDrop(pid);
+    assert!(alive(pid));
+
+    // A crash stops nothing: the run goes on without its server.
+    server.kill9();
+    assert!(alive(pid), "the run ended with its server");
+
+    // The restarted node stops it before it runs anything, and says the attempt was
+    // lost.
+    server.relaunch();
+    server.wait_ready().await;
+    eventually(DEADLINE, "the orphaned run to be stopped", || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    eventually(DEADLINE, "the attempt recorded as lost", || async {
+        let runs = server.history("long", 10).await;
+        (runs.len() == 1 && runs[0]["status"] == "lost").then_some(())
+    })
+    .await;
+}

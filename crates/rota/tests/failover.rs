@@ -311,6 +311,26 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
         twice.len(),
         nodes.len()
     );
+    if !twice.is_empty() {
+        // What it takes to tell why: the execution's record and every node's log
+        // lines that name it (the servers' directories go with the test).
+        for ((job, at, _), _) in &twice {
+            let record = histories
+                .iter()
+                .filter(|(j, _)| **j == job.as_str())
+                .flat_map(|(_, history)| history)
+                .find(|e| e["scheduled_at"].as_str().map(instant) == Some(instant(at)));
+            eprintln!("--- {job} at {at}: {record:?}");
+            let Some(id) = record.and_then(|e| e["id"].as_str()) else {
+                continue;
+            };
+            for (i, server) in servers.iter().enumerate() {
+                for line in server.logs().lines().filter(|l| l.contains(id)) {
+                    eprintln!("n{}: {line}", i + 1);
+                }
+            }
+        }
+    }
     assert!(twice.is_empty(), "attempts that ran twice: {twice:?}");
     assert!(nodes.len() >= 2, "runs moved with the leader: {nodes:?}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));

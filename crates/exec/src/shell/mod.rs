@@ -439,14 +439,19 @@ fn own_peak_rss_kib() -> Option<u64> {
 /// disarmed, dropping it SIGKILLs the whole group. Workflow services use it too.
 pub(crate) struct ProcessGroup {
     pgid: Option<libc::pid_t>,
+    /// Its record, so that a restart after a crash of this server kills it
+    /// ([`crate::ledger`]); removed once the group has been dealt with.
+    record: Option<crate::ledger::Entry>,
 }
 
 impl ProcessGroup {
     pub(crate) fn of_leader(pid: Option<u32>) -> Self {
+        let pgid = pid
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+            .filter(|pid| *pid > 0);
         Self {
-            pgid: pid
-                .and_then(|pid| libc::pid_t::try_from(pid).ok())
-                .filter(|pid| *pid > 0),
+            pgid,
+            record: pgid.and_then(crate::ledger::record),
         }
     }
 
@@ -464,6 +469,7 @@ impl ProcessGroup {
     /// may be reused once it is empty.
     pub(crate) fn disarm(&mut self) {
         self.pgid = None;
+        self.record = None;
     }
 }
 
