@@ -418,19 +418,8 @@ fn a_run_that_ended_while_no_engine_ran_deletes_its_job_at_the_next_start() {
     // The leader dies; the run's outcome is committed through another node.
     let attempt = sim.running.remove(&id).expect("running here");
     let finish = Finish {
-        id,
-        attempt,
-        status: ExecStatus::Succeeded,
-        at: t0(11),
         exit_code: Some(0),
-        error: None,
-        output: None,
-        output_truncated: false,
-        retry_at: None,
-        artifacts: Vec::new(),
-        result: None,
-        started_at: None,
-        usage: None,
+        ..finish(id, attempt, ExecStatus::Succeeded, t0(11))
     };
     sim.seed(
         t0(11),

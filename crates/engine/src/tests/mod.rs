@@ -259,19 +259,10 @@ impl Sim {
                 },
             );
             let finish = Finish {
-                id: e.id,
-                attempt,
-                status: ExecStatus::Failed,
-                at,
                 exit_code: Some(1),
                 error: Some("seeded earlier attempt".into()),
                 retry_at: Some(e.next_attempt_at.unwrap_or(at)),
-                output: None,
-                output_truncated: false,
-                artifacts: Vec::new(),
-                result: None,
-                started_at: None,
-                usage: None,
+                ..finish(e.id, attempt, ExecStatus::Failed, at)
             };
             self.seed(
                 at,
