@@ -189,7 +189,11 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra)
-            .env("RUST_LOG", "info")
+            // `ROTA_TEST_LOG` raises it for a diagnosis (a soak that failed).
+            .env(
+                "RUST_LOG",
+                std::env::var("ROTA_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
