@@ -294,27 +294,7 @@ pub(crate) fn import(
     let mut r = BufReader::with_capacity(1 << 16, r);
     let header = read_header(&mut r)?;
 
-    txn.delete_table(tables::META)?;
-    txn.delete_table(tables::JOBS)?;
-    txn.delete_table(tables::EXECUTIONS)?;
-    txn.delete_table(tables::JOB_EXECS)?;
-    txn.delete_table(tables::JOB_COUNTS)?;
-    txn.delete_table(tables::FIRED)?;
-    txn.delete_table(tables::ACTIVE)?;
-    txn.delete_table(tables::OUTPUTS)?;
-    txn.delete_table(tables::KV)?;
-    txn.delete_table(tables::SESSIONS)?;
-    txn.delete_table(tables::NODES)?;
-    txn.delete_table(tables::EVENTS)?;
-    txn.delete_table(tables::WEBHOOKS)?;
-    txn.delete_table(tables::DELIVERIES)?;
-    txn.delete_table(tables::WORKFLOWS)?;
-    txn.delete_table(tables::RUNS)?;
-    txn.delete_table(tables::WORKFLOW_RUNS)?;
-    txn.delete_table(tables::TARGET_SETS)?;
-    txn.delete_table(tables::SINKS)?;
-    txn.delete_table(tables::CONFIG)?;
-    txn.delete_table(tables::TOKENS)?;
+    Tables::delete_all(txn)?;
     Tables::create_all(txn)?;
     let mut t = Tables::open(txn);
 

@@ -157,88 +157,69 @@ impl<'t, K: Key + 'static, V: Value + 'static> Lazy<'t, K, V> {
     }
 }
 
-/// Every table of the state file in one write transaction, each opened when it is
-/// first used: an entry touches a few of them, and opening all of them for every
-/// apply cost about 3 % of a busy node's CPU.
-pub(crate) struct Tables<'t> {
-    pub meta: Lazy<'t, &'static str, &'static [u8]>,
-    pub jobs: Lazy<'t, &'static str, &'static [u8]>,
-    pub executions: Lazy<'t, u128, &'static [u8]>,
-    pub job_execs: Lazy<'t, &'static [u8], ()>,
-    pub job_counts: Lazy<'t, &'static str, u64>,
-    pub fired: Lazy<'t, &'static [u8], u128>,
-    pub active: Lazy<'t, u128, ()>,
-    pub outputs: Lazy<'t, u128, &'static [u8]>,
-    pub kv: Lazy<'t, &'static str, &'static [u8]>,
-    pub sessions: Lazy<'t, &'static str, &'static [u8]>,
-    pub nodes: Lazy<'t, &'static str, &'static [u8]>,
-    pub events: Lazy<'t, (u64, u32), &'static [u8]>,
-    pub webhooks: Lazy<'t, &'static str, &'static [u8]>,
-    pub deliveries: Lazy<'t, (u64, &'static str), &'static [u8]>,
-    pub workflows: Lazy<'t, &'static str, &'static [u8]>,
-    pub runs: Lazy<'t, u128, &'static [u8]>,
-    pub workflow_runs: Lazy<'t, (&'static str, u128), ()>,
-    pub target_sets: Lazy<'t, &'static str, &'static [u8]>,
-    pub sinks: Lazy<'t, &'static str, &'static [u8]>,
-    pub config: Lazy<'t, &'static str, &'static [u8]>,
-    pub tokens: Lazy<'t, &'static str, &'static [u8]>,
+/// Declares the state file's tables once: the fields of [`Tables`], how they are
+/// opened, and creating or deleting all of them.
+macro_rules! state_tables {
+    ($($field:ident: $def:ident as <$k:ty, $v:ty>,)*) => {
+        /// Every table of the state file in one write transaction, each opened when
+        /// it is first used: an entry touches a few of them, and opening all of them
+        /// for every apply cost about 3 % of a busy node's CPU.
+        pub(crate) struct Tables<'t> {
+            $(pub $field: Lazy<'t, $k, $v>,)*
+        }
+
+        impl<'t> Tables<'t> {
+            pub fn open(txn: &'t WriteTransaction) -> Self {
+                Tables {
+                    $($field: Lazy::new(txn, $def),)*
+                }
+            }
+
+            /// Creates every table that does not exist yet (a new state file, a
+            /// snapshot install), so that read transactions find all of them.
+            pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
+                $(txn.open_table($def)?;)*
+                Ok(())
+            }
+
+            /// Deletes every table with its contents (a snapshot install).
+            pub fn delete_all(txn: &WriteTransaction) -> Result<(), StoreError> {
+                $(txn.delete_table($def)?;)*
+                Ok(())
+            }
+        }
+
+        /// How many tables the state file has.
+        #[cfg(test)]
+        pub(crate) const TABLE_COUNT: usize = [$(stringify!($field)),*].len();
+    };
 }
 
-impl<'t> Tables<'t> {
-    pub fn open(txn: &'t WriteTransaction) -> Self {
-        Tables {
-            meta: Lazy::new(txn, META),
-            jobs: Lazy::new(txn, JOBS),
-            executions: Lazy::new(txn, EXECUTIONS),
-            job_execs: Lazy::new(txn, JOB_EXECS),
-            job_counts: Lazy::new(txn, JOB_COUNTS),
-            fired: Lazy::new(txn, FIRED),
-            active: Lazy::new(txn, ACTIVE),
-            outputs: Lazy::new(txn, OUTPUTS),
-            kv: Lazy::new(txn, KV),
-            sessions: Lazy::new(txn, SESSIONS),
-            nodes: Lazy::new(txn, NODES),
-            events: Lazy::new(txn, EVENTS),
-            webhooks: Lazy::new(txn, WEBHOOKS),
-            deliveries: Lazy::new(txn, DELIVERIES),
-            workflows: Lazy::new(txn, WORKFLOWS),
-            runs: Lazy::new(txn, RUNS),
-            workflow_runs: Lazy::new(txn, WORKFLOW_RUNS),
-            target_sets: Lazy::new(txn, TARGET_SETS),
-            sinks: Lazy::new(txn, SINKS),
-            config: Lazy::new(txn, CONFIG),
-            tokens: Lazy::new(txn, TOKENS),
-        }
-    }
+state_tables! {
+    meta: META as <&'static str, &'static [u8]>,
+    jobs: JOBS as <&'static str, &'static [u8]>,
+    executions: EXECUTIONS as <u128, &'static [u8]>,
+    job_execs: JOB_EXECS as <&'static [u8], ()>,
+    job_counts: JOB_COUNTS as <&'static str, u64>,
+    fired: FIRED as <&'static [u8], u128>,
+    active: ACTIVE as <u128, ()>,
+    outputs: OUTPUTS as <u128, &'static [u8]>,
+    kv: KV as <&'static str, &'static [u8]>,
+    sessions: SESSIONS as <&'static str, &'static [u8]>,
+    nodes: NODES as <&'static str, &'static [u8]>,
+    events: EVENTS as <(u64, u32), &'static [u8]>,
+    webhooks: WEBHOOKS as <&'static str, &'static [u8]>,
+    deliveries: DELIVERIES as <(u64, &'static str), &'static [u8]>,
+    workflows: WORKFLOWS as <&'static str, &'static [u8]>,
+    runs: RUNS as <u128, &'static [u8]>,
+    workflow_runs: WORKFLOW_RUNS as <(&'static str, u128), ()>,
+    target_sets: TARGET_SETS as <&'static str, &'static [u8]>,
+    sinks: SINKS as <&'static str, &'static [u8]>,
+    config: CONFIG as <&'static str, &'static [u8]>,
+    tokens: TOKENS as <&'static str, &'static [u8]>,
+}
 
-    /// Creates every table that does not exist yet (a new state file, a snapshot
-    /// install), so that read transactions find all of them.
-    pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
-        let t = Tables::open(txn);
-        t.meta.r()?;
-        t.jobs.r()?;
-        t.executions.r()?;
-        t.job_execs.r()?;
-        t.job_counts.r()?;
-        t.fired.r()?;
-        t.active.r()?;
-        t.outputs.r()?;
-        t.kv.r()?;
-        t.sessions.r()?;
-        t.nodes.r()?;
-        t.events.r()?;
-        t.webhooks.r()?;
-        t.deliveries.r()?;
-        t.workflows.r()?;
-        t.runs.r()?;
-        t.workflow_runs.r()?;
-        t.target_sets.r()?;
-        t.sinks.r()?;
-        t.config.r()?;
-        t.tokens.r()?;
-        Ok(())
-    }
-
+impl Tables<'_> {
     /// The dynamic settings in force, as the state machine applies them.
     pub fn dynamic_config(&self) -> Result<rota_core::config::DynamicConfig, StoreError> {
         let mut entries = Vec::new();

@@ -584,7 +584,7 @@ fn every_table_exists_in_a_new_state_file_and_after_a_snapshot_install() {
     // Applies open tables only when they use them; readers need them all.
     let fresh = Harness::new();
     let names = table_names(&fresh.store);
-    assert_eq!(names.len(), 21, "{names:?}");
+    assert_eq!(names.len(), crate::tables::TABLE_COUNT, "{names:?}");
     for name in ["kv", "tokens", "sinks", "workflow_runs", "deliveries"] {
         assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
