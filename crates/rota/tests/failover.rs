@@ -127,7 +127,8 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
 
     eprintln!("--- three jobs fire every second, catching up whatever they miss");
     let command = format!(
-        "echo \"$ROTA_JOB $ROTA_SCHEDULED_AT $ROTA_ATTEMPT $ROTA_NODE\" >> '{}'",
+        // The wall time and the execution id only serve a diagnosis.
+        "echo \"$ROTA_JOB $ROTA_SCHEDULED_AT $ROTA_ATTEMPT $ROTA_NODE $(date +%H:%M:%S.%N) $ROTA_EXECUTION_ID\" >> '{}'",
         sink.display()
     );
     for job in JOBS {
@@ -216,6 +217,10 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
     for s in servers.iter_mut() {
         assert!(s.is_running(), "a server exited:\n{}", s.logs());
     }
+    // Every replica applied the same log: each node's own copy of the histories
+    // (a read on a node answers from its replica once it applied what the
+    // leader had committed) equals what the leader's says.
+    let diverged = replicas_disagree(&servers, &histories).await;
 
     eprintln!("--- check: every instant fired exactly once, none ran twice");
     let lines = sink_lines(&sink);
@@ -304,6 +309,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
         lost_total += lost_attempts;
         retried_total += retried_after_loss;
     }
+    report_slow_registrations(&servers, &histories);
     eprintln!(
         "schedule checker: rounds={rounds} kills={kills} freezes={freezes} instants={instants} \
          duplicates={repeated_total} missing={missing_total} attempts_twice={} lost={lost_total} \
@@ -324,13 +330,41 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
             let Some(id) = record.and_then(|e| e["id"].as_str()) else {
                 continue;
             };
+            // Each node's own replica of the record: a replica that applied
+            // something else than the others would show it here.
             for (i, server) in servers.iter().enumerate() {
-                for line in server.logs().lines().filter(|l| l.contains(id)) {
+                let (_, own) = server
+                    .get(&format!("/v1/executions/{id}?stale=true"))
+                    .await;
+                eprintln!("n{} replica: {own}", i + 1);
+            }
+            let raw = std::fs::read_to_string(&sink).unwrap_or_default();
+            for line in raw.lines().filter(|l| l.contains(id)) {
+                eprintln!("sink: {line}");
+            }
+            // The node's lives, leaderships and engines say when it could run what.
+            let context = [
+                id,
+                "server start",
+                "registered as a worker",
+                "scheduler claimed",
+                "no longer leading",
+                "leading:",
+                "rebuilding",
+                "attempts of its earlier life lost",
+            ];
+            for (i, server) in servers.iter().enumerate() {
+                for line in server
+                    .logs()
+                    .lines()
+                    .filter(|l| context.iter().any(|c| l.contains(c)))
+                {
                     eprintln!("n{}: {line}", i + 1);
                 }
             }
         }
     }
+    assert!(diverged.is_empty(), "replicas disagree: {diverged:#?}");
     assert!(twice.is_empty(), "attempts that ran twice: {twice:?}");
     assert!(nodes.len() >= 2, "runs moved with the leader: {nodes:?}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -381,4 +415,88 @@ async fn a_write_forwarded_to_a_frozen_leader_goes_to_the_new_one() {
     let (_, read) = servers[now].get("/v1/kv/after-freeze").await;
     assert_eq!(read["value"], "x", "{read}");
     servers[leader].resume();
+}
+
+/// Diagnosis: how long each server start took to register as a worker (its
+/// earlier life's attempts stay open until then), and how long lost attempts
+/// stayed open; the log of a start that took more than 5 s is printed.
+fn report_slow_registrations(servers: &[Server], histories: &BTreeMap<&str, Vec<Value>>) {
+    let stamp = |line: &str| {
+        line.split_whitespace()
+            .next()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let mut longest = 0.0f64;
+    for (i, server) in servers.iter().enumerate() {
+        let logs = server.logs();
+        for (start, section) in logs.split("--- server start ").skip(1).enumerate() {
+            let first = section.lines().find_map(stamp);
+            let registered = section
+                .lines()
+                .find(|l| l.contains("registered as a worker"))
+                .and_then(stamp);
+            let Some(first) = first else { continue };
+            let took = registered.map(|r| (r - first).as_seconds_f64());
+            longest = longest.max(took.unwrap_or(f64::INFINITY));
+            if took.is_none_or(|t| t > 5.0) {
+                eprintln!("--- n{} start {}: registered after {took:?} s", i + 1, start + 1);
+                for line in section.lines().take(400) {
+                    eprintln!("n{}: {line}", i + 1);
+                }
+            }
+        }
+    }
+    let mut open_longest = 0.0f64;
+    for (_, history) in histories {
+        for e in history {
+            for a in e["attempts"].as_array().into_iter().flatten() {
+                if a["status"] != "lost" {
+                    continue;
+                }
+                let from = a["started_at"]
+                    .as_str()
+                    .or(e["scheduled_at"].as_str())
+                    .map(instant);
+                let to = a["finished_at"].as_str().map(instant);
+                if let (Some(from), Some(to)) = (from, to) {
+                    open_longest = open_longest.max((to - from).as_seconds_f64());
+                }
+            }
+        }
+    }
+    eprintln!(
+        "diagnosis: longest registration after a start {longest:.1} s, longest open lost attempt {open_longest:.1} s"
+    );
+}
+
+/// The executions on which a node's replica and the histories read from the
+/// leader differ: (node, the leader's record, the node's), by job.
+async fn replicas_disagree(
+    servers: &[Server],
+    histories: &BTreeMap<&str, Vec<Value>>,
+) -> Vec<(usize, Value, Option<Value>)> {
+    let mut diverged = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        for (job, history) in histories {
+            let own = common::full_history(server, job)
+                .await
+                .unwrap_or_else(|| panic!("n{}: the history of {job}", i + 1));
+            let by_id: BTreeMap<&str, &Value> = own
+                .iter()
+                .filter_map(|e| Some((e["id"].as_str()?, e)))
+                .collect();
+            for e in history {
+                let theirs = e["id"].as_str().and_then(|id| by_id.get(id));
+                if theirs != Some(&e) {
+                    diverged.push((i + 1, e.clone(), theirs.map(|v| (*v).clone())));
+                }
+            }
+            if own.len() != history.len() {
+                diverged.push((i + 1, json!({"job": job, "count": history.len()}), Some(json!({"count": own.len()}))));
+            }
+        }
+    }
+    eprintln!("replicas compared: {} records differ", diverged.len());
+    diverged
 }

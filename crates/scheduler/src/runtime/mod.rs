@@ -54,7 +54,7 @@ use rota_exec::OutputBuffer;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 use ulid::Ulid;
 
 use crate::{LivenessConfig, SchedulerConfig, SchedulerStats};
@@ -298,7 +298,7 @@ impl Runtime {
                         return true;
                     }
                     Ok((_, other)) => warn!(answer = ?other, "unexpected answer to a node registration"),
-                    Err(err) => debug!(error = %err, retry_in = ?backoff, "node registration not committed yet"),
+                    Err(err) => info!(error = %err, retry_in = ?backoff, "node registration not committed yet"),
                 },
             }
             tokio::select! {
