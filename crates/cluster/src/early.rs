@@ -96,12 +96,12 @@ impl EarlySend {
             if !leads {
                 return false;
             }
-            let targets: Vec<String> = m
+            let targets: Vec<(u64, String)> = m
                 .membership_config
                 .membership()
                 .nodes()
                 .filter(|(id, _)| **id != self.me)
-                .map(|(_, node)| node.addr.clone())
+                .map(|(id, node)| (*id, node.addr.clone()))
                 .collect();
             (m.vote, targets)
         };
@@ -114,14 +114,15 @@ impl EarlySend {
             entries: entries.to_vec(),
             leader_commit: None,
         });
-        for url in targets {
+        for (target, url) in targets {
             let (transport, request) = (self.transport.clone(), request.clone());
             let counts = self.counts.clone();
             counts.sent.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let answer = transport
-                    .call::<_, Result<AppendEntriesResponse<u64>, RaftError<u64>>>(
+                    .call_node::<_, Result<AppendEntriesResponse<u64>, RaftError<u64>>>(
                         &url,
+                        Some(target),
                         "append",
                         &*request,
                         EARLY_TIMEOUT,

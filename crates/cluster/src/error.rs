@@ -168,4 +168,10 @@ pub enum PeerError {
     /// The peer answered with an HTTP error (401: wrong cluster secret).
     #[error("peer {url} answered HTTP {status}")]
     Status { url: String, status: u16 },
+    /// The peer refused the call as not meant for it: it is another node, or a
+    /// node of another cluster (the address was reused). Certainly not delivered.
+    #[error(
+        "peer {url} refused the call (HTTP {status}): it is another node, or another cluster's"
+    )]
+    Refused { url: String, status: u16 },
 }

@@ -27,6 +27,7 @@ mod config;
 mod early;
 mod error;
 mod handoff;
+mod identity;
 mod log_store;
 mod membership;
 mod network;

@@ -17,8 +17,9 @@
 //! in the `Rota-Cluster-Secret` header and every peer route refuses a missing or
 //! different one with 401, compared in constant time.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -41,6 +42,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PeerError;
+use crate::identity;
 use crate::types::TypeConfig;
 use crate::{MembershipError, Node, WriteError};
 
@@ -56,6 +58,18 @@ pub const CLUSTER_SECRET_HEADER: &str = "rota-cluster-secret";
 #[derive(Debug, Clone, Copy)]
 pub struct VerifiedPeer;
 
+/// At most one warning about refused peer calls per this much time.
+const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(10);
+
+fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // Nothing panics while holding it; the value is consistent regardless.
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// How long a connection attempt to a peer may take: a dead peer must not hold
 /// up a heartbeat round for long.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -70,6 +84,15 @@ struct TransportInner {
     /// Built on first use, so a single node never builds one. `None` when building
     /// failed: every call then reports the peer unreachable.
     client: OnceLock<Option<reqwest::Client>>,
+    /// This node's id: a Raft RPC meant for another is refused.
+    node_id: u64,
+    /// The cluster this node belongs to (see [`crate::identity`]), and the data
+    /// directory its file goes to when it is adopted from a peer.
+    cluster: RwLock<Option<String>>,
+    data_dir: OnceLock<PathBuf>,
+    /// When a refused call was last logged (one warning per
+    /// [`REFUSAL_WARN_EVERY`]: a stranger's heartbeats come many times a second).
+    refusal_logged: Mutex<Option<Instant>>,
     secret: Option<String>,
     tls: Option<rustls::ClientConfig>,
     /// See `ClusterOptions::peer_certificates`.
@@ -78,6 +101,7 @@ struct TransportInner {
 
 impl Transport {
     pub fn new(
+        node_id: u64,
         secret: Option<String>,
         tls: Option<rustls::ClientConfig>,
         peer_certificates: bool,
@@ -85,6 +109,10 @@ impl Transport {
         Transport {
             inner: Arc::new(TransportInner {
                 client: OnceLock::new(),
+                node_id,
+                cluster: RwLock::new(None),
+                data_dir: OnceLock::new(),
+                refusal_logged: Mutex::new(None),
                 secret,
                 tls,
                 peer_certificates,
@@ -102,6 +130,64 @@ impl Transport {
         self.inner
             .client
             .get_or_init(|| build_client(self.inner.tls.clone()))
+    }
+
+    /// Sets the cluster this node belongs to (`None`: not known yet, taken from
+    /// the first peer call that names one and stored in `data_dir`).
+    pub fn set_identity(&self, cluster: Option<String>, data_dir: PathBuf) {
+        *write_lock(&self.inner.cluster) = cluster;
+        let _ = self.inner.data_dir.set(data_dir);
+    }
+
+    /// The cluster id this node sends and expects, once known.
+    pub fn cluster_id(&self) -> Option<String> {
+        read_lock(&self.inner.cluster).clone()
+    }
+
+    /// Checks a peer call's identity headers (see [`crate::identity`]); a node
+    /// without a cluster id takes the caller's, and keeps it.
+    fn admit_identity(&self, headers: &HeaderMap) -> Result<(), identity::Refusal> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let theirs = header(identity::CLUSTER_ID_HEADER);
+        let meant = header(identity::PEER_NODE_HEADER);
+        let mine = self.cluster_id();
+        let Some(adopted) = identity::admit(self.inner.node_id, mine.as_deref(), theirs, meant)?
+        else {
+            return Ok(());
+        };
+        let mut cluster = write_lock(&self.inner.cluster);
+        if let Some(mine) = cluster.as_deref() {
+            // Another call set it meanwhile: it has to be the same.
+            return if mine == adopted {
+                Ok(())
+            } else {
+                Err(identity::Refusal::OtherCluster { theirs: adopted })
+            };
+        }
+        tracing::info!(cluster = %adopted, "this node now belongs to the cluster of its first peer call");
+        if let Some(dir) = self.inner.data_dir.get() {
+            if let Err(e) = identity::write(dir, &adopted) {
+                tracing::warn!(error = %e, "could not store the cluster id; it is kept until the node stops");
+            }
+        }
+        *cluster = Some(adopted);
+        Ok(())
+    }
+
+    /// Whether a refused call is to be logged now (at most one warning per
+    /// [`REFUSAL_WARN_EVERY`]).
+    fn log_refusal_now(&self) -> bool {
+        let mut last = self
+            .inner
+            .refusal_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < REFUSAL_WARN_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// The cluster secret, if one is set.
@@ -133,11 +219,34 @@ impl Transport {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
+        self.call_node(base, None, path, req, timeout).await
+    }
+
+    /// [`Transport::call`] to the node `target` (when known): a process at `base`
+    /// that is not that node refuses the call.
+    pub async fn call_node<Req, Resp>(
+        &self,
+        base: &str,
+        target: Option<u64>,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
         let client = self.built().as_ref().ok_or(PeerError::NoClient)?;
         let url = format!("{}/raft/{path}", base.trim_end_matches('/'));
         let mut request = client.post(&url).json(req).timeout(timeout);
         if let Some(secret) = &self.inner.secret {
             request = request.header(CLUSTER_SECRET_HEADER, secret);
+        }
+        if let Some(cluster) = self.cluster_id() {
+            request = request.header(identity::CLUSTER_ID_HEADER, cluster);
+        }
+        if let Some(target) = target {
+            request = request.header(identity::PEER_NODE_HEADER, target.to_string());
         }
         if let Some(traceparent) = crate::trace::traceparent() {
             request = request.header(rota_core::trace::TRACEPARENT_HEADER, traceparent);
@@ -162,6 +271,12 @@ impl Transport {
         };
         let answer = request.send().await.map_err(|e| failed(e, &url))?;
         let status = answer.status();
+        if status == StatusCode::CONFLICT || status == StatusCode::MISDIRECTED_REQUEST {
+            return Err(PeerError::Refused {
+                url,
+                status: status.as_u16(),
+            });
+        }
         if !status.is_success() {
             return Err(PeerError::Status {
                 url,
@@ -261,7 +376,7 @@ impl PeerClient {
         let timeout = option.hard_ttl();
         let result: Result<Resp, RaftError<u64, E>> = self
             .transport
-            .call(&self.base, path, req, timeout)
+            .call_node(&self.base, Some(self.target), path, req, timeout)
             .await
             .map_err(|e| match e {
                 PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
@@ -270,9 +385,9 @@ impl PeerClient {
                     target: self.target,
                     timeout,
                 }),
-                e @ (PeerError::NoClient | PeerError::Unreachable { .. }) => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
+                e @ (PeerError::NoClient
+                | PeerError::Unreachable { .. }
+                | PeerError::Refused { .. }) => RPCError::Unreachable(Unreachable::new(&e)),
                 e => RPCError::Network(NetworkError::new(&e)),
             })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -402,7 +517,7 @@ pub(crate) fn peer_failure(e: PeerError, url: &str) -> WriteError {
     match e {
         // Certainly not delivered: as good as "not the leader", so a retry (with
         // whoever leads next) cannot apply the request twice.
-        PeerError::NoClient | PeerError::Unreachable { .. } => {
+        PeerError::NoClient | PeerError::Unreachable { .. } | PeerError::Refused { .. } => {
             tracing::debug!(error = %rota_core::error::chain(&e), "leader unreachable");
             WriteError::NotLeader {
                 leader_url: Some(url.to_string()),
@@ -561,6 +676,34 @@ async fn check_secret(
         )
             .into_response();
     }
+    if let Err(refusal) = transport.admit_identity(&headers) {
+        let (status, code, message) = match &refusal {
+            identity::Refusal::OtherNode { meant } => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "other_node",
+                format!(
+                    "this is node {}, not node {meant}: the address now belongs to another node",
+                    transport.inner.node_id
+                ),
+            ),
+            identity::Refusal::OtherCluster { theirs } => (
+                StatusCode::CONFLICT,
+                "other_cluster",
+                format!(
+                    "this node belongs to cluster {}, the call comes from cluster {theirs}: give every node of a cluster the same --peers (a node that replaces a member takes the member's cluster-id file, or joins with --join)",
+                    transport.cluster_id().unwrap_or_default()
+                ),
+            ),
+        };
+        if transport.log_refusal_now() {
+            tracing::warn!(path = %request.uri().path(), %message, "peer call refused");
+        }
+        return (
+            status,
+            Json(serde_json::json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response();
+    }
     next.run(request).await
 }
 
@@ -590,20 +733,20 @@ mod tests {
         assert!(!same_secret(b"s3cret", b"s3creT"));
         assert!(!same_secret(b"s3cret", b"s3cre"));
         assert!(!same_secret(b"s3cret", b""));
-        let open = Transport::new(None, None, false);
+        let open = Transport::new(1, None, None, false);
         assert!(open.admits(None, false));
-        let closed = Transport::new(Some("k".into()), None, false);
+        let closed = Transport::new(1, Some("k".into()), None, false);
         assert!(!closed.admits(None, false));
         assert!(!closed.admits(Some(b"x"), false));
         assert!(closed.admits(Some(b"k"), false));
         // Without peer mTLS a certificate proves nothing.
         assert!(!closed.admits(None, true));
 
-        let mtls = Transport::new(None, None, true);
+        let mtls = Transport::new(1, None, None, true);
         assert!(mtls.admits(None, true));
         assert!(!mtls.admits(None, false));
         assert!(!mtls.admits(Some(b"k"), false));
-        let both = Transport::new(Some("k".into()), None, true);
+        let both = Transport::new(1, Some("k".into()), None, true);
         assert!(both.admits(None, true));
         assert!(both.admits(Some(b"k"), false));
         assert!(!both.admits(Some(b"x"), false));

@@ -126,6 +126,7 @@ impl Node {
         } = open_storage(cfg.data_dir.clone(), cfg.watch_retention).await?;
 
         let transport = Transport::new(
+            cfg.node_id,
             options.secret.clone(),
             options.tls.clone(),
             options.peer_certificates,
@@ -145,6 +146,20 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| ClusterError::RaftStart(Box::new(e)))?;
+        // Before the peer routes are served: which cluster this node's peer calls
+        // belong to (see `crate::identity`).
+        let cluster_id = match cluster_identity(&cfg, &options.bootstrap, initialized) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = raft.shutdown().await;
+                return Err(e);
+            }
+        };
+        info!(
+            cluster = cluster_id.as_deref().unwrap_or("(not known yet)"),
+            "cluster identity"
+        );
+        transport.set_identity(cluster_id, cfg.data_dir.clone());
         let first_members = match &options.bootstrap {
             _ if initialized => None,
             Bootstrap::Single => Some(BTreeMap::from([(
@@ -432,4 +447,31 @@ pub(crate) async fn open_storage(
         released,
         gate,
     })
+}
+
+/// The cluster id of this node: the one stored in its data directory, else one
+/// made now and stored (derived from `--peers`, or random for a new single node);
+/// `None` for a node that learns it from its first peer call (see
+/// `crate::identity`).
+fn cluster_identity(
+    cfg: &NodeConfig,
+    bootstrap: &Bootstrap,
+    initialized: bool,
+) -> Result<Option<String>, ClusterError> {
+    let io = |source| ClusterError::Io {
+        path: cfg.data_dir.join(crate::identity::FILE),
+        source,
+    };
+    if let Some(id) = crate::identity::read(&cfg.data_dir).map_err(io)? {
+        return Ok(Some(id));
+    }
+    let made = match bootstrap {
+        Bootstrap::Peers(peers) => Some(crate::identity::from_peers(peers)),
+        Bootstrap::Single if !initialized => Some(crate::identity::random()),
+        _ => None,
+    };
+    if let Some(id) = &made {
+        crate::identity::write(&cfg.data_dir, id).map_err(io)?;
+    }
+    Ok(made)
 }

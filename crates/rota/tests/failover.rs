@@ -333,9 +333,7 @@ async fn every_instant_fires_once_while_the_leader_is_killed_and_frozen() {
             // Each node's own replica of the record: a replica that applied
             // something else than the others would show it here.
             for (i, server) in servers.iter().enumerate() {
-                let (_, own) = server
-                    .get(&format!("/v1/executions/{id}?stale=true"))
-                    .await;
+                let (_, own) = server.get(&format!("/v1/executions/{id}?stale=true")).await;
                 eprintln!("n{} replica: {own}", i + 1);
             }
             let raw = std::fs::read_to_string(&sink).unwrap_or_default();
@@ -440,7 +438,11 @@ fn report_slow_registrations(servers: &[Server], histories: &BTreeMap<&str, Vec<
             let took = registered.map(|r| (r - first).as_seconds_f64());
             longest = longest.max(took.unwrap_or(f64::INFINITY));
             if took.is_none_or(|t| t > 5.0) {
-                eprintln!("--- n{} start {}: registered after {took:?} s", i + 1, start + 1);
+                eprintln!(
+                    "--- n{} start {}: registered after {took:?} s",
+                    i + 1,
+                    start + 1
+                );
                 for line in section.lines().take(400) {
                     eprintln!("n{}: {line}", i + 1);
                 }
@@ -448,7 +450,7 @@ fn report_slow_registrations(servers: &[Server], histories: &BTreeMap<&str, Vec<
         }
     }
     let mut open_longest = 0.0f64;
-    for (_, history) in histories {
+    for history in histories.values() {
         for e in history {
             for a in e["attempts"].as_array().into_iter().flatten() {
                 if a["status"] != "lost" {
@@ -493,7 +495,11 @@ async fn replicas_disagree(
                 }
             }
             if own.len() != history.len() {
-                diverged.push((i + 1, json!({"job": job, "count": history.len()}), Some(json!({"count": own.len()}))));
+                diverged.push((
+                    i + 1,
+                    json!({"job": job, "count": history.len()}),
+                    Some(json!({"count": own.len()})),
+                ));
             }
         }
     }
