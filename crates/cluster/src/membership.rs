@@ -256,6 +256,7 @@ impl Node {
             members,
             commit_index,
             last_applied: m.last_applied.map_or(0, |id| id.index),
+            cluster_id: self.transport.cluster_id(),
         })
     }
 }
@@ -287,6 +288,10 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     pub commit_index: u64,
     pub last_applied: u64,
+    /// The cluster this node belongs to (see the `identity` module); absent while
+    /// a node started with `--join` has not been added yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 /// What openraft answers a membership change with.

@@ -275,6 +275,17 @@ async fn three_processes_elect_replicate_fail_over_catch_up_and_grow() {
         Some(4),
         "{shown}"
     );
+    // The joined node took the cluster's id (the one the `--peers` nodes derived),
+    // and keeps it in its data directory.
+    let (_, first) = servers[f].get("/v1/cluster").await;
+    let cluster_id = first["cluster_id"]
+        .as_str()
+        .expect("a cluster id")
+        .to_string();
+    assert!(cluster_id.starts_with("peers-"), "{first}");
+    assert_eq!(shown["cluster_id"], json!(cluster_id), "{shown}");
+    let kept = std::fs::read_to_string(fourth.data_dir.join("cluster-id")).expect("kept");
+    assert_eq!(kept.trim(), cluster_id);
     let out = servers[f].cli(&["cluster", "leave", "4", "--cluster-secret", SECRET]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (_, cluster) = servers[f].get("/v1/cluster").await;

@@ -130,6 +130,7 @@ fn show(ctx: &Ctx, status: &Value) -> anyhow::Result<()> {
         rows,
     ))?;
     output::line(&output::key_values(&[
+        ("cluster", output::text(&status["cluster_id"])),
         ("term", output::text(&status["term"])),
         ("commit_index", output::text(&status["commit_index"])),
         (
