@@ -506,3 +506,87 @@ async fn replicas_disagree(
     eprintln!("replicas compared: {} records differ", diverged.len());
     diverged
 }
+
+/// A follower frozen (SIGSTOP) right after a run was placed on it ahead of its
+/// instant, for longer than the node timeout: the leader finishes that attempt as
+/// lost and retries it. The follower wakes after the instant, when its launch
+/// timer has already fired and before it heard of the loss: it must not run the
+/// lost attempt (out of touch that long, it confirms the start with the leader
+/// first, which refuses it), only the retry placed on it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_past_the_node_timeout_does_not_run_the_attempt_it_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = tmp.path().join("sink");
+    let p = ports(3);
+    let peers = peers_arg(&p);
+    let mut servers: Vec<Server> = (0..3)
+        .map(|i| {
+            let tag = format!("node=n{}", i + 1);
+            let extra = ["--node-timeout", "2s", "--fire-ahead", "5s", "--tag", &tag];
+            launch_member(tmp.path(), i as u64 + 1, p[i], &peers, &extra)
+        })
+        .collect();
+    let leader = wait_for_leader(&servers, "a first leader").await;
+    let follower = (leader + 1) % 3;
+    let name = format!("n{}", follower + 1);
+    // Every run goes to the follower; each is placed there 5 s ahead.
+    let command = format!(
+        "echo \"$ROTA_EXECUTION_ID $ROTA_ATTEMPT $ROTA_NODE\" >> '{}'",
+        sink.display()
+    );
+    let spec = json!({
+        "schedule": {"every": "10s"},
+        "executor": {"type": "shell", "command": command},
+        "tags": {"node": name},
+        "retry": {"max_attempts": 2, "initial_delay": "1s", "jitter": false},
+    });
+    send_anywhere(&servers, DEADLINE, "PUT", "/v1/jobs/placed", spec).await;
+
+    let (id, at) = eventually(DEADLINE, "a run placed ahead on the follower", || async {
+        let (_, page) = servers[leader]
+            .get("/v1/jobs/placed/executions?limit=5")
+            .await;
+        let e = page["items"].as_array()?.iter().find(|e| {
+            e["status"] == "queued"
+                && e["node"] == json!(name)
+                && e["scheduled_at"]
+                    .as_str()
+                    .is_some_and(|at| instant(at) > Utc::now() + TimeDelta::seconds(2))
+        })?;
+        Some((
+            e["id"].as_str()?.to_string(),
+            instant(e["scheduled_at"].as_str()?),
+        ))
+    })
+    .await;
+    servers[follower].pause();
+    eventually(
+        DEADLINE,
+        "the frozen node's attempt to be lost, after its instant",
+        || async {
+            let (_, e) = servers[leader].get(&format!("/v1/executions/{id}")).await;
+            let lost = e["attempts"][0]["status"] == "lost";
+            (lost && Utc::now() > at + TimeDelta::milliseconds(500)).then_some(())
+        },
+    )
+    .await;
+    servers[follower].resume();
+
+    // The retry (the only matching node is the follower) runs once it is back.
+    let record = eventually(DEADLINE, "the execution to end", || async {
+        let (_, e) = servers[leader].get(&format!("/v1/executions/{id}")).await;
+        (!["queued", "running"].contains(&e["status"].as_str()?)).then_some(e)
+    })
+    .await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["attempt"], 2, "{record}");
+    assert_eq!(record["node"], json!(name), "{record}");
+    assert!(record["attempts"][0]["started_at"].is_null(), "{record}");
+    let ran: Vec<String> = std::fs::read_to_string(&sink)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&id))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ran, [format!("{id} 2 {name}")], "{record}");
+}

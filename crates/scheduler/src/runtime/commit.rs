@@ -124,13 +124,18 @@ impl Runtime {
     fn spawn_commit(&mut self, command: Command) {
         let node = self.node.clone();
         let epoch = self.epoch;
+        let contact = self.contact.clone();
         self.commits.spawn(async move {
+            let at = Utc::now();
             let request = ClientRequest {
                 session: None,
-                at: Utc::now(),
+                at,
                 command: command.clone(),
             };
             let result = node.write(request).await;
+            if result.is_ok() {
+                contact.committed(at);
+            }
             CommitDone {
                 epoch,
                 command,

@@ -37,6 +37,82 @@ pub(super) struct Launch {
     go: oneshot::Sender<(Timestamp, AttemptRun)>,
 }
 
+/// Why a run placed ahead did not run after all: its node had been out of touch
+/// and, asked again, the record no longer placed the attempt there.
+const NOT_CONFIRMED: &str =
+    "not started: this node was out of touch and the attempt is no longer placed here";
+
+/// How long to wait between tries to confirm a start while no leader answers.
+const CONFIRM_RETRY: Duration = Duration::from_millis(200);
+
+/// What a run placed ahead needs to commit its start before it runs.
+struct ConfirmStart {
+    node: Arc<rota_cluster::Node>,
+    me: String,
+    contact: super::Contact,
+    /// A node whose last committed write is older than this (half the node
+    /// timeout) may have been judged dead meanwhile.
+    out_of_touch: Duration,
+}
+
+impl ConfirmStart {
+    /// Commits the start of attempt `attempt` of `id` on this node, and answers its
+    /// time once this node's replica shows the attempt running here; `None` when
+    /// the record moved on (the leader judged this node dead and the attempt lost,
+    /// a cancel) or the run was stopped meanwhile.
+    ///
+    /// A node placed a run ahead of its instant hands it over at the instant and
+    /// commits the start afterwards, which is safe while the leader hears from it.
+    /// A node that was out of touch (frozen, cut off) for about the node timeout
+    /// may have had the attempt judged lost and retried elsewhere, and its launch
+    /// timer fires as it wakes, before the news reaches it: the start goes first.
+    async fn start(&self, id: Ulid, attempt: u32, cancel: &CancellationToken) -> Option<Timestamp> {
+        loop {
+            let at = Utc::now();
+            let request = rota_core::ClientRequest {
+                session: None,
+                at,
+                command: rota_core::Command::Start {
+                    starts: vec![rota_core::Start {
+                        id,
+                        attempt,
+                        node: self.me.clone(),
+                        at,
+                    }],
+                },
+            };
+            let written = tokio::select! {
+                () = cancel.cancelled() => return None,
+                written = self.node.write(request) => written,
+            };
+            let index = match written {
+                Ok((index, _)) => index,
+                Err(err) => {
+                    debug!(execution = %id, attempt, error = %err, "confirming a late start failed; trying again");
+                    tokio::select! {
+                        () = cancel.cancelled() => return None,
+                        () = tokio::time::sleep(CONFIRM_RETRY) => continue,
+                    }
+                }
+            };
+            self.contact.committed(at);
+            while let Err(err) = self.node.wait_applied(index).await {
+                debug!(execution = %id, error = %err, "waiting for a confirmed start to apply here");
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(CONFIRM_RETRY) => {}
+                }
+            }
+            let record = self.node.store().get_execution(id).ok().flatten()?;
+            let started = record.status == rota_core::ExecStatus::Running
+                && record.attempt == attempt
+                && record.node.as_deref() == Some(self.me.as_str());
+            info!(execution = %id, attempt, started, "a run placed here while this node was out of touch: start confirmed with the leader first");
+            return started.then_some(at);
+        }
+    }
+}
+
 /// Hand-overs pause this long before the starts noted meanwhile are committed.
 const HANDED_QUIET: Duration = Duration::from_millis(10);
 /// Longest a noted start waits for its commit while hand-overs go on.
@@ -162,6 +238,14 @@ impl Runtime {
         };
         let tx = self.completions_tx.clone();
         let handed_tx = self.handed_tx.clone();
+        // A run placed ahead whose node may have been out of touch long enough to
+        // be judged dead commits its start before it runs (see `confirm_start`).
+        let confirm = ConfirmStart {
+            node: self.node.clone(),
+            me: self.cfg.node_name.clone(),
+            contact: self.contact.clone(),
+            out_of_touch: self.liveness.node_timeout / 2,
+        };
         debug!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
         // The attempt's span, exported when the node sends traces: a root of its
         // own, as whatever made the scheduler dispatch is not its cause.
@@ -210,7 +294,8 @@ impl Runtime {
                 output_truncated: false,
                 started_at: None,
             };
-            let (handed_at, attempt_run) = match go {
+            let placed_ahead = go.is_some();
+            let (mut handed_at, attempt_run) = match go {
                 None => {
                     let Some((request, cancel)) = lock(&slot).take() else {
                         return;
@@ -258,6 +343,21 @@ impl Runtime {
                     }
                 }
             };
+            if placed_ahead && confirm.contact.older_than(confirm.out_of_touch) {
+                match confirm.start(id, attempt, &cancel).await {
+                    Some(at) => handed_at = at,
+                    None => {
+                        let _ = tx.send(Completion {
+                            outcome: RunOutcome {
+                                error: Some(NOT_CONFIRMED.into()),
+                                ..RunOutcome::cancelled()
+                            },
+                            ..cancelled_early()
+                        });
+                        return;
+                    }
+                }
+            }
             if let Some(run) = lock(&shared.live).get_mut(&id) {
                 if run.attempt == attempt {
                     run.handed_at = Some(handed_at);

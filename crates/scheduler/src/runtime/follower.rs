@@ -101,22 +101,34 @@ impl Runtime {
             .get(&e.id)
             .map(|r| (r.attempt, r.cancel.clone(), r.completion.is_some()));
         if let Some((attempt, token, ended)) = live {
-            if ended || token.is_cancelled() {
-                return;
-            }
             if e.attempt < attempt {
                 return; // an event from before this run started
             }
-            if !(on_me && e.attempt == attempt) {
-                // Judged lost by the leader (this node looked dead), or ended: another
-                // attempt may run elsewhere, so this one stops.
+            let stopped = ended || token.is_cancelled();
+            if e.attempt == attempt {
+                if stopped {
+                    return;
+                }
+                if on_me {
+                    if e.cancel_requested {
+                        info!(execution = %e.id, attempt, "cancelling a local run");
+                        token.cancel();
+                    }
+                    return;
+                }
+            }
+            if !stopped {
+                // Judged lost by the leader (this node looked dead), or ended:
+                // another attempt may run elsewhere, so this one stops.
                 warn!(execution = %e.id, attempt, status = e.status.as_str(), "the record of a local run moved on: stopping it");
                 token.cancel();
-            } else if e.cancel_requested {
-                info!(execution = %e.id, attempt, "cancelling a local run");
-                token.cancel();
             }
-            return;
+            if !(on_me && e.attempt > attempt) {
+                return;
+            }
+            // The retry of the attempt lost here was placed here too: it runs (its
+            // run takes the execution's place in the live map; the stopped one's
+            // outcome is stale and its finish ignored).
         }
         if self.ended.contains_key(&(e.id, e.attempt)) {
             return; // ran here; the replica has not applied its finish yet
@@ -253,14 +265,17 @@ impl Runtime {
         }
         let node = self.node.clone();
         let name = self.cfg.node_name.clone();
+        let contact = self.contact.clone();
         self.heartbeats.spawn(async move {
+            let at = Utc::now();
             let request = ClientRequest {
                 session: None,
-                at: Utc::now(),
+                at,
                 command: Command::Heartbeat { node: name },
             };
-            if let Err(err) = node.write(request).await {
-                debug!(error = %err, "heartbeat not committed");
+            match node.write(request).await {
+                Ok(_) => contact.committed(at),
+                Err(err) => debug!(error = %err, "heartbeat not committed"),
             }
         });
     }

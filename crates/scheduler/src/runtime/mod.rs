@@ -185,6 +185,7 @@ pub(crate) fn spawn(
             heartbeats: JoinSet::new(),
             registered: 0,
             ended: HashMap::new(),
+            contact: Contact::default(),
         };
         async move {
             runtime.run().await;
@@ -239,6 +240,30 @@ struct Runtime {
     /// Attempts that ran here and whose finish committed at the given log index,
     /// until this node's replica applied it: never run again on a stale event.
     ended: HashMap<(Ulid, u32), u64>,
+    /// When this node last sent a write that committed (see [`Contact`]).
+    contact: Contact,
+}
+
+/// When this node last sent a request that then committed (a heartbeat, a batch,
+/// its registration), in Unix milliseconds; 0 before any. The leader judges a node
+/// dead only after hearing nothing from it for the node timeout, counted from no
+/// earlier than that send: a node whose last contact is recent cannot have had its
+/// runs judged lost.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Contact(Arc<std::sync::atomic::AtomicI64>);
+
+impl Contact {
+    /// Notes that a request sent at `at` committed.
+    pub(super) fn committed(&self, at: rota_core::Timestamp) {
+        self.0.fetch_max(at.timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Whether the last contact is older than `limit` (or there was none).
+    pub(super) fn older_than(&self, limit: Duration) -> bool {
+        let last = self.0.load(Ordering::Relaxed);
+        let limit = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+        Utc::now().timestamp_millis().saturating_sub(last) > limit
+    }
 }
 
 impl Runtime {
@@ -283,9 +308,10 @@ impl Runtime {
         };
         let mut backoff = REBUILD_BACKOFF.0;
         loop {
+            let at = Utc::now();
             let request = ClientRequest {
                 session: None,
-                at: Utc::now(),
+                at,
                 command: command.clone(),
             };
             tokio::select! {
@@ -293,6 +319,7 @@ impl Runtime {
                 result = self.node.write(request) => match result {
                     Ok((index, Response::NodeRegistered { lost, record })) => {
                         info!(index, lost = lost.len(), "registered as a worker");
+                        self.contact.committed(at);
                         self.registered = index;
                         *lock(&self.shared.registration) = Some(*record);
                         return true;
