@@ -15,7 +15,10 @@
 //! client's deadline), reuses pooled connections (one `reqwest::Client` per node)
 //! and sets TCP_NODELAY. When a cluster secret is configured, every call carries it
 //! in the `Rota-Cluster-Secret` header and every peer route refuses a missing or
-//! different one with 401, compared in constant time.
+//! different one with 401, compared in constant time. Every call also carries the
+//! node's cluster id and each Raft RPC the id of the node it is meant for; a call
+//! from another cluster is refused with 409, one meant for another node with 421
+//! (see [`crate::identity`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};

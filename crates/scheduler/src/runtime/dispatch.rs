@@ -107,7 +107,7 @@ impl ConfirmStart {
             let started = record.status == rota_core::ExecStatus::Running
                 && record.attempt == attempt
                 && record.node.as_deref() == Some(self.me.as_str());
-            info!(execution = %id, attempt, started, "a run placed here while this node was out of touch: start confirmed with the leader first");
+            info!(execution = %id, attempt, started, "a run placed here while this node was out of touch: its start was put to the leader first");
             return started.then_some(at);
         }
     }
