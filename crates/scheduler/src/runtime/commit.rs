@@ -124,7 +124,10 @@ impl Runtime {
     fn spawn_commit(&mut self, command: Command) {
         let node = self.node.clone();
         let epoch = self.epoch;
-        let contact = self.contact.clone();
+        // A leader's batch tells a successor nothing of this node, but it is sent
+        // while no other leader judges this node (see `Contact`); a follower's
+        // finishes and starts do not count: leaders judge followers by heartbeats.
+        let contact = matches!(command, Command::Fenced { .. }).then(|| self.contact.clone());
         self.commits.spawn(async move {
             let at = Utc::now();
             let request = ClientRequest {
@@ -133,7 +136,7 @@ impl Runtime {
                 command: command.clone(),
             };
             let result = node.write(request).await;
-            if result.is_ok() {
+            if let (Some(contact), Ok(_)) = (&contact, &result) {
                 contact.committed(at);
             }
             CommitDone {

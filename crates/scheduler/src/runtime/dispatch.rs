@@ -95,7 +95,6 @@ impl ConfirmStart {
                     }
                 }
             };
-            self.contact.committed(at);
             while let Err(err) = self.node.wait_applied(index).await {
                 debug!(execution = %id, error = %err, "waiting for a confirmed start to apply here");
                 tokio::select! {

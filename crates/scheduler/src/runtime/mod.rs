@@ -244,10 +244,11 @@ struct Runtime {
     contact: Contact,
 }
 
-/// When this node last sent a request that then committed (a heartbeat, a batch,
-/// its registration), in Unix milliseconds; 0 before any. The leader judges a node
-/// dead only after hearing nothing from it for the node timeout, counted from no
-/// earlier than that send: a node whose last contact is recent cannot have had its
+/// When this node last sent a request that then committed and that vouches for it
+/// (a heartbeat, its registration, a batch of its engine while it led), in Unix
+/// milliseconds; 0 before any. A leader judges a follower dead only after no
+/// heartbeat of it for the node timeout, and a new leader gives every node a full
+/// timeout from its start: a node whose last contact is recent cannot have had its
 /// runs judged lost.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Contact(Arc<std::sync::atomic::AtomicI64>);
