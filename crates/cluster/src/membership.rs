@@ -256,7 +256,7 @@ impl Node {
             members,
             commit_index,
             last_applied: m.last_applied.map_or(0, |id| id.index),
-            cluster_id: self.transport.cluster_id(),
+            cluster_id: self.transport.cluster_id().map(str::to_string),
         })
     }
 }

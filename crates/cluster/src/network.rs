@@ -21,7 +21,7 @@
 //! (see [`crate::identity`]).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -64,15 +64,6 @@ pub struct VerifiedPeer;
 /// At most one warning about refused peer calls per this much time.
 const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(10);
 
-fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    // Nothing panics while holding it; the value is consistent regardless.
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// How long a connection attempt to a peer may take: a dead peer must not hold
 /// up a heartbeat round for long.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -89,9 +80,10 @@ struct TransportInner {
     client: OnceLock<Option<reqwest::Client>>,
     /// This node's id: a Raft RPC meant for another is refused.
     node_id: u64,
-    /// The cluster this node belongs to (see [`crate::identity`]), and the data
-    /// directory its file goes to when it is adopted from a peer.
-    cluster: RwLock<Option<String>>,
+    /// The cluster this node belongs to (see [`crate::identity`]): set once, at
+    /// start or by the first peer call that names one; and the data directory its
+    /// file goes to when it is taken from a peer.
+    cluster: OnceLock<String>,
     data_dir: OnceLock<PathBuf>,
     /// When a refused call was last logged (one warning per
     /// [`REFUSAL_WARN_EVERY`]: a stranger's heartbeats come many times a second).
@@ -113,7 +105,7 @@ impl Transport {
             inner: Arc::new(TransportInner {
                 client: OnceLock::new(),
                 node_id,
-                cluster: RwLock::new(None),
+                cluster: OnceLock::new(),
                 data_dir: OnceLock::new(),
                 refusal_logged: Mutex::new(None),
                 secret,
@@ -138,13 +130,15 @@ impl Transport {
     /// Sets the cluster this node belongs to (`None`: not known yet, taken from
     /// the first peer call that names one and stored in `data_dir`).
     pub fn set_identity(&self, cluster: Option<String>, data_dir: PathBuf) {
-        *write_lock(&self.inner.cluster) = cluster;
+        if let Some(cluster) = cluster {
+            let _ = self.inner.cluster.set(cluster);
+        }
         let _ = self.inner.data_dir.set(data_dir);
     }
 
     /// The cluster id this node sends and expects, once known.
-    pub fn cluster_id(&self) -> Option<String> {
-        read_lock(&self.inner.cluster).clone()
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.inner.cluster.get().map(String::as_str)
     }
 
     /// Checks a peer call's identity headers (see [`crate::identity`]); a node
@@ -153,27 +147,25 @@ impl Transport {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let theirs = header(identity::CLUSTER_ID_HEADER);
         let meant = header(identity::PEER_NODE_HEADER);
-        let mine = self.cluster_id();
-        let Some(adopted) = identity::admit(self.inner.node_id, mine.as_deref(), theirs, meant)?
+        let Some(adopted) = identity::admit(self.inner.node_id, self.cluster_id(), theirs, meant)?
         else {
             return Ok(());
         };
-        let mut cluster = write_lock(&self.inner.cluster);
-        if let Some(mine) = cluster.as_deref() {
+        if let Err(adopted) = self.inner.cluster.set(adopted) {
             // Another call set it meanwhile: it has to be the same.
-            return if mine == adopted {
+            return if self.cluster_id() == Some(adopted.as_str()) {
                 Ok(())
             } else {
                 Err(identity::Refusal::OtherCluster { theirs: adopted })
             };
         }
+        let adopted = self.cluster_id().unwrap_or_default();
         tracing::info!(cluster = %adopted, "this node now belongs to the cluster of its first peer call");
         if let Some(dir) = self.inner.data_dir.get() {
-            if let Err(e) = identity::write(dir, &adopted) {
+            if let Err(e) = identity::write(dir, adopted) {
                 tracing::warn!(error = %e, "could not store the cluster id; it is kept until the node stops");
             }
         }
-        *cluster = Some(adopted);
         Ok(())
     }
 

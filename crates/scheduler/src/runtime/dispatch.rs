@@ -237,14 +237,6 @@ impl Runtime {
         };
         let tx = self.completions_tx.clone();
         let handed_tx = self.handed_tx.clone();
-        // A run placed ahead whose node may have been out of touch long enough to
-        // be judged dead commits its start before it runs (see `confirm_start`).
-        let confirm = ConfirmStart {
-            node: self.node.clone(),
-            me: self.cfg.node_name.clone(),
-            contact: self.contact.clone(),
-            out_of_touch: self.liveness.node_timeout / 2,
-        };
         debug!(job = %job, execution = %id, attempt, executor = request.spec.type_name(), "run started");
         // The attempt's span, exported when the node sends traces: a root of its
         // own, as whatever made the scheduler dispatch is not its cause.
@@ -281,6 +273,15 @@ impl Runtime {
             );
             go_rx
         });
+        // A run placed ahead, whose node may have been out of touch long enough to
+        // be judged dead when its instant comes, confirms its start first (see
+        // `ConfirmStart::start`).
+        let confirm = go.is_some().then(|| ConfirmStart {
+            node: self.node.clone(),
+            me: self.cfg.node_name.clone(),
+            contact: self.contact.clone(),
+            out_of_touch: self.liveness.node_timeout / 2,
+        });
         let run = async move {
             let cancelled_early = || Completion {
                 id,
@@ -293,7 +294,6 @@ impl Runtime {
                 output_truncated: false,
                 started_at: None,
             };
-            let placed_ahead = go.is_some();
             let (mut handed_at, attempt_run) = match go {
                 None => {
                     let Some((request, cancel)) = lock(&slot).take() else {
@@ -342,7 +342,7 @@ impl Runtime {
                     }
                 }
             };
-            if placed_ahead && confirm.contact.older_than(confirm.out_of_touch) {
+            if let Some(confirm) = confirm.filter(|c| c.contact.older_than(c.out_of_touch)) {
                 match confirm.start(id, attempt, &cancel).await {
                     Some(at) => handed_at = at,
                     None => {
