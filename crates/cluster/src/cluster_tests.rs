@@ -166,6 +166,8 @@ async fn followers_forward_writes_and_reads_and_a_joined_node_catches_up() {
         matches!(err, Err(MembershipError::UnknownMember { id: 4 })),
         "{err:?}"
     );
+    // The removal committed on the leader; the follower shows it once it has it.
+    follower.node.read_barrier().await.unwrap();
     let status = follower.node.cluster_status().await.unwrap();
     assert_eq!(status.members.len(), 3);
 
