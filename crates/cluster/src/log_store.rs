@@ -34,7 +34,7 @@ use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use rota_store::{Recovery, RedbFile};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use rota_store::codec::{decode, encode};
 
@@ -342,6 +342,36 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(read_err)
     }
+
+    /// What replication sends as the entries right after the one before
+    /// `start`. A read whose start was purged meanwhile comes back clipped to
+    /// the first entry left, which the follower would take as following that
+    /// earlier entry: it goes as nothing instead, which openraft sends as a
+    /// heartbeat before it catches the follower up from a snapshot.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let entries = self.try_get_log_entries(start..end).await?;
+        Ok(beginning_at(start, entries))
+    }
+}
+
+/// `entries` when they begin at `start` (or are none), nothing otherwise.
+fn beginning_at(start: u64, entries: Vec<Entry>) -> Vec<Entry> {
+    match entries.first() {
+        Some(first) if first.log_id.index != start => {
+            warn!(
+                start,
+                first = first.log_id.index,
+                "raft log read for replication starts past the entries asked for \
+                 (purged meanwhile); sending none"
+            );
+            Vec::new()
+        }
+        _ => entries,
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -522,6 +552,22 @@ mod tests {
         assert!(!is_empty(Included(5), Included(5)));
         assert!(!is_empty(Unbounded, Excluded(1)));
         assert!(!is_empty(Excluded(4), Excluded(6)));
+    }
+
+    #[test]
+    fn replication_gets_entries_only_when_they_begin_where_asked() {
+        let entry = |index| Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Blank,
+        };
+        let kept = beginning_at(6, vec![entry(6), entry(7)]);
+        assert_eq!(
+            kept.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            [6, 7]
+        );
+        // Entries 3 to 5 were purged after replication chose to send them.
+        assert!(beginning_at(3, vec![entry(6), entry(7)]).is_empty());
+        assert!(beginning_at(3, Vec::new()).is_empty());
     }
 
     #[tokio::test]
