@@ -151,7 +151,7 @@ fn authenticate(state: &AppState, need: Need, req: &Request) -> Result<Caller, A
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let now = Instant::now();
-    if let Some(wait) = ip.and_then(|ip| state.auth_failures.blocked(ip, now)) {
+    if let Some(wait) = ip.and_then(|ip| state.shared().auth_failures.blocked(ip, now)) {
         return Err(ApiError::TooManyAttempts {
             retry_after_s: wait,
         });
@@ -168,7 +168,7 @@ fn authenticate(state: &AppState, need: Need, req: &Request) -> Result<Caller, A
             });
         }
         if let Some(ip) = ip {
-            state.auth_failures.record(ip, now);
+            state.shared().auth_failures.record(ip, now);
         }
         return Err(ApiError::TokenRequired("the cluster secret is not valid"));
     }
@@ -203,7 +203,7 @@ fn authenticate(state: &AppState, need: Need, req: &Request) -> Result<Caller, A
         }
         (Some(_), None) => {
             if let Some(ip) = ip {
-                state.auth_failures.record(ip, now);
+                state.shared().auth_failures.record(ip, now);
             }
             tracing::info!(client = ?ip, "request with an unknown or revoked token");
             return Err(ApiError::TokenRequired(

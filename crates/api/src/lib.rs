@@ -82,19 +82,29 @@ pub struct ApiState {
 
 /// The state handlers get: the caller's [`ApiState`] plus what the API keeps for
 /// itself (request counters).
+/// One pointer: the router hands a copy to every middleware and handler of
+/// every request, and each copy is a reference count taken and dropped.
 #[derive(Clone)]
-pub(crate) struct AppState {
-    api: Arc<ApiState>,
-    http: Arc<metrics::HttpCounters>,
+pub(crate) struct AppState(Arc<Shared>);
+
+pub(crate) struct Shared {
+    api: ApiState,
+    pub(crate) http: metrics::HttpCounters,
     /// Failed sign-ins per client address.
-    auth_failures: Arc<auth::Failures>,
+    pub(crate) auth_failures: auth::Failures,
 }
 
 impl Deref for AppState {
     type Target = ApiState;
 
     fn deref(&self) -> &ApiState {
-        &self.api
+        &self.0.api
+    }
+}
+
+impl AppState {
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.0
     }
 }
 
@@ -132,11 +142,11 @@ impl AppState {
 /// The API's router, state applied. The binary merges the node's peer router into
 /// it and serves it.
 pub fn router(state: ApiState) -> Router {
-    let app = AppState {
-        api: Arc::new(state),
-        http: Arc::default(),
-        auth_failures: Arc::default(),
-    };
+    let app = AppState(Arc::new(Shared {
+        api: state,
+        http: metrics::HttpCounters::default(),
+        auth_failures: auth::Failures::default(),
+    }));
     let mut router = Router::new();
     for route in routes::routes() {
         let auth = axum::middleware::from_fn_with_state((app.clone(), route.need), auth::require);

@@ -51,7 +51,10 @@ pub async fn count_requests(State(state): State<AppState>, req: Request, next: N
         .get::<MatchedPath>()
         .map_or(UNMATCHED_ROUTE.to_string(), |m| m.as_str().to_string());
     let resp = next.run(req).await;
-    state.http.record(&method, &route, resp.status().as_u16());
+    state
+        .shared()
+        .http
+        .record(&method, &route, resp.status().as_u16());
     resp
 }
 

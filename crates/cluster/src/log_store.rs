@@ -44,7 +44,7 @@ use crate::types::{
     decode_entry, encode_entry, is_light, Entry, LogId, LogIdV1, StorageError, TypeConfig, Vote,
     VoteV1,
 };
-use crate::wal::Wal;
+use crate::wal::{Mark, Wal};
 use crate::ClusterError;
 
 /// The entries, in the format of earlier versions (moved out at open).
@@ -55,6 +55,8 @@ const META_PURGED: &str = "purged";
 const META_COMMITTED: &str = "committed";
 const VOTE: &str = "vote";
 const LOG_ID: &str = "log id";
+/// The committed log id's file in the entries' directory.
+const COMMITTED_FILE: &str = "committed";
 
 /// The redb file holds three small values (and, before they are moved out, the
 /// entries of an earlier version).
@@ -74,6 +76,8 @@ pub struct LogStore {
     db: Arc<RedbFile>,
     wal: Arc<Mutex<Wal>>,
     wal_dir: Arc<PathBuf>,
+    /// The committed log id (written by earlier versions to the redb file).
+    committed: Arc<Mark>,
     recent: Recent,
     gate: Arc<Gate>,
     /// Where a leader's lone write goes before it is synced (see [`crate::early`]);
@@ -130,10 +134,12 @@ impl LogStore {
             );
             wal
         };
+        let committed = Mark::open(wal_dir, COMMITTED_FILE).map_err(io)?;
         Ok(LogStore {
             db: Arc::new(db),
             wal: Arc::new(Mutex::new(wal)),
             wal_dir: Arc::new(wal_dir.to_path_buf()),
+            committed: Arc::new(committed),
             recent: Recent::default(),
             gate,
             early: Arc::default(),
@@ -147,6 +153,7 @@ impl LogStore {
             db: self.db.clone(),
             wal: self.wal.clone(),
             wal_dir: self.wal_dir.clone(),
+            committed: self.committed.clone(),
             recent: self.recent.clone(),
             gate: self.gate.clone(),
             early: self.early.clone(),
@@ -185,6 +192,13 @@ impl LogStore {
             return Some(None);
         };
         self.recent().get(&prev).map(|e| Some(e.log_id))
+    }
+
+    fn committed_error(&self, source: std::io::Error) -> ClusterError {
+        ClusterError::Io {
+            path: self.wal_dir.join(COMMITTED_FILE),
+            source,
+        }
     }
 
     fn recent(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
@@ -430,13 +444,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let bytes = encode(LOG_ID, &LogIdV1::from(&committed)).map_err(write_err)?;
         // No fsync: a committed id that is lost only means a restart re-applies
-        // less at once. In place: Raft applies the entries only after this.
-        put_meta(&self.db, META_COMMITTED, &bytes, Durability::None).map_err(write_err)
+        // less at once. In place: Raft applies the entries only after this. A
+        // positioned write, not a redb commit (that was 3-4 % of a busy node's CPU).
+        self.committed
+            .write(&bytes)
+            .map_err(|source| write_err(self.committed_error(source)))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.blocking(|db| {
-            let committed: Option<LogIdV1> = LogStore::read_meta(db, META_COMMITTED, LOG_ID)?;
+        let mark = self.committed.clone();
+        let failed = {
+            let path = self.wal_dir.join(COMMITTED_FILE);
+            move |source| ClusterError::Io { path, source }
+        };
+        self.blocking(move |db| {
+            let committed: Option<LogIdV1> = match mark.read() {
+                Ok(Some(bytes)) => Some(decode(LOG_ID, &bytes)?),
+                // Written by an earlier version, or none (a torn mark reads as
+                // none: an older id is always safe to start from).
+                Ok(None) => LogStore::read_meta(db, META_COMMITTED, LOG_ID)?,
+                Err(source) => return Err(failed(source)),
+            };
             Ok(committed.map(Into::into))
         })
         .await
@@ -568,6 +596,33 @@ mod tests {
         // Entries 3 to 5 were purged after replication chose to send them.
         assert!(beginning_at(3, vec![entry(6), entry(7)]).is_empty());
         assert!(beginning_at(3, Vec::new()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_committed_id_survives_a_restart_and_one_of_an_earlier_version_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let (alive, _released) = mpsc::channel(1);
+            LogStore::open(
+                &dir.path().join("log.redb"),
+                &dir.path().join("log"),
+                alive,
+                Gate::new(),
+            )
+            .unwrap()
+        };
+        let id = |index| LogId::new(openraft::CommittedLeaderId::new(2, 1), index);
+        let mut log = open();
+        assert_eq!(log.read_committed().await.unwrap(), None);
+        // Where an earlier version kept it.
+        let bytes = encode(LOG_ID, &LogIdV1::from(&id(7))).unwrap();
+        put_meta(&log.db, META_COMMITTED, &bytes, Durability::Immediate).unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(id(7)));
+        log.save_committed(Some(id(9))).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(id(9)));
+        drop(log);
+        let mut log = open();
+        assert_eq!(log.read_committed().await.unwrap(), Some(id(9)));
     }
 
     #[tokio::test]

@@ -356,6 +356,59 @@ impl Wal {
     }
 }
 
+/// One small value in a file of its own beside the segments, overwritten in
+/// place without a sync: the committed log id, which openraft saves before it
+/// applies every batch and which may be lost or older after a crash (a restart
+/// then applies less before it hears from a leader). One frame like an entry's,
+/// read back only when whole.
+#[derive(Debug)]
+pub(crate) struct Mark {
+    file: File,
+}
+
+impl Mark {
+    /// Opens (or creates) the mark `name` in `dir` (which exists).
+    pub(crate) fn open(dir: &Path, name: &str) -> io::Result<Mark> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(name))?;
+        Ok(Mark { file })
+    }
+
+    /// Replaces the value (one positioned write, no sync).
+    pub(crate) fn write(&self, payload: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(payload.len())
+            .map_err(|_| invalid(format!("mark of {} bytes", payload.len())))?;
+        let mut frame = Vec::with_capacity(HEADER as usize + payload.len());
+        push_frame(&mut frame, 0, len, payload);
+        self.file.write_all_at(&frame, 0)
+    }
+
+    /// The value, unless there is none or it is torn.
+    pub(crate) fn read(&self) -> io::Result<Option<Vec<u8>>> {
+        let mut header = [0u8; HEADER as usize];
+        match self.file.read_exact_at(&mut header, 0) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            other => other?,
+        }
+        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+        let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        if len == 0 || index != 0 || len > 4096 {
+            return Ok(None);
+        }
+        let mut payload = vec![0u8; len as usize];
+        match self.file.read_exact_at(&mut payload, HEADER) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            other => other?,
+        }
+        Ok((crc(0, &payload) == sum).then_some(payload))
+    }
+}
+
 /// Reads the frames of a segment: `(index, offset, payload length)` of each valid
 /// one in sequence, and the segment positioned after the last (`None` when it holds
 /// no valid frame).
@@ -485,6 +538,31 @@ mod tests {
 
     fn names(range: std::ops::Range<u64>) -> Vec<String> {
         range.map(|i| format!("entry {i}")).collect()
+    }
+
+    #[test]
+    fn a_mark_reads_back_its_last_value_and_nothing_when_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = Mark::open(dir.path(), "committed").unwrap();
+        assert_eq!(mark.read().unwrap(), None);
+        mark.write(b"a longer first value").unwrap();
+        mark.write(b"second").unwrap();
+        assert_eq!(mark.read().unwrap().as_deref(), Some(&b"second"[..]));
+        // Opened again (a restart), the value is there.
+        drop(mark);
+        let mark = Mark::open(dir.path(), "committed").unwrap();
+        assert_eq!(mark.read().unwrap().as_deref(), Some(&b"second"[..]));
+        // A write torn inside its payload is not read as a value.
+        mark.file.write_all_at(b"X", HEADER + 2).unwrap();
+        assert_eq!(mark.read().unwrap(), None);
+        // Nor is one cut short.
+        mark.write(b"third").unwrap();
+        mark.file.set_len(HEADER + 2).unwrap();
+        assert_eq!(mark.read().unwrap(), None);
+        // The segments' scan leaves the file alone.
+        mark.write(b"fourth").unwrap();
+        drop(Wal::open(dir.path(), None).unwrap());
+        assert_eq!(mark.read().unwrap().as_deref(), Some(&b"fourth"[..]));
     }
 
     #[test]

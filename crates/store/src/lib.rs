@@ -136,6 +136,11 @@ pub struct Store {
     /// Serialises write transactions with the durable commit that precedes a
     /// snapshot export, so the exported state is exactly the durable one.
     writer: Mutex<()>,
+    /// Whether the tokens table was seen empty since its last change: twice the
+    /// number of changes, plus one once a read found it empty. Every request
+    /// asks ([`Store::auth_lookup`]); a server without tokens then answers it
+    /// without a read transaction.
+    tokens_empty: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -198,6 +203,7 @@ impl Store {
             db,
             events,
             without_kv,
+            tokens_empty: AtomicU64::new(0),
             applied: AtomicU64::new(applied),
             event_retention,
             writer: Mutex::new(()),
@@ -235,6 +241,7 @@ impl Store {
         let txn = self.begin_write(durability)?;
         let mut events = Vec::new();
         let mut responses = Vec::with_capacity(entries.len());
+        let tokens_changed;
         {
             let mut t = Tables::open(&txn);
             let mut clock = None;
@@ -257,6 +264,7 @@ impl Store {
                 }
                 responses.push(response);
             }
+            tokens_changed = t.tokens.written();
             if let Some(at) = clock {
                 apply::set_clock(&mut t, at)?;
             }
@@ -266,6 +274,9 @@ impl Store {
             t.meta.w()?.insert(tables::META_RAFT, meta)?;
         }
         txn.commit()?;
+        if tokens_changed {
+            self.tokens_changed();
+        }
         self.applied.store(last, Ordering::Release);
         debug!(
             first = entries[0].index,
@@ -286,6 +297,13 @@ impl Store {
         let meta = txn.open_table(tables::META)?;
         let value = meta.get(tables::META_RAFT)?.map(|v| v.value().to_vec());
         Ok(value)
+    }
+
+    /// Forgets that the tokens table was seen empty (after a commit that wrote it).
+    fn tokens_changed(&self) {
+        let _ = self
+            .tokens_empty
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some((v | 1) + 1));
     }
 
     /// Makes everything applied so far durable (one fsync).
@@ -351,6 +369,7 @@ impl Store {
             let txn = self.begin_write(Durability::Immediate)?;
             let header = snapshot::import(&txn, r)?;
             txn.commit()?;
+            self.tokens_changed();
             self.applied.store(header.applied_index, Ordering::Release);
             header
         };

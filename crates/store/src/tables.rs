@@ -142,6 +142,11 @@ impl<'t, K: Key + 'static, V: Value + 'static> Lazy<'t, K, V> {
         Ok(self.read.get_or_init(|| table))
     }
 
+    /// Whether the transaction opened it to write.
+    pub fn written(&self) -> bool {
+        self.write.is_some()
+    }
+
     /// The table, to write.
     pub fn w(&mut self) -> Result<&mut Table<'t, K, V>, StoreError> {
         match self.write {

@@ -1,6 +1,8 @@
 //! Reads of target sets (written by `Command::PutTargetSet`, `DeleteTargetSet` and
 //! `RecordTargets`) and of sinks (`PutSink`, `DeleteSink`).
 
+use std::sync::atomic::Ordering;
+
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use rota_core::sink::SinkRecord;
 use rota_core::targets::TargetSet;
@@ -80,9 +82,23 @@ impl Store {
         &self,
         hash: Option<&str>,
     ) -> Result<(bool, Option<rota_core::auth::TokenRecord>), StoreError> {
+        // Read before the transaction begins: a commit that adds a token after
+        // it changes the value, and the empty table seen is then not recorded.
+        let seen = self.tokens_empty.load(Ordering::Acquire);
+        if seen & 1 == 1 {
+            return Ok((false, None));
+        }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(tables::TOKENS)?;
         let any = !table.is_empty()?;
+        if !any {
+            let _ = self.tokens_empty.compare_exchange(
+                seen,
+                seen | 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
         let token = match hash {
             Some(hash) if any => table
                 .get(hash)?

@@ -594,3 +594,45 @@ fn every_table_exists_in_a_new_state_file_and_after_a_snapshot_install() {
     assert_eq!(table_names(&target.store), names);
     assert!(target.store.list_jobs().unwrap().is_empty());
 }
+
+#[test]
+fn a_token_added_or_revoked_is_seen_by_the_next_auth_lookup() {
+    let token = |name: &str| rota_core::auth::TokenRecord {
+        name: name.into(),
+        role: rota_core::auth::Role::Admin,
+        hash: format!("hash-of-{name}"),
+        created_at: t(1),
+        created_by: None,
+        revision: 0,
+    };
+    let mut h = Harness::new();
+    // Asked twice while empty: the second answer comes from what the first saw.
+    assert_eq!(
+        h.store.auth_lookup(Some("hash-of-ops")).unwrap(),
+        (false, None)
+    );
+    assert_eq!(h.store.auth_lookup(None).unwrap(), (false, None));
+    h.run(Command::PutToken {
+        record: token("ops"),
+        only_if_none: false,
+    });
+    let (any, found) = h.store.auth_lookup(Some("hash-of-ops")).unwrap();
+    assert!(any);
+    assert_eq!(found.map(|r| r.name).as_deref(), Some("ops"));
+    h.run(Command::RevokeToken { name: "ops".into() });
+    assert_eq!(
+        h.store.auth_lookup(Some("hash-of-ops")).unwrap(),
+        (false, None)
+    );
+
+    // A snapshot install replaces the table as a whole.
+    let mut with_token = Harness::new();
+    with_token.run(Command::PutToken {
+        record: token("ci"),
+        only_if_none: false,
+    });
+    let (_, bytes) = export(&with_token.store);
+    assert_eq!(h.store.auth_lookup(None).unwrap(), (false, None));
+    h.store.import_snapshot(&mut bytes.as_slice()).unwrap();
+    assert!(h.store.auth_lookup(None).unwrap().0);
+}

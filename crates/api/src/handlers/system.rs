@@ -132,7 +132,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         node: &s.node.status(),
         sched: &s.scheduler.stats(),
         workers: &s.workers.statuses(),
-        http: &s.http,
+        http: &s.shared().http,
         telemetry: &counts,
         targets: &targets,
         commit_index,
