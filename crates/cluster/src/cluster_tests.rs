@@ -40,13 +40,24 @@ async fn member(
     url: String,
     bootstrap: Bootstrap,
 ) -> Member {
+    member_snapshotting_every(dir, id, listener, url, bootstrap, 10).await
+}
+
+async fn member_snapshotting_every(
+    dir: &Path,
+    id: u64,
+    listener: TcpListener,
+    url: String,
+    bootstrap: Bootstrap,
+    snapshot_every: u64,
+) -> Member {
     let node = Node::start_with(
         NodeConfig {
             node_id: id,
             node_name: format!("n{id}"),
             data_dir: dir.join(format!("n{id}")),
             advertise_url: url.clone(),
-            snapshot_every: 10,
+            snapshot_every,
             watch_retention: rota_store::EventRetention::default(),
         },
         ClusterOptions {
@@ -391,4 +402,64 @@ async fn a_leaders_lone_writes_go_to_the_followers_before_its_own_sync() {
         }
     }
     stop(members).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_catching_up_on_large_entries_gets_them_in_calls_of_bounded_size() {
+    let dir = tempfile::tempdir().unwrap();
+    // No snapshot: the node that joins gets the whole log through AppendEntries.
+    const NO_SNAPSHOT: u64 = 100_000;
+    let (listener, url) = listen().await;
+    let peers = BTreeMap::from([(1, url.clone())]);
+    let first = member_snapshotting_every(
+        dir.path(),
+        1,
+        listener,
+        url,
+        Bootstrap::Peers(peers),
+        NO_SNAPSHOT,
+    )
+    .await;
+    first
+        .node
+        .wait_for_leader(DEADLINE)
+        .await
+        .expect("a leader");
+
+    info!("--- six writes of 400 KiB each: more than one call may carry");
+    let value = "x".repeat(400 * 1024);
+    for i in 0..6 {
+        first
+            .node
+            .write(kv_put(&format!("big-{i}"), &value))
+            .await
+            .unwrap();
+    }
+    assert_eq!(first.node.transport.split_appends(), 0);
+
+    info!("--- a second node joins and catches up from the log");
+    let (listener, url) = listen().await;
+    let second = member_snapshotting_every(
+        dir.path(),
+        2,
+        listener,
+        url.clone(),
+        Bootstrap::Join,
+        NO_SNAPSHOT,
+    )
+    .await;
+    first.node.add_member(2, &url).await.unwrap();
+    second.node.read_barrier().await.unwrap();
+    let keys = second.node.store().kv_list("big-").unwrap();
+    assert_eq!(keys.len(), 6);
+    assert!(keys.iter().all(|e| e.value.len() == value.len()));
+    assert!(
+        second.node.status().snapshot_index.is_none(),
+        "node 2 caught up from the log, not a snapshot"
+    );
+    assert!(
+        first.node.transport.split_appends() > 0,
+        "the leader sent the six entries in more than one call"
+    );
+    stop(vec![first, second]).await;
 }

@@ -174,4 +174,7 @@ pub enum PeerError {
         "peer {url} refused the call (HTTP {status}): it is another node, or another cluster's"
     )]
     Refused { url: String, status: u16 },
+    /// The request could not be encoded; nothing was sent.
+    #[error("encoding a peer call failed")]
+    Encode(#[source] serde_json::Error),
 }

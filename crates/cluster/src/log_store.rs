@@ -1,7 +1,7 @@
 //! The Raft log, behind openraft's [`RaftLogStorage`] and [`RaftLogReader`]
 //! traits only: its entries in segment files (`raft-log/`, see [`crate::wal`]),
-//! its vote, last purged and committed log ids in a small redb file
-//! (`raft-log.redb`).
+//! its vote and last purged log id in a small redb file (`raft-log.redb`), its
+//! committed log id in a file beside the segments (see [`crate::wal::Mark`]).
 //!
 //! The log is rota's durable record: every append batch is written and
 //! fdatasynced before openraft is told it is flushed, so a write that was

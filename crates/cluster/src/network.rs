@@ -32,7 +32,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -92,6 +93,9 @@ struct TransportInner {
     tls: Option<rustls::ClientConfig>,
     /// See `ClusterOptions::peer_certificates`.
     peer_certificates: bool,
+    /// AppendEntries calls sent back to openraft as too large (see
+    /// [`MAX_APPEND_BYTES`]).
+    split_appends: std::sync::atomic::AtomicU64,
 }
 
 impl Transport {
@@ -111,8 +115,17 @@ impl Transport {
                 secret,
                 tls,
                 peer_certificates,
+                split_appends: Default::default(),
             }),
         }
+    }
+
+    /// How many AppendEntries batches were sent back to openraft as too large.
+    #[cfg(test)]
+    pub(crate) fn split_appends(&self) -> u64 {
+        self.inner
+            .split_appends
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The pooled HTTP client of the peer traffic (built on first use; `None` when
@@ -231,9 +244,26 @@ impl Transport {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
+        let body = serde_json::to_vec(req).map_err(PeerError::Encode)?;
+        self.call_node_body(base, target, path, body, timeout).await
+    }
+
+    /// [`Transport::call_node`] with the request already encoded as JSON.
+    pub(crate) async fn call_node_body<Resp: DeserializeOwned>(
+        &self,
+        base: &str,
+        target: Option<u64>,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
         let client = self.built().as_ref().ok_or(PeerError::NoClient)?;
         let url = format!("{}/raft/{path}", base.trim_end_matches('/'));
-        let mut request = client.post(&url).json(req).timeout(timeout);
+        let mut request = client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(timeout);
         if let Some(secret) = &self.inner.secret {
             request = request.header(CLUSTER_SECRET_HEADER, secret);
         }
@@ -280,6 +310,25 @@ impl Transport {
         }
         answer.json().await.map_err(|e| failed(e, &url))
     }
+}
+
+/// The most an AppendEntries call carries when it holds more than one entry.
+/// openraft 0.9 gives a call one heartbeat interval (50 ms by default) and, when
+/// it times out, sends the same entries again: a follower far behind after a burst
+/// (hundreds of entries that each fire a thousand runs) could not take a full
+/// batch in time, again and again, and the cluster committed nothing until it
+/// had (3-19 s after a leader's kill in the three-node benchmark). About 1 MiB
+/// is decoded, written and synced well within that.
+const MAX_APPEND_BYTES: usize = 1024 * 1024;
+
+/// How many entries to send instead of `entries` encoded in `bytes`, when that is
+/// more than [`MAX_APPEND_BYTES`] (a single entry goes whatever its size).
+fn fewer_entries(entries: usize, bytes: usize) -> Option<u64> {
+    if entries <= 1 || bytes <= MAX_APPEND_BYTES {
+        return None;
+    }
+    let fit = entries.saturating_mul(MAX_APPEND_BYTES) / bytes;
+    Some(u64::try_from(fit.max(1)).unwrap_or(1))
 }
 
 /// Equality of two secrets in time that depends only on their lengths.
@@ -368,10 +417,26 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| RPCError::Network(NetworkError::new(&PeerError::Encode(e))))?;
+        self.call_body(action, path, body, option).await
+    }
+
+    async fn call_body<Resp, E>(
+        &self,
+        action: RPCTypes,
+        path: &str,
+        body: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let timeout = option.hard_ttl();
         let result: Result<Resp, RaftError<u64, E>> = self
             .transport
-            .call_node(&self.base, Some(self.target), path, req, timeout)
+            .call_node_body(&self.base, Some(self.target), path, body, timeout)
             .await
             .map_err(|e| match e {
                 PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
@@ -395,7 +460,24 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(RPCTypes::AppendEntries, "append", &rpc, &option)
+        let body = serde_json::to_vec(&rpc)
+            .map_err(|e| RPCError::Network(NetworkError::new(&PeerError::Encode(e))))?;
+        if let Some(hint) = fewer_entries(rpc.entries.len(), body.len()) {
+            self.transport
+                .inner
+                .split_appends
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(
+                entries = rpc.entries.len(),
+                bytes = body.len(),
+                hint,
+                "append batch too large for one call: sending fewer entries"
+            );
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        self.call_body(RPCTypes::AppendEntries, "append", body, &option)
             .await
     }
 
@@ -519,7 +601,7 @@ pub(crate) fn peer_failure(e: PeerError, url: &str) -> WriteError {
             }
         }
         PeerError::Timeout { timeout, .. } => WriteError::Timeout(timeout),
-        e @ (PeerError::Transport { .. } | PeerError::Status { .. }) => {
+        e @ (PeerError::Transport { .. } | PeerError::Status { .. } | PeerError::Encode(_)) => {
             tracing::warn!(error = %rota_core::error::chain(&e), "forwarding to the leader failed");
             WriteError::Forward(Arc::new(e))
         }
@@ -721,6 +803,18 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_append_batch_over_the_limit_asks_for_fewer_entries() {
+        assert_eq!(fewer_entries(300, 200_000), None);
+        assert_eq!(fewer_entries(300, MAX_APPEND_BYTES), None);
+        // 300 entries in 30 MiB: 10 of them fit.
+        assert_eq!(fewer_entries(300, 30 * MAX_APPEND_BYTES), Some(10));
+        // Entries larger than the limit go one at a time.
+        assert_eq!(fewer_entries(2, 5 * MAX_APPEND_BYTES), Some(1));
+        assert_eq!(fewer_entries(1, 5 * MAX_APPEND_BYTES), None);
+        assert_eq!(fewer_entries(0, 0), None);
+    }
 
     #[test]
     fn secrets_compare_equal_only_when_identical() {

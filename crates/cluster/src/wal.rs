@@ -3,8 +3,9 @@
 //! An append is one positioned write of its frames and one `fdatasync`: nothing
 //! else is written, which makes it several times cheaper than a B-tree commit (a
 //! lone write's append went from about 220 to about 80 µs on the development
-//! machine). The vote, the committed and the purged log ids stay in the small
-//! redb file beside it (see [`crate::log_store`]).
+//! machine). The vote and the purged log id stay in the small redb file beside
+//! it (see [`crate::log_store`]); the committed log id is a [`Mark`] in the
+//! segments' directory.
 //!
 //! A segment is named after the index of its first entry (`<index>.wal`, 20
 //! digits) and created sparse at [`SEGMENT_BYTES`] (or the size of one larger
