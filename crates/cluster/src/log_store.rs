@@ -44,7 +44,7 @@ use crate::types::{
     decode_entry, encode_entry, is_light, Entry, LogId, LogIdV1, StorageError, TypeConfig, Vote,
     VoteV1,
 };
-use crate::wal::{Mark, Wal};
+use crate::wal::{Mark, MarkWriter, Wal};
 use crate::ClusterError;
 
 /// The entries, in the format of earlier versions (moved out at open).
@@ -77,7 +77,7 @@ pub struct LogStore {
     wal: Arc<Mutex<Wal>>,
     wal_dir: Arc<PathBuf>,
     /// The committed log id (written by earlier versions to the redb file).
-    committed: Arc<Mark>,
+    committed: Arc<MarkWriter>,
     recent: Recent,
     gate: Arc<Gate>,
     /// Where a leader's lone write goes before it is synced (see [`crate::early`]);
@@ -134,7 +134,9 @@ impl LogStore {
             );
             wal
         };
-        let committed = Mark::open(wal_dir, COMMITTED_FILE).map_err(io)?;
+        let committed = Mark::open(wal_dir, COMMITTED_FILE)
+            .and_then(|mark| MarkWriter::new(mark, COMMITTED_FILE))
+            .map_err(io)?;
         Ok(LogStore {
             db: Arc::new(db),
             wal: Arc::new(Mutex::new(wal)),
@@ -192,13 +194,6 @@ impl LogStore {
             return Some(None);
         };
         self.recent().get(&prev).map(|e| Some(e.log_id))
-    }
-
-    fn committed_error(&self, source: std::io::Error) -> ClusterError {
-        ClusterError::Io {
-            path: self.wal_dir.join(COMMITTED_FILE),
-            source,
-        }
     }
 
     fn recent(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
@@ -443,12 +438,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         };
         let bytes = encode(LOG_ID, &LogIdV1::from(&committed)).map_err(write_err)?;
-        // No fsync: a committed id that is lost only means a restart re-applies
-        // less at once. In place: Raft applies the entries only after this. A
-        // positioned write, not a redb commit (that was 3-4 % of a busy node's CPU).
-        self.committed
-            .write(&bytes)
-            .map_err(|source| write_err(self.committed_error(source)))
+        // No fsync, and written by a thread of its own (see `MarkWriter`): a
+        // committed id that is lost or older only means a restart re-applies less
+        // at once. It was a redb commit in place, 3-4 % of a busy node's CPU.
+        self.committed.set(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -26,6 +26,8 @@ use std::io;
 use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::thread;
 
 /// Size a new segment is created with (sparse: only written blocks take space).
 pub(crate) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -410,6 +412,82 @@ impl Mark {
     }
 }
 
+/// A [`Mark`] written by a thread of its own: [`MarkWriter::set`] only hands
+/// the value over. A write to a file may wait on the file system (changing the
+/// file's times waits while the block that holds its inode is being synced, for
+/// instance by another file's `fdatasync`: a few milliseconds on a slow disk),
+/// and the caller is Raft's core task. Dropping it writes the last value set.
+#[derive(Debug)]
+pub(crate) struct MarkWriter {
+    mark: Arc<Mark>,
+    /// The value last set, written or about to be.
+    latest: Arc<Mutex<Option<Vec<u8>>>>,
+    wake: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl MarkWriter {
+    pub(crate) fn new(mark: Mark, name: &str) -> io::Result<MarkWriter> {
+        let mark = Arc::new(mark);
+        let latest: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+        let (wake, woken) = mpsc::channel::<()>();
+        let thread =
+            {
+                let (mark, latest) = (mark.clone(), latest.clone());
+                thread::Builder::new()
+                .name(format!("raft-{name}"))
+                .spawn(move || {
+                    while woken.recv().is_ok() {
+                        // Only the latest value matters.
+                        while woken.try_recv().is_ok() {}
+                        let value = latest.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                        if let Some(value) = value {
+                            if let Err(e) = mark.write(&value) {
+                                tracing::warn!(error = %e, "writing the committed log id failed");
+                            }
+                        }
+                    }
+                })?
+            };
+        Ok(MarkWriter {
+            mark,
+            latest,
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `value` to the writing thread.
+    pub(crate) fn set(&self, value: Vec<u8>) {
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+        if let Some(wake) = &self.wake {
+            let _ = wake.send(());
+        }
+    }
+
+    /// The value last set, or else the one in the file.
+    pub(crate) fn read(&self) -> io::Result<Option<Vec<u8>>> {
+        let set = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match set {
+            Some(value) => Ok(Some(value)),
+            None => self.mark.read(),
+        }
+    }
+}
+
+impl Drop for MarkWriter {
+    fn drop(&mut self) {
+        self.wake = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Reads the frames of a segment: `(index, offset, payload length)` of each valid
 /// one in sequence, and the segment positioned after the last (`None` when it holds
 /// no valid frame).
@@ -564,6 +642,22 @@ mod tests {
         mark.write(b"fourth").unwrap();
         drop(Wal::open(dir.path(), None).unwrap());
         assert_eq!(mark.read().unwrap().as_deref(), Some(&b"fourth"[..]));
+    }
+
+    #[test]
+    fn a_mark_writer_reads_back_what_was_set_and_leaves_the_last_value_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = MarkWriter::new(Mark::open(dir.path(), "m").unwrap(), "m").unwrap();
+        assert_eq!(writer.read().unwrap(), None);
+        for i in 0..100u32 {
+            writer.set(i.to_le_bytes().to_vec());
+        }
+        assert_eq!(writer.read().unwrap(), Some(99u32.to_le_bytes().to_vec()));
+        drop(writer);
+        let mark = Mark::open(dir.path(), "m").unwrap();
+        assert_eq!(mark.read().unwrap(), Some(99u32.to_le_bytes().to_vec()));
+        let writer = MarkWriter::new(mark, "m").unwrap();
+        assert_eq!(writer.read().unwrap(), Some(99u32.to_le_bytes().to_vec()));
     }
 
     #[test]
