@@ -431,24 +431,12 @@ impl MarkWriter {
         let mark = Arc::new(mark);
         let latest: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
         let (wake, woken) = mpsc::channel::<()>();
-        let thread =
-            {
-                let (mark, latest) = (mark.clone(), latest.clone());
-                thread::Builder::new()
+        let thread = {
+            let (mark, latest, name) = (mark.clone(), latest.clone(), name.to_string());
+            thread::Builder::new()
                 .name(format!("raft-{name}"))
-                .spawn(move || {
-                    while woken.recv().is_ok() {
-                        // Only the latest value matters.
-                        while woken.try_recv().is_ok() {}
-                        let value = latest.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                        if let Some(value) = value {
-                            if let Err(e) = mark.write(&value) {
-                                tracing::warn!(error = %e, "writing the committed log id failed");
-                            }
-                        }
-                    }
-                })?
-            };
+                .spawn(move || write_latest(&mark, &latest, &woken, &name))?
+        };
         Ok(MarkWriter {
             mark,
             latest,
@@ -475,6 +463,28 @@ impl MarkWriter {
         match set {
             Some(value) => Ok(Some(value)),
             None => self.mark.read(),
+        }
+    }
+}
+
+/// The writing thread of a [`MarkWriter`]: on each wake-up, writes the value
+/// last set (only the latest matters), until the writer is dropped.
+fn write_latest(
+    mark: &Mark,
+    latest: &Mutex<Option<Vec<u8>>>,
+    woken: &mpsc::Receiver<()>,
+    name: &str,
+) {
+    while woken.recv().is_ok() {
+        while woken.try_recv().is_ok() {}
+        let value = latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(value) = value {
+            if let Err(e) = mark.write(&value) {
+                tracing::warn!(error = %e, mark = name, "writing a raft log mark failed");
+            }
         }
     }
 }
