@@ -106,9 +106,7 @@ impl AppState {
     pub(crate) fn shared(&self) -> &Shared {
         &self.0
     }
-}
 
-impl AppState {
     /// Makes the read that follows linearizable (this node first catches up with
     /// the leader's commit index, confirmed by a quorum), unless `?stale=true` asks
     /// for this node's state as it is.

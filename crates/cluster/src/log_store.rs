@@ -353,10 +353,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     /// What replication sends as the entries right after the one before
-    /// `start`. A read whose start was purged meanwhile comes back clipped to
-    /// the first entry left, which the follower would take as following that
-    /// earlier entry: it goes as nothing instead, which openraft sends as a
-    /// heartbeat before it catches the follower up from a snapshot.
+    /// `start`. A read whose start was purged meanwhile (seen from a replication
+    /// task of a leader that had just been outvoted) comes back clipped to the
+    /// first entry left, which the follower would take as following that earlier
+    /// entry: it goes as nothing instead, which openraft sends as a heartbeat;
+    /// openraft's own choice of what to send never starts in the purged part, and
+    /// sends a snapshot instead.
     async fn limited_get_log_entries(
         &mut self,
         start: u64,

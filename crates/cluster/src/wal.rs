@@ -397,9 +397,7 @@ impl Mark {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             other => other?,
         }
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-        let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let (len, sum, index) = parse_header(&header);
         if len == 0 || index != 0 || len > 4096 {
             return Ok(None);
         }
@@ -511,9 +509,7 @@ fn scan(base: u64, file: File) -> io::Result<(Frames, Option<Segment>)> {
     let mut header = [0u8; HEADER as usize];
     while offset + HEADER <= capacity {
         file.read_exact_at(&mut header, offset)?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-        let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let (len, sum, index) = parse_header(&header);
         if len == 0 || index != next || offset + HEADER + u64::from(len) > capacity {
             break;
         }
@@ -555,6 +551,14 @@ fn zero_past_end(segment: &mut Segment) -> io::Result<()> {
     segment.file.set_len(segment.end)?;
     segment.file.set_len(segment.capacity)?;
     segment.file.sync_all()
+}
+
+/// A frame header's payload length, CRC and index (see [`push_frame`]).
+fn parse_header(header: &[u8; HEADER as usize]) -> (u32, u32, u64) {
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    (len, sum, index)
 }
 
 /// Appends the frame of entry `index` (`payload`, `len` bytes long) to `out`.
