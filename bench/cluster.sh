@@ -21,7 +21,8 @@
 # Environment: BENCH_DIR (where the temporary directory goes), ROTA_CLUSTER_PORT
 # (17710: the nodes listen on it and the next two ports), ETCD_CLUSTER_PORT (12410:
 # client ports 12410, 12412, 12414, each member's peer port one above),
-# CLUSTER_KV_SECS, CLUSTER_KV_CLIENTS ("1 64 256"), CLUSTER_KILLS and
+# CLUSTER_KV_SECS, CLUSTER_KV_CLIENTS ("1 64 256"), CLUSTER_KV_ROUNDS (3: rounds of
+# each key/value case, the systems taking turns), CLUSTER_KILLS and
 # CLUSTER_LAG_JOBS ("1,1000"), CLUSTER_FROZEN_REPS override the mode's settings
 # (for a smoke run), CLUSTER_STEPS ("kv get lag failover frozen") runs only the
 # steps listed,
@@ -48,6 +49,7 @@ esac
 KV_SECS=${CLUSTER_KV_SECS:-$KV_SECS}
 KILLS=${CLUSTER_KILLS:-$KILLS}
 KV_CLIENTS=${CLUSTER_KV_CLIENTS:-1 64 256}
+KV_ROUNDS=${CLUSTER_KV_ROUNDS:-3}
 LAG_JOBS=${CLUSTER_LAG_JOBS:-1,1000}
 FROZEN_REPS=${CLUSTER_FROZEN_REPS:-$FROZEN_REPS}
 STEPS=" ${CLUSTER_STEPS:-kv get lag failover frozen} "
@@ -189,13 +191,18 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for op in kv get; do
     has_step "$op" || continue
     for c in $KV_CLIENTS; do
-        for system in rota etcd; do
-            if ! leader=$(leader_of "$system" all); then
-                echo "- $op $system c=$c skipped: no settled cluster" >>"$NOTES"
-                continue
-            fi
-            step "$LG" "$op" --target "$system" --url "$(url_of "$system" "$leader")" \
-                --nodes $NODES --clients "$c" --secs "$KV_SECS" --key-prefix "cluster-$op-c$c"
+        # In rounds, the systems taking turns (which one goes first alternates).
+        for r in $(seq 1 "$KV_ROUNDS"); do
+            if [ $((r % 2)) = 1 ]; then order="rota etcd"; else order="etcd rota"; fi
+            for system in $order; do
+                if ! leader=$(leader_of "$system" all); then
+                    echo "- $op $system c=$c round $r skipped: no settled cluster" >>"$NOTES"
+                    continue
+                fi
+                step "$LG" "$op" --target "$system" --url "$(url_of "$system" "$leader")" \
+                    --nodes $NODES --clients "$c" --secs "$KV_SECS" \
+                    --key-prefix "cluster-$op-c$c-r$r" --round "$r"
+            done
         done
     done
 done

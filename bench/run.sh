@@ -13,6 +13,7 @@
 # Environment: BENCH_DIR (where the temporary directory goes; default: the system's
 # temporary directory), ROTA_BENCH_PORT (17700), ETCD_BENCH_PORT (12379),
 # BENCH_KEEP=1 keeps the temporary directory (logs, data) for inspection.
+# BENCH_KV_ROUNDS (3): rounds of each key/value case, the systems taking turns.
 # BENCH_STEPS=memory runs only the memory and restart steps (default: all);
 # BENCH_MEMORY_IDLE_SECS=N reads each server's RSS again after N s without
 # requests (default 0: not); BENCH_MEMORY_PEERS=0 leaves etcd and
@@ -37,6 +38,7 @@ all | memory) ;;
     ;;
 esac
 MEMORY_IDLE_SECS=${BENCH_MEMORY_IDLE_SECS:-0}
+KV_ROUNDS=${BENCH_KV_ROUNDS:-3}
 MEMORY_PEERS=${BENCH_MEMORY_PEERS:-1}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -151,20 +153,28 @@ tcs_version=$(awk '/name = "tokio-cron-scheduler"/ {getline; print $3}' Cargo.lo
 # --- benchmarks --------------------------------------------------------------
 if [ "$MODE" = full ]; then
     KV_CLIENTS="1 16 64"
-    KV_SECS=20
+    KV_SECS=10
     FIRES_RECORD="100 1000 5000"
     WATCH_EVENTS=20000
 else
     KV_CLIENTS="1 16"
-    KV_SECS=10
+    KV_SECS=5
     FIRES_RECORD="100 1000"
     WATCH_EVENTS=5000
 fi
 
 if [ "$STEPS" = all ]; then
+    # Each case in rounds, the systems taking turns (which one goes first
+    # alternates), so that a noisy spell on the machine falls on both.
     for c in $KV_CLIENTS; do
-        step "$LG" kv --target rota --url "$ROTA_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
-        step "$LG" kv --target etcd --url "$ETCD_URL" --clients "$c" --secs "$KV_SECS" --key-prefix "bench-c$c"
+        for r in $(seq 1 "$KV_ROUNDS"); do
+            if [ $((r % 2)) = 1 ]; then order="rota etcd"; else order="etcd rota"; fi
+            for target in $order; do
+                if [ "$target" = etcd ]; then url=$ETCD_URL; else url=$ROTA_URL; fi
+                step "$LG" kv --target "$target" --url "$url" --clients "$c" --secs "$KV_SECS" \
+                    --key-prefix "bench-c$c-r$r" --round "$r"
+            done
+        done
     done
 
     # Watch delivery with 1 and 100 watchers on one prefix (a fresh prefix per run).

@@ -530,6 +530,7 @@ mod tests {
             other_cpu_cores: None,
             finished_at: "2025-01-01T00:00:00Z".to_string(),
             nodes: Some(3),
+            round: None,
             measurement: Measurement::Frozen {
                 rep,
                 frozen: 1,

@@ -85,6 +85,10 @@ enum Command {
         /// Keys are `<prefix>/<client>/<i>`.
         #[arg(long, default_value = "bench")]
         key_prefix: String,
+        /// This run is round N of a case measured several times, alternating the
+        /// systems; the report compares the rounds' medians.
+        #[arg(long)]
+        round: Option<usize>,
     },
     /// Linearizable GETs of keys written first: throughput and latency.
     Get {
@@ -112,6 +116,9 @@ enum Command {
         /// Keys are `<prefix>/<i>`.
         #[arg(long, default_value = "bench-get")]
         key_prefix: String,
+        /// As for `kv`.
+        #[arg(long)]
+        round: Option<usize>,
     },
     /// Watch delivery: watchers on one prefix, then writers put keys under it.
     Watch {
@@ -369,18 +376,18 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
             secs,
             value_bytes,
             key_prefix,
-        } => vec![
-            run_kv(KvRun {
-                target: target.into(),
-                urls: url,
-                nodes,
-                clients,
-                stop: stop_of(ops, secs),
-                value_bytes,
-                key_prefix,
-            })
-            .await?,
-        ],
+            round,
+        } => vec![run_kv(KvRun {
+            target: target.into(),
+            urls: url,
+            nodes,
+            clients,
+            stop: stop_of(ops, secs),
+            value_bytes,
+            key_prefix,
+        })
+        .await?
+        .in_round(round)],
         Command::Get {
             target,
             url,
@@ -391,19 +398,19 @@ async fn run(cmd: Command) -> Result<Vec<Outcome>, BenchError> {
             keys,
             value_bytes,
             key_prefix,
-        } => vec![
-            run_get(GetRun {
-                target: target.into(),
-                urls: url,
-                nodes,
-                clients,
-                stop: stop_of(ops, secs),
-                keys,
-                value_bytes,
-                key_prefix,
-            })
-            .await?,
-        ],
+            round,
+        } => vec![run_get(GetRun {
+            target: target.into(),
+            urls: url,
+            nodes,
+            clients,
+            stop: stop_of(ops, secs),
+            keys,
+            value_bytes,
+            key_prefix,
+        })
+        .await?
+        .in_round(round)],
         Command::Watch {
             target,
             url,

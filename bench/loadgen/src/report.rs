@@ -136,6 +136,60 @@ pub(crate) fn latest_of<'a>(outcomes: &[&'a Outcome], system: &str) -> Option<&'
     outcomes.iter().rev().find(|o| o.system == system).copied()
 }
 
+/// The throughput of a key/value run.
+fn kv_ops(o: &Outcome) -> Option<f64> {
+    match o.measurement {
+        Measurement::Kv { ops_per_sec, .. } => Some(ops_per_sec),
+        _ => None,
+    }
+}
+
+/// The latest run of `system` in each round of a case measured in rounds.
+fn rounds_of<'a>(outcomes: &[&'a Outcome], system: &str) -> BTreeMap<usize, &'a Outcome> {
+    let mut rounds = BTreeMap::new();
+    for o in outcomes.iter().filter(|o| o.system == system) {
+        if let Some(round) = o.round {
+            rounds.insert(round, *o); // a later run of a round replaces it
+        }
+    }
+    rounds
+}
+
+/// The key/value run of `system` a row shows: the latest one, or for a case
+/// measured in rounds the round with the median throughput (the lower of the two
+/// middle ones for an even count), so that one disturbed round moves neither the
+/// row nor its ratio.
+fn kv_pick<'a>(outcomes: &[&'a Outcome], system: &str) -> Option<&'a Outcome> {
+    let mut rounds: Vec<&Outcome> = rounds_of(outcomes, system).into_values().collect();
+    if rounds.is_empty() {
+        return latest_of(outcomes, system);
+    }
+    rounds.sort_by(|a, b| {
+        kv_ops(a)
+            .unwrap_or(0.0)
+            .total_cmp(&kv_ops(b).unwrap_or(0.0))
+    });
+    rounds.get((rounds.len() - 1) / 2).copied()
+}
+
+/// `rota / etcd` of each round both systems ran, in round order.
+fn kv_round_ratios(outcomes: &[&Outcome]) -> String {
+    let rota = rounds_of(outcomes, ROTA);
+    let etcd = rounds_of(outcomes, ETCD);
+    let cells: Vec<String> = rota
+        .iter()
+        .filter_map(|(round, r)| {
+            let e = etcd.get(round)?;
+            Some(ratio(kv_ops(r), kv_ops(e)))
+        })
+        .collect();
+    if cells.is_empty() {
+        "–".to_string()
+    } else {
+        cells.join(", ")
+    }
+}
+
 /// Renders the section of one benchmark from its outcomes.
 type Section = fn(&[&Outcome], usize) -> String;
 
@@ -249,13 +303,14 @@ fn kv_table(runs: &[&Outcome], cores: usize, nodes: usize, op: KvOp) -> String {
         "rota ops/s",
         "etcd ops/s",
         "rota / etcd",
+        "rota / etcd by round",
         "rota p50 / p99 / max ms",
         "etcd p50 / p99 / max ms",
         "errors (rota, etcd)",
         "others' CPU",
     ]);
     for ((clients, value_bytes), runs) in &cases {
-        let pick = |system| match latest_of(runs, system).map(|o| &o.measurement) {
+        let pick = |system| match kv_pick(runs, system).map(|o| &o.measurement) {
             Some(Measurement::Kv {
                 ops_per_sec,
                 latency_ms,
@@ -274,13 +329,21 @@ fn kv_table(runs: &[&Outcome], cores: usize, nodes: usize, op: KvOp) -> String {
             opt(r_ops),
             opt(e_ops),
             ratio(r_ops, e_ops),
+            kv_round_ratios(runs),
             dist(&r_lat),
             dist(&e_lat),
             format!("{}, {}", err(r_err), err(e_err)),
             load_cell(runs, cores),
         ]);
     }
-    format!("{}\n\n{}", kv_method(nodes, op), t.render())
+    let rounds = if runs.iter().any(|o| o.round.is_some()) {
+        " Each case ran in rounds, the two systems taking turns (rota then etcd in odd \
+         rounds, etcd then rota in even ones): a row shows each system's median round, and `rota / etcd by round` the ratio \
+         within each round, so that a spell of noise on the machine falls on both."
+    } else {
+        ""
+    };
+    format!("{}{rounds}\n\n{}", kv_method(nodes, op), t.render())
 }
 
 /// The kills of one system on one cluster size, by rep; a re-run of a rep replaces
@@ -824,6 +887,7 @@ mod tests {
             other_cpu_cores: Some(other),
             finished_at: "2025-01-01T00:00:00Z".to_string(),
             nodes: None,
+            round: None,
             measurement: m,
         }
     }
@@ -938,6 +1002,43 @@ mod tests {
             "**no** (runs over 1 s late)"
         );
         assert_eq!(kept_up_cell(false, 10, 10, &None), "**no**");
+    }
+
+    #[test]
+    fn a_case_in_rounds_shows_each_systems_median_round_and_every_rounds_ratio() {
+        let round = |system, ops, r| outcome(system, 0.01, kv(ops)).in_round(Some(r));
+        let md = render(
+            &[
+                round(ROTA, 1000.0, 1),
+                round(ETCD, 1000.0, 1),
+                round(ROTA, 9000.0, 2), // disturbed: replaced by its re-run
+                round(ETCD, 1000.0, 2),
+                round(ROTA, 3000.0, 2),
+                round(ETCD, 1000.0, 3),
+                round(ROTA, 2000.0, 3),
+                round(ROTA, 500.0, 4), // etcd did not run round 4
+            ],
+            2,
+        );
+        let row = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
+        // rota's rounds 1-4: 1000, 3000, 2000, 500; the lower middle is 1000.
+        assert!(
+            row.contains("| 1000 | 1000 | 1.00× | 1.00×, 3.00×, 2.00× |"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn a_case_without_rounds_has_no_ratios_by_round() {
+        let md = render(
+            &[
+                outcome(ROTA, 0.01, kv(3000.0)),
+                outcome(ETCD, 0.01, kv(1500.0)),
+            ],
+            2,
+        );
+        let row = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
+        assert!(row.contains("| 2.00× | – |"), "{row}");
     }
 
     #[test]

@@ -204,6 +204,10 @@ pub struct Outcome {
     /// Voters of the cluster the step ran against; absent for a single node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<usize>,
+    /// The round of a case measured several times with the systems alternating
+    /// (`--round`); absent for a case measured once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<usize>,
     #[serde(flatten)]
     pub measurement: Measurement,
 }
@@ -218,8 +222,15 @@ impl Outcome {
             other_cpu_cores: probe.other_cpu_cores(),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             nodes: None,
+            round: None,
             measurement,
         }
+    }
+
+    /// The same outcome, marked as round `round` of its case.
+    pub fn in_round(mut self, round: Option<usize>) -> Outcome {
+        self.round = round;
+        self
     }
 
     /// The same outcome, marked as measured on a cluster of `nodes` voters (one
@@ -478,6 +489,7 @@ mod tests {
             other_cpu_cores: Some(0.1),
             finished_at: "2025-01-01T00:00:00Z".to_string(),
             nodes: None,
+            round: None,
             measurement: Measurement::Lag {
                 executor: "record".to_string(),
                 jobs: 1000,
