@@ -13,11 +13,12 @@
 //! file moves them into segment files (written and synced before the table is
 //! emptied, in one durable commit; a crash in between moves them again).
 //!
-//! File calls block, so each runs on tokio's blocking pool, except the append of
-//! a light entry while the node's writes are quiet (see [`Gate::is_quiet`]),
-//! which runs in place. On a leader such an entry is first handed to the early
-//! sender, which sends it to the followers while it is synced here (see
-//! [`crate::early`]).
+//! File calls block, so each runs on tokio's blocking pool, except two kinds of
+//! append, which run in place: a light entry's while the node's writes are quiet
+//! (see [`Gate::is_quiet`]), and that of entries of key/value writes only (see
+//! [`crate::types::appends_in_place`]). On a leader a light entry is first handed
+//! to the early sender, which sends it to the followers while it is synced here
+//! (see [`crate::early`]).
 //!
 //! The redb file does not use quick-repair (a two-phase commit, two fsyncs per
 //! vote); it stays tiny, so the full repair redb runs after an unclean shutdown is
@@ -41,8 +42,8 @@ use rota_store::codec::{decode, encode};
 use crate::batcher::Gate;
 use crate::early::EarlySend;
 use crate::types::{
-    decode_entry, encode_entry, is_light, Entry, LogId, LogIdV1, StorageError, TypeConfig, Vote,
-    VoteV1,
+    appends_in_place, decode_entry, encode_entry, is_light, Entry, LogId, LogIdV1, StorageError,
+    TypeConfig, Vote, VoteV1,
 };
 use crate::wal::{Mark, MarkWriter, Wal};
 use crate::ClusterError;
@@ -490,7 +491,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<_>, ClusterError>>();
         let result = match encoded {
             Ok(encoded) => {
-                self.on_wal(light, move |wal| {
+                let bytes = encoded.iter().map(|(_, e)| e.len()).sum();
+                let in_place = light || appends_in_place(&entries, bytes);
+                self.on_wal(in_place, move |wal| {
                     wal.append(&encoded)?;
                     if let (Some(first), Some(last)) = (encoded.first(), encoded.last()) {
                         debug!(first = first.0, last = last.0, "log entries appended");

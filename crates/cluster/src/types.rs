@@ -199,6 +199,41 @@ pub(crate) fn is_light(entries: &[Entry]) -> bool {
     }
 }
 
+/// Most bytes (encoded) of the entries [`appends_in_place`] lets the Raft core
+/// append itself.
+const IN_PLACE_APPEND_BYTES: usize = 256 * 1024;
+
+/// Whether the log appends `entries` (`bytes` once encoded) on the calling task
+/// even under load: entries that hold key/value writes only, up to
+/// [`IN_PLACE_APPEND_BYTES`].
+///
+/// openraft 0.9's core waits for each append's flush before it does anything else,
+/// so appends follow one another: the time from one append to the next bounds how
+/// many entries a second the log takes, and with it a loaded node's write
+/// throughput. A trip through the blocking pool adds two thread wake-ups to that
+/// cycle; measured on a two-core virtual machine under 16 writers, 139 µs until
+/// the pool's thread ran the write and 79 µs until the core ran again, around a
+/// write and `fdatasync` of 325 µs. In place, the cost is one runtime worker held
+/// for the sync. The scheduler's entries (fires, starts, finishes) still go to the
+/// pool: when a burst of runs is due, both workers hand them over.
+pub(crate) fn appends_in_place(entries: &[Entry], bytes: usize) -> bool {
+    bytes <= IN_PLACE_APPEND_BYTES
+        && !entries.is_empty()
+        && entries.iter().all(|e| match &e.payload {
+            EntryPayload::Normal(req) => only_kv_writes(&req.command),
+            EntryPayload::Blank | EntryPayload::Membership(_) => false,
+        })
+}
+
+fn only_kv_writes(command: &Command) -> bool {
+    match command {
+        Command::KvPut { .. } | Command::KvDelete { .. } => true,
+        Command::Attributed { command, .. } => only_kv_writes(command),
+        Command::Requests { requests } => requests.iter().all(|r| only_kv_writes(&r.command)),
+        _ => false,
+    }
+}
+
 fn is_light_command(command: &Command) -> bool {
     match command {
         Command::KvPut { value, .. } => value.len() <= LIGHT_VALUE_BYTES,
@@ -306,5 +341,59 @@ mod tests {
             !is_light(&[]),
             "nothing to do is not a reason to skip the pool's rules"
         );
+    }
+
+    #[test]
+    fn batches_of_key_value_writes_are_appended_in_place() {
+        let entry = |index: u64, command: rota_core::Command| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(ClientRequest {
+                session: None,
+                at: chrono::Utc::now(),
+                command,
+            }),
+        };
+        let request = |command| ClientRequest {
+            session: None,
+            at: chrono::Utc::now(),
+            command,
+        };
+        let put = || rota_core::Command::KvPut {
+            key: "k".into(),
+            value: "v".into(),
+            if_revision: None,
+        };
+        let delete = rota_core::Command::Attributed {
+            token: "t".into(),
+            command: Box::new(rota_core::Command::KvDelete {
+                key: "k".into(),
+                if_revision: None,
+            }),
+        };
+        let writes = rota_core::Command::Requests {
+            requests: vec![request(put()), request(delete)],
+        };
+        let entries = [entry(1, writes), entry(2, put())];
+        assert!(appends_in_place(&entries, 1024));
+        assert!(
+            !appends_in_place(&entries, IN_PLACE_APPEND_BYTES + 1),
+            "too many bytes"
+        );
+        let with_a_start = rota_core::Command::Requests {
+            requests: vec![
+                request(put()),
+                request(rota_core::Command::Start { starts: Vec::new() }),
+            ],
+        };
+        assert!(
+            !appends_in_place(&[entry(1, with_a_start)], 1024),
+            "a scheduler command among the writes"
+        );
+        let blank = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 3),
+            payload: EntryPayload::Blank,
+        };
+        assert!(!appends_in_place(&[blank], 1024), "openraft's own entry");
+        assert!(!appends_in_place(&[], 0), "nothing");
     }
 }
