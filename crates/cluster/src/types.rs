@@ -304,16 +304,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_a_lone_small_write_is_light() {
-        let entry = |index: u64, command: rota_core::Command| Entry {
+    /// An entry of the first term's leader holding `command`.
+    fn entry(index: u64, command: rota_core::Command) -> Entry {
+        Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(ClientRequest {
                 session: None,
                 at: chrono::Utc::now(),
                 command,
             }),
-        };
+        }
+    }
+
+    #[test]
+    fn only_a_lone_small_write_is_light() {
         let put = |value: String| rota_core::Command::KvPut {
             key: "k".into(),
             value,
@@ -345,14 +349,6 @@ mod tests {
 
     #[test]
     fn batches_of_key_value_writes_are_appended_in_place() {
-        let entry = |index: u64, command: rota_core::Command| Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(ClientRequest {
-                session: None,
-                at: chrono::Utc::now(),
-                command,
-            }),
-        };
         let request = |command| ClientRequest {
             session: None,
             at: chrono::Utc::now(),
