@@ -193,8 +193,7 @@ for op in kv get; do
     for c in $KV_CLIENTS; do
         # In rounds, the systems taking turns (which one goes first alternates).
         for r in $(seq 1 "$KV_ROUNDS"); do
-            if [ $((r % 2)) = 1 ]; then order="rota etcd"; else order="etcd rota"; fi
-            for system in $order; do
+            for system in $(round_order "$r"); do
                 if ! leader=$(leader_of "$system" all); then
                     echo "- $op $system c=$c round $r skipped: no settled cluster" >>"$NOTES"
                     continue

@@ -3,6 +3,10 @@
 
 log() { printf '\n=== %s\n' "$*" >&2; }
 
+# The systems of key/value round $1, in the order they run: rota first in odd
+# rounds, etcd first in even ones, so that neither always runs right after the other.
+round_order() { if [ $(($1 % 2)) = 1 ]; then echo "rota etcd"; else echo "etcd rota"; fi; }
+
 # Installs Debian's etcd-server (etcd 3.4) when no etcd is on the PATH.
 ensure_etcd() {
     if ! command -v etcd >/dev/null 2>&1; then

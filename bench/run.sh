@@ -168,8 +168,7 @@ if [ "$STEPS" = all ]; then
     # alternates), so that a noisy spell on the machine falls on both.
     for c in $KV_CLIENTS; do
         for r in $(seq 1 "$KV_ROUNDS"); do
-            if [ $((r % 2)) = 1 ]; then order="rota etcd"; else order="etcd rota"; fi
-            for target in $order; do
+            for target in $(round_order "$r"); do
                 if [ "$target" = etcd ]; then url=$ETCD_URL; else url=$ROTA_URL; fi
                 step "$LG" kv --target "$target" --url "$url" --clients "$c" --secs "$KV_SECS" \
                     --key-prefix "bench-c$c-r$r" --round "$r"
