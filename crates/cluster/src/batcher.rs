@@ -86,6 +86,15 @@ impl Gate {
         self.queued.load(Ordering::Acquire) == 0
             && self.permits.available_permits() + 1 >= IN_FLIGHT
     }
+
+    /// No write of this node's on its way at all: always on a follower, where
+    /// nothing is proposed; on a leader only between writes (the entry it applies
+    /// is then one of the scheduler's, or a write forwarded before it led). A
+    /// follower applies key/value batches in place (see
+    /// [`crate::types::applies_in_place`]).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0 && self.permits.available_permits() >= IN_FLIGHT
+    }
 }
 
 impl Proposals {

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -632,16 +632,43 @@ pub(crate) enum MemberChange {
     Remove { id: u64 },
 }
 
+/// A peer RPC's JSON body. Unlike axum's `Json`, it decodes without tracking the
+/// path to every field (a tenth of a follower's CPU under write load went to that
+/// for AppendEntries); only a body that fails to decode is decoded again with the
+/// path, for the error message. A body that is not JSON is a 400 naming what failed.
+struct Wire<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Wire<T> {
+    type Rejection = (StatusCode, String);
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| (e.status(), e.body_text()))?;
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Ok(Wire(value)),
+            Err(_) => {
+                let de = &mut serde_json::Deserializer::from_slice(&bytes);
+                let message = match serde_path_to_error::deserialize::<_, T>(de) {
+                    Err(e) => format!("invalid request body at `{}`: {}", e.path(), e.inner()),
+                    Ok(_) => "invalid request body".to_string(),
+                };
+                Err((StatusCode::BAD_REQUEST, message))
+            }
+        }
+    }
+}
+
 async fn append(
     State(node): State<Arc<Node>>,
-    Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
+    Wire(rpc): Wire<AppendEntriesRequest<TypeConfig>>,
 ) -> Json<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
     Json(node.raft.append_entries(rpc).await)
 }
 
 async fn vote(
     State(node): State<Arc<Node>>,
-    Json(rpc): Json<VoteRequest<u64>>,
+    Wire(rpc): Wire<VoteRequest<u64>>,
 ) -> Json<Result<VoteResponse<u64>, RaftError<u64>>> {
     Json(node.raft.vote(rpc).await)
 }
@@ -680,7 +707,7 @@ impl SnapshotChunk {
     }
 }
 
-async fn snapshot(State(node): State<Arc<Node>>, Json(chunk): Json<SnapshotChunk>) -> HttpResponse {
+async fn snapshot(State(node): State<Arc<Node>>, Wire(chunk): Wire<SnapshotChunk>) -> HttpResponse {
     match chunk.into_request() {
         Ok(rpc) => Json(node.raft.install_snapshot(rpc).await).into_response(),
         Err(e) => {
@@ -693,7 +720,7 @@ async fn snapshot(State(node): State<Arc<Node>>, Json(chunk): Json<SnapshotChunk
 async fn forward(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
-    Json(req): Json<ClientRequest>,
+    Wire(req): Wire<ClientRequest>,
 ) -> Json<Result<ForwardedWrite, WireError>> {
     let traceparent = headers
         .get(rota_core::trace::TRACEPARENT_HEADER)
@@ -711,7 +738,7 @@ async fn read_index(State(node): State<Arc<Node>>) -> Json<Result<u64, WireError
 
 async fn members(
     State(node): State<Arc<Node>>,
-    Json(change): Json<MemberChange>,
+    Wire(change): Wire<MemberChange>,
 ) -> Json<Result<(), WireError>> {
     let done = match change {
         MemberChange::Add { id, url } => node.add_member_local(id, &url).await,
@@ -722,7 +749,7 @@ async fn members(
 
 async fn elect(
     State(node): State<Arc<Node>>,
-    Json(req): Json<ElectRequest>,
+    Wire(req): Wire<ElectRequest>,
 ) -> Json<Result<bool, WireError>> {
     Json(
         node.elect_on_handoff(req.from, req.term)
@@ -814,6 +841,38 @@ mod tests {
         assert_eq!(fewer_entries(2, 5 * MAX_APPEND_BYTES), Some(1));
         assert_eq!(fewer_entries(1, 5 * MAX_APPEND_BYTES), None);
         assert_eq!(fewer_entries(0, 0), None);
+    }
+
+    #[tokio::test]
+    async fn a_peer_body_decodes_or_is_refused_with_the_failing_field() {
+        let request = |body: &str| {
+            Request::builder()
+                .method("POST")
+                .uri("/raft/elect")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .expect("request")
+        };
+        let Wire(elect) =
+            Wire::<ElectRequest>::from_request(request(r#"{"from":2,"term":7}"#), &())
+                .await
+                .expect("a well-formed body decodes");
+        assert_eq!((elect.from, elect.term), (2, 7));
+
+        let Err((status, message)) =
+            Wire::<ElectRequest>::from_request(request(r#"{"from":2,"term":"seven"}"#), &()).await
+        else {
+            panic!("a mistyped field is refused");
+        };
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.contains("`term`"), "{message}");
+        assert!(message.contains("invalid type"), "{message}");
+
+        let Err((status, _)) = Wire::<ElectRequest>::from_request(request("not json"), &()).await
+        else {
+            panic!("a body that is not JSON is refused");
+        };
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -30,7 +30,8 @@ use rota_store::codec::{decode, encode};
 
 use crate::batcher::Gate;
 use crate::types::{
-    is_light, Entry, LogId, RaftMetaV1, SnapshotMeta, StorageError, TypeConfig, RAFT_META,
+    applies_in_place, is_light, Entry, LogId, RaftMetaV1, SnapshotMeta, StorageError, TypeConfig,
+    RAFT_META,
 };
 use crate::ClusterError;
 
@@ -343,7 +344,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta =
             encode(RAFT_META, &RaftMetaV1::new(Some(&last), &membership)).map_err(sm_write_err)?;
         let store = self.store.clone();
-        let light = is_light(&entries) && self.gate.is_quiet();
+        let in_place = (is_light(&entries) && self.gate.is_quiet())
+            || (self.gate.is_idle() && applies_in_place(&entries));
         let apply = move || {
             let members: Vec<Option<BTreeMap<u64, Member>>> = entries
                 .iter()
@@ -366,8 +368,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .collect();
             store.apply(&batch, &meta)
         };
-        // A light entry is applied in place while writes are quiet; see `is_light`.
-        let applied = if light {
+        // A light entry is applied in place while writes are quiet (see `is_light`),
+        // and so are a follower's key/value writes (see `applies_in_place`).
+        let applied = if in_place {
             apply().map_err(ClusterError::from)
         } else {
             tokio::task::spawn_blocking(apply)

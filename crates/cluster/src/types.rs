@@ -217,20 +217,45 @@ const IN_PLACE_APPEND_BYTES: usize = 256 * 1024;
 /// for the sync. The scheduler's entries (fires, starts, finishes) still go to the
 /// pool: when a burst of runs is due, both workers hand them over.
 pub(crate) fn appends_in_place(entries: &[Entry], bytes: usize) -> bool {
-    bytes <= IN_PLACE_APPEND_BYTES
-        && !entries.is_empty()
-        && entries.iter().all(|e| match &e.payload {
-            EntryPayload::Normal(req) => only_kv_writes(&req.command),
-            EntryPayload::Blank | EntryPayload::Membership(_) => false,
-        })
+    bytes <= IN_PLACE_APPEND_BYTES && kv_write_bytes(entries).is_some()
 }
 
-fn only_kv_writes(command: &Command) -> bool {
+/// Whether a node with no write of its own on the way (a follower; see
+/// [`crate::batcher::Gate::is_idle`]) applies `entries` on the calling task: entries
+/// of key/value writes only, whose keys and values add up to at most
+/// [`IN_PLACE_APPEND_BYTES`].
+///
+/// A follower's state machine worker does nothing else while an apply runs, and
+/// the runtime's other worker goes on taking the leader's AppendEntries calls; a
+/// trip through the blocking pool would add two thread wake-ups to every apply.
+/// On a leader under load the apply still goes to the pool: there a worker held
+/// by an apply holds up the requests that fill the next batch (measured 25 %
+/// slower when every apply ran in place).
+pub(crate) fn applies_in_place(entries: &[Entry]) -> bool {
+    kv_write_bytes(entries).is_some_and(|bytes| bytes <= IN_PLACE_APPEND_BYTES)
+}
+
+/// The keys' and values' bytes of `entries` when they hold key/value writes only
+/// (puts and deletes, plain, attributed or batched), else `None`.
+fn kv_write_bytes(entries: &[Entry]) -> Option<usize> {
+    if entries.is_empty() {
+        return None;
+    }
+    entries.iter().try_fold(0usize, |sum, e| match &e.payload {
+        EntryPayload::Normal(req) => Some(sum.saturating_add(command_kv_bytes(&req.command)?)),
+        EntryPayload::Blank | EntryPayload::Membership(_) => None,
+    })
+}
+
+fn command_kv_bytes(command: &Command) -> Option<usize> {
     match command {
-        Command::KvPut { .. } | Command::KvDelete { .. } => true,
-        Command::Attributed { command, .. } => only_kv_writes(command),
-        Command::Requests { requests } => requests.iter().all(|r| only_kv_writes(&r.command)),
-        _ => false,
+        Command::KvPut { key, value, .. } => Some(key.len().saturating_add(value.len())),
+        Command::KvDelete { key, .. } => Some(key.len()),
+        Command::Attributed { command, .. } => command_kv_bytes(command),
+        Command::Requests { requests } => requests.iter().try_fold(0usize, |sum, r| {
+            Some(sum.saturating_add(command_kv_bytes(&r.command)?))
+        }),
+        _ => None,
     }
 }
 
@@ -348,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_of_key_value_writes_are_appended_in_place() {
+    fn batches_of_key_value_writes_are_appended_and_applied_in_place() {
         let request = |command| ClientRequest {
             session: None,
             at: chrono::Utc::now(),
@@ -389,7 +414,28 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 3),
             payload: EntryPayload::Blank,
         };
-        assert!(!appends_in_place(&[blank], 1024), "openraft's own entry");
+        assert!(
+            !appends_in_place(std::slice::from_ref(&blank), 1024),
+            "openraft's own entry"
+        );
         assert!(!appends_in_place(&[], 0), "nothing");
+
+        // Applies in place: the same entries, bounded by their keys' and values' bytes.
+        assert!(applies_in_place(&entries));
+        let large = rota_core::Command::KvPut {
+            key: "k".into(),
+            value: "v".repeat(IN_PLACE_APPEND_BYTES),
+            if_revision: None,
+        };
+        assert!(!applies_in_place(&[entry(1, large)]), "too many bytes");
+        let with_a_start = rota_core::Command::Requests {
+            requests: vec![request(rota_core::Command::Start { starts: Vec::new() })],
+        };
+        assert!(!applies_in_place(&[
+            entry(1, put()),
+            entry(2, with_a_start)
+        ]));
+        assert!(!applies_in_place(&[blank]), "openraft's own entry");
+        assert!(!applies_in_place(&[]), "nothing");
     }
 }
