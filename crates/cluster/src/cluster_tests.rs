@@ -463,3 +463,42 @@ async fn a_node_catching_up_on_large_entries_gets_them_in_calls_of_bounded_size(
     );
     stop(vec![first, second]).await;
 }
+
+/// A leader cut off from the other voters still believes it leads (openraft keeps
+/// the role until a peer answers with a newer term), as does a node restarting as
+/// the leader of its old term; `confirm_leadership` answers for both what a quorum
+/// says, not what the node believes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_voters_cannot_confirm_its_leadership() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = three_members(dir.path()).await;
+    let (leader, node) = the_leader(&members).await;
+    node.confirm_leadership()
+        .await
+        .expect("a leader with a quorum");
+    let follower = members
+        .iter()
+        .find(|m| m.node.config().node_id != leader)
+        .expect("a follower");
+    assert!(
+        follower.node.confirm_leadership().await.is_err(),
+        "a follower does not lead"
+    );
+
+    info!("--- both followers stop: the leader is alone");
+    let followers: Vec<Member> = {
+        let (kept, gone): (Vec<Member>, Vec<Member>) = members
+            .drain(..)
+            .partition(|m| m.node.config().node_id == leader);
+        members = kept;
+        gone
+    };
+    stop(followers).await;
+    assert!(
+        *node.leadership().borrow(),
+        "the lone node still believes it leads"
+    );
+    let refused = node.confirm_leadership().await;
+    assert!(refused.is_err(), "confirmed without a quorum: {refused:?}");
+    stop(members).await;
+}

@@ -202,6 +202,19 @@ impl Node {
         }
     }
 
+    /// Confirms that this node leads now, as a quorum of the voters sees it
+    /// (ReadIndex), and waits until it applied everything committed before that:
+    /// what a leader-only worker whose side effects are not in the log (webhooks)
+    /// waits for before it acts on the store. The leadership watch alone is not
+    /// enough for that: a node that restarts as the leader of its old term
+    /// (openraft restores that role from its vote), or a leader cut off from the
+    /// others, believes it leads until a peer answers with a newer term. Answers
+    /// `NotLeader` (or a timeout) for those.
+    pub async fn confirm_leadership(&self) -> Result<(), WriteError> {
+        let index = self.read_index_local().await?;
+        self.wait_applied(index).await
+    }
+
     /// The read index of this node as leader (for a follower's read barrier).
     pub(crate) async fn read_index_local(&self) -> Result<u64, WriteError> {
         self.read_index_here(Instant::now() + WRITE_TIMEOUT).await

@@ -47,6 +47,8 @@ const COMMIT_EVERY: Duration = Duration::from_millis(200);
 const CURSOR_EVERY: Duration = Duration::from_secs(5);
 /// Wait after a failed read or commit before trying again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Wait after this node's leadership could not be confirmed before asking again.
+const CONFIRM_PAUSE: Duration = Duration::from_millis(100);
 
 /// Whether a store event is one that webhooks or a job's `notify` may be sent for.
 fn notifies(event: &StoreEvent) -> bool {
@@ -125,6 +127,27 @@ impl<'a> Notifier<'a> {
     /// dropped (the next leader sends them again).
     async fn lead(&mut self, leadership: &mut watch::Receiver<bool>) {
         let mut events = self.node.store().subscribe_without_kv();
+        // Nothing goes out before a quorum confirmed this leadership and the store
+        // applied what was committed before it: a node restarting as the leader of
+        // its old term would otherwise send again, from its stale cursor, what the
+        // leader of the next term already delivered.
+        loop {
+            tokio::select! {
+                () = self.ctx.stopping() => return,
+                _ = leadership.changed() => return,
+                confirmed = self.node.confirm_leadership() => match confirmed {
+                    Ok(()) => break,
+                    Err(err) => {
+                        debug!(error = %rota_core::error::chain(&err), "notifier waits for its leadership to be confirmed");
+                        tokio::select! {
+                            () = self.ctx.stopping() => return,
+                            _ = leadership.changed() => return,
+                            () = tokio::time::sleep(CONFIRM_PAUSE) => {}
+                        }
+                    }
+                },
+            }
+        }
         loop {
             match self.start_cursor() {
                 Ok(()) => break,
