@@ -633,7 +633,7 @@ pub(crate) enum MemberChange {
 }
 
 /// A peer RPC's JSON body. Unlike axum's `Json`, it decodes without tracking the
-/// path to every field (a tenth of a follower's CPU under write load went to that
+/// path to every field (about 7 % of a follower's CPU under write load went to that
 /// for AppendEntries); only a body that fails to decode is decoded again with the
 /// path, for the error message. A body that is not JSON is a 400 naming what failed.
 struct Wire<T>(T);
