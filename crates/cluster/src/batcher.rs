@@ -83,8 +83,7 @@ impl Gate {
     /// place (see [`crate::types::is_light`]): under load, a worker thread blocked
     /// on an fsync would hold up the requests that fill the next batch.
     pub(crate) fn is_quiet(&self) -> bool {
-        self.queued.load(Ordering::Acquire) == 0
-            && self.permits.available_permits() + 1 >= IN_FLIGHT
+        self.on_the_way().is_some_and(|n| n <= 1)
     }
 
     /// No write of this node's on its way at all: always on a follower, where
@@ -93,7 +92,14 @@ impl Gate {
     /// follower applies key/value batches in place (see
     /// [`crate::types::applies_in_place`]).
     pub(crate) fn is_idle(&self) -> bool {
-        self.queued.load(Ordering::Acquire) == 0 && self.permits.available_permits() >= IN_FLIGHT
+        self.on_the_way() == Some(0)
+    }
+
+    /// How many of this node's proposals are on their way through Raft, or `None`
+    /// while writes wait in the queue.
+    fn on_the_way(&self) -> Option<usize> {
+        (self.queued.load(Ordering::Acquire) == 0)
+            .then(|| IN_FLIGHT.saturating_sub(self.permits.available_permits()))
     }
 }
 

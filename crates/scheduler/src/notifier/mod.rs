@@ -130,35 +130,28 @@ impl<'a> Notifier<'a> {
         // Nothing goes out before a quorum confirmed this leadership and the store
         // applied what was committed before it: a node restarting as the leader of
         // its old term would otherwise send again, from its stale cursor, what the
-        // leader of the next term already delivered.
+        // leader of the next term already delivered. Then the cursor is read.
         loop {
+            let confirmed = tokio::select! {
+                () = self.ctx.stopping() => return,
+                _ = leadership.changed() => return,
+                confirmed = self.node.confirm_leadership() => confirmed,
+            };
+            let pause = match confirmed.map(|()| self.start_cursor()) {
+                Ok(Ok(())) => break,
+                Ok(Err(err)) => {
+                    warn!(error = %rota_core::error::chain(&err), "notifier cannot read its cursor");
+                    RETRY_PAUSE
+                }
+                Err(err) => {
+                    debug!(error = %rota_core::error::chain(&err), "notifier waits for its leadership to be confirmed");
+                    CONFIRM_PAUSE
+                }
+            };
             tokio::select! {
                 () = self.ctx.stopping() => return,
                 _ = leadership.changed() => return,
-                confirmed = self.node.confirm_leadership() => match confirmed {
-                    Ok(()) => break,
-                    Err(err) => {
-                        debug!(error = %rota_core::error::chain(&err), "notifier waits for its leadership to be confirmed");
-                        tokio::select! {
-                            () = self.ctx.stopping() => return,
-                            _ = leadership.changed() => return,
-                            () = tokio::time::sleep(CONFIRM_PAUSE) => {}
-                        }
-                    }
-                },
-            }
-        }
-        loop {
-            match self.start_cursor() {
-                Ok(()) => break,
-                Err(err) => {
-                    warn!(error = %rota_core::error::chain(&err), "notifier cannot read its cursor");
-                    tokio::select! {
-                        () = self.ctx.stopping() => return,
-                        _ = leadership.changed() => return,
-                        () = tokio::time::sleep(RETRY_PAUSE) => {}
-                    }
-                }
+                () = tokio::time::sleep(pause) => {}
             }
         }
         info!(cursor = self.scanned, "notifier leading");
